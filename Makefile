@@ -1,0 +1,60 @@
+# oec-operator: the two commands users need are `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+K8S_VERSION ?= 1.36.3
+CACHE_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)
+K8S_BIN_DIR ?= $(CACHE_HOME)/oec-operator/k8s-v$(K8S_VERSION)
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DEMO_DIR ?= .demo
+IMG ?= oec-operator:dev
+KIND_CLUSTER ?= oec
+
+export OEC_K8S_BIN_DIR := $(K8S_BIN_DIR)
+export K8S_VERSION
+
+.PHONY: help venv k8s-bin test test-unit test-integration lint demo demo-down demo-status kind-up kind-deploy
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv with the package and its dev tools
+
+k8s-bin: ## Build kube-apiserver, etcd and kubectl v$(K8S_VERSION) into the cache (only what is missing)
+	K8S_VERSION=$(K8S_VERSION) tools/k8sbin/build.sh $(K8S_BIN_DIR)
+
+test: venv k8s-bin ## Unit, simulator and integration tests (starts its own control plane and simulator)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+test-unit: venv ## Only the tests that need no control plane
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/simulator
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check operator tests tools
+	$(VENV)/bin/mypy
+
+demo: venv k8s-bin ## Control plane + simulator + operator + a sample OdooEnvironment reaching Running
+	$(PY) tools/demo.py up --state-dir $(DEMO_DIR)
+
+demo-status: venv ## Show the demo's processes and resources
+	$(PY) tools/demo.py status --state-dir $(DEMO_DIR)
+
+demo-down: venv ## Stop everything `make demo` started
+	$(PY) tools/demo.py down --state-dir $(DEMO_DIR)
+
+kind-up: ## (needs Docker) Create a kind cluster and install the CRD
+	kind create cluster --name $(KIND_CLUSTER)
+	kubectl apply -f crds/
+
+kind-deploy: ## (needs Docker) Build the image, load it into kind and deploy the operator
+	docker build -t $(IMG) .
+	kind load docker-image $(IMG) --name $(KIND_CLUSTER)
+	kubectl apply -k deploy/default

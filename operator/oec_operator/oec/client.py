@@ -1,0 +1,260 @@
+"""Async client of the OEC.sh public REST API (environments, tasks, logs).
+
+It knows nothing of Kubernetes. One ``httpx.AsyncClient`` (connection pool, timeouts, base URL)
+is shared by every :class:`OecClient`; an ``OecClient`` binds it to one API key. Every method
+maps to one endpoint of ``oec-api.md`` §11 and raises the typed errors of
+:mod:`oec_operator.oec.errors` for any non-2xx answer or transport failure.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from oec_operator.oec.errors import OecError, OecTransportError, error_from_response
+from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
+
+#: Production base URL (``oec-api.md`` §2).
+DEFAULT_BASE_URL = "https://api.oec.sh/api/public/v1"
+#: Accepted API key format (``oec-api.md`` §4, decision 26).
+API_KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
+#: The client never asks for more log lines than the vendor client allows (``oec-api.md`` §2).
+MAX_LOG_LINES = 1000
+
+
+def validate_api_key(api_key: str) -> str:
+    """Check an API key's format before any request (``oec-api.md`` §4).
+
+    Args:
+        api_key: the key, ``oec_live_ro_...`` or ``oec_live_rw_...``.
+
+    Returns:
+        The tier, ``"ro"`` or ``"rw"``.
+
+    Raises:
+        ValueError: the key does not match the documented format; the message never contains
+            the key itself.
+    """
+    match = API_KEY_PATTERN.match(api_key.strip())
+    if not match:
+        raise ValueError(
+            "the OEC.sh API key has an invalid format (expected oec_live_ro_... or oec_live_rw_...)"
+        )
+    return match.group(1)
+
+
+def make_http_client(base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0) -> httpx.AsyncClient:
+    """Create the shared HTTP client.
+
+    Args:
+        base_url: API root, e.g. ``https://api.oec.sh/api/public/v1`` or a simulator's
+            ``http://127.0.0.1:8765/api/public/v1``.
+        timeout: per-request timeout in seconds (connect timeout is capped at 10 s); the vendor
+            client uses 30 s (``oec-api.md`` §3).
+
+    Returns:
+        An ``httpx.AsyncClient`` that never follows redirects (the API never redirects,
+        ``oec-api.md`` §3) and ignores proxy environment variables.
+    """
+    return httpx.AsyncClient(
+        base_url=base_url.rstrip("/") + "/",
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+        follow_redirects=False,
+        trust_env=False,
+        headers={"Accept": "application/json", "User-Agent": "oec-operator"},
+    )
+
+
+class OecClient:
+    """The OEC.sh API bound to one API key.
+
+    Args:
+        http: the shared client from :func:`make_http_client` (not closed by this object).
+        api_key: the bearer key. It is sent only in the ``Authorization`` header and never
+            appears in ``repr``, logs or exception messages.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, api_key: str) -> None:
+        self._http = http
+        self._auth = {"Authorization": f"Bearer {api_key.strip()}"}
+
+    def __repr__(self) -> str:
+        return f"OecClient(base_url={str(self._http.base_url)!r})"
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        try:
+            response = await self._http.request(
+                method,
+                path.lstrip("/"),
+                json=json,
+                params=params,
+                headers={**self._auth, **(headers or {})},
+            )
+        except httpx.TransportError as exc:
+            # The exception text may carry the URL but never headers; keep only its kind.
+            raise OecTransportError(f"{type(exc).__name__} on {method} {path}", code="transport") from None
+        if response.status_code >= 300:
+            raise error_from_response(response)
+        return response
+
+    async def list_environments(self, project_id: str, *, status: str | None = None) -> list[Environment]:
+        """``GET /projects/{project_id}/environments``: every environment, oldest first.
+
+        Args:
+            project_id: project UUID.
+            status: optional status filter (case-insensitive on the API side, §11.2).
+
+        Raises:
+            OecError: any API or transport failure; ``OecNotFoundError`` for an unknown project.
+        """
+        params = {"status": status} if status else None
+        response = await self._request("GET", f"/projects/{project_id}/environments", params=params)
+        body = response.json()
+        items = body.get("data", []) if isinstance(body, dict) else body
+        return [Environment.model_validate(item) for item in items]
+
+    async def create_environment(
+        self,
+        project_id: str,
+        *,
+        name: str,
+        environment_type: str,
+        idempotency_key: str,
+        branch: str | None = None,
+    ) -> Environment:
+        """``POST /projects/{project_id}/environments`` with ``X-Idempotency-Key`` (§2, §7).
+
+        A retry with the same key within 24 h returns the first answer and creates nothing.
+
+        Args:
+            project_id: project UUID.
+            name: display name (1-255 characters).
+            environment_type: ``development``, ``staging`` or ``production``.
+            idempotency_key: stable key for this logical create (1-255 characters).
+            branch: git branch; ``None`` lets the API use the project's default branch.
+
+        Returns:
+            The created environment (status ``deploying`` or ``pending``).
+
+        Raises:
+            OecError: e.g. ``OecValidationError`` (422) naming the field, ``OecPermissionError``
+                for a read-only key.
+        """
+        body: dict[str, Any] = {"name": name, "environment_type": environment_type}
+        if branch is not None:
+            body["branch"] = branch
+        response = await self._request(
+            "POST",
+            f"/projects/{project_id}/environments",
+            json=body,
+            headers={"X-Idempotency-Key": idempotency_key},
+        )
+        return Environment.model_validate(response.json())
+
+    async def get_environment(self, environment_id: str) -> Environment:
+        """``GET /environments/{env_id}`` (§11.2).
+
+        Raises:
+            OecNotFoundError: the environment is deleted or not visible to this key.
+            OecError: any other failure.
+        """
+        response = await self._request("GET", f"/environments/{environment_id}")
+        return Environment.model_validate(response.json())
+
+    async def update_environment(
+        self, environment_id: str, *, name: str | None = None, branch: str | None = None
+    ) -> Environment:
+        """``PATCH /environments/{env_id}`` with only the given fields (§2; effective next deploy).
+
+        Raises:
+            ValueError: neither ``name`` nor ``branch`` was given.
+            OecError: any API or transport failure.
+        """
+        body = {k: v for k, v in (("name", name), ("branch", branch)) if v is not None}
+        if not body:
+            raise ValueError("update_environment needs name or branch")
+        response = await self._request("PATCH", f"/environments/{environment_id}", json=body)
+        return Environment.model_validate(response.json())
+
+    async def delete_environment(self, environment_id: str) -> ActionAccepted | None:
+        """``DELETE /environments/{env_id}`` with ``X-Confirm-Delete: true`` (§2, decision 3).
+
+        Returns:
+            The destroy task (HTTP 202), or ``None`` when the API answers 204 without a body.
+
+        Raises:
+            OecNotFoundError: already gone (callers treat it as success).
+            OecConflictError: ``task_in_progress`` (e.g. a destroy already running).
+            OecError: any other failure.
+        """
+        response = await self._request(
+            "DELETE", f"/environments/{environment_id}", headers={"X-Confirm-Delete": "true"}
+        )
+        if response.status_code == 204 or not response.content:
+            return None
+        return ActionAccepted.model_validate(response.json())
+
+    async def get_environment_status(self, environment_id: str) -> EnvironmentHealth:
+        """``GET /environments/{env_id}/status``: health and last deploy (§2, §9.2)."""
+        response = await self._request("GET", f"/environments/{environment_id}/status")
+        return EnvironmentHealth.model_validate(response.json())
+
+    async def get_logs(
+        self, environment_id: str, *, task_id: str | None = None, lines: int = 200
+    ) -> TaskLog:
+        """``GET /environments/{env_id}/logs``: a task's step log (§11.4).
+
+        Args:
+            environment_id: environment UUID.
+            task_id: the task; ``None`` = the latest task.
+            lines: number of lines, clamped to 1..1000 (the vendor client's bound, §2).
+        """
+        params: dict[str, Any] = {"lines": max(1, min(MAX_LOG_LINES, int(lines)))}
+        if task_id:
+            params["task_id"] = task_id
+        response = await self._request("GET", f"/environments/{environment_id}/logs", params=params)
+        return TaskLog.model_validate(response.json())
+
+    async def get_task(self, task_id: str) -> Task:
+        """``GET /deployments/{task_id}``: any task, also after its environment is gone (§11.3)."""
+        response = await self._request("GET", f"/deployments/{task_id}")
+        return Task.model_validate(response.json())
+
+    async def deploy(
+        self, environment_id: str, *, idempotency_key: str, update_modules: list[str] | None = None
+    ) -> ActionAccepted:
+        """``POST /environments/{env_id}/deploy`` with ``Idempotency-Key`` (§7, §11.3).
+
+        Raises:
+            OecConflictError: ``task_in_progress`` (``task_id`` names the running task) or
+                ``invalid_state``.
+            OecError: any other failure.
+        """
+        body = {"update_modules": update_modules} if update_modules else None
+        response = await self._request(
+            "POST",
+            f"/environments/{environment_id}/deploy",
+            json=body,
+            headers={"Idempotency-Key": idempotency_key},
+        )
+        return ActionAccepted.model_validate(response.json())
+
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OecClient",
+    "OecError",
+    "make_http_client",
+    "validate_api_key",
+]

@@ -1,0 +1,246 @@
+"""Fixtures for integration tests: the CRD on the real apiserver, the OEC.sh simulator as a real
+process on loopback, and the operator as a real process (``python -m oec_operator``) scoped to
+the test's namespace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"
+GROUP, VERSION, PLURAL = "oec.sh", "v1alpha1", "odooenvironments"
+RW_KEY = "oec_live_rw_test_integration_key_00000000000000"
+RO_KEY = "oec_live_ro_test_integration_key_00000000000000"
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what or predicate} (last value: {last!r})")
+
+
+class Simulator:
+    """A running ``oec-simulator`` process and its admin API (``/_sim/...``)."""
+
+    def __init__(self, base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.base = base
+        self.api_url = f"{base}/api/public/v1"
+        self.proc = proc
+        self.log = log
+        self.admin = httpx.Client(base_url=base, timeout=10.0, trust_env=False)
+
+    def new_project(self, name: str = "it", default_branch: str = "main") -> str:
+        response = self.admin.post(
+            "/_sim/projects",
+            json={"name": name, "default_branch": default_branch, "odoo_version": "17.0",
+                  "server_id": str(uuid.uuid4())},
+        )
+        response.raise_for_status()
+        return str(response.json()["id"])
+
+    def requests(self, method: str | None = None, path_contains: str = "") -> list[dict[str, Any]]:
+        items = self.admin.get("/_sim/requests").json()
+        return [
+            r for r in items
+            if (method is None or r["method"] == method) and path_contains in r["path"]
+        ]
+
+    def environments(self, project_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
+        items = self.admin.get("/_sim/environments").json()
+        return [
+            e for e in items
+            if e.get("project_id") == project_id and (include_deleted or not e.get("deleted"))
+        ]
+
+    def configure(self, **changes: Any) -> None:
+        self.admin.patch("/_sim/config", json=changes).raise_for_status()
+
+
+@pytest.fixture(scope="session")
+def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
+    """The simulator with fast lifecycles (deploy 2 s, destroy 1.5 s) and the test keys."""
+    work = tmp_path_factory.mktemp("simulator")
+    port_file, log = work / "port", work / "simulator.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file),
+             "--deploy-seconds", "2", "--destroy-seconds", "1.5", "--key", RW_KEY, "--key", RO_KEY],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: port_file.exists() and port_file.read_text().strip() or proc.poll() is not None,
+                 timeout=30, what="the simulator to listen")
+        if proc.poll() is not None:
+            pytest.fail(f"simulator exited: {log.read_text()[-2000:]}")
+        sim = Simulator(f"http://127.0.0.1:{int(port_file.read_text())}", proc, log)
+        wait_for(lambda: sim.admin.get("/_sim/health").status_code == 200, timeout=10, what="simulator health")
+        yield sim
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def crd(kube: Any) -> Path:
+    """The CRD installed from ``crds/`` and Established."""
+    kubectl_run(kube, "apply", "-f", str(CRD))
+    kubectl_run(kube, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+    return CRD
+
+
+def kubectl_run(kube: Any, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the control plane's kubectl; fail the test with its output when ``check`` and it fails."""
+    proc = subprocess.run(
+        [str(kube.kubectl), "--kubeconfig", str(kube.kubeconfig), *args],
+        capture_output=True, text=True, input=input, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
+    return proc
+
+
+class Cluster:
+    """kubectl and typed reads of OdooEnvironments in one namespace."""
+
+    def __init__(self, kube: Any, namespace: str) -> None:
+        self.kube = kube
+        self.namespace = namespace
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return kubectl_run(self.kube, "-n", self.namespace, *args, check=check, input=input, timeout=timeout)
+
+    def apply(self, manifest: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest), check=check)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        proc = self.kubectl("get", f"{PLURAL}.{GROUP}", name, "-o", "json", check=False)
+        if proc.returncode != 0:
+            if "NotFound" in proc.stderr:
+                return None
+            pytest.fail(f"kubectl get failed: {proc.stderr}")
+        return dict(json.loads(proc.stdout))
+
+    def condition(self, name: str, type_: str) -> dict[str, Any] | None:
+        obj = self.get(name) or {}
+        return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+    def wait_ready(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        def ready() -> dict[str, Any] | None:
+            obj = self.get(name)
+            conds = (obj or {}).get("status", {}).get("conditions", [])
+            ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+            return obj if ok else None
+        return dict(wait_for(ready, timeout=timeout, what=f"{name} Ready=True"))
+
+
+def environment(name: str, project_id: str, **spec: Any) -> dict[str, Any]:
+    """An OdooEnvironment manifest."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "OdooEnvironment",
+        "metadata": {"name": name},
+        "spec": {"projectId": project_id, **spec},
+    }
+
+
+class OperatorProcess:
+    """The operator as a real process, ``python -m oec_operator -n NAMESPACE``."""
+
+    def __init__(self, kube: Any, namespace: str, simulator: Simulator, log: Path, env: dict[str, str]) -> None:
+        self.kube, self.namespace, self.simulator, self.log, self.extra_env = kube, namespace, simulator, log, env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kube.kubeconfig),
+            "OEC_API_URL": self.simulator.api_url,
+            "OEC_API_KEY": RW_KEY,
+            "OEC_POLL_INTERVAL": "3",
+            "OEC_FAST_POLL_INTERVAL": "0.5",
+            **self.extra_env,
+        }
+        out = self.log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oec_operator", "-n", self.namespace],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+        out.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as in a node failure or an OOM kill."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def cluster(kube: Any, namespace: str, crd: Path) -> Cluster:
+    return Cluster(kube, namespace)
+
+
+@pytest.fixture
+def operator_factory(kube: Any, namespace: str, simulator: Simulator, tmp_path: Path,
+                     request: pytest.FixtureRequest) -> Iterator[Callable[..., OperatorProcess]]:
+    """Start operator processes for the test's namespace; all are stopped at the end, and the
+    log is printed when the test failed."""
+    started: list[OperatorProcess] = []
+
+    def start(**env: str) -> OperatorProcess:
+        op = OperatorProcess(kube, namespace, simulator, tmp_path / "operator.log", env)
+        op.start()
+        started.append(op)
+        return op
+
+    yield start
+    for op in started:
+        op.stop()
+    report = getattr(request.node, "rep_call", None)
+    if started and report is not None and report.failed:
+        sys.stderr.write(f"\n--- operator log ---\n{started[-1].output()[-6000:]}\n")
+
+
+@pytest.fixture
+def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
+    """One running operator for the test's namespace."""
+    return operator_factory()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,110 @@
+"""Pure decisions of the domain logic: what to PATCH, how API states and errors become conditions."""
+
+from __future__ import annotations
+
+import httpx
+
+from oec_operator.conditions import merge_conditions
+from oec_operator.oec.errors import error_from_response
+from oec_operator.oec.models import Environment, EnvironmentHealth
+from oec_operator.reconcile import Outcome, assess, desired_changes, error_outcome, merge_status, retry_delay
+from oec_operator.spec import OdooEnvironmentSpec
+
+PROJECT = "3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10"
+
+
+def env(**kw: object) -> Environment:
+    base = {"id": "e1", "name": "shop", "status": "running", "branch": "main", "url": "https://shop.apps.oec.sh"}
+    return Environment.model_validate({**base, **kw})
+
+
+def spec(**kw: object) -> OdooEnvironmentSpec:
+    return OdooEnvironmentSpec.from_body({"projectId": PROJECT, **kw})
+
+
+def test_name_defaults_to_metadata_name_and_branch_is_enforced_only_when_set() -> None:
+    assert desired_changes(spec(), "shop", env()) == {}
+    assert desired_changes(spec(), "other", env()) == {"name": "other"}
+    assert desired_changes(spec(branch="dev"), "shop", env()) == {"branch": "dev"}
+    assert desired_changes(spec(name="Shop", branch="main"), "shop", env()) == {"name": "Shop"}
+
+
+def conditions_of(outcome: Outcome) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in outcome.conditions}
+
+
+def test_running_is_ready_and_observed() -> None:
+    outcome = Outcome()
+    assess(env(), EnvironmentHealth(), outcome, fast=1, slow=60)
+    assert conditions_of(outcome) == {"Ready": ("True", "Available")}
+    assert outcome.observed and outcome.next_poll == 60
+    assert set(outcome.remove) == {"Reconciling", "Stalled"}
+
+
+def test_deploying_is_reconciling_and_polled_fast() -> None:
+    outcome = Outcome()
+    assess(env(status="deploying"), None, outcome, fast=2, slow=60)
+    assert conditions_of(outcome) == {"Ready": ("False", "Provisioning"), "Reconciling": ("True", "Progressing")}
+    assert not outcome.observed and outcome.next_poll == 2
+
+
+def test_failed_deploy_stalls() -> None:
+    outcome = Outcome()
+    assess(env(status="failed"), None, outcome, fast=2, slow=60)
+    assert conditions_of(outcome)["Stalled"] == ("True", "DeployFailed")
+    assert outcome.observed
+
+
+def test_transient_error_keeps_ready_and_backs_off() -> None:
+    exc = error_from_response(httpx.Response(503, json={"detail": {"error": "enqueue_failed", "message": "x"}}))
+    outcome = error_outcome(exc, had_ready=True, credentials_hint="k", failures=3, fast_poll=2, slow_poll=60)
+    assert conditions_of(outcome) == {"Reconciling": ("True", "ProgressingWithRetry")}
+    assert outcome.transient and not outcome.observed
+    assert 2 * 4 * 0.8 <= outcome.next_poll <= 2 * 4 * 1.2
+
+
+def test_rate_limit_waits_exactly_as_told() -> None:
+    exc = error_from_response(httpx.Response(429, headers={"Retry-After": "37"}, json={}))
+    assert retry_delay(exc, failures=5, base=2) == 37
+    outcome = error_outcome(exc, had_ready=False, credentials_hint="k", failures=1, fast_poll=2, slow_poll=60)
+    assert conditions_of(outcome)["Reconciling"] == ("True", "RateLimited")
+    assert conditions_of(outcome)["Ready"] == ("False", "RateLimited")
+
+
+def test_backoff_is_capped() -> None:
+    exc = error_from_response(httpx.Response(500, json={}))
+    assert retry_delay(exc, failures=30, base=5) <= 300 * 1.2
+
+
+def test_auth_failure_stalls_with_what_to_fix() -> None:
+    exc = error_from_response(httpx.Response(401, json={"detail": {"error": "invalid_key", "message": "bad"}}))
+    outcome = error_outcome(exc, had_ready=True, credentials_hint="Secret ns/k key apiKey", failures=1,
+                            fast_poll=2, slow_poll=60)
+    assert conditions_of(outcome) == {"Ready": ("False", "AuthFailed"), "Stalled": ("True", "AuthFailed")}
+    assert "Secret ns/k key apiKey" in outcome.conditions[0].message
+    assert outcome.observed and outcome.next_poll == 60
+
+
+def test_quota_is_a_plan_limit() -> None:
+    exc = error_from_response(httpx.Response(422, json={"detail": {"error": "quota_exceeded", "message": "full"}}))
+    outcome = error_outcome(exc, had_ready=False, credentials_hint="k", failures=1, fast_poll=2, slow_poll=60)
+    assert conditions_of(outcome)["Stalled"] == ("True", "PlanLimit")
+
+
+def test_transition_time_only_changes_with_status() -> None:
+    first = merge_conditions(None, [], generation=1, now="t0")
+    assert first == []
+    outcome = Outcome()
+    assess(env(status="deploying"), None, outcome, fast=1, slow=60)
+    a = merge_status({}, outcome, 1, "t1")
+    outcome = Outcome()
+    assess(env(status="deploying"), None, outcome, fast=1, slow=60)
+    b = merge_status(a, outcome, 1, "t2")
+    assert b["conditions"][0]["lastTransitionTime"] == "t1"
+    outcome = Outcome()
+    assess(env(), None, outcome, fast=1, slow=60)
+    c = merge_status(b, outcome, 2, "t3")
+    assert [x["type"] for x in c["conditions"]] == ["Ready"]
+    assert c["conditions"][0]["lastTransitionTime"] == "t3"
+    assert c["conditions"][0]["observedGeneration"] == 2 and c["observedGeneration"] == 2
+    assert "observedGeneration" not in a
