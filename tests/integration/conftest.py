@@ -87,7 +87,7 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
-        wait_for(lambda: port_file.exists() and port_file.read_text().strip() or proc.poll() is not None,
+        wait_for(lambda: (port_file.exists() and port_file.read_text().strip()) or proc.poll() is not None,
                  timeout=30, what="the simulator to listen")
         if proc.poll() is not None:
             pytest.fail(f"simulator exited: {log.read_text()[-2000:]}")
@@ -154,12 +154,12 @@ class Cluster:
         return dict(wait_for(ready, timeout=timeout, what=f"{name} Ready=True"))
 
 
-def environment(name: str, project_id: str, **spec: Any) -> dict[str, Any]:
-    """An OdooEnvironment manifest."""
+def environment(resource_name: str, project_id: str, /, **spec: Any) -> dict[str, Any]:
+    """An OdooEnvironment manifest named ``resource_name``; ``spec`` keys are the CRD's."""
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "OdooEnvironment",
-        "metadata": {"name": name},
+        "metadata": {"name": resource_name},
         "spec": {"projectId": project_id, **spec},
     }
 

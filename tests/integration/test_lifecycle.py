@@ -66,7 +66,7 @@ def test_branch_change_is_one_patch_and_kubectl_wait_waits_for_it(
     cluster.apply(environment("upd", project, branch="main"))
     cluster.wait_ready("upd")
     env_id = simulator.environments(project)[0]["id"]
-    simulator.configure(latency={"update_environment": 2.0})
+    simulator.configure(latency={"patch_environment": 2.0})
     try:
         cluster.apply(environment("upd", project, branch="release-2"))
         waited = cluster.kubectl("wait", "--for=condition=Ready", "--timeout=60s", "odooenvironment/upd")
