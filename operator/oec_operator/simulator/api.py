@@ -1,0 +1,387 @@
+"""Public API handlers under ``/api/public/v1`` (oec-api.md §2, §8, §9, §11.1-§11.4).
+
+Handlers run after the middleware in ``app.py`` has authenticated the key, rate-limited the request,
+applied fault injection, latency and idempotency; they raise
+:class:`~oec_operator.simulator.errors.ApiError` / ``RequestValidationError`` for error answers.
+:data:`ROUTES` lists ``(method, path, handler, route name)``; :data:`IDEMPOTENCY_HEADERS` maps the
+route names that honour an idempotency key to the header name of that route (§7).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from .auth import Principal
+from .config import ProjectConfig
+from .errors import ApiError, field_error, not_found
+from .runtime import Simulator
+from .schemas import (
+    CreateEnvironmentBody,
+    CreateProjectBody,
+    DeployBody,
+    PatchEnvironmentBody,
+    PatchProjectBody,
+    QuickUpdateBody,
+    StrictCreateEnvironmentBody,
+    parse_body,
+)
+from .store import MCP_FILTER_STATUSES, SEED_STATUSES, Environment, Project
+
+API_PREFIX = "/api/public/v1"
+SIM_KEY = web.AppKey("oec_simulator", Simulator)
+PRINCIPAL_KEY = web.RequestKey("oec_principal", Principal)
+RAW_BODY_KEY = web.RequestKey("oec_raw_body", bytes)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
+
+
+# ---------------------------------------------------------------------------- helpers
+def _sim(request: web.Request) -> Simulator:
+    return request.app[SIM_KEY]
+
+
+def _principal(request: web.Request) -> Principal:
+    return request[PRINCIPAL_KEY]
+
+
+def _raw(request: web.Request) -> bytes:
+    return request.get(RAW_BODY_KEY, b"")
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+def _path_uuid(request: web.Request, name: str) -> str:
+    """Path parameter ``name`` as a canonical UUID string; 422 ``uuid_parsing`` otherwise."""
+    value = request.match_info[name]
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise field_error(
+            "path", name, "Input should be a valid UUID, invalid character or length", "uuid_parsing"
+        ) from None
+
+
+def _ensure_visible(sim: Simulator, principal: Principal, project_id: str) -> None:
+    """404 ``not_found`` (or 403 ``project_scoped_key`` in the variant) for another project's resource."""
+    if principal.sees_project(project_id):
+        return
+    if sim.config.not_visible_status == 403:
+        raise ApiError(403, "project_scoped_key", "This API key is scoped to a different project.")
+    raise not_found()
+
+
+def _require_org(principal: Principal) -> None:
+    if principal.scope != "org":
+        raise ApiError(403, "org_scope_required", "This operation needs an organization-scoped API key.")
+
+
+def _confirmed(sim: Simulator, request: web.Request) -> None:
+    """Check ``X-Confirm-Delete: true``: 400 ``confirmation_required`` or the 422 variant (§1 row 18)."""
+    value = request.headers.get("X-Confirm-Delete")
+    if value == "true":
+        return
+    if sim.config.confirm_status == 422:
+        if value is None:
+            raise field_error("header", "x-confirm-delete", "Field required", "missing")
+        raise field_error("header", "x-confirm-delete", "Input should be 'true'", "literal_error")
+    raise ApiError(400, "confirmation_required", "Deleting requires the header X-Confirm-Delete: true.")
+
+
+def _visible_project(request: web.Request) -> Project:
+    sim = _sim(request)
+    project = sim.store.get_project(_path_uuid(request, "project_id"))
+    _ensure_visible(sim, _principal(request), project.id)
+    return project
+
+
+def _visible_env(request: web.Request) -> Environment:
+    sim = _sim(request)
+    env = sim.store.get_environment(_path_uuid(request, "env_id"))
+    _ensure_visible(sim, _principal(request), env.project_id)
+    return env
+
+
+def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise field_error(
+            "query", name, "Input should be a valid integer, unable to parse string as an integer", "int_parsing"
+        ) from None
+    if value < low:
+        raise field_error("query", name, f"Input should be greater than or equal to {low}", "greater_than_equal")
+    if value > high:
+        raise field_error("query", name, f"Input should be less than or equal to {high}", "less_than_equal")
+    return value
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        offset = int(number)
+        if prefix != "o" or offset < 0:
+            raise ValueError(cursor)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise field_error("query", "cursor", "Invalid cursor.", "value_error") from None
+    return offset
+
+
+def _cursor_page(request: web.Request, items: Sequence[T]) -> tuple[list[T], dict[str, Any]]:
+    """Cursor pagination (§8): ``limit`` 1-100 (default 20), opaque ``cursor`` → page + pagination."""
+    limit = _int_query(request, "limit", 20, 1, 100)
+    cursor = request.query.get("cursor")
+    offset = _decode_cursor(cursor) if cursor else 0
+    page = list(items[offset : offset + limit])
+    has_more = offset + limit < len(items)
+    return page, {
+        "has_more": has_more,
+        "next_cursor": _encode_cursor(offset + limit) if has_more else None,
+        "total": len(items),
+    }
+
+
+def _accepted(task_id: str, env_id: str) -> web.Response:
+    """202 action-accepted body (§9.4)."""
+    return _json(
+        {
+            "task_id": task_id,
+            "status": "queued",
+            "environment_id": env_id,
+            "poll_url": f"{API_PREFIX}/deployments/{task_id}",
+        },
+        status=202,
+    )
+
+
+# ---------------------------------------------------------------------------- projects (§11.1)
+async def list_projects(request: web.Request) -> web.Response:
+    """``GET /projects`` → cursor page of Projects visible to the key."""
+    sim, principal = _sim(request), _principal(request)
+    projects = [p for p in sim.store.list_projects() if principal.sees_project(p.id)]
+    page, pagination = _cursor_page(request, projects)
+    return _json({"data": [sim.store.project_view(p) for p in page], "pagination": pagination})
+
+
+async def create_project(request: web.Request) -> web.Response:
+    """``POST /projects`` (rw, org key) → 201 Project."""
+    sim = _sim(request)
+    _require_org(_principal(request))
+    body = parse_body(_raw(request), CreateProjectBody)
+    spec = ProjectConfig(
+        name=body.name,
+        server_id=body.server_id,
+        default_branch=body.default_branch,
+        odoo_version=body.odoo_version,
+    )
+    project = sim.store.add_project(spec)
+    return _json(sim.store.project_view(project), status=201)
+
+
+async def get_project(request: web.Request) -> web.Response:
+    """``GET /projects/{project_id}`` → Project."""
+    project = _visible_project(request)
+    return _json(_sim(request).store.project_view(project))
+
+
+async def patch_project(request: web.Request) -> web.Response:
+    """``PATCH /projects/{project_id}`` → 200 Project (future deploys only)."""
+    project = _visible_project(request)
+    body = parse_body(_raw(request), PatchProjectBody)
+    changes = body.model_dump(exclude_none=True)
+    sim = _sim(request)
+    return _json(sim.store.project_view(sim.store.update_project(project.id, changes)))
+
+
+async def delete_project(request: web.Request) -> web.Response:
+    """``DELETE /projects/{project_id}`` (rw, org, ``X-Confirm-Delete``) → 204."""
+    sim = _sim(request)
+    _require_org(_principal(request))
+    _confirmed(sim, request)
+    project = _visible_project(request)
+    sim.store.delete_project(project.id)
+    return web.Response(status=204)
+
+
+# ---------------------------------------------------------------------------- environments (§11.2)
+async def list_environments(request: web.Request) -> web.Response:
+    """``GET /projects/{project_id}/environments?status=`` → plain array, oldest first."""
+    sim = _sim(request)
+    project = _visible_project(request)
+    status = request.query.get("status")
+    if status is not None:
+        status = status.strip().lower()
+        allowed = SEED_STATUSES if sim.config.status_filter == "seed" else MCP_FILTER_STATUSES
+        if status not in allowed:
+            listed = ", ".join(f"'{s}'" for s in allowed)
+            raise field_error("query", "status", f"Input should be {listed}", "enum")
+    envs = sim.store.list_environments(project.id, status)
+    return _json([sim.store.environment_view(e) for e in envs])
+
+
+async def create_environment(request: web.Request) -> web.Response:
+    """``POST /projects/{project_id}/environments`` → 201 Environment (status ``deploying``)."""
+    sim = _sim(request)
+    project = _visible_project(request)
+    model = StrictCreateEnvironmentBody if sim.config.unknown_fields == "reject" else CreateEnvironmentBody
+    body = parse_body(_raw(request), model)
+    env = sim.store.create_environment(
+        project.id,
+        name=body.name,
+        branch=body.branch,
+        environment_type=body.environment_type,
+        cpu_cores=body.cpu_cores,
+        ram_mb=body.ram_mb,
+        disk_gb=body.disk_gb,
+        server_id=str(body.vm_id) if body.vm_id else None,
+    )
+    return _json(sim.store.environment_view(env), status=201)
+
+
+async def get_environment(request: web.Request) -> web.Response:
+    """``GET /environments/{env_id}`` → Environment; 404 once gone."""
+    env = _visible_env(request)
+    return _json(_sim(request).store.environment_view(env))
+
+
+async def patch_environment(request: web.Request) -> web.Response:
+    """``PATCH /environments/{env_id}`` body ``{name?, branch?}`` → 200 Environment, no redeploy."""
+    sim = _sim(request)
+    env = _visible_env(request)
+    body = parse_body(_raw(request), PatchEnvironmentBody)
+    env = sim.store.update_environment(env.id, name=body.name, branch=body.branch)
+    return _json(sim.store.environment_view(env))
+
+
+async def delete_environment(request: web.Request) -> web.Response:
+    """``DELETE /environments/{env_id}`` with ``X-Confirm-Delete: true`` → 202 accepted (or 204 variant)."""
+    sim = _sim(request)
+    _confirmed(sim, request)
+    env = _visible_env(request)
+    task = sim.store.start_action(env.id, "destroy")
+    if sim.config.delete_status == 204:
+        return web.Response(status=204)
+    return _accepted(task.id, env.id)
+
+
+async def environment_status(request: web.Request) -> web.Response:
+    """``GET /environments/{env_id}/status`` → health object (§9.2)."""
+    env = _visible_env(request)
+    return _json(_sim(request).store.health_view(env))
+
+
+async def environment_logs(request: web.Request) -> web.Response:
+    """``GET /environments/{env_id}/logs?task_id=&lines=`` → ``{task_id, log, lines, truncated}``."""
+    sim = _sim(request)
+    env = _visible_env(request)
+    lines = _int_query(request, "lines", 200, 1, sim.config.logs_max_lines)
+    raw_task = request.query.get("task_id")
+    task_id = None
+    if raw_task:
+        try:
+            task_id = str(uuid.UUID(raw_task))
+        except ValueError:
+            raise field_error("query", "task_id", "Input should be a valid UUID", "uuid_parsing") from None
+    return _json(sim.store.logs_view(env, task_id, lines))
+
+
+# ---------------------------------------------------------------------------- actions and tasks (§11.3)
+def _action(task_type: str) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        sim = _sim(request)
+        env = _visible_env(request)
+        if task_type == "deploy":
+            parse_body(_raw(request), DeployBody, required=False)
+        elif task_type == "quick_update":
+            parse_body(_raw(request), QuickUpdateBody, required=False)
+        task = sim.store.start_action(env.id, task_type)
+        return _accepted(task.id, env.id)
+
+    handler.__name__ = f"{task_type}_action"
+    handler.__doc__ = f"``POST /environments/{{env_id}}/{task_type}`` → 202 action accepted (§9.4)."
+    return handler
+
+
+async def get_deployment(request: web.Request) -> web.Response:
+    """``GET /deployments/{task_id}`` → Task (§9.3), also after the environment is gone."""
+    sim = _sim(request)
+    task = sim.store.get_task(_path_uuid(request, "task_id"))
+    env = sim.store.environments[task.environment_id]
+    _ensure_visible(sim, _principal(request), env.project_id)
+    return _json(sim.store.task_view(task))
+
+
+async def list_deployments(request: web.Request) -> web.Response:
+    """``GET /environments/{env_id}/deployments`` → cursor page of Tasks, newest first."""
+    sim = _sim(request)
+    env = _visible_env(request)
+    page, pagination = _cursor_page(request, sim.store.list_tasks(env.id))
+    return _json({"data": [sim.store.task_view(t) for t in page], "pagination": pagination})
+
+
+#: (method, path relative to API_PREFIX, handler, route name). Names ending in ``:alias`` are the
+#: ``/actions/…`` aliases, answered only with ``config.action_aliases``; the part before ``:`` is the
+#: logical route name used for latency, faults and idempotency.
+ROUTES: list[tuple[str, str, Handler, str]] = [
+    ("GET", "/projects", list_projects, "list_projects"),
+    ("POST", "/projects", create_project, "create_project"),
+    ("GET", "/projects/{project_id}", get_project, "get_project"),
+    ("PATCH", "/projects/{project_id}", patch_project, "patch_project"),
+    ("DELETE", "/projects/{project_id}", delete_project, "delete_project"),
+    ("GET", "/projects/{project_id}/environments", list_environments, "list_environments"),
+    ("POST", "/projects/{project_id}/environments", create_environment, "create_environment"),
+    ("GET", "/environments/{env_id}", get_environment, "get_environment"),
+    ("PATCH", "/environments/{env_id}", patch_environment, "patch_environment"),
+    ("DELETE", "/environments/{env_id}", delete_environment, "delete_environment"),
+    ("GET", "/environments/{env_id}/status", environment_status, "environment_status"),
+    ("GET", "/environments/{env_id}/logs", environment_logs, "environment_logs"),
+    ("GET", "/environments/{env_id}/deployments", list_deployments, "list_deployments"),
+    ("POST", "/environments/{env_id}/deploy", _action("deploy"), "deploy"),
+    ("POST", "/environments/{env_id}/restart", _action("restart"), "restart"),
+    ("POST", "/environments/{env_id}/start", _action("start"), "start"),
+    ("POST", "/environments/{env_id}/stop", _action("stop"), "stop"),
+    ("POST", "/environments/{env_id}/quick-update", _action("quick_update"), "quick_update"),
+    ("POST", "/environments/{env_id}/actions/deploy", _action("deploy"), "deploy:alias"),
+    ("POST", "/environments/{env_id}/actions/redeploy", _action("deploy"), "deploy:alias-redeploy"),
+    ("POST", "/environments/{env_id}/actions/restart", _action("restart"), "restart:alias"),
+    ("POST", "/environments/{env_id}/actions/start", _action("start"), "start:alias"),
+    ("POST", "/environments/{env_id}/actions/stop", _action("stop"), "stop:alias"),
+    ("GET", "/deployments/{task_id}", get_deployment, "get_deployment"),
+]
+
+#: Logical route name → the idempotency header of that route (§7, §1 row 4).
+IDEMPOTENCY_HEADERS: dict[str, str] = {
+    "create_project": "X-Idempotency-Key",
+    "create_environment": "X-Idempotency-Key",
+    "deploy": "Idempotency-Key",
+    "restart": "Idempotency-Key",
+    "start": "Idempotency-Key",
+    "stop": "Idempotency-Key",
+    "quick_update": "Idempotency-Key",
+}
+
+
+def logical_route(name: str | None) -> str | None:
+    """``deploy:alias`` → ``deploy``; plain names unchanged."""
+    return name.split(":", 1)[0] if name else None
+
+
+def is_alias(name: str | None) -> bool:
+    """Whether a route name is one of the ``/actions/…`` aliases."""
+    return bool(name) and ":" in (name or "")

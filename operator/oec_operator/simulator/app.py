@@ -1,0 +1,229 @@
+"""aiohttp application of the OEC.sh API simulator: :func:`create_app`.
+
+The public API lives under ``/api/public/v1`` (routes in ``api.py``), the admin API under ``/_sim``
+(``admin.py``). The API middleware implements the cross-cutting parts of the contract, in this order:
+
+1. request log entry (``GET /_sim/requests``) and one stderr log line per request (method, path,
+   status; never a key);
+2. unknown route → 404 ``not_found`` / 405; disabled ``/actions/…`` aliases → 404 (§1 row 6);
+3. brute-force IP block → 429 ``ip_blocked`` (§4);
+4. authentication → 401 codes; refused keys count towards the IP block (§4);
+5. read-only key on POST/PUT/PATCH/DELETE → 403 ``read_only_key`` (§4);
+6. rate limit → 429 ``rate_limit_exceeded`` (§6, §1 rows 7-8); ``X-RateLimit-*`` on every
+   authenticated answer;
+7. injected faults (``POST /_sim/faults``);
+8. idempotency (§7) around [per-route latency, then the handler]. Latency is slept inside the
+   idempotency lock, so a duplicate sent during a slow first request waits and replays. Handlers are
+   not cancelled when the client disconnects (aiohttp's default), so a slow create still completes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from .admin import add_admin_routes
+from .api import (
+    API_PREFIX,
+    IDEMPOTENCY_HEADERS,
+    PRINCIPAL_KEY,
+    RAW_BODY_KEY,
+    ROUTES,
+    SIM_KEY,
+    Handler,
+    is_alias,
+    logical_route,
+)
+from .auth import WRITE_METHODS, Principal
+from .clock import Clock
+from .config import SimulatorConfig
+from .errors import ApiError, RequestValidationError, not_found, render
+from .idempotency import StoredResponse, check_key, fingerprint
+from .ratelimit import RateDecision
+from .runtime import Simulator
+
+logger = logging.getLogger("oec_operator.simulator")
+
+
+def _error_response(exc: ApiError | RequestValidationError, sim: Simulator) -> web.Response:
+    status, body, headers = render(exc, sim.config.error_envelope)
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _rate_limit_error(decision: RateDecision, sim: Simulator) -> ApiError:
+    """429 ``rate_limit_exceeded`` shaped by ``config.rate_limit_headers`` (§6, §1 row 8)."""
+    mode = sim.config.rate_limit_headers
+    if decision.bucket == "write":
+        what = f"{decision.used} write requests this minute (limit {decision.limit})"
+    elif decision.bucket == "read":
+        what = f"{decision.used} read requests this minute (limit {decision.limit})"
+    else:
+        what = f"{decision.used} requests in the last 60 seconds (limit {decision.limit})"
+    message = f"Rate limit exceeded. You have made {what}."
+    extras: dict[str, object] = {}
+    headers: dict[str, str] = {}
+    if mode != "none":
+        message += f" Retry in {decision.retry_after} seconds."
+        extras["retry_after"] = decision.retry_after
+    if mode == "full":
+        headers = {"Retry-After": str(decision.retry_after), **decision.headers()}
+    return ApiError(429, "rate_limit_exceeded", message, extras=extras, headers=headers)
+
+
+def _idempotency_key(sim: Simulator, request: web.Request, route: str) -> tuple[str, str] | None:
+    """``(header name, value)`` of the idempotency key honoured on this route, if any (§1 row 4)."""
+    own = IDEMPOTENCY_HEADERS.get(route)
+    if own is None:
+        return None
+    names = [own]
+    if sim.config.idempotency_headers == "either":
+        names.append("Idempotency-Key" if own == "X-Idempotency-Key" else "X-Idempotency-Key")
+    for name in names:
+        value = request.headers.get(name)
+        if value is not None:
+            return name, value
+    return None
+
+
+async def _dispatch(sim: Simulator, request: web.Request, handler: Handler, route: str) -> web.Response:
+    """Idempotency, latency and the handler; returns the (possibly replayed) response."""
+
+    async def compute() -> StoredResponse:
+        """Sleep the route's latency, run the handler, capture status + body for caching."""
+        latency = sim.config.latency
+        delay = latency.get(route, latency.get("*", 0.0))
+        if delay > 0:
+            await asyncio.sleep(delay)
+        try:
+            response = await handler(request)
+        except (ApiError, RequestValidationError) as exc:
+            response = _error_response(exc, sim)
+        assert isinstance(response, web.Response)
+        body = response.body if isinstance(response.body, bytes) else b""
+        return StoredResponse(response.status, body, response.content_type if body else None)
+
+    key = _idempotency_key(sim, request, route)
+    if key is None:
+        stored = await compute()
+    else:
+        header, value = key
+        check_key(value, header)
+        scope = ("org", request.method, request.path, value)
+        stored = await sim.idempotency.run(
+            scope,
+            fingerprint(request[RAW_BODY_KEY]),
+            compute,
+            ttl=sim.config.idempotency_ttl_seconds,
+            strict=sim.config.idempotency_mode == "strict",
+            wait_inflight=sim.config.idempotency_inflight == "wait",
+        )
+    if stored.body:
+        return web.Response(status=stored.status, body=stored.body, content_type=stored.content_type)
+    return web.Response(status=stored.status)
+
+
+def _consume(sim: Simulator, principal: Principal, *, is_write: bool, dry_run: bool) -> RateDecision:
+    config = sim.config
+    return sim.limiter.consume(
+        principal.key_id,
+        principal.tier,
+        is_write,
+        mode=config.rate_limit_mode,
+        read_limit=config.read_limit,
+        write_limit=config.write_limit,
+        dry_run=dry_run,
+    )
+
+
+async def _serve(sim: Simulator, request: web.Request, handler: Handler) -> web.Response:
+    config = sim.config
+    match_error = request.match_info.http_exception
+    if match_error is not None:
+        if match_error.status == 405:
+            return _error_response(ApiError(405, "method_not_allowed", "Method not allowed."), sim)
+        return _error_response(not_found(), sim)
+    name = request.match_info.route.name
+    route = logical_route(name) or "unknown"
+    if is_alias(name) and not config.action_aliases:
+        return _error_response(not_found(), sim)
+
+    rate_headers: dict[str, str] = {}
+    try:
+        ip = request.remote or "unknown"
+        sim.guard.check(ip)
+        try:
+            principal = sim.keys.authenticate(request.headers)
+        except ApiError as exc:
+            if exc.code != "missing_auth":
+                sim.guard.record_refusal(
+                    ip,
+                    threshold=config.brute_force_threshold,
+                    window=config.brute_force_window_seconds,
+                    block=config.brute_force_block_seconds,
+                )
+            raise
+        is_write = request.method in WRITE_METHODS
+        if is_write and principal.tier == "ro":
+            rate_headers = _consume(sim, principal, is_write=False, dry_run=True).headers()
+            raise ApiError(403, "read_only_key", "This operation requires a full-access (rw) API key.")
+        decision = _consume(sim, principal, is_write=is_write, dry_run=False)
+        if not decision.allowed:
+            raise _rate_limit_error(decision, sim)
+        rate_headers = decision.headers()
+        fault = sim.faults.take(route, request.method)
+        if fault is not None:
+            raise fault
+        request[PRINCIPAL_KEY] = principal
+        response = await _dispatch(sim, request, handler, route)
+    except (ApiError, RequestValidationError) as exc:
+        response = _error_response(exc, sim)
+    if response.status != 429:
+        for header, value in rate_headers.items():
+            response.headers[header] = value
+    return response
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Cross-cutting API behaviour (module docstring); admin and other paths pass through."""
+    if request.path != API_PREFIX and not request.path.startswith(API_PREFIX + "/"):
+        return await handler(request)
+    sim = request.app[SIM_KEY]
+    too_large: web.HTTPException | None = None
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raw, too_large = b"", exc
+    request[RAW_BODY_KEY] = raw
+    entry = sim.requests.begin(request.method, request.path, request.query, request.headers, raw)
+    status = 500
+    try:
+        if too_large is not None:
+            response = _error_response(ApiError(413, "payload_too_large", "The request body is too large."), sim)
+        else:
+            response = await _serve(sim, request, handler)
+        status = response.status
+        return response
+    except Exception:
+        logger.exception("simulator error on %s %s", request.method, request.path)
+        response = _error_response(ApiError(500, "internal_error", "Internal simulator error."), sim)
+        status = response.status
+        return response
+    finally:
+        sim.requests.finish(entry, status)
+        logger.info("%s %s %d", request.method, request.path, status)
+
+
+def create_app(config: SimulatorConfig, *, clock: Clock | None = None) -> web.Application:
+    """Build the simulator application (oec-api.md; public API §11 under ``/api/public/v1``, admin API
+    under ``/_sim``). ``config`` is copied; the live copy is ``app[SIM_KEY].config`` (also changed by
+    ``PATCH /_sim/config``). ``clock`` defaults to the wall clock (pass a ``ManualClock`` in tests)."""
+    sim = Simulator(config.model_copy(deep=True), clock)
+    app = web.Application(middlewares=[api_middleware])
+    app[SIM_KEY] = sim
+    for method, path, handler, name in ROUTES:
+        app.router.add_route(method, API_PREFIX + path, handler, name=name)
+    add_admin_routes(app)
+    return app

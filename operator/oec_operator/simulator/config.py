@@ -1,0 +1,215 @@
+"""Configuration of the OEC.sh API simulator (oec-api.md §1 "What the simulator must decide").
+
+Every switch of the §1 table that the simulator implements is a field of :class:`SimulatorConfig`.
+Defaults are the simulator defaults of that table; the other values are the documented or
+older-API variants. Durations and delays are in seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+#: Key format accepted by the API (oec-api.md §1 row 26, §4).
+KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
+
+#: Demo project seeded by the CLI when no project is configured.
+DEMO_PROJECT_ID = uuid.UUID("3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10")
+#: Demo keys accepted by the CLI when no key is configured (full access and read-only).
+DEMO_RW_KEY = "oec_live_rw_demo_simulator_key_0000000000000000"
+DEMO_RO_KEY = "oec_live_ro_demo_simulator_key_0000000000000000"
+
+_SERVER_NAMESPACE = uuid.UUID("6f1d3c4e-0b7a-4f55-9a51-2d8e0c1b7a90")
+
+
+def server_id_for(project_id: uuid.UUID) -> uuid.UUID:
+    """Deterministic server UUID for a project configured without an explicit ``server_id``."""
+    return uuid.uuid5(_SERVER_NAMESPACE, str(project_id))
+
+
+class ProjectConfig(BaseModel):
+    """A project known to the simulator (Project object, oec-api.md §9.5).
+
+    ``server_id`` omitted → a deterministic server id is generated; ``server_id: null`` → the project
+    has no server, so environments created in it stay ``pending`` with ``last_deploy: null``
+    (§1 row 12 variant).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4)
+    name: str = Field(min_length=1, max_length=255)
+    default_branch: str | None = Field("main", max_length=255)
+    odoo_version: str | None = Field("17.0", pattern=r"^\d{1,2}\.\d$")
+    server_id: uuid.UUID | None = None
+    git_repo_url: str | None = Field(None, max_length=2048)
+    git_provider: Literal["github", "gitlab", "bitbucket"] | None = None
+
+    def resolved_server_id(self) -> uuid.UUID | None:
+        """The project's server: explicit value, ``None`` if explicitly null, else a generated id."""
+        if "server_id" in self.model_fields_set:
+            return self.server_id
+        return server_id_for(self.id)
+
+
+class KeyConfig(BaseModel):
+    """An API key accepted by the simulator (oec-api.md §4).
+
+    ``key`` must match :data:`KEY_PATTERN`; its ``ro``/``rw`` infix gives the tier. ``scope`` is
+    ``org`` (all projects) or ``project`` (only ``project_id``). ``expires_at`` (optional, aware or
+    UTC) makes the key answer 401 ``key_expired`` afterwards. The key value is a ``SecretStr`` so it
+    never shows up in reprs, dumps or validation errors.
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    key: SecretStr
+    scope: Literal["org", "project"] = "org"
+    project_id: uuid.UUID | None = None
+    expires_at: datetime | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _check_format(cls, value: SecretStr) -> SecretStr:
+        if not KEY_PATTERN.match(value.get_secret_value()):
+            raise ValueError("API key does not match ^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
+        return value
+
+    @model_validator(mode="after")
+    def _check_scope(self) -> KeyConfig:
+        if self.scope == "project" and self.project_id is None:
+            raise ValueError("a project-scoped key needs project_id")
+        if self.scope == "org" and self.project_id is not None:
+            raise ValueError("an org-scoped key takes no project_id")
+        return self
+
+
+class SimulatorConfig(BaseModel):
+    """Runtime configuration of the simulator (oec-api.md §1; rate limits §6; idempotency §7).
+
+    Mutable at runtime through ``PATCH /_sim/config`` (assignment is validated). Fields:
+
+    * ``projects`` / ``keys`` — seed data (see :class:`ProjectConfig`, :class:`KeyConfig`).
+    * ``deploy_seconds`` (5.0), ``destroy_seconds`` (3.0), ``action_seconds`` (2.0, start/stop/
+      restart/quick-update): task durations, seconds.
+    * ``read_limit`` (120), ``write_limit`` (20): requests per window per key (§6).
+    * ``idempotency_ttl_seconds`` (86400): how long a 2xx answer is replayed (§7).
+    * ``latency``: route name → seconds slept before handling (``"*"`` = every API route). Route
+      names: ``list_projects``, ``create_project``, ``get_project``, ``patch_project``,
+      ``delete_project``, ``list_environments``, ``create_environment``, ``get_environment``,
+      ``patch_environment``, ``delete_environment``, ``environment_status``, ``environment_logs``,
+      ``deploy``, ``restart``, ``start``, ``stop``, ``quick_update``, ``get_deployment``,
+      ``list_deployments``.
+    * ``max_environments`` (None = unlimited): organisation quota (§1 row 16).
+    * ``fail_next_deploys`` (0): the next N deploy tasks fail (decremented as they are queued).
+    * ``brute_force_threshold`` (10), ``brute_force_window_seconds`` (60),
+      ``brute_force_block_seconds`` (900): IP block after refused keys (§4).
+    * Variant switches (§1): ``error_envelope``, ``delete_status``, ``idempotency_mode``,
+      ``idempotency_inflight``, ``idempotency_headers``, ``rate_limit_mode``, ``rate_limit_headers``,
+      ``not_visible_status``, ``failed_deploy_status``, ``name_uniqueness``, ``list_hides_inactive``,
+      ``status_filter``, ``unknown_fields``, ``quota_status``, ``logs_max_lines``,
+      ``confirm_status``, ``action_aliases``, ``deployments_list``.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
+    projects: list[ProjectConfig] = Field(default_factory=list)
+    keys: list[KeyConfig] = Field(default_factory=list)
+
+    deploy_seconds: float = Field(5.0, ge=0)
+    destroy_seconds: float = Field(3.0, ge=0)
+    action_seconds: float = Field(2.0, ge=0)
+    read_limit: int = Field(120, ge=1)
+    write_limit: int = Field(20, ge=1)
+    idempotency_ttl_seconds: float = Field(86400.0, gt=0)
+    latency: dict[str, float] = Field(default_factory=dict)
+    max_environments: int | None = Field(None, ge=0)
+    fail_next_deploys: int = Field(0, ge=0)
+    brute_force_threshold: int = Field(10, ge=1)
+    brute_force_window_seconds: float = Field(60.0, gt=0)
+    brute_force_block_seconds: float = Field(900.0, ge=0)
+
+    # §1 row 2: error envelope.
+    error_envelope: Literal["detail", "toplevel"] = "detail"
+    # §1 row 3: DELETE environment answer.
+    delete_status: Literal[202, 204] = 202
+    # §1 row 5: replay (default) or strict (different body → 422 idempotency_key_mismatch).
+    idempotency_mode: Literal["replay", "strict"] = "replay"
+    # §1 row 5 older API: duplicate while the first is running → 409 concurrent_action.
+    idempotency_inflight: Literal["wait", "conflict"] = "wait"
+    # §1 row 4: only the route's header name (default) or either name on every route.
+    idempotency_headers: Literal["route", "either"] = "route"
+    # §1 row 7: split read/write calendar-minute buckets, or one rolling 60 s bucket per key.
+    rate_limit_mode: Literal["split", "single"] = "split"
+    # §1 row 8: full headers; body_only = header-less 429 with detail.retry_after; none = no hint.
+    rate_limit_headers: Literal["full", "body_only", "none"] = "full"
+    # §1 row 9: project key on another project's resource.
+    not_visible_status: Literal[404, 403] = 404
+    # §1 row 10: status a failed deploy leaves behind.
+    failed_deploy_status: Literal["failed", "error"] = "failed"
+    # §1 row 15: 409 name_conflict on duplicate names in a project.
+    name_uniqueness: bool = False
+    # §1 row 13 older API: stopped/paused/error/failed environments missing from the list.
+    list_hides_inactive: bool = False
+    # §1 row 11: accepted ?status= values (SEED set + cloning, or MCP's narrower enum).
+    status_filter: Literal["seed", "mcp"] = "seed"
+    # §1 row 14: unknown create-body fields ignored or rejected (422 extra_forbidden).
+    unknown_fields: Literal["ignore", "reject"] = "ignore"
+    # §1 row 16: status code of quota_exceeded.
+    quota_status: Literal[422, 403, 409] = 422
+    # §1 row 17: upper bound of ?lines= on /logs (SEED 5000, MCP 1000).
+    logs_max_lines: Literal[5000, 1000] = 5000
+    # §1 row 18: missing/wrong X-Confirm-Delete → 400 confirmation_required or 422 pydantic shape.
+    confirm_status: Literal[400, 422] = 400
+    # §1 row 6 variant: /environments/{id}/actions/{deploy,redeploy,restart,start,stop} aliases.
+    action_aliases: bool = False
+    # §1 row 22: deployments list shows every task type, or deploy tasks only.
+    deployments_list: Literal["all", "deploy_only"] = "all"
+
+    @field_validator("rate_limit_headers", mode="before")
+    @classmethod
+    def _bool_headers(cls, value: Any) -> Any:
+        if value is True:
+            return "full"
+        if value is False:
+            return "body_only"
+        return value
+
+    @field_validator("latency")
+    @classmethod
+    def _non_negative_latency(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, seconds in value.items():
+            if seconds < 0:
+                raise ValueError(f"latency for {name!r} must be >= 0 seconds")
+        return value
+
+    def runtime_view(self) -> dict[str, Any]:
+        """JSON-able dump of every field except ``projects`` and ``keys`` (never shows key values)."""
+        return self.model_dump(mode="json", exclude={"projects", "keys"})
+
+    def apply_patch(self, patch: dict[str, Any]) -> None:
+        """Validate ``patch`` (field → value, not ``projects``/``keys``) as a whole, then assign it.
+
+        Raises ``pydantic.ValidationError`` (nothing assigned) or ``ValueError`` for forbidden fields.
+        """
+        forbidden = {"projects", "keys"} & set(patch)
+        if forbidden:
+            raise ValueError(f"use the /_sim/projects and /_sim/keys endpoints, not {sorted(forbidden)}")
+        merged = {**self.model_dump(exclude={"projects", "keys"}), **patch}
+        candidate = SimulatorConfig.model_validate(merged)
+        for name in patch:
+            setattr(self, name, getattr(candidate, name))
+
+
+def demo_project() -> ProjectConfig:
+    """The demo project the CLI seeds when none is configured (name ``demo``, branch ``main``, 17.0)."""
+    return ProjectConfig(id=DEMO_PROJECT_ID, name="demo", default_branch="main", odoo_version="17.0")
+
+
+def demo_keys() -> list[KeyConfig]:
+    """The two org-scoped demo keys the CLI accepts when none is configured (rw and ro)."""
+    return [KeyConfig(key=SecretStr(DEMO_RW_KEY)), KeyConfig(key=SecretStr(DEMO_RO_KEY))]

@@ -1,0 +1,40 @@
+"""The simulator's runtime container: config, clock and every stateful component, shared by the public
+API (``api.py``), the admin API (``admin.py``) and the middleware (``app.py``)."""
+
+from __future__ import annotations
+
+from .auth import BruteForceGuard, KeyRing
+from .clock import Clock
+from .config import SimulatorConfig
+from .faults import FaultInjector
+from .idempotency import IdempotencyCache
+from .ratelimit import RateLimiter
+from .requestlog import RequestLog
+from .store import Store
+
+
+class Simulator:
+    """All simulator state. ``config`` is the live (mutable) configuration; ``clock`` defaults to the
+    wall clock. Components: ``store`` (projects/environments/tasks), ``keys``, ``guard`` (brute force),
+    ``limiter``, ``idempotency``, ``requests`` (request log), ``faults``."""
+
+    def __init__(self, config: SimulatorConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock = clock or Clock()
+        self.store = Store(config, self.clock)
+        self.keys = KeyRing(self.clock, config.keys)
+        self.guard = BruteForceGuard(self.clock)
+        self.limiter = RateLimiter(self.clock)
+        self.idempotency = IdempotencyCache(self.clock)
+        self.requests = RequestLog(self.clock)
+        self.faults = FaultInjector()
+
+    def reset(self) -> None:
+        """Empty environments, tasks, request log, rate-limit counters, idempotency cache, IP blocks and
+        pending faults; keep projects, keys and config (``POST /_sim/reset``)."""
+        self.store.reset()
+        self.requests.clear()
+        self.limiter.reset()
+        self.idempotency.reset()
+        self.guard.reset()
+        self.faults.clear()

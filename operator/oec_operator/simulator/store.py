@@ -1,0 +1,666 @@
+"""In-memory OEC.sh state with a lazy lifecycle (oec-api.md §2, §9, §10, §11; §1 rows 10-23).
+
+Pure logic, no HTTP. State advances on access: every public method first calls :meth:`Store.tick`,
+which completes tasks whose end time (per the injected clock) has passed and applies their effect on
+the environment (deploy → ``running``/failed status, destroy → gone, start/restart/quick-update →
+``running``, stop → ``stopped``). Timestamps of those effects are the task's end time, not the time of
+the access. Errors are raised as :class:`~oec_operator.simulator.errors.ApiError` with the contract's
+codes. Visibility of resources for project-scoped keys is the caller's job.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from .clock import Clock, iso
+from .config import ProjectConfig, SimulatorConfig
+from .errors import ApiError, not_found
+
+#: Every status value the API can emit or accept in ``?status=`` (§10, §1 rows 10-11).
+SEED_STATUSES = (
+    "pending",
+    "deploying",
+    "running",
+    "stopped",
+    "paused",
+    "failed",
+    "error",
+    "destroying",
+    "deleted",
+    "cloning",
+)
+#: MCP's narrower filter enum (§1 row 11 variant).
+MCP_FILTER_STATUSES = ("pending", "cloning", "deploying", "running", "stopped", "paused", "error")
+#: Statuses the older API left out of the list (§1 row 13 variant).
+INACTIVE_STATUSES = frozenset({"stopped", "paused", "error", "failed"})
+#: Statuses that block deleting a project (§1 row 20).
+ACTIVE_STATUSES = frozenset({"running", "deploying", "pending"})
+
+#: Steps per task type (§9.3 ``current_step``/``total_steps``).
+TASK_STEPS: dict[str, tuple[str, ...]] = {
+    "deploy": ("prepare", "pull", "build", "migrate", "start", "healthcheck"),
+    "destroy": ("stop", "drop_database", "remove_files", "cleanup"),
+    "start": ("start", "healthcheck"),
+    "stop": ("stop",),
+    "restart": ("stop", "start", "healthcheck"),
+    "quick_update": ("pull", "update", "restart", "healthcheck"),
+}
+#: States from which each action may start (§1 row 19); destroy is allowed from any state.
+ALLOWED_FROM: dict[str, frozenset[str]] = {
+    "deploy": frozenset({"pending", "running", "stopped", "error", "failed"}),
+    "start": frozenset({"stopped"}),
+    "stop": frozenset({"running", "paused"}),
+    "restart": frozenset({"running"}),
+    "quick_update": frozenset({"running"}),
+}
+#: Default sizes per environment_type: (cpu_cores, ram_mb, disk_gb).
+SIZES: dict[str, tuple[float, int, int]] = {
+    "development": (1.0, 2048, 10),
+    "staging": (2.0, 4096, 20),
+    "production": (4.0, 8192, 50),
+}
+_FAIL_STEP = "build"
+_STEP_TEXT = {
+    "prepare": "Preparing deployment on server",
+    "pull": "Pulling branch '{branch}' from git",
+    "build": "Building Odoo {odoo_version} image",
+    "migrate": "Running database migrations",
+    "start": "Starting containers",
+    "healthcheck": "Waiting for HTTP health check",
+    "stop": "Stopping containers",
+    "drop_database": "Dropping database",
+    "remove_files": "Removing filestore and addons",
+    "cleanup": "Releasing resources",
+    "update": "Updating modules",
+    "restart": "Restarting containers",
+}
+
+
+@dataclass
+class Project:
+    """A project (§9.5). ``deleted`` projects answer 404."""
+
+    id: str
+    name: str
+    odoo_version: str | None
+    default_branch: str | None
+    server_id: str | None
+    git_repo_url: str | None
+    git_provider: str | None
+    created_at: float
+    deleted: bool = False
+
+
+@dataclass
+class Task:
+    """A task (§9.3). Times are epoch seconds; the phase at a time ``t`` follows from them.
+
+    ``queued`` until ``start_at``, ``running`` until ``end_at``, then ``completed`` (or ``failed`` if
+    ``fail_step`` is set); ``cancelled_at`` overrides. ``lines`` are ``(time, text)`` log lines,
+    visible once their time has come.
+    """
+
+    id: str
+    type: str
+    environment_id: str
+    created_at: float
+    start_at: float
+    end_at: float
+    steps: tuple[str, ...]
+    step_seconds: float
+    seq: int
+    fail_step: int | None = None
+    error_message: str | None = None
+    cancelled_at: float | None = None
+    finalized: bool = False
+    lines: list[tuple[float, str]] = field(default_factory=list)
+
+    def status_at(self, now: float) -> str:
+        """Task status at ``now``: queued, running, completed, failed or cancelled (§9.3)."""
+        if self.cancelled_at is not None:
+            return "cancelled"
+        if now < self.start_at:
+            return "queued"
+        if now < self.end_at:
+            return "running"
+        return "failed" if self.fail_step is not None else "completed"
+
+    def is_active(self, now: float) -> bool:
+        """True while queued or running."""
+        return self.status_at(now) in ("queued", "running")
+
+
+@dataclass
+class Environment:
+    """An environment (§2, §9.1). ``deleted`` ones answer 404 on every ``/environments/{id}`` route."""
+
+    id: str
+    project_id: str
+    name: str
+    status: str
+    url: str
+    odoo_version: str | None
+    branch: str
+    cpu_cores: float
+    ram_mb: int
+    disk_gb: int
+    server_id: str | None
+    created_at: float
+    updated_at: float
+    seq: int
+    deleted: bool = False
+    deleted_at: float | None = None
+    active_task_id: str | None = None
+    task_ids: list[str] = field(default_factory=list)
+    fail_next_deploy: bool = False
+    ever_deployed: bool = False
+
+
+def slugify(name: str) -> str:
+    """Lower-case DNS label from an environment name (max 40 chars, ``env`` if nothing is left)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-")
+    return slug or "env"
+
+
+class Store:
+    """The simulator's state: projects, environments, tasks and their log lines.
+
+    ``config`` is read live (durations, variants, quota, ``fail_next_deploys``); ``clock.now()`` gives
+    epoch seconds. Methods return model objects; ``*_view`` methods give the JSON shapes of §9.
+    """
+
+    def __init__(self, config: SimulatorConfig, clock: Clock) -> None:
+        self.config = config
+        self.clock = clock
+        self.projects: dict[str, Project] = {}
+        self.environments: dict[str, Environment] = {}
+        self.tasks: dict[str, Task] = {}
+        self._seq = 0
+        for project in config.projects:
+            self.add_project(project)
+
+    # ------------------------------------------------------------------ housekeeping
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def reset(self) -> None:
+        """Drop every environment and task; projects stay (``POST /_sim/reset``)."""
+        self.environments.clear()
+        self.tasks.clear()
+
+    def tick(self) -> None:
+        """Complete every task whose end time has passed and apply its effect (lazy lifecycle)."""
+        now = self.clock.now()
+        for env in self.environments.values():
+            if env.active_task_id is None:
+                continue
+            task = self.tasks[env.active_task_id]
+            if now >= task.end_at:
+                self._finalize(env, task)
+
+    def _finalize(self, env: Environment, task: Task) -> None:
+        task.finalized = True
+        env.active_task_id = None
+        at = task.end_at
+        if task.type == "deploy":
+            if task.fail_step is not None:
+                env.status = self.config.failed_deploy_status
+            else:
+                env.status = "running"
+                env.ever_deployed = True
+        elif task.type == "destroy":
+            env.status = "deleted"
+            env.deleted = True
+            env.deleted_at = at
+        elif task.type == "stop":
+            env.status = "stopped"
+        else:  # start, restart, quick_update
+            env.status = "running"
+        env.updated_at = at
+
+    # ------------------------------------------------------------------ projects
+    def add_project(self, spec: ProjectConfig) -> Project:
+        """Create (or replace) a project from a :class:`ProjectConfig`."""
+        server = spec.resolved_server_id()
+        project = Project(
+            id=str(spec.id),
+            name=spec.name,
+            odoo_version=spec.odoo_version,
+            default_branch=spec.default_branch,
+            server_id=str(server) if server else None,
+            git_repo_url=spec.git_repo_url,
+            git_provider=spec.git_provider,
+            created_at=self.clock.now(),
+        )
+        self.projects[project.id] = project
+        return project
+
+    def get_project(self, project_id: str) -> Project:
+        """The project, or 404 ``not_found`` if unknown or deleted."""
+        project = self.projects.get(project_id)
+        if project is None or project.deleted:
+            raise not_found()
+        return project
+
+    def list_projects(self) -> list[Project]:
+        """Active projects, oldest first."""
+        return [p for p in self.projects.values() if not p.deleted]
+
+    def update_project(self, project_id: str, changes: dict[str, Any]) -> Project:
+        """Apply ``name``/``default_branch``/``odoo_version``/``git_repo_url``/``git_provider`` changes."""
+        project = self.get_project(project_id)
+        for name, value in changes.items():
+            setattr(project, name, value)
+        return project
+
+    def delete_project(self, project_id: str) -> None:
+        """Delete a project; 409 ``project_has_active_environments`` while one is running/deploying/pending."""
+        self.tick()
+        project = self.get_project(project_id)
+        busy = [
+            e.id
+            for e in self.environments.values()
+            if e.project_id == project.id and not e.deleted and e.status in ACTIVE_STATUSES
+        ]
+        if busy:
+            raise ApiError(
+                409,
+                "project_has_active_environments",
+                "The project still has running, deploying or pending environments.",
+            )
+        project.deleted = True
+
+    def environment_count(self, project_id: str) -> int:
+        """Number of non-deleted environments of a project."""
+        self.tick()
+        return sum(1 for e in self.environments.values() if e.project_id == project_id and not e.deleted)
+
+    def project_view(self, project: Project) -> dict[str, Any]:
+        """Project object (§9.5)."""
+        return {
+            "id": project.id,
+            "name": project.name,
+            "odoo_version": project.odoo_version,
+            "git_repo_url": project.git_repo_url,
+            "git_provider": project.git_provider,
+            "default_branch": project.default_branch,
+            "environment_count": self.environment_count(project.id),
+            "server_id": project.server_id,
+            "created_at": iso(project.created_at),
+        }
+
+    # ------------------------------------------------------------------ environments
+    def create_environment(
+        self,
+        project_id: str,
+        *,
+        name: str,
+        branch: str | None = None,
+        environment_type: str = "development",
+        cpu_cores: float | None = None,
+        ram_mb: int | None = None,
+        disk_gb: int | None = None,
+        server_id: str | None = None,
+    ) -> Environment:
+        """Create an environment (§11.2 POST; §1 rows 12, 15, 16).
+
+        With a server (``server_id`` or the project's): status ``deploying`` and a queued deploy task.
+        Without: status ``pending``, no task. Raises 404, 409 ``name_conflict`` (variant) or
+        ``quota_exceeded`` (status per ``config.quota_status``).
+        """
+        self.tick()
+        project = self.get_project(project_id)
+        live = [e for e in self.environments.values() if not e.deleted]
+        if self.config.max_environments is not None and len(live) >= self.config.max_environments:
+            raise ApiError(
+                self.config.quota_status,
+                "quota_exceeded",
+                f"Environment quota exceeded: the organization may have at most "
+                f"{self.config.max_environments} environments.",
+                extras={"limit": self.config.max_environments},
+            )
+        if self.config.name_uniqueness and any(e.project_id == project.id and e.name == name for e in live):
+            raise ApiError(409, "name_conflict", "An environment with this name already exists in the project.")
+        now = self.clock.now()
+        env_id = str(uuid.uuid4())
+        size = SIZES[environment_type]
+        server = server_id or project.server_id
+        env = Environment(
+            id=env_id,
+            project_id=project.id,
+            name=name,
+            status="pending",
+            url=f"https://{slugify(name)}-{env_id[:8]}.apps.oec.sh",
+            odoo_version=project.odoo_version,
+            branch=branch or project.default_branch or "main",
+            cpu_cores=float(cpu_cores if cpu_cores is not None else size[0]),
+            ram_mb=ram_mb if ram_mb is not None else size[1],
+            disk_gb=disk_gb if disk_gb is not None else size[2],
+            server_id=server,
+            created_at=now,
+            updated_at=now,
+            seq=self._next_seq(),
+        )
+        self.environments[env.id] = env
+        if server is not None:
+            self._queue(env, "deploy", now)
+        return env
+
+    def get_environment(self, env_id: str) -> Environment:
+        """A visible environment, or 404 ``not_found`` if unknown or gone."""
+        self.tick()
+        env = self.environments.get(env_id)
+        if env is None or env.deleted:
+            raise not_found()
+        return env
+
+    def list_environments(self, project_id: str, status: str | None = None) -> list[Environment]:
+        """Environments of a project, oldest first, never deleted ones (§1 row 13); ``status`` filter."""
+        self.tick()
+        self.get_project(project_id)
+        result = []
+        for env in sorted(self.environments.values(), key=lambda e: e.seq):
+            if env.project_id != project_id or env.deleted:
+                continue
+            if self.config.list_hides_inactive and env.status in INACTIVE_STATUSES:
+                continue
+            if status is not None and env.status != status:
+                continue
+            result.append(env)
+        return result
+
+    def update_environment(self, env_id: str, *, name: str | None = None, branch: str | None = None) -> Environment:
+        """Store a new ``name``/``branch`` (no redeploy) and bump ``updated_at`` (§11.2 PATCH).
+
+        409 ``invalid_state`` while destroying; 409 ``name_conflict`` with the uniqueness variant.
+        """
+        env = self.get_environment(env_id)
+        if env.status == "destroying":
+            raise ApiError(409, "invalid_state", "The environment is being destroyed.")
+        if name is not None and self.config.name_uniqueness:
+            clash = any(
+                e.project_id == env.project_id and e.name == name and e.id != env.id and not e.deleted
+                for e in self.environments.values()
+            )
+            if clash:
+                raise ApiError(409, "name_conflict", "An environment with this name already exists in the project.")
+        if name is not None:
+            env.name = name
+        if branch is not None:
+            env.branch = branch
+        env.updated_at = self.clock.now()
+        return env
+
+    # ------------------------------------------------------------------ tasks
+    def start_action(self, env_id: str, action: str) -> Task:
+        """Queue ``deploy``/``start``/``stop``/``restart``/``quick_update``/``destroy`` (§11.3, §1 row 19).
+
+        409 ``task_in_progress`` (extra ``task_id``) while a task is queued or running, otherwise 409
+        ``invalid_state`` when the current status does not allow the action.
+        """
+        env = self.get_environment(env_id)
+        if env.active_task_id is not None:
+            raise ApiError(
+                409,
+                "task_in_progress",
+                "Another task is already queued or running for this environment.",
+                extras={"task_id": env.active_task_id},
+            )
+        allowed = ALLOWED_FROM.get(action)
+        if allowed is not None and env.status not in allowed:
+            raise ApiError(
+                409,
+                "invalid_state",
+                f"Cannot {action.replace('_', '-')} an environment in status '{env.status}'.",
+                extras={"status": env.status},
+            )
+        return self._queue(env, action)
+
+    def _duration(self, task_type: str) -> float:
+        if task_type == "deploy":
+            return self.config.deploy_seconds
+        if task_type == "destroy":
+            return self.config.destroy_seconds
+        return self.config.action_seconds
+
+    def _queue(self, env: Environment, task_type: str, now: float | None = None) -> Task:
+        now = self.clock.now() if now is None else now
+        duration = self._duration(task_type)
+        queue_delay = min(0.5, duration * 0.1)
+        run = duration - queue_delay
+        steps = TASK_STEPS[task_type]
+        step_seconds = run / len(steps)
+        fail_step: int | None = None
+        if task_type == "deploy" and (env.fail_next_deploy or self.config.fail_next_deploys > 0):
+            if env.fail_next_deploy:
+                env.fail_next_deploy = False
+            else:
+                self.config.fail_next_deploys = self.config.fail_next_deploys - 1
+            fail_step = steps.index(_FAIL_STEP)
+        start_at = now + queue_delay
+        end_at = start_at + (step_seconds * (fail_step + 1) if fail_step is not None else run)
+        task = Task(
+            id=str(uuid.uuid4()),
+            type=task_type,
+            environment_id=env.id,
+            created_at=now,
+            start_at=start_at,
+            end_at=end_at,
+            steps=steps,
+            step_seconds=step_seconds,
+            seq=self._next_seq(),
+            fail_step=fail_step,
+        )
+        task.lines = self._script(env, task)
+        if fail_step is not None:
+            task.error_message = (
+                "Build failed: pip could not install the requirements of the addons (simulated failure)."
+            )
+        self.tasks[task.id] = task
+        env.task_ids.append(task.id)
+        env.active_task_id = task.id
+        if task_type == "deploy":
+            env.status = "deploying"
+            env.updated_at = now
+        elif task_type == "destroy":
+            env.status = "destroying"
+            env.updated_at = now
+        return task
+
+    def _script(self, env: Environment, task: Task) -> list[tuple[float, str]]:
+        label = task.type.replace("_", "-")
+        lines: list[tuple[float, str]] = [
+            (task.created_at, f"[queue] {label} task {task.id} queued for environment {env.name!r}")
+        ]
+        context = {"branch": env.branch, "odoo_version": env.odoo_version or "?"}
+        for index, step in enumerate(task.steps):
+            at = task.start_at + index * task.step_seconds
+            if at > task.end_at:
+                break
+            lines.append((at, f"[{step}] {_STEP_TEXT[step].format(**context)}"))
+            if task.fail_step == index:
+                lines.append((task.end_at, f"[{step}] ERROR: Could not find a version that satisfies the requirement"))
+                lines.append((task.end_at, f"[{step}] ERROR: pip install exited with status 1"))
+                lines.append((task.end_at, f"[done] {label} failed at step '{step}'"))
+                return lines
+        lines.append((task.end_at, f"[done] {label} completed"))
+        return lines
+
+    def get_task(self, task_id: str) -> Task:
+        """Any task by id, also after its environment is gone (§11.3); 404 if unknown."""
+        self.tick()
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise not_found()
+        return task
+
+    def list_tasks(self, env_id: str) -> list[Task]:
+        """Tasks of a visible environment, newest first (§1 row 22 variant via config)."""
+        env = self.get_environment(env_id)
+        tasks = [self.tasks[t] for t in env.task_ids]
+        if self.config.deployments_list == "deploy_only":
+            tasks = [t for t in tasks if t.type == "deploy"]
+        return sorted(tasks, key=lambda t: t.seq, reverse=True)
+
+    def last_deploy(self, env: Environment) -> Task | None:
+        """Most recent deploy task of an environment, or ``None``."""
+        deploys = [self.tasks[t] for t in env.task_ids if self.tasks[t].type == "deploy"]
+        return max(deploys, key=lambda t: t.seq) if deploys else None
+
+    # ------------------------------------------------------------------ views
+    def environment_view(self, env: Environment) -> dict[str, Any]:
+        """Environment object: exactly the §2/§9.1 fields."""
+        return {
+            "id": env.id,
+            "name": env.name,
+            "status": env.status,
+            "url": env.url,
+            "odoo_version": env.odoo_version,
+            "branch": env.branch,
+            "last_commit": None,
+            "cpu_cores": env.cpu_cores,
+            "ram_mb": env.ram_mb,
+            "disk_gb": env.disk_gb,
+            "project_id": env.project_id,
+            "server_id": env.server_id,
+            "created_at": iso(env.created_at),
+            "updated_at": iso(env.updated_at),
+        }
+
+    def task_view(self, task: Task) -> dict[str, Any]:
+        """Task object (§9.3) at the current time."""
+        now = self.clock.now()
+        status = task.status_at(now)
+        total = len(task.steps)
+        started_at: float | None = None
+        completed_at: float | None = None
+        current: str | None = None
+        done = 0
+        progress = 0
+        if status == "cancelled":
+            assert task.cancelled_at is not None
+            completed_at = task.cancelled_at
+            started_at = task.start_at if task.start_at <= task.cancelled_at else None
+        elif status == "running":
+            started_at = task.start_at
+            elapsed = now - task.start_at
+            done = min(total - 1, int(elapsed / task.step_seconds)) if task.step_seconds > 0 else 0
+            current = task.steps[done]
+            run = task.step_seconds * total
+            progress = min(99, int(100 * elapsed / run)) if run > 0 else 0
+        elif status == "completed":
+            started_at, completed_at = task.start_at, task.end_at
+            done, progress = total, 100
+        elif status == "failed":
+            started_at, completed_at = task.start_at, task.end_at
+            assert task.fail_step is not None
+            done = task.fail_step
+            current = task.steps[task.fail_step]
+            progress = int(100 * done / total)
+        duration = round(completed_at - started_at, 3) if started_at is not None and completed_at is not None else None
+        return {
+            "id": task.id,
+            "type": task.type,
+            "status": status,
+            "environment_id": task.environment_id,
+            "progress_percent": progress,
+            "current_step": current,
+            "steps_completed": done,
+            "total_steps": total,
+            "started_at": iso(started_at),
+            "completed_at": iso(completed_at),
+            "duration_seconds": duration,
+            "error_message": task.error_message if status == "failed" else None,
+        }
+
+    def deploy_summary(self, task: Task | None) -> dict[str, Any] | None:
+        """``last_deploy`` object of the health view: ``{id, status, started_at, completed_at}``."""
+        if task is None:
+            return None
+        view = self.task_view(task)
+        return {k: view[k] for k in ("id", "status", "started_at", "completed_at")}
+
+    def health_view(self, env: Environment) -> dict[str, Any]:
+        """Health object of ``GET /environments/{id}/status`` (§9.2); ``running`` → all checks true."""
+        status = env.status
+        container = status in ("running", "error")
+        db_ready = status in ("running", "error") or (status == "deploying" and env.ever_deployed)
+        return {
+            "environment_id": env.id,
+            "status": status,
+            "url": env.url,
+            "container_running": container,
+            "db_ready": db_ready,
+            "http_ok": status == "running",
+            "last_deploy": self.deploy_summary(self.last_deploy(env)),
+        }
+
+    def logs_view(self, env: Environment, task_id: str | None, lines: int) -> dict[str, Any]:
+        """Task step log (§11.4): ``{task_id|null, log, lines, truncated}``; the last ``lines`` lines.
+
+        ``task_id`` None → the environment's latest task; a task of another environment → 404.
+        ``lines`` in the answer is the number of lines returned.
+        """
+        if task_id is None:
+            task = self.tasks[env.task_ids[-1]] if env.task_ids else None
+        else:
+            task = self.tasks.get(task_id)
+            if task is None or task.environment_id != env.id:
+                raise not_found()
+        if task is None:
+            return {"task_id": None, "log": "", "lines": 0, "truncated": False}
+        now = self.clock.now()
+        cutoff = task.cancelled_at if task.cancelled_at is not None else now
+        visible = [f"{iso(at)} {text}" for at, text in task.lines if at <= cutoff]
+        if task.cancelled_at is not None:
+            visible.append(f"{iso(task.cancelled_at)} [done] task cancelled")
+        shown = visible[-lines:]
+        return {"task_id": task.id, "log": "\n".join(shown), "lines": len(shown), "truncated": len(visible) > lines}
+
+    # ------------------------------------------------------------------ admin (dashboard-side edits)
+    def admin_view(self, env: Environment) -> dict[str, Any]:
+        """Environment object plus ``deleted``, ``deleted_at``, ``active_task_id``, ``fail_next_deploy``."""
+        return {
+            **self.environment_view(env),
+            "deleted": env.deleted,
+            "deleted_at": iso(env.deleted_at),
+            "active_task_id": env.active_task_id,
+            "fail_next_deploy": env.fail_next_deploy,
+        }
+
+    def all_environments(self) -> list[Environment]:
+        """Every environment ever created, gone ones included, oldest first."""
+        self.tick()
+        return sorted(self.environments.values(), key=lambda e: e.seq)
+
+    def admin_update(self, env_id: str, changes: dict[str, Any]) -> Environment:
+        """Set ``name``/``branch``/``status``/``fail_next_deploy`` directly (edits in the OEC dashboard).
+
+        Setting ``status`` does not touch an active task (its completion still applies its effect).
+        """
+        env = self.get_environment(env_id)
+        for name in ("name", "branch", "status", "fail_next_deploy"):
+            if name in changes and changes[name] is not None:
+                setattr(env, name, changes[name])
+        if {"name", "branch", "status"} & set(changes):
+            env.updated_at = self.clock.now()
+        return env
+
+    def admin_remove(self, env_id: str) -> Environment:
+        """Make an environment gone at once (deleted outside Kubernetes); its active task is cancelled."""
+        env = self.get_environment(env_id)
+        now = self.clock.now()
+        if env.active_task_id is not None:
+            task = self.tasks[env.active_task_id]
+            task.cancelled_at = now
+            task.finalized = True
+            env.active_task_id = None
+        env.status = "deleted"
+        env.deleted = True
+        env.deleted_at = now
+        env.updated_at = now
+        return env

@@ -1,0 +1,1 @@
+"""Tests of the OEC.sh API simulator (oec_operator.simulator)."""

@@ -1,0 +1,131 @@
+"""The ``python -m oec_operator.simulator`` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from oec_operator.simulator import DEMO_PROJECT_ID, DEMO_RO_KEY, DEMO_RW_KEY
+from oec_operator.simulator.__main__ import CliError, build_config, build_parser, main
+
+
+def _wait_for_port(path: Path, proc: subprocess.Popen[str], limit: float = 15.0) -> int:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        if proc.poll() is not None:
+            raise AssertionError(f"simulator exited early with {proc.returncode}")
+        time.sleep(0.05)
+    raise AssertionError("simulator did not write its port file")
+
+
+def test_cli_serves_the_demo_project_and_keys(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = _wait_for_port(port_file, proc)
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=5) as client:
+            assert client.get("/_sim/health").json()["status"] == "ok"
+            projects = client.get("/api/public/v1/projects", headers={"Authorization": f"Bearer {DEMO_RW_KEY}"})
+            assert projects.status_code == 200
+            [demo] = projects.json()["data"]
+            assert (demo["id"], demo["name"], demo["default_branch"], demo["odoo_version"]) == (
+                str(DEMO_PROJECT_ID),
+                "demo",
+                "main",
+                "17.0",
+            )
+            assert demo["server_id"] is not None
+            ro = client.post(
+                f"/api/public/v1/projects/{DEMO_PROJECT_ID}/environments",
+                json={"name": "x"},
+                headers={"X-API-Key": DEMO_RO_KEY},
+            )
+            assert ro.status_code == 403
+    finally:
+        proc.terminate()
+        stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert f"oec-simulator listening on http://127.0.0.1:{port}" in stdout
+    assert "GET /api/public/v1/projects 200" in stderr
+    assert "POST /api/public/v1/projects/" in stderr
+    assert DEMO_RW_KEY not in stderr and DEMO_RO_KEY not in stderr
+
+
+def test_remote_host_is_refused_without_allow_remote(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--host", "203.0.113.5", "--port", "0"]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+
+
+def test_help_names_the_demo_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert DEMO_RW_KEY in out and DEMO_RO_KEY in out and str(DEMO_PROJECT_ID) in out
+
+
+def test_flags_and_config_file_build_the_config(tmp_path: Path) -> None:
+    config_file = tmp_path / "sim.yaml"
+    config_file.write_text("deploy_seconds: 1.5\nerror_envelope: toplevel\n")
+    project = "44444444-4444-4444-8444-444444444444"
+    key = "oec_live_rw_" + "k" * 30
+    args = build_parser().parse_args(
+        [
+            "--config",
+            str(config_file),
+            "--project",
+            f"{project}:shop:develop",
+            "--key",
+            f"{key}@{project}",
+            "--write-limit",
+            "5",
+            "--variant",
+            "delete_status=204",
+            "--variant",
+            "name_uniqueness=true",
+            "--variant",
+            "rate_limit_headers=none",
+        ]
+    )
+    config = build_config(args)
+    assert config.deploy_seconds == 1.5 and config.error_envelope == "toplevel"
+    assert config.write_limit == 5 and config.delete_status == 204
+    assert config.name_uniqueness is True and config.rate_limit_headers == "none"
+    [proj] = config.projects
+    assert (str(proj.id), proj.name, proj.default_branch) == (project, "shop", "develop")
+    [k] = config.keys
+    assert (k.scope, str(k.project_id)) == ("project", project)
+    assert k.key.get_secret_value() == key
+
+
+def test_bad_key_and_variant_are_reported_without_echoing_the_key() -> None:
+    secret = "oec_live_rw_tooshort"
+    with pytest.raises(CliError) as excinfo:
+        build_config(build_parser().parse_args(["--key", secret]))
+    assert secret not in str(excinfo.value)
+    with pytest.raises(CliError):
+        build_config(build_parser().parse_args(["--variant", "delete_status=418"]))
+    with pytest.raises(CliError):
+        build_config(build_parser().parse_args(["--variant", "nonsense"]))
+
+
+def test_json_config_file(tmp_path: Path) -> None:
+    path = tmp_path / "sim.json"
+    path.write_text(json.dumps({"projects": [{"name": "p", "server_id": None}], "read_limit": 9}))
+    config = build_config(build_parser().parse_args(["--config", str(path)]))
+    assert config.read_limit == 9
+    assert config.projects[0].resolved_server_id() is None
+    assert len(config.keys) == 2  # demo keys
