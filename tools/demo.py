@@ -12,6 +12,7 @@ plane (the CRD is installed there; the operator and the simulator still run here
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -144,23 +145,23 @@ Stop everything with: make demo-down
 
 
 def watch(kubeconfig: Path, timeout: float = 180) -> None:
-    """Print `kubectl get odooenv` whenever it changes, until the sample is Ready (or time runs out)."""
+    """Print the sample's row of `kubectl get odooenv` whenever it changes, until it is Ready."""
     log(f"watching {SAMPLE_NAME} until it is Running and Ready")
-    columns = ("custom-columns=NAME:.metadata.name,TYPE:.spec.environmentType,BRANCH:.status.branch,"
-               "PHASE:.status.phase,READY:.status.conditions[?(@.type==\"Ready\")].status,"
-               "REASON:.status.conditions[?(@.type==\"Ready\")].reason,URL:.status.url")
-    last = ""
+    row = "{:<10} {:<12} {:<8} {:<11} {:<6} {:<13} {}"
+    print(row.format("NAME", "TYPE", "BRANCH", "PHASE", "READY", "REASON", "URL"), flush=True)
+    last: tuple[str, ...] = ()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        table = kubectl(kubeconfig, "get", "odooenv", SAMPLE_NAME, "-n", "default", "-o", columns,
-                        check=False).stdout.strip()
-        if table and table != last:
-            lines = table.splitlines()
-            print(("\n".join(lines) if not last else lines[-1]), flush=True)
-            last = table
-        ready = kubectl(kubeconfig, "get", "odooenv", SAMPLE_NAME, "-n", "default", "-o",
-                        "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}", check=False).stdout
-        if ready == "True":
+        proc = kubectl(kubeconfig, "get", "odooenv", SAMPLE_NAME, "-n", "default", "-o", "json", check=False)
+        obj = json.loads(proc.stdout) if proc.returncode == 0 else {}
+        status = obj.get("status", {})
+        ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), {})
+        current = (SAMPLE_NAME, obj.get("spec", {}).get("environmentType", ""), status.get("branch", "-"),
+                   status.get("phase", "-"), ready.get("status", "-"), ready.get("reason", "-"), status.get("url", "-"))
+        if obj and current != last:
+            print(row.format(*current), flush=True)
+            last = current
+        if ready.get("status") == "True":
             log(f"{SAMPLE_NAME} is Running and Ready")
             return
         time.sleep(1)

@@ -13,6 +13,7 @@ Run with ``oec-operator`` (see :mod:`oec_operator.__main__`) or
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import kopf
@@ -39,6 +40,13 @@ RESOURCE = ("oec.sh", "v1alpha1", "odooenvironments")
 PREFIX = "oec.sh"
 FINALIZER = "oec.sh/finalizer"
 CONFIG = load_config()
+
+
+class _QuietPolls(logging.Filter):
+    """Drops kopf's "Timer 'poll' succeeded." line, logged at every tick even when nothing was due."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().endswith("Timer 'poll' succeeded.")
 
 
 def _state(memo: kopf.Memo) -> ResourceState:
@@ -72,6 +80,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.reporting_component = "oec-operator"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
+    logging.getLogger("kopf.objects").addFilter(_QuietPolls())
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much at INFO
     memo.runtime = Runtime.create(CONFIG)
 
 

@@ -397,8 +397,9 @@ async def finalize(api: OecClient, environment_id: str) -> bool:
 
     Reads the environment first so a repeated call never sends a second DELETE while the destroy
     task runs: 404 -> gone (True); ``destroying`` -> still going (False); otherwise
-    ``DELETE`` with ``X-Confirm-Delete: true`` (False). A 404 or a ``task_in_progress`` answer to
-    the DELETE counts as accepted (``oec-api.md`` §1 decisions 3 and 19).
+    ``DELETE`` with ``X-Confirm-Delete: true`` (False). A 404 answer to the DELETE means gone; a
+    ``409 task_in_progress`` (e.g. the first deploy still runs) means "not yet", and the next
+    step tries again (``oec-api.md`` §1 decisions 3 and 19).
 
     Raises:
         OecError: any other API failure.
