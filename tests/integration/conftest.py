@@ -179,6 +179,7 @@ class OperatorProcess:
             "OEC_API_KEY": RW_KEY,
             "OEC_POLL_INTERVAL": "3",
             "OEC_FAST_POLL_INTERVAL": "0.5",
+            "OEC_MIN_POLL_INTERVAL": "1",
             **self.extra_env,
         }
         out = self.log.open("ab")
