@@ -13,6 +13,7 @@ from typing import Any
 READY = "Ready"
 RECONCILING = "Reconciling"
 STALLED = "Stalled"
+PAUSED = "Paused"
 
 
 def now_rfc3339() -> str:
@@ -72,7 +73,7 @@ def merge_conditions(
         by_type[cond.type] = entry
     for name in remove:
         by_type.pop(name, None)
-    order = {READY: 0, RECONCILING: 1, STALLED: 2}
+    order = {READY: 0, RECONCILING: 1, STALLED: 2, PAUSED: 3}
     return sorted(by_type.values(), key=lambda c: (order.get(c["type"], 9), c["type"]))
 
 

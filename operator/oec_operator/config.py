@@ -8,6 +8,7 @@
 | ``OEC_API_KEY_SECRET_KEY`` | ``apiKey`` | key inside that Secret |
 | ``OEC_POLL_INTERVAL`` | ``60`` | seconds between status polls of a steady environment |
 | ``OEC_FAST_POLL_INTERVAL`` | ``5`` | seconds between polls while work is in flight (deploying, destroying) |
+| ``OEC_MIN_POLL_INTERVAL`` | ``10`` | floor of the per-resource ``oec.sh/poll-interval`` annotation |
 | ``OEC_REQUEST_TIMEOUT`` | ``30`` | seconds per OEC API request |
 """
 
@@ -31,6 +32,7 @@ class OperatorConfig(BaseSettings):
     api_key_secret_key: str = "apiKey"  # noqa: S105 - the name of a Secret data key, not a secret
     poll_interval: float = Field(default=60.0, ge=1.0, le=86400.0)
     fast_poll_interval: float = Field(default=5.0, ge=0.5, le=3600.0)
+    min_poll_interval: float = Field(default=10.0, ge=0.5, le=86400.0)
     request_timeout: float = Field(default=30.0, gt=0, le=300.0)
 
     @field_validator("api_key")

@@ -1,10 +1,12 @@
 """kopf registrations for ``OdooEnvironment`` (``oec.sh/v1alpha1``). Kept thin: parse the object,
 call :mod:`oec_operator.reconcile`, write the status patch and Events.
 
-- create / update (``spec`` changed): reconcile at once;
+- create / update (spec or annotations changed): reconcile at once;
 - timer (every ``OEC_FAST_POLL_INTERVAL`` seconds): reconcile when the object's next poll is due
-  (fast while work is in flight, ``OEC_POLL_INTERVAL`` when steady, backoff after errors);
-- delete: DELETE the environment and hold the finalizer ``oec.sh/finalizer`` until it is gone.
+  (fast while work is in flight, the steady interval otherwise, backoff after errors);
+- delete: by ``deletionPolicy`` destroy the environment (finalizer ``oec.sh/finalizer`` held until
+  the API answers 404) or orphan it;
+- index ``claims``: which resources point at which environment (one owner per environment).
 
 Run with ``oec-operator`` (see :mod:`oec_operator.__main__`) or
 ``kopf run -m oec_operator.handlers --standalone --all-namespaces``.
@@ -13,32 +15,33 @@ Run with ``oec-operator`` (see :mod:`oec_operator.__main__`) or
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from oec_operator import conditions as cond
+from oec_operator.annotations import Requests
 from oec_operator.conditions import Condition
 from oec_operator.config import load_config
 from oec_operator.credentials import CredentialsError
-from oec_operator.oec.errors import OecError
-from oec_operator.reconcile import (
-    Outcome,
-    ResourceRef,
-    error_outcome,
-    finalize,
-    merge_status,
-    reconcile,
-    retry_delay,
-    stalled_outcome,
-)
+from oec_operator.failures import error_outcome, retry_delay, stalled_outcome
+from oec_operator.oec.client import OecClient
+from oec_operator.oec.errors import OecAuthError, OecError
+from oec_operator.outcome import Outcome, ResourceRef
+from oec_operator.ownership import Claim, claimed_by, claims_of
+from oec_operator.reconcile import Context, created_environment, deletion_action, finalize, reconcile
 from oec_operator.runtime import ResourceState, Runtime
 from oec_operator.spec import OdooEnvironmentSpec
+from oec_operator.status import merge_status
 
 RESOURCE = ("oec.sh", "v1alpha1", "odooenvironments")
 PREFIX = "oec.sh"
 FINALIZER = "oec.sh/finalizer"
+#: How long a deletion waits for credentials before the environment is orphaned, in seconds.
+CREDENTIALS_GRACE_SECONDS = 600.0
 CONFIG = load_config()
 
 
@@ -99,7 +102,22 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
-async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, force: bool) -> None:
+@kopf.index(*RESOURCE, id="claims")
+def claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
+    """Index: environment id -> the resources that manage or want to adopt it."""
+    return claims_of(body)
+
+
+def _claimed_by(index: kopf.Index[str, Claim], body: kopf.Body) -> str | None:
+    mine = claims_of(body)
+    if not mine:
+        return None
+    target, claim = next(iter(mine.items()))
+    return claimed_by(index.get(target, []), claim)
+
+
+async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf.Index[str, Claim], *,
+                force: bool) -> None:
     """Reconcile one object and write its status; ``force`` ignores the poll schedule."""
     runtime: Runtime = memo.runtime
     state = _state(memo)
@@ -109,98 +127,140 @@ async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *, force: b
             return
         ref = _ref(body)
         previous = dict(body.get("status") or {})
-        now = cond.now_rfc3339()
+        requests = Requests.from_annotations(body.metadata.annotations)
         config = runtime.config
+        slow = requests.steady_interval(config.poll_interval, config.min_poll_interval)
+        now = cond.now_rfc3339()
         hint = "the credentials"
         try:
             spec = OdooEnvironmentSpec.from_body(body.spec)
-            api, hint = await runtime.api_for(ref.namespace, spec.credentials_secret_ref)
-            outcome = await reconcile(
-                api,
-                spec,
-                ref,
-                environment_id=previous.get("environmentId") or state.environment_id,
-                previous_phase=previous.get("phase"),
-                fast_poll=config.fast_poll_interval,
-                slow_poll=config.poll_interval,
-                now=now,
-            )
+            key, hint = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
+            outcome = await reconcile(Context(
+                api=runtime.client(key), spec=spec, ref=ref, requests=requests, status=previous,
+                known_environment_id=state.environment_id, claimed_by=_claimed_by(index, body),
+                fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
+                persist=lambda fields: runtime.patch_status(ref.namespace, ref.name, fields),
+            ))
+            state.last_good_key = key
         except CredentialsError as exc:
-            outcome = stalled_outcome("CredentialsNotFound", str(exc), next_poll=config.poll_interval)
+            outcome = stalled_outcome("CredentialsNotFound", str(exc), next_poll=slow)
         except OecError as exc:
+            if isinstance(exc, OecAuthError):
+                state.last_good_key = None
             outcome = error_outcome(
-                exc,
-                had_ready=cond.find(previous.get("conditions"), cond.READY) is not None,
-                credentials_hint=hint,
-                failures=state.failures + 1,
-                fast_poll=config.fast_poll_interval,
-                slow_poll=config.poll_interval,
+                exc, had_ready=cond.find(previous.get("conditions"), cond.READY) is not None,
+                credentials_hint=hint, failures=state.failures + 1, fast_poll=config.fast_poll_interval,
+                slow_poll=slow,
             )
+        except ApiException as exc:
+            outcome = Outcome(failed=True, transient=True, next_poll=config.fast_poll_interval * 4, conditions=[
+                Condition(cond.RECONCILING, "True", "ProgressingWithRetry",
+                          f"cannot write the status before acting (HTTP {exc.status}); retrying")])
         state.failures = state.failures + 1 if outcome.transient else 0
         state.environment_id = outcome.status.get("environmentId") or state.environment_id
         state.next_poll_at = loop.time() + outcome.next_poll
-        patch.status.update(merge_status(previous, outcome, ref.generation, now))
+        patch.status.update(merge_status(previous, outcome, ref.generation, now, paused=requests.paused))
         _post_events(body, outcome, previous)
 
 
 @kopf.on.create(*RESOURCE, id="create")
-@kopf.on.update(*RESOURCE, id="update", field="spec")
-async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """A new object or a changed spec: reconcile now."""
-    await _sync(body, patch, memo, force=True)
+@kopf.on.update(*RESOURCE, id="update")
+async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A new object, a changed spec or changed annotations: reconcile now."""
+    await _sync(body, patch, memo, kwargs["claims"], force=True)
 
 
 @kopf.timer(*RESOURCE, id="poll", interval=CONFIG.fast_poll_interval)
-async def poll(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def poll(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     """Keep status true: reconcile whenever the object's next poll is due."""
-    await _sync(body, patch, memo, force=False)
+    await _sync(body, patch, memo, kwargs["claims"], force=False)
 
 
 @kopf.on.delete(*RESOURCE, id="delete")
 async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
-    """Destroy the environment; the finalizer stays until the API answers 404 for it.
+    """Destroy or orphan the environment (``docs/reconciliation.md``, Decisions: Delete).
 
     Raises:
-        kopf.TemporaryError: the destroy is still running or the API failed; kopf retries.
+        kopf.TemporaryError: the destroy is still running, deletion waits (paused, credentials)
+            or the API failed; kopf retries after the given delay.
     """
     runtime: Runtime = memo.runtime
     state = _state(memo)
+    config = runtime.config
     async with state.lock:
         ref = _ref(body)
         previous = dict(body.get("status") or {})
-        environment_id = previous.get("environmentId") or state.environment_id
-        if not environment_id:
-            return  # nothing was ever created for this resource
-        config = runtime.config
-        now = cond.now_rfc3339()
         spec = OdooEnvironmentSpec.from_body(body.spec)
+        requests = Requests.from_annotations(body.metadata.annotations)
+        environment_id = previous.get("environmentId") or state.environment_id
+        if not environment_id and not previous.get("createRequestedAt"):
+            return  # nothing was ever created for this resource
+        now = cond.now_rfc3339()
         try:
-            api, _source = await runtime.api_for(ref.namespace, spec.credentials_secret_ref)
+            action = deletion_action(spec, requests, crd_deleting=await runtime.crd_deleting())
+        except ApiException as exc:
+            raise kopf.TemporaryError(
+                f"cannot read the CRD (HTTP {exc.status})", delay=config.fast_poll_interval * 4
+            ) from None
+        if action == "wait":
+            message = "deletion waits until the annotation oec.sh/paused is removed"
+            _deleting(patch, previous, ref, now, "Paused", message)
+            raise kopf.TemporaryError("paused: deletion waits", delay=config.min_poll_interval)
+        if action == "orphan":
+            if environment_id:
+                kopf.info(body, reason="Orphaned", message=f"OEC.sh environment {environment_id} is kept (orphaned)")
+            return
+        api = await _delete_client(body, runtime, state, spec, ref)
+        if api is None:
+            return
+        try:
+            if not environment_id:
+                environment_id = await created_environment(api, spec, ref, requests.recreate_token)
+                if environment_id is None:
+                    return
+                state.environment_id = environment_id
             gone = await finalize(api, environment_id)
-        except CredentialsError as exc:
-            _delete_status(patch, previous, ref, now, "CredentialsNotFound", str(exc))
-            raise kopf.TemporaryError(str(exc), delay=config.poll_interval) from None
         except OecError as exc:
             state.failures += 1
-            _delete_status(patch, previous, ref, now, "ApiError", f"deleting: {exc}")
+            _deleting(patch, previous, ref, now, "ApiError", f"deleting: {exc}")
             raise kopf.TemporaryError(
                 f"deleting environment {environment_id}: {exc}",
                 delay=retry_delay(exc, state.failures, config.fast_poll_interval),
             ) from None
         if not gone:
             state.failures = 0
-            _delete_status(
-                patch, previous, ref, now, "Deleting", f"OEC.sh is destroying environment {environment_id}"
-            )
+            _deleting(patch, previous, ref, now, "Deleting", f"OEC.sh is destroying environment {environment_id}")
             raise kopf.TemporaryError(
                 f"waiting for OEC.sh to destroy environment {environment_id}", delay=config.fast_poll_interval
             )
         kopf.info(body, reason="Deleted", message=f"OEC.sh environment {environment_id} is deleted")
 
 
-def _delete_status(
-    patch: kopf.Patch, previous: dict[str, Any], ref: ResourceRef, now: str, reason: str, message: str
-) -> None:
+async def _delete_client(body: kopf.Body, runtime: Runtime, state: ResourceState, spec: OdooEnvironmentSpec,
+                         ref: ResourceRef) -> OecClient | None:
+    """Credentials for deleting: the resource's, else the last key that worked, else the operator's
+    default; with none, wait up to 10 minutes after the deletion started, then orphan (``None``)."""
+    try:
+        key, _source = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
+        return runtime.client(key)
+    except CredentialsError as exc:
+        fallback = state.last_good_key or await runtime.default_api_key()
+        if fallback:
+            return runtime.client(fallback)
+        started = datetime.datetime.fromisoformat(str(body.metadata["deletionTimestamp"]).replace("Z", "+00:00"))
+        waited = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+        if waited < CREDENTIALS_GRACE_SECONDS:
+            raise kopf.TemporaryError(
+                f"{exc}; deletion waits for credentials", delay=runtime.config.poll_interval
+            ) from None
+        kopf.warn(body, reason="Orphaned", message=(
+            f"no credentials to delete OEC.sh environment {body.get('status', {}).get('environmentId')} after "
+            f"{CREDENTIALS_GRACE_SECONDS / 60:.0f} minutes ({exc}); it is left in OEC.sh"))
+        return None
+
+
+def _deleting(patch: kopf.Patch, previous: dict[str, Any], ref: ResourceRef, now: str, reason: str,
+              message: str) -> None:
     outcome = Outcome(
         conditions=[
             Condition(cond.READY, "False", reason, message),

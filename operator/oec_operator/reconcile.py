@@ -1,94 +1,51 @@
 """Domain logic: make one OEC.sh environment match one ``OdooEnvironment`` and describe the result.
 
-Knows nothing of Kubernetes or kopf (the handlers translate an :class:`Outcome` into a status
-patch and Events) and nothing of HTTP (it calls :class:`~oec_operator.oec.client.OecClient` and
-decides on the typed errors of :mod:`oec_operator.oec.errors`).
+Knows nothing of Kubernetes or kopf (handlers turn an :class:`Outcome` into a status patch and
+Events, and give a ``persist`` callback for intents that must be recorded *before* an action) and
+nothing of HTTP (it calls :class:`~oec_operator.oec.client.OecClient` and decides on the typed
+errors of :mod:`oec_operator.oec.errors`). The rules are in ``docs/reconciliation.md``.
 
-Flow of :func:`reconcile` (level-based, safe to repeat at any time):
+One :func:`reconcile` is level-based and safe to repeat at any time:
 
-1. no environment id known -> ``POST /projects/{id}/environments`` with an idempotency key derived
-   from the resource UID (a repeat after a crash replays the first answer: never a second
-   environment, ``oec-api.md`` §7); otherwise ``GET /environments/{id}``;
-2. ``PATCH`` the fields (``name``, ``branch``) whose API value differs from the spec;
-3. ``GET /environments/{id}/status`` for health and the last deploy;
-4. map the environment's status onto the conditions of ``status-contract.md``.
+1. paused -> no API call at all;
+2. find the environment: the recorded id, else ``spec.environmentId`` (adoption), else create it
+   (name-conflict check, ``createRequestedAt`` intent, POST with a UID-derived idempotency key);
+3. ``Manage``: PATCH what differs from the spec (a spec change, or drift when this generation was
+   already reconciled), then deploy if a branch changed (``deployPolicy: OnChange``) or a redeploy
+   token is new, through a ``pendingDeploy`` intent and an idempotency key;
+4. observe ``GET /environments/{id}/status`` and map it onto conditions.
 """
 
 from __future__ import annotations
 
-import random
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from oec_operator import conditions as cond
+from oec_operator.annotations import Requests
 from oec_operator.conditions import Condition
+from oec_operator.failures import stalled_outcome
 from oec_operator.oec.client import OecClient
-from oec_operator.oec.errors import (
-    OecAuthError,
-    OecBadRequestError,
-    OecConflictError,
-    OecError,
-    OecNotFoundError,
-    OecPaymentRequiredError,
-    OecPermissionError,
-    OecRateLimitError,
-    OecValidationError,
-)
-from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
+from oec_operator.oec.errors import OecConflictError, OecError, OecNotFoundError
+from oec_operator.oec.models import Environment, EnvironmentHealth
+from oec_operator.outcome import Event, Outcome, ResourceRef
 from oec_operator.spec import OdooEnvironmentSpec
+from oec_operator.status import assess, observed_status, phase_events
 
-#: Longest wait between retries of transient failures, in seconds.
-MAX_BACKOFF_SECONDS = 300.0
-
-
-@dataclass(frozen=True)
-class ResourceRef:
-    """Identity of the ``OdooEnvironment`` being reconciled."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
+#: ``persist(fields)`` merges ``fields`` into the resource's status right away (before an action).
+Persist = Callable[[dict[str, Any]], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post: ``type`` Normal/Warning, CamelCase ``reason``, human message."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
-@dataclass
-class Outcome:
-    """What one reconcile found and decided.
-
-    Attributes:
-        status: status fields to merge (camelCase; a ``None`` value deletes the field).
-        conditions: conditions to set; ``remove``: condition types to delete.
-        observed: True when this generation reached Ready=True or Stalled=True, so
-            ``status.observedGeneration`` may be set (``status-contract.md`` §1 rule 4).
-        events: Events to post.
-        next_poll: seconds until the next reconcile is wanted.
-        failed: True when an API error (transient or permanent) ended the reconcile.
-        transient: True when that error is worth retrying without a user change.
-    """
-
-    status: dict[str, Any] = field(default_factory=dict)
-    conditions: list[Condition] = field(default_factory=list)
-    remove: tuple[str, ...] = ()
-    observed: bool = False
-    events: list[Event] = field(default_factory=list)
-    next_poll: float = 60.0
-    failed: bool = False
-    transient: bool = False
-
-
-def idempotency_key(uid: str) -> str:
-    """``X-Idempotency-Key`` of the create for the resource with this UID (1-255 characters)."""
-    return f"oec-operator-create-{uid}"
+def create_key(uid: str, recreate_token: str | None = None) -> str:
+    """``X-Idempotency-Key`` of the create for the resource with this UID (and recreate token)."""
+    base = f"oec-operator-create-{uid}"
+    return f"{base}-{_digest(recreate_token)}" if recreate_token else base
 
 
 def desired_changes(spec: OdooEnvironmentSpec, metadata_name: str, env: Environment) -> dict[str, str]:
@@ -106,290 +63,293 @@ def desired_changes(spec: OdooEnvironmentSpec, metadata_name: str, env: Environm
     return changes
 
 
-def observed_status(env: Environment, health: EnvironmentHealth | None, now: str) -> dict[str, Any]:
-    """Status fields mirrored from the API (``oec-api.md`` §9.1, §9.2) in the CRD's camelCase."""
-    status: dict[str, Any] = {
-        "environmentId": env.id,
-        "phase": env.status,
-        "url": env.url,
-        "odooVersion": env.odoo_version,
-        "branch": env.branch,
-        "lastCommit": env.last_commit,
-        "cpuCores": env.cpu_cores,
-        "ramMb": env.ram_mb,
-        "diskGb": env.disk_gb,
-        "serverId": env.server_id,
-        "createdAt": env.created_at,
-        "updatedAt": env.updated_at,
-        "lastSyncTime": now,
-    }
-    if health is not None:
-        status["health"] = {
-            "containerRunning": health.container_running,
-            "dbReady": health.db_ready,
-            "httpOk": health.http_ok,
-        }
-        deploy = health.last_deploy
-        status["lastDeploy"] = (
-            None
-            if deploy is None
-            else {
-                "id": deploy.id,
-                "status": deploy.status,
-                "startedAt": deploy.started_at,
-                "completedAt": deploy.completed_at,
-            }
-        )
-    return status
+@dataclass
+class Context:
+    """Everything one reconcile needs.
 
-
-def assess(env: Environment, health: EnvironmentHealth | None, outcome: Outcome, fast: float, slow: float) -> None:
-    """Set ``outcome``'s conditions and next poll from the environment's status (§10).
-
-    Mapping (``status-contract.md`` §3): pending/deploying/cloning -> Ready=False Provisioning +
-    Reconciling; running -> Ready=True Available; failed/error -> Ready=False + Stalled DeployFailed;
-    stopped/paused -> Ready=False Unavailable; destroying (not requested by us) -> Stalled
-    NotFoundExternally; anything else -> Ready=Unknown.
+    Attributes:
+        api: client bound to the resource's credentials.
+        spec: the parsed spec; ``ref``: the resource's identity; ``requests``: its annotations.
+        status: the resource's status before this reconcile.
+        known_environment_id: the OEC id this process recorded (may be ahead of ``status``).
+        claimed_by: ``namespace/name`` of another resource that owns the target environment.
+        fast_poll / slow_poll: seconds to the next poll while in flight / when steady.
+        now: RFC 3339 time of this reconcile.
+        persist: writes status fields at once (intents before actions).
     """
-    phase = env.status
-    task = health.last_deploy.id if health and health.last_deploy else None
-    if phase in TRANSITIONAL_STATES and phase != "destroying":
-        detail = f" (task {task})" if task else ""
-        outcome.conditions += [
-            Condition(cond.READY, "False", "Provisioning", f"OEC.sh environment is {phase}{detail}"),
-            Condition(cond.RECONCILING, "True", "Progressing", f"waiting for the environment to leave {phase}"),
-        ]
-        outcome.remove = (cond.STALLED,)
-        outcome.next_poll = fast
-    elif phase == "running":
-        outcome.conditions.append(
-            Condition(cond.READY, "True", "Available", f"environment is running at {env.url or 'its URL'}")
-        )
-        outcome.remove = (cond.RECONCILING, cond.STALLED)
-        outcome.observed = True
-        outcome.next_poll = slow
-    elif phase in ("failed", "error"):
-        message = (
-            f"the last deploy of the environment {phase}"
-            + (f" (task {task})" if task else "")
-            + "; fix the branch or code and redeploy it from OEC.sh"
-        )
-        outcome.conditions += [
-            Condition(cond.READY, "False", "DeployFailed", message),
-            Condition(cond.STALLED, "True", "DeployFailed", message),
-        ]
-        outcome.remove = (cond.RECONCILING,)
-        outcome.observed = True
-        outcome.next_poll = slow
-    elif phase in ("stopped", "paused"):
-        outcome.conditions.append(
-            Condition(cond.READY, "False", "Unavailable", f"environment is {phase} in OEC.sh; start it there")
-        )
-        outcome.remove = (cond.RECONCILING, cond.STALLED)
-        outcome.next_poll = slow
-    elif phase in ("destroying", "deleted"):
-        message = f"the environment is {phase} in OEC.sh, outside Kubernetes; delete this resource"
-        outcome.conditions += [
-            Condition(cond.READY, "False", "NotFoundExternally", message),
-            Condition(cond.STALLED, "True", "NotFoundExternally", message),
-        ]
-        outcome.remove = (cond.RECONCILING,)
-        outcome.observed = True
-        outcome.next_poll = slow
-    else:
-        outcome.conditions.append(
-            Condition(cond.READY, "Unknown", "UnknownPhase", f"OEC.sh reports an unknown status {phase!r}")
-        )
-        outcome.remove = (cond.STALLED,)
-        outcome.next_poll = fast
+
+    api: OecClient
+    spec: OdooEnvironmentSpec
+    ref: ResourceRef
+    requests: Requests
+    status: Mapping[str, Any]
+    known_environment_id: str | None
+    claimed_by: str | None
+    fast_poll: float
+    slow_poll: float
+    now: str
+    persist: Persist
+
+    @property
+    def recorded_id(self) -> str | None:
+        """The environment this resource already manages (status, else this process's memory)."""
+        return self.status.get("environmentId") or self.known_environment_id
+
+    @property
+    def reconciled_before(self) -> bool:
+        """True when the current generation was reconciled already (a difference is then drift)."""
+        conds = self.status.get("conditions") or []
+        return any(c.get("observedGeneration") == self.ref.generation for c in conds)
+
+    @property
+    def pending_recreate(self) -> str | None:
+        """A recreate token not handled yet."""
+        token = self.requests.recreate_token
+        return token if token and token != self.status.get("lastHandledRecreateAt") else None
+
+    @property
+    def pending_redeploy(self) -> str | None:
+        """A redeploy token not handled yet."""
+        token = self.requests.redeploy_token
+        return token if token and token != self.status.get("lastHandledRedeployAt") else None
+
+    def stall(self, reason: str, message: str) -> Outcome:
+        """A stalled outcome looked at again after the steady interval."""
+        return stalled_outcome(reason, message, next_poll=self.slow_poll)
 
 
-def transition_events(previous_phase: str | None, env: Environment, health: EnvironmentHealth | None) -> list[Event]:
-    """Events for a change of the environment's status between two reconciles."""
-    if previous_phase == env.status:
-        return []
-    task = health.last_deploy.id if health and health.last_deploy else "unknown"
-    if env.status == "running":
-        return [Event("Normal", "Deployed", f"environment is running at {env.url} (task {task})")]
-    if env.status in ("failed", "error"):
-        return [Event("Warning", "DeployFailed", f"deploy task {task} ended with status {env.status}")]
-    return []
-
-
-def retry_delay(exc: OecError, failures: int, base: float) -> float:
-    """Seconds before retrying after a transient error.
-
-    A 429 waits exactly what the API said (``oec-api.md`` §6); anything else grows from ``base``
-    by doubling per consecutive failure (``failures`` >= 1), capped at 300 s, with +-20 % jitter.
-    """
-    if isinstance(exc, OecRateLimitError):
-        return exc.retry_after
-    delay = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, failures - 1))
-    return float(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not cryptography
-
-
-def classify(exc: OecError, credentials_hint: str) -> tuple[bool, str, str]:
-    """Sort an API failure: ``(transient, reason, message)``.
-
-    Permanent failures need a user change (``Stalled=True``); transient ones are retried.
-    Messages name the API's status and code and say what to do, never a body or a key.
-    """
-    what = f"OEC.sh answered {exc.status} {exc.code}" if exc.status else f"OEC.sh unreachable ({exc.code})"
-    if isinstance(exc, OecAuthError):
-        return False, "AuthFailed", f"{what}: the API key was refused; fix {credentials_hint}"
-    if isinstance(exc, OecPermissionError):
-        if exc.code == "plan_feature_required":
-            return False, "PlanLimit", f"{what}: the OEC.sh plan does not include the public API"
-        return False, "AuthFailed", f"{what}: the API key may not do this; use a full-access key in {credentials_hint}"
-    if isinstance(exc, OecPaymentRequiredError):
-        return False, "PlanLimit", f"{what}: the OEC.sh subscription is blocked; settle it in the dashboard"
-    if isinstance(exc, OecValidationError):
-        if exc.code == "quota_exceeded":
-            return False, "PlanLimit", f"{what}: {exc.message}; raise the plan's quota or remove environments"
-        where = f" (field {exc.field})" if exc.field else ""
-        return False, "InvalidSpec", f"{what}{where}: {exc.message}; fix the spec"
-    if isinstance(exc, OecBadRequestError):
-        return False, "InvalidSpec", f"{what}: {exc.message}"
-    if isinstance(exc, OecRateLimitError):
-        return True, "RateLimited", f"{what}: rate limited, retrying in {exc.retry_after:.0f}s"
-    if isinstance(exc, OecConflictError):
-        return True, "ApiError", f"{what}: {exc.message}; retrying"
-    return True, "ApiError", f"{what}: {exc.message}; retrying with backoff"
-
-
-def error_outcome(
-    exc: OecError, *, had_ready: bool, credentials_hint: str, failures: int, fast_poll: float, slow_poll: float
-) -> Outcome:
-    """Conditions and next poll for a reconcile ended by ``exc`` (``status-contract.md`` §3).
-
-    Transient: ``Reconciling=True`` (``RateLimited``/``ProgressingWithRetry``), Ready untouched
-    unless it was never written (then ``Ready=False``), next poll by :func:`retry_delay` with
-    ``failures`` (consecutive transient failures, including this one). Permanent: ``Ready=False``
-    and ``Stalled=True`` with the same reason, the generation counts as observed, and the next
-    poll is a steady one (``slow_poll`` seconds) so fixed credentials are picked up.
-    """
-    transient, reason, message = classify(exc, credentials_hint)
-    next_poll = retry_delay(exc, failures, fast_poll) if transient else slow_poll
-    outcome = Outcome(failed=True, transient=transient, next_poll=next_poll)
-    if transient:
-        reconciling_reason = "RateLimited" if reason == "RateLimited" else "ProgressingWithRetry"
-        outcome.conditions.append(Condition(cond.RECONCILING, "True", reconciling_reason, message))
-        if not had_ready:
-            outcome.conditions.append(Condition(cond.READY, "False", reason, message))
-        outcome.remove = (cond.STALLED,)
-    else:
-        outcome.conditions += [
-            Condition(cond.READY, "False", reason, message),
-            Condition(cond.STALLED, "True", reason, message),
-        ]
-        outcome.remove = (cond.RECONCILING,)
-        outcome.observed = True
-        outcome.events.append(Event("Warning", reason, message))
-    return outcome
-
-
-def stalled_outcome(reason: str, message: str, *, next_poll: float = 60.0) -> Outcome:
-    """A reconcile that cannot go on until the user changes something (e.g. missing credentials);
-    ``next_poll`` seconds until the next look."""
+def paused_outcome(ctx: Context) -> Outcome:
+    """``oec.sh/paused: "true"``: no API call; only the ``Paused`` condition changes."""
     return Outcome(
-        next_poll=next_poll,
-        conditions=[
-            Condition(cond.READY, "False", reason, message),
-            Condition(cond.STALLED, "True", reason, message),
-        ],
-        remove=(cond.RECONCILING,),
-        observed=True,
-        events=[Event("Warning", reason, message)],
-        failed=True,
+        conditions=[Condition("Paused", "True", "Paused", "reconciliation is paused by the annotation oec.sh/paused")],
+        next_poll=ctx.slow_poll,
     )
 
 
-async def reconcile(
-    api: OecClient,
-    spec: OdooEnvironmentSpec,
-    ref: ResourceRef,
-    *,
-    environment_id: str | None,
-    previous_phase: str | None,
-    fast_poll: float,
-    slow_poll: float,
-    now: str,
-) -> Outcome:
-    """Create or update the environment so that it matches ``spec``, then observe it.
-
-    Args:
-        api: client bound to the resource's credentials.
-        spec: the parsed spec.
-        ref: the resource's identity (the UID keys the create's idempotency).
-        environment_id: the OEC id already recorded for this resource, or ``None``.
-        previous_phase: ``status.phase`` before this reconcile (for transition Events).
-        fast_poll: seconds to the next poll while work is in flight.
-        slow_poll: seconds to the next poll when steady.
-        now: RFC 3339 time of this reconcile (``status.lastSyncTime``).
+async def reconcile(ctx: Context) -> Outcome:
+    """Reconcile once (see the module docstring).
 
     Returns:
-        The :class:`Outcome`. A 404 becomes a stalled outcome (unknown project on create,
-        ``NotFoundExternally`` for a recorded environment); a failed health read leaves the
-        health fields as they were.
+        The :class:`Outcome`. Conditions that need a user change come back as stalled outcomes.
 
     Raises:
-        OecError: any other API failure of creating, reading or patching the environment; the
-            caller turns it into conditions with :func:`error_outcome`.
+        OecError: transient and other API failures; the caller maps them with
+            :func:`oec_operator.failures.error_outcome`.
     """
+    if ctx.requests.paused:
+        return paused_outcome(ctx)
+    outcome = await _reconcile(ctx)
+    if ctx.requests.reconcile_token:
+        outcome.status["lastHandledReconcileAt"] = ctx.requests.reconcile_token
+    return outcome
+
+
+async def _reconcile(ctx: Context) -> Outcome:
+    spec, recorded = ctx.spec, ctx.recorded_id
+    if spec.environment_id and recorded and recorded != spec.environment_id:
+        return ctx.stall(
+            "Conflict",
+            f"this resource manages environment {recorded} but spec.environmentId names {spec.environment_id}; "
+            "remove the change or create a new resource to adopt the other environment",
+        )
+    target = recorded or spec.environment_id
+    if ctx.claimed_by and not ctx.status.get("environmentId"):
+        return ctx.stall(
+            "Conflict",
+            f"environment {target} is already managed by OdooEnvironment {ctx.claimed_by}; "
+            "only one resource may manage an environment",
+        )
     events: list[Event] = []
-    if environment_id is None:
-        try:
-            env = await api.create_environment(
-                spec.project_id,
-                name=spec.display_name(ref.name),
-                environment_type=spec.environment_type,
-                branch=spec.branch,
-                idempotency_key=idempotency_key(ref.uid),
-            )
-        except OecNotFoundError:
-            return stalled_outcome(
-                "InvalidSpec",
-                f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
-                "fix spec.projectId or the credentials",
-                next_poll=slow_poll,
-            )
-        events.append(Event("Normal", "Created", f"created OEC.sh environment {env.id} ({env.name})"))
+    extra: dict[str, Any] = {}
+    found: Environment | Outcome
+    if target is None:
+        found = await _create(ctx, events, extra)
     else:
-        try:
-            env = await api.get_environment(environment_id)
-        except OecNotFoundError:
-            return environment_gone_outcome(environment_id, next_poll=slow_poll)
-    changes = desired_changes(spec, ref.name, env)
-    if changes and env.status not in ("destroying", "deleted"):
-        env = await api.update_environment(env.id, **changes)
-        listed = ", ".join(f"{k}={v}" for k, v in sorted(changes.items()))
-        events.append(Event("Normal", "Updated", f"updated OEC.sh environment {env.id}: {listed}"))
-    health: EnvironmentHealth | None
+        found = await _find(ctx, target, events, extra)
+    if isinstance(found, Outcome):
+        return found
+    env = found
+    if not spec.observe_only:
+        env = await _converge(ctx, env, events, extra)
     try:
-        health = await api.get_environment_status(env.id)
+        health: EnvironmentHealth | None = await ctx.api.get_environment_status(env.id)
     except OecNotFoundError:
-        return environment_gone_outcome(env.id, next_poll=slow_poll)
+        return _gone(ctx, env.id)
     except OecError:
         health = None  # health is informative; the environment itself was read fine
-    outcome = Outcome(status=observed_status(env, health, now))
-    assess(env, health, outcome, fast_poll, slow_poll)
-    outcome.events = events + transition_events(previous_phase, env, health)
+    if health is not None and health.status:
+        env = env.model_copy(update={"status": health.status})
+    log_tail = await _failure_log(ctx, env, health)
+    outcome = Outcome(status={**observed_status(env, health, ctx.now), **extra})
+    assess(env, health, outcome, ctx.fast_poll, ctx.slow_poll)
+    if extra.get("pendingDeploy") is not None:
+        outcome.next_poll = ctx.fast_poll  # a deploy is still owed
+    outcome.events = events + phase_events(ctx.status.get("phase"), env, health, log_tail)
     return outcome
 
 
-def environment_gone_outcome(environment_id: str, *, next_poll: float = 60.0) -> Outcome:
-    """The recorded environment answers 404: it was deleted outside Kubernetes.
+async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> Environment | Outcome:
+    """Create the environment: refuse a same-named one we did not create, record the intent, POST."""
+    spec, api = ctx.spec, ctx.api
+    if spec.observe_only:
+        return ctx.stall("InvalidSpec", "managementPolicy Observe needs spec.environmentId")
+    name = spec.display_name(ctx.ref.name)
+    resuming = bool(ctx.status.get("createRequestedAt")) and not ctx.status.get("environmentId")
+    try:
+        if not resuming:
+            same = [e.id for e in await api.list_environments(spec.project_id) if e.name == name]
+            if same:
+                return ctx.stall(
+                    "Conflict",
+                    f"OEC.sh project {spec.project_id} already has an environment named {name!r} ({', '.join(same)}); "
+                    f"set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
+                )
+            await ctx.persist({"createRequestedAt": ctx.now, "environmentId": None})
+        recreate = ctx.pending_recreate
+        env = await api.create_environment(
+            spec.project_id,
+            name=name,
+            environment_type=spec.environment_type,
+            branch=spec.branch,
+            idempotency_key=create_key(ctx.ref.uid, recreate),
+        )
+    except OecNotFoundError:
+        return ctx.stall(
+            "InvalidSpec",
+            f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
+            "fix spec.projectId or the credentials",
+        )
+    events.append(Event("Normal", "Created", f"created OEC.sh environment {env.id} ({env.name})"))
+    extra["createRequestedAt"] = None
+    if recreate:
+        extra["lastHandledRecreateAt"] = recreate
+    return env
 
-    It is not recreated silently (that could resurrect an environment someone meant to delete);
-    the resource stalls with reason ``NotFoundExternally``.
-    """
-    message = (
-        f"OEC.sh environment {environment_id} no longer exists (deleted outside Kubernetes); "
-        "delete and re-apply this resource to create a new one"
+
+async def _find(ctx: Context, target: str, events: list[Event], extra: dict[str, Any]) -> Environment | Outcome:
+    """Read the known or adopted environment; a vanished one is recreated only on request."""
+    spec = ctx.spec
+    adopting = not ctx.status.get("environmentId") and spec.environment_id == target
+    try:
+        env = await ctx.api.get_environment(target)
+    except OecNotFoundError:
+        if adopting:
+            return ctx.stall(
+                "InvalidSpec",
+                f"spec.environmentId {target} does not exist or is not visible to this API key",
+            )
+        if ctx.pending_recreate and not spec.observe_only and not spec.environment_id:
+            return await _create(ctx, events, extra)
+        return _gone(ctx, target)
+    if adopting:
+        if env.project_id and env.project_id != spec.project_id:
+            return ctx.stall(
+                "InvalidSpec",
+                f"environment {target} belongs to project {env.project_id}, not spec.projectId {spec.project_id}",
+            )
+        if not spec.observe_only:
+            events.append(Event("Normal", "Adopted", f"took over OEC.sh environment {env.id} ({env.name})"))
+    if ctx.pending_recreate:
+        extra["lastHandledRecreateAt"] = ctx.pending_recreate  # nothing to recreate: it exists
+    return env
+
+
+async def _converge(ctx: Context, env: Environment, events: list[Event], extra: dict[str, Any]) -> Environment:
+    """PATCH what differs from the spec, then deploy when a branch changed or a redeploy is asked."""
+    spec, api = ctx.spec, ctx.api
+    pending: dict[str, Any] | None = ctx.status.get("pendingDeploy")
+    changes = desired_changes(spec, ctx.ref.name, env)
+    if changes and env.status not in ("destroying", "deleted"):
+        if "branch" in changes and spec.deploy_policy == "OnChange" and not pending:
+            pending = {"key": f"oec-operator-deploy-{uuid.uuid4()}", "reason": f"branch changed to {changes['branch']}",
+                       "requestedAt": ctx.now}
+            await ctx.persist({"pendingDeploy": pending})
+        before = env
+        env = await api.update_environment(env.id, **changes)
+        listed = ", ".join(f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in sorted(changes.items()))
+        if ctx.reconciled_before:
+            events.append(Event("Normal", "DriftCorrected", f"set back what changed outside Kubernetes: {listed}"))
+        else:
+            events.append(Event("Normal", "Updated", f"updated OEC.sh environment {env.id}: {listed}"))
+    redeploy = ctx.pending_redeploy
+    if redeploy and not pending:
+        pending = {"key": f"oec-operator-redeploy-{ctx.ref.uid}-{_digest(redeploy)}",
+                   "reason": f"redeploy requested ({redeploy})", "requestedAt": ctx.now}
+        await ctx.persist({"pendingDeploy": pending})
+    if pending:
+        try:
+            accepted = await api.deploy(env.id, idempotency_key=str(pending["key"]))
+        except OecConflictError as exc:
+            if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
+                raise
+            extra["pendingDeploy"] = pending  # another task runs: deploy when it is done
+        else:
+            extra["pendingDeploy"] = None
+            if redeploy:
+                extra["lastHandledRedeployAt"] = redeploy
+            message = f"deploy task {accepted.task_id} started: {pending['reason']}"
+            events.append(Event("Normal", "DeployStarted", message))
+    return env
+
+
+async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth | None) -> str | None:
+    """The last lines of a deploy log that just failed (for the DeployFailed Event)."""
+    if env.status not in ("failed", "error") or ctx.status.get("phase") == env.status:
+        return None
+    task = health.last_deploy.id if health and health.last_deploy else None
+    try:
+        log = await ctx.api.get_logs(env.id, task_id=task, lines=5)
+    except OecError:
+        return None
+    return " | ".join(line for line in log.log.splitlines()[-5:] if line.strip())[:1000] or None
+
+
+def _gone(ctx: Context, environment_id: str) -> Outcome:
+    """The recorded environment answers 404: deleted outside Kubernetes. Never recreated silently."""
+    outcome = ctx.stall(
+        "ExternallyDeleted",
+        f"OEC.sh environment {environment_id} no longer exists (deleted outside Kubernetes); set the annotation "
+        "oec.sh/recreate-requested-at to a new value to create a new one, or delete this resource",
     )
-    outcome = stalled_outcome("NotFoundExternally", message, next_poll=next_poll)
     outcome.status = {"phase": "deleted", "health": None}
     return outcome
+
+
+def deletion_action(spec: OdooEnvironmentSpec, requests: Requests, *, crd_deleting: bool) -> str:
+    """What deleting the resource does to its environment: ``"orphan"``, ``"wait"`` (paused) or
+    ``"delete"`` (``docs/reconciliation.md``, Decisions: Delete)."""
+    if spec.observe_only or spec.deletion_policy == "Orphan" or crd_deleting:
+        return "orphan"
+    if requests.paused:
+        return "wait"
+    return "delete"
+
+
+async def created_environment(api: OecClient, spec: OdooEnvironmentSpec, ref: ResourceRef,
+                              recreate_token: str | None) -> str | None:
+    """The id of an environment whose create may have happened without being recorded.
+
+    Replays the create with the same idempotency key (``oec-api.md`` §7): within 24 h the API
+    answers with the first result and creates nothing; if the first POST never arrived this
+    creates it now, and the caller deletes it.
+
+    Args:
+        recreate_token: the recreate token being handled when the create was attempted, if any.
+
+    Returns:
+        The environment id, or ``None`` when the API refuses the create (nothing exists then).
+    """
+    try:
+        env = await api.create_environment(
+            spec.project_id,
+            name=spec.display_name(ref.name),
+            environment_type=spec.environment_type,
+            branch=spec.branch,
+            idempotency_key=create_key(ref.uid, recreate_token),
+        )
+    except (OecNotFoundError, OecConflictError):
+        return None
+    return env.id
 
 
 async def finalize(api: OecClient, environment_id: str) -> bool:
@@ -418,16 +378,3 @@ async def finalize(api: OecClient, environment_id: str) -> bool:
         if exc.code != "task_in_progress":
             raise
     return False
-
-
-def merge_status(
-    previous: Mapping[str, Any], outcome: Outcome, generation: int, now: str
-) -> dict[str, Any]:
-    """The status patch for an outcome: observed fields, merged conditions, observedGeneration."""
-    patch = dict(outcome.status)
-    patch["conditions"] = cond.merge_conditions(
-        previous.get("conditions"), outcome.conditions, generation=generation, now=now, remove=outcome.remove
-    )
-    if outcome.observed:
-        patch["observedGeneration"] = generation
-    return patch

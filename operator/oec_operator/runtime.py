@@ -1,18 +1,22 @@
 """Process-wide objects of a running operator: configuration, the shared HTTP client and the
-Kubernetes client. Created once at start-up (kept in kopf's ``memo``), closed at clean-up."""
+Kubernetes clients. Created once at start-up (kept in kopf's ``memo``), closed at clean-up."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import kubernetes
 
 from oec_operator.config import OperatorConfig
-from oec_operator.credentials import describe, resolve_api_key
+from oec_operator.credentials import CredentialsError, describe, resolve_api_key
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.spec import SecretKeyRef
+
+GROUP, VERSION, PLURAL = "oec.sh", "v1alpha1", "odooenvironments"
+CRD_NAME = f"{PLURAL}.{GROUP}"
 
 
 def load_kubernetes_client() -> kubernetes.client.ApiClient:
@@ -31,32 +35,65 @@ class Runtime:
     Attributes:
         config: the :class:`OperatorConfig`.
         http: the one ``httpx.AsyncClient`` of all OEC.sh calls.
-        core: ``CoreV1Api`` used to read credential Secrets.
+        kube: the Kubernetes ``ApiClient`` (Secrets, intent writes to status, the CRD).
     """
 
     config: OperatorConfig
     http: httpx.AsyncClient
-    core: kubernetes.client.CoreV1Api
+    kube: kubernetes.client.ApiClient
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
         """Build the runtime from the configuration (no network calls)."""
         http = make_http_client(config.api_url, timeout=config.request_timeout)
-        return cls(config=config, http=http, core=kubernetes.client.CoreV1Api(load_kubernetes_client()))
+        return cls(config=config, http=http, kube=load_kubernetes_client())
 
-    async def api_for(self, namespace: str, ref: SecretKeyRef | None) -> tuple[OecClient, str]:
-        """An OEC client with the resource's credentials and a description of their source.
+    def client(self, api_key: str) -> OecClient:
+        """An OEC client for ``api_key`` on the shared connection pool."""
+        return OecClient(self.http, api_key)
+
+    async def api_key(self, namespace: str, ref: SecretKeyRef | None) -> tuple[str, str]:
+        """The resource's API key and a description of its source (for messages).
 
         Raises:
             CredentialsError: no usable API key.
         """
-        key = await resolve_api_key(self.core, namespace, ref, self.config)
-        return OecClient(self.http, key), describe(namespace, ref, self.config)
+        core = kubernetes.client.CoreV1Api(self.kube)
+        return await resolve_api_key(core, namespace, ref, self.config), describe(namespace, ref, self.config)
+
+    async def default_api_key(self) -> str | None:
+        """The operator's default key, or ``None`` when it has none."""
+        try:
+            key, _ = await self.api_key("", None)
+        except CredentialsError:
+            return None
+        return key
+
+    async def patch_status(self, namespace: str, name: str, fields: dict[str, Any]) -> None:
+        """Merge ``fields`` into the object's status now (the status subresource).
+
+        Raises:
+            kubernetes.client.exceptions.ApiException: the write failed.
+        """
+        api = kubernetes.client.CustomObjectsApi(self.kube)
+        await asyncio.to_thread(
+            api.patch_namespaced_custom_object_status, GROUP, VERSION, namespace, PLURAL, name, {"status": fields}
+        )
+
+    async def crd_deleting(self) -> bool:
+        """True when the ``OdooEnvironment`` CRD itself is being deleted (operator uninstall).
+
+        Raises:
+            kubernetes.client.exceptions.ApiException: the CRD cannot be read.
+        """
+        api = kubernetes.client.ApiextensionsV1Api(self.kube)
+        crd = await asyncio.to_thread(api.read_custom_resource_definition, CRD_NAME)
+        return crd.metadata is not None and crd.metadata.deletion_timestamp is not None
 
     async def aclose(self) -> None:
         """Close the HTTP and Kubernetes clients."""
         await self.http.aclose()
-        await asyncio.to_thread(self.core.api_client.close)
+        await asyncio.to_thread(self.kube.close)
 
 
 @dataclass
@@ -69,9 +106,12 @@ class ResourceState:
         environment_id: the OEC id, known before the status patch lands.
         next_poll_at: event-loop time (seconds) before which the timer skips the object.
         failures: consecutive transient API failures (for backoff).
+        last_good_key: the last API key that worked for this resource (used to delete the
+            environment when its Secret is already gone, e.g. during namespace deletion).
     """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     environment_id: str | None = None
     next_poll_at: float = 0.0
     failures: int = 0
+    last_good_key: str | None = field(default=None, repr=False)

@@ -33,6 +33,10 @@ class OdooEnvironmentSpec(_SpecModel):
         branch: git branch (``spec.branch``), ``None`` = project default, not enforced.
         environment_type: ``development`` | ``staging`` | ``production``.
         credentials_secret_ref: per-resource credentials, ``None`` = operator default.
+        environment_id: existing environment to adopt (``spec.environmentId``).
+        management_policy: ``Manage`` (default) or ``Observe`` (status only).
+        deletion_policy: ``Delete`` or ``Orphan``; ``None`` (absent) means ``Delete``.
+        deploy_policy: ``OnChange`` (deploy after a branch PATCH, default) or ``Manual``.
     """
 
     project_id: str = Field(alias="projectId")
@@ -42,6 +46,15 @@ class OdooEnvironmentSpec(_SpecModel):
         default="development", alias="environmentType"
     )
     credentials_secret_ref: SecretKeyRef | None = Field(default=None, alias="credentialsSecretRef")
+    environment_id: str | None = Field(default=None, alias="environmentId")
+    management_policy: Literal["Manage", "Observe"] = Field(default="Manage", alias="managementPolicy")
+    deletion_policy: Literal["Delete", "Orphan"] | None = Field(default=None, alias="deletionPolicy")
+    deploy_policy: Literal["OnChange", "Manual"] = Field(default="OnChange", alias="deployPolicy")
+
+    @property
+    def observe_only(self) -> bool:
+        """``managementPolicy: Observe``: never create, change or delete."""
+        return self.management_policy == "Observe"
 
     @classmethod
     def from_body(cls, spec: Mapping[str, Any]) -> OdooEnvironmentSpec:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import httpx
 
 from oec_operator.conditions import merge_conditions
+from oec_operator.failures import error_outcome, retry_delay
 from oec_operator.oec.errors import error_from_response
 from oec_operator.oec.models import Environment, EnvironmentHealth
-from oec_operator.reconcile import Outcome, assess, desired_changes, error_outcome, merge_status, retry_delay
+from oec_operator.outcome import Outcome
+from oec_operator.reconcile import desired_changes
 from oec_operator.spec import OdooEnvironmentSpec
+from oec_operator.status import assess, merge_status
 
 PROJECT = "3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10"
 

@@ -1,0 +1,50 @@
+"""The user annotations the operator reads (it never writes them), ``docs/reconciliation.md``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+PAUSED = "oec.sh/paused"
+RECONCILE_REQUESTED_AT = "oec.sh/reconcile-requested-at"
+REDEPLOY_REQUESTED_AT = "oec.sh/redeploy-requested-at"
+RECREATE_REQUESTED_AT = "oec.sh/recreate-requested-at"
+POLL_INTERVAL = "oec.sh/poll-interval"
+
+
+@dataclass(frozen=True)
+class Requests:
+    """What the annotations ask for.
+
+    Attributes:
+        paused: ``oec.sh/paused: "true"``.
+        reconcile_token / redeploy_token / recreate_token: the tokens, or ``None``.
+        poll_interval: requested steady poll interval in seconds, or ``None`` when absent or
+            not a positive number.
+    """
+
+    paused: bool = False
+    reconcile_token: str | None = None
+    redeploy_token: str | None = None
+    recreate_token: str | None = None
+    poll_interval: float | None = None
+
+    @classmethod
+    def from_annotations(cls, annotations: Mapping[str, str] | None) -> Requests:
+        """Parse ``metadata.annotations`` (missing or malformed values are ignored)."""
+        a = annotations or {}
+        try:
+            interval: float | None = float(a[POLL_INTERVAL]) if POLL_INTERVAL in a else None
+        except ValueError:
+            interval = None
+        return cls(
+            paused=a.get(PAUSED, "").strip().lower() == "true",
+            reconcile_token=a.get(RECONCILE_REQUESTED_AT) or None,
+            redeploy_token=a.get(REDEPLOY_REQUESTED_AT) or None,
+            recreate_token=a.get(RECREATE_REQUESTED_AT) or None,
+            poll_interval=interval if interval and interval > 0 else None,
+        )
+
+    def steady_interval(self, default: float, floor: float) -> float:
+        """The steady poll interval in seconds: the annotation's, not below ``floor``, else ``default``."""
+        return max(floor, self.poll_interval) if self.poll_interval is not None else default

@@ -1,0 +1,106 @@
+"""How failures become conditions and retry delays (``status-contract.md`` §3, ``oec-api.md`` §5, §6).
+
+Transient failures (429, 5xx, timeouts, connection errors, 409 conflicts) are retried: a 429 waits
+exactly as long as the API says, the others back off exponentially with jitter. Failures that need
+a user change (bad credentials, validation, plan limits, ownership conflicts) stall the resource.
+"""
+
+from __future__ import annotations
+
+import random
+
+from oec_operator import conditions as cond
+from oec_operator.conditions import Condition
+from oec_operator.oec.errors import (
+    OecAuthError,
+    OecBadRequestError,
+    OecConflictError,
+    OecError,
+    OecPaymentRequiredError,
+    OecPermissionError,
+    OecRateLimitError,
+    OecValidationError,
+)
+from oec_operator.outcome import Event, Outcome
+
+#: Longest wait between retries of transient failures, in seconds.
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def retry_delay(exc: OecError, failures: int, base: float) -> float:
+    """Seconds before retrying after a transient error.
+
+    A 429 waits exactly what the API said (``oec-api.md`` §6); anything else grows from ``base``
+    by doubling per consecutive failure (``failures`` >= 1), capped at 300 s, with +-20 % jitter.
+    """
+    if isinstance(exc, OecRateLimitError):
+        return exc.retry_after
+    delay = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, failures - 1))
+    return float(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not cryptography
+
+
+def classify(exc: OecError, credentials_hint: str) -> tuple[bool, str, str]:
+    """Sort an API failure: ``(transient, reason, message)``.
+
+    Messages name the API's status and code and say what to do, never a body or a key.
+    """
+    what = f"OEC.sh answered {exc.status} {exc.code}" if exc.status else f"OEC.sh unreachable ({exc.code})"
+    if isinstance(exc, OecAuthError):
+        return False, "AuthFailed", f"{what}: the API key was refused; fix {credentials_hint}"
+    if isinstance(exc, OecPermissionError):
+        if exc.code == "plan_feature_required":
+            return False, "PlanLimit", f"{what}: the OEC.sh plan does not include the public API"
+        return False, "AuthFailed", f"{what}: the API key may not do this; use a full-access key in {credentials_hint}"
+    if isinstance(exc, OecPaymentRequiredError):
+        return False, "PlanLimit", f"{what}: the OEC.sh subscription is blocked; settle it in the dashboard"
+    if isinstance(exc, OecValidationError):
+        if exc.code == "quota_exceeded":
+            return False, "PlanLimit", f"{what}: {exc.message}; raise the plan's quota or remove environments"
+        where = f" (field {exc.field})" if exc.field else ""
+        return False, "InvalidSpec", f"{what}{where}: {exc.message}; fix the spec"
+    if isinstance(exc, OecBadRequestError):
+        return False, "InvalidSpec", f"{what}: {exc.message}"
+    if isinstance(exc, OecRateLimitError):
+        return True, "RateLimited", f"{what}: rate limited, retrying in {exc.retry_after:.0f}s"
+    if isinstance(exc, OecConflictError):
+        return True, "ApiError", f"{what}: {exc.message}; retrying"
+    return True, "ApiError", f"{what}: {exc.message}; retrying with backoff"
+
+
+def error_outcome(
+    exc: OecError, *, had_ready: bool, credentials_hint: str, failures: int, fast_poll: float, slow_poll: float
+) -> Outcome:
+    """Conditions and next poll for a reconcile ended by ``exc`` (``status-contract.md`` §3).
+
+    Transient: ``Reconciling=True`` (``RateLimited``/``ProgressingWithRetry``), Ready untouched
+    unless it was never written (then ``Ready=False``), next poll by :func:`retry_delay` with
+    ``failures`` (consecutive transient failures, including this one). Permanent: ``Ready=False``
+    and ``Stalled=True`` with the same reason, the generation counts as observed, and the next
+    poll is a steady one (``slow_poll`` seconds) so fixed credentials are picked up.
+    """
+    transient, reason, message = classify(exc, credentials_hint)
+    if not transient:
+        return stalled_outcome(reason, message, next_poll=slow_poll)
+    outcome = Outcome(failed=True, transient=True, next_poll=retry_delay(exc, failures, fast_poll))
+    reconciling_reason = "RateLimited" if reason == "RateLimited" else "ProgressingWithRetry"
+    outcome.conditions.append(Condition(cond.RECONCILING, "True", reconciling_reason, message))
+    if not had_ready:
+        outcome.conditions.append(Condition(cond.READY, "False", reason, message))
+    outcome.remove = (cond.STALLED,)
+    return outcome
+
+
+def stalled_outcome(reason: str, message: str, *, next_poll: float = 60.0) -> Outcome:
+    """A reconcile that cannot go on until the user changes something: ``Ready=False`` and
+    ``Stalled=True`` with ``reason``, a Warning Event, next look in ``next_poll`` seconds."""
+    return Outcome(
+        next_poll=next_poll,
+        conditions=[
+            Condition(cond.READY, "False", reason, message),
+            Condition(cond.STALLED, "True", reason, message),
+        ],
+        remove=(cond.RECONCILING,),
+        observed=True,
+        events=[Event("Warning", reason, message)],
+        failed=True,
+    )

@@ -1,0 +1,47 @@
+"""Which ``OdooEnvironment`` owns an OEC.sh environment when several point at it.
+
+The handlers keep a kopf index of claims (environment id -> claims); :func:`claimed_by` decides
+for one resource. A resource that already manages the environment (``status.environmentId``)
+owns it; when none does yet, the oldest claimant (creation time, then UID) wins. ``Observe``
+resources only watch and never claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+
+class Claim(NamedTuple):
+    """One resource's claim on an environment id."""
+
+    name: str  # namespace/name
+    uid: str
+    owns: bool  # True: the id is in the resource's status
+    created: str  # metadata.creationTimestamp (RFC 3339, sorts in time order)
+
+
+def claims_of(body: Mapping[str, Any]) -> dict[str, Claim]:
+    """The index entry of one ``OdooEnvironment`` body: ``{environment_id: Claim}`` or ``{}``."""
+    spec, status, meta = body.get("spec") or {}, body.get("status") or {}, body.get("metadata") or {}
+    if spec.get("managementPolicy") == "Observe":
+        return {}
+    owned, wanted = status.get("environmentId"), spec.get("environmentId")
+    target = owned or wanted
+    if not target:
+        return {}
+    name = f"{meta.get('namespace')}/{meta.get('name')}"
+    return {str(target): Claim(name, str(meta.get("uid")), bool(owned), str(meta.get("creationTimestamp", "")))}
+
+
+def claimed_by(claims: Iterable[Claim], mine: Claim) -> str | None:
+    """The ``namespace/name`` of another resource that owns (or has precedence on) the environment
+    ``mine`` points at, or ``None`` when ``mine`` may manage it."""
+    others = [c for c in claims if c.uid != mine.uid]
+    owner = next((c for c in others if c.owns), None)
+    if owner is not None:
+        return owner.name
+    if mine.owns:
+        return None
+    older = sorted((c for c in others if (c.created, c.uid) < (mine.created, mine.uid)), key=lambda c: c.created)
+    return older[0].name if older else None
