@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes.client.exceptions import ApiException
@@ -33,7 +33,7 @@ from oec_operator.oec.errors import OecAuthError, OecError
 from oec_operator.outcome import Outcome, ResourceRef
 from oec_operator.ownership import Claim, claimed_by, claims_of
 from oec_operator.reconcile import Context, created_environment, deletion_action, finalize, reconcile
-from oec_operator.runtime import ResourceState, Runtime
+from oec_operator.runtime import CRD_NAME, ResourceState, Runtime
 from oec_operator.spec import OdooEnvironmentSpec
 from oec_operator.status import merge_status
 
@@ -234,6 +234,26 @@ async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
                 f"waiting for OEC.sh to destroy environment {environment_id}", delay=config.fast_poll_interval
             )
         kopf.info(body, reason="Deleted", message=f"OEC.sh environment {environment_id} is deleted")
+
+
+@kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", id="uninstall-guard",
+               when=lambda name, **_: name == CRD_NAME)
+async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """The CRD is being deleted (operator uninstall): orphan every environment.
+
+    kopf stops serving a resource whose CRD terminates, so the delete handler never runs; this
+    guard releases the finalizers itself, without touching OEC.sh (like Config Connector's
+    deletion defender).
+    """
+    if not body.metadata.get("deletionTimestamp"):
+        return
+    runtime: Runtime = memo.runtime
+    for obj in await runtime.release_finalizers(FINALIZER):
+        environment_id = (obj.get("status") or {}).get("environmentId")
+        message = f"the CRD is being deleted: OEC.sh environment {environment_id} is kept (orphaned)"
+        logger.info(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}: {message}")
+        if environment_id:
+            kopf.info(cast(kopf.Body, obj), reason="Orphaned", message=message)
 
 
 async def _delete_client(body: kopf.Body, runtime: Runtime, state: ResourceState, spec: OdooEnvironmentSpec,

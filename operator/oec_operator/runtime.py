@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import kubernetes
@@ -89,6 +89,38 @@ class Runtime:
         api = kubernetes.client.ApiextensionsV1Api(self.kube)
         crd = await asyncio.to_thread(api.read_custom_resource_definition, CRD_NAME)
         return crd.metadata is not None and crd.metadata.deletion_timestamp is not None
+
+    async def release_finalizers(self, finalizer: str) -> list[dict[str, Any]]:
+        """Remove ``finalizer`` from every ``OdooEnvironment`` in the cluster, without any API call
+        to OEC.sh (used when the CRD is being deleted: the environments are orphaned).
+
+        Returns:
+            The bodies of the released objects.
+
+        Raises:
+            kubernetes.client.exceptions.ApiException: listing failed (a failed patch of one object
+                is skipped; it is retried at the next CRD event).
+        """
+        api = kubernetes.client.CustomObjectsApi(self.kube)
+        listing = cast(dict[str, Any], await asyncio.to_thread(api.list_cluster_custom_object, GROUP, VERSION, PLURAL))
+        released: list[dict[str, Any]] = []
+        for obj in listing.get("items", []):
+            meta = obj.get("metadata", {})
+            finalizers = meta.get("finalizers") or []
+            if finalizer not in finalizers:
+                continue
+            # A merge patch replaces the whole list; the resourceVersion makes it conditional, so
+            # another controller's finalizer added meanwhile is never dropped.
+            patch = {"metadata": {"resourceVersion": meta["resourceVersion"],
+                                  "finalizers": [f for f in finalizers if f != finalizer]}}
+            try:
+                await asyncio.to_thread(
+                    api.patch_namespaced_custom_object, GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch
+                )
+            except kubernetes.client.exceptions.ApiException:
+                continue
+            released.append(obj)
+        return released
 
     async def aclose(self) -> None:
         """Close the HTTP and Kubernetes clients."""
