@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 K8S_VERSION ?= 1.36.3
 CACHE_HOME ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)
-K8S_BIN_DIR ?= $(CACHE_HOME)/oec-operator/k8s-v$(K8S_VERSION)
+K8S_BIN_DIR ?= $(or $(OEC_K8S_BIN_DIR),$(CACHE_HOME)/oec-operator/k8s-v$(K8S_VERSION))
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python

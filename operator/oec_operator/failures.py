@@ -30,11 +30,13 @@ MAX_BACKOFF_SECONDS = 300.0
 def retry_delay(exc: OecError, failures: int, base: float) -> float:
     """Seconds before retrying after a transient error.
 
-    A 429 waits exactly what the API said (``oec-api.md`` §6); anything else grows from ``base``
-    by doubling per consecutive failure (``failures`` >= 1), capped at 300 s, with +-20 % jitter.
+    A 429 waits what the API said (``oec-api.md`` §6), plus up to 10 % (at most 3 s) so that
+    resources limited together do not all retry in the same second; anything else grows from
+    ``base`` by doubling per consecutive failure (``failures`` >= 1), capped at 300 s, with +-20 %
+    jitter.
     """
     if isinstance(exc, OecRateLimitError):
-        return exc.retry_after
+        return exc.retry_after + random.uniform(0, min(3.0, exc.retry_after * 0.1))  # noqa: S311
     delay = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, failures - 1))
     return float(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not cryptography
 

@@ -45,11 +45,20 @@ CREDENTIALS_GRACE_SECONDS = 600.0
 CONFIG = load_config()
 
 
-class _QuietPolls(logging.Filter):
-    """Drops kopf's "Timer 'poll' succeeded." line, logged at every tick even when nothing was due."""
+class _QuietRoutine(logging.Filter):
+    """Drops kopf's "Timer 'poll' succeeded." line (logged at every tick, even when nothing was
+    due) and logs the expected waits of a deletion at INFO instead of ERROR."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().endswith("Timer 'poll' succeeded.")
+        message = record.getMessage()
+        if message.endswith("Timer 'poll' succeeded."):
+            return False
+        if "failed temporarily" in message and any(w in message for w in _ROUTINE_WAITS):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+_ROUTINE_WAITS = ("is destroying environment", "to finish before destroying", "deletion waits")
 
 
 def _state(memo: kopf.Memo) -> ResourceState:
@@ -83,7 +92,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.posting.reporting_component = "oec-operator"
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
-    logging.getLogger("kopf.objects").addFilter(_QuietPolls())
+    logging.getLogger("kopf.objects").addFilter(_QuietRoutine())
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much at INFO
     memo.runtime = Runtime.create(CONFIG)
 
@@ -116,8 +125,8 @@ def _claimed_by(index: kopf.Index[str, Claim], body: kopf.Body) -> str | None:
     return claimed_by(index.get(target, []), claim)
 
 
-async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf.Index[str, Claim], *,
-                force: bool) -> None:
+async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf.Index[str, Claim],
+                logger: kopf.Logger, *, force: bool) -> None:
     """Reconcile one object and write its status; ``force`` ignores the poll schedule."""
     runtime: Runtime = memo.runtime
     state = _state(memo)
@@ -125,13 +134,22 @@ async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf
     async with state.lock:
         if body.metadata.get("deletionTimestamp") or (not force and loop.time() < state.next_poll_at):
             return
+        # This process's last written status is newer than a body snapshot taken before the lock.
+        previous = dict(state.status if state.status is not None else body.get("status") or {})
+        if not force and not previous:
+            return  # a new object: its create handler reconciles it
         ref = _ref(body)
-        previous = dict(body.get("status") or {})
         requests = Requests.from_annotations(body.metadata.annotations)
         config = runtime.config
         slow = requests.steady_interval(config.poll_interval, config.min_poll_interval)
         now = cond.now_rfc3339()
         hint = "the credentials"
+
+        async def persist(fields: dict[str, Any]) -> None:
+            await runtime.patch_status(ref.namespace, ref.name, fields)
+            previous.update(fields)
+            state.status = dict(previous)
+
         try:
             spec = OdooEnvironmentSpec.from_body(body.spec)
             key, hint = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
@@ -139,7 +157,7 @@ async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf
                 api=runtime.client(key), spec=spec, ref=ref, requests=requests, status=previous,
                 known_environment_id=state.environment_id, claimed_by=_claimed_by(index, body),
                 fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
-                persist=lambda fields: runtime.patch_status(ref.namespace, ref.name, fields),
+                persist=persist,
             ))
             state.last_good_key = key
         except CredentialsError as exc:
@@ -153,27 +171,37 @@ async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf
                 slow_poll=slow,
             )
         except ApiException as exc:
-            outcome = Outcome(failed=True, transient=True, next_poll=config.fast_poll_interval * 4, conditions=[
-                Condition(cond.RECONCILING, "True", "ProgressingWithRetry",
-                          f"cannot write the status before acting (HTTP {exc.status}); retrying")])
+            outcome = _retry_outcome(f"cannot write the status before acting (HTTP {exc.status})", state, config)
+        except Exception as exc:  # a bug must not turn into a hot loop or a frozen status
+            logger.exception("reconcile failed unexpectedly")
+            outcome = _retry_outcome(f"unexpected {type(exc).__name__}; see the operator log", state, config)
         state.failures = state.failures + 1 if outcome.transient else 0
         state.environment_id = outcome.status.get("environmentId") or state.environment_id
         state.next_poll_at = loop.time() + outcome.next_poll
-        patch.status.update(merge_status(previous, outcome, ref.generation, now, paused=requests.paused))
+        status_patch = merge_status(previous, outcome, ref.generation, now, paused=requests.paused)
+        patch.status.update(status_patch)
+        state.status = {k: v for k, v in {**previous, **status_patch}.items() if v is not None}
         _post_events(body, outcome, previous)
+
+
+def _retry_outcome(message: str, state: ResourceState, config: Any) -> Outcome:
+    """A transient failure outside the API (status write, a bug): retry with backoff."""
+    delay = min(300.0, config.fast_poll_interval * 2 ** state.failures)
+    return Outcome(failed=True, transient=True, next_poll=delay, conditions=[
+        Condition(cond.RECONCILING, "True", "ProgressingWithRetry", f"{message}; retrying")])
 
 
 @kopf.on.create(*RESOURCE, id="create")
 @kopf.on.update(*RESOURCE, id="update")
-async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """A new object, a changed spec or changed annotations: reconcile now."""
-    await _sync(body, patch, memo, kwargs["claims"], force=True)
+    await _sync(body, patch, memo, kwargs["claims"], logger, force=True)
 
 
 @kopf.timer(*RESOURCE, id="poll", interval=CONFIG.fast_poll_interval)
-async def poll(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+async def poll(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Keep status true: reconcile whenever the object's next poll is due."""
-    await _sync(body, patch, memo, kwargs["claims"], force=False)
+    await _sync(body, patch, memo, kwargs["claims"], logger, force=False)
 
 
 @kopf.on.delete(*RESOURCE, id="delete")
@@ -193,7 +221,8 @@ async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
         spec = OdooEnvironmentSpec.from_body(body.spec)
         requests = Requests.from_annotations(body.metadata.annotations)
         environment_id = previous.get("environmentId") or state.environment_id
-        if not environment_id and not previous.get("createRequestedAt"):
+        create_request = previous.get("createRequest")
+        if not environment_id and not create_request:
             return  # nothing was ever created for this resource
         now = cond.now_rfc3339()
         try:
@@ -214,12 +243,12 @@ async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
         if api is None:
             return
         try:
-            if not environment_id:
-                environment_id = await created_environment(api, spec, ref, requests.recreate_token)
+            if not environment_id and create_request:
+                environment_id = await created_environment(api, spec.project_id, create_request)
                 if environment_id is None:
                     return
                 state.environment_id = environment_id
-            gone = await finalize(api, environment_id)
+            step = await finalize(api, str(environment_id))
         except OecError as exc:
             state.failures += 1
             _deleting(patch, previous, ref, now, "ApiError", f"deleting: {exc}")
@@ -227,12 +256,12 @@ async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
                 f"deleting environment {environment_id}: {exc}",
                 delay=retry_delay(exc, state.failures, config.fast_poll_interval),
             ) from None
-        if not gone:
+        if step != "gone":
             state.failures = 0
-            _deleting(patch, previous, ref, now, "Deleting", f"OEC.sh is destroying environment {environment_id}")
-            raise kopf.TemporaryError(
-                f"waiting for OEC.sh to destroy environment {environment_id}", delay=config.fast_poll_interval
-            )
+            message = (f"OEC.sh is destroying environment {environment_id}" if step == "destroying" else
+                       f"waiting for the running task of environment {environment_id} to finish before destroying it")
+            _deleting(patch, previous, ref, now, "Deleting", message)
+            raise kopf.TemporaryError(message, delay=config.fast_poll_interval)
         kopf.info(body, reason="Deleted", message=f"OEC.sh environment {environment_id} is deleted")
 
 

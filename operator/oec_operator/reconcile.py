@@ -9,7 +9,7 @@ One :func:`reconcile` is level-based and safe to repeat at any time:
 
 1. paused -> no API call at all;
 2. find the environment: the recorded id, else ``spec.environmentId`` (adoption), else create it
-   (name-conflict check, ``createRequestedAt`` intent, POST with a UID-derived idempotency key);
+   (name-conflict check, ``createRequest`` intent, POST with a UID-derived idempotency key);
 3. ``Manage``: PATCH what differs from the spec (a spec change, or drift when this generation was
    already reconciled), then deploy if a branch changed (``deployPolicy: OnChange``) or a redeploy
    token is new, through a ``pendingDeploy`` intent and an idempotency key;
@@ -28,8 +28,8 @@ from oec_operator.annotations import Requests
 from oec_operator.conditions import Condition
 from oec_operator.failures import stalled_outcome
 from oec_operator.oec.client import OecClient
-from oec_operator.oec.errors import OecConflictError, OecError, OecNotFoundError
-from oec_operator.oec.models import Environment, EnvironmentHealth
+from oec_operator.oec.errors import OecConflictError, OecError, OecNotFoundError, OecValidationError
+from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
 from oec_operator.outcome import Event, Outcome, ResourceRef
 from oec_operator.spec import OdooEnvironmentSpec
 from oec_operator.status import assess, observed_status, phase_events
@@ -189,14 +189,20 @@ async def _reconcile(ctx: Context) -> Outcome:
 
 
 async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> Environment | Outcome:
-    """Create the environment: refuse a same-named one we did not create, record the intent, POST."""
+    """Create the environment: refuse a same-named one we did not create, record the request, POST.
+
+    The request (key and body) is written to ``status.createRequest`` before the POST and replayed
+    unchanged after a crash, so the API's idempotency cache answers it even in its strict mode
+    (a different body under the same key is refused there, ``oec-api.md`` §1 decision 5).
+    """
     spec, api = ctx.spec, ctx.api
     if spec.observe_only:
         return ctx.stall("InvalidSpec", "managementPolicy Observe needs spec.environmentId")
-    name = spec.display_name(ctx.ref.name)
-    resuming = bool(ctx.status.get("createRequestedAt")) and not ctx.status.get("environmentId")
+    request = None if ctx.status.get("environmentId") else ctx.status.get("createRequest")
+    recreate = ctx.pending_recreate
     try:
-        if not resuming:
+        if request is None:
+            name = spec.display_name(ctx.ref.name)
             same = [e.id for e in await api.list_environments(spec.project_id) if e.name == name]
             if same:
                 return ctx.stall(
@@ -204,26 +210,39 @@ async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> E
                     f"OEC.sh project {spec.project_id} already has an environment named {name!r} ({', '.join(same)}); "
                     f"set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
                 )
-            await ctx.persist({"createRequestedAt": ctx.now, "environmentId": None})
-        recreate = ctx.pending_recreate
-        env = await api.create_environment(
-            spec.project_id,
-            name=name,
-            environment_type=spec.environment_type,
-            branch=spec.branch,
-            idempotency_key=create_key(ctx.ref.uid, recreate),
-        )
+            request = {"key": create_key(ctx.ref.uid, recreate), "name": name,
+                       "environmentType": spec.environment_type, "requestedAt": ctx.now}
+            if spec.branch is not None:
+                request["branch"] = spec.branch
+            await ctx.persist({"createRequest": request, "environmentId": None})
+        env = await replay_create(api, spec.project_id, request)
     except OecNotFoundError:
         return ctx.stall(
             "InvalidSpec",
             f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
-            "fix spec.projectId or the credentials",
+            "check the credentials, or delete this resource and create one with a valid projectId",
         )
     events.append(Event("Normal", "Created", f"created OEC.sh environment {env.id} ({env.name})"))
-    extra["createRequestedAt"] = None
+    extra["createRequest"] = None
     if recreate:
         extra["lastHandledRecreateAt"] = recreate
     return env
+
+
+async def replay_create(api: OecClient, project_id: str, request: Mapping[str, Any]) -> Environment:
+    """``POST /projects/{id}/environments`` exactly as recorded in ``status.createRequest``
+    (``{key, name, environmentType, branch?}``); a repeat within 24 h creates nothing (§7).
+
+    Raises:
+        OecError: any API failure.
+    """
+    return await api.create_environment(
+        project_id,
+        name=str(request["name"]),
+        environment_type=str(request["environmentType"]),
+        branch=request.get("branch"),
+        idempotency_key=str(request["key"]),
+    )
 
 
 async def _find(ctx: Context, target: str, events: list[Event], extra: dict[str, Any]) -> Environment | Outcome:
@@ -325,41 +344,32 @@ def deletion_action(spec: OdooEnvironmentSpec, requests: Requests, *, crd_deleti
     return "delete"
 
 
-async def created_environment(api: OecClient, spec: OdooEnvironmentSpec, ref: ResourceRef,
-                              recreate_token: str | None) -> str | None:
-    """The id of an environment whose create may have happened without being recorded.
+async def created_environment(api: OecClient, project_id: str, request: Mapping[str, Any]) -> str | None:
+    """The id of an environment whose create may have happened without its id being recorded.
 
-    Replays the create with the same idempotency key (``oec-api.md`` §7): within 24 h the API
-    answers with the first result and creates nothing; if the first POST never arrived this
-    creates it now, and the caller deletes it.
-
-    Args:
-        recreate_token: the recreate token being handled when the create was attempted, if any.
+    Replays the recorded create (:func:`replay_create`): within 24 h the API answers with the
+    first result and creates nothing; if the first POST never arrived this creates it now, and the
+    caller deletes it.
 
     Returns:
         The environment id, or ``None`` when the API refuses the create (nothing exists then).
     """
     try:
-        env = await api.create_environment(
-            spec.project_id,
-            name=spec.display_name(ref.name),
-            environment_type=spec.environment_type,
-            branch=spec.branch,
-            idempotency_key=create_key(ref.uid, recreate_token),
-        )
-    except (OecNotFoundError, OecConflictError):
+        env = await replay_create(api, project_id, request)
+    except (OecNotFoundError, OecConflictError, OecValidationError):
         return None
     return env.id
 
 
-async def finalize(api: OecClient, environment_id: str) -> bool:
-    """One step of deleting the environment; call until it returns True.
+async def finalize(api: OecClient, environment_id: str) -> str:
+    """One step of deleting the environment; call until it returns ``"gone"``.
 
-    Reads the environment first so a repeated call never sends a second DELETE while the destroy
-    task runs: 404 -> gone (True); ``destroying`` -> still going (False); otherwise
-    ``DELETE`` with ``X-Confirm-Delete: true`` (False). A 404 answer to the DELETE means gone; a
-    ``409 task_in_progress`` (e.g. the first deploy still runs) means "not yet", and the next
-    step tries again (``oec-api.md`` §1 decisions 3 and 19).
+    Reads the environment first, so a DELETE is sent only once and never while a task runs
+    (each refused DELETE would spend the key's write budget, ``oec-api.md`` §6):
+    404 -> ``"gone"``; ``destroying`` -> ``"destroying"``; a deploy or other task still running
+    (``pending``, ``deploying``, ``cloning``) -> ``"waiting"``; otherwise ``DELETE`` with
+    ``X-Confirm-Delete: true`` -> ``"destroying"`` (a 404 answer -> ``"gone"``; a
+    ``409 task_in_progress`` -> ``"waiting"``), ``oec-api.md`` §1 decisions 3 and 19.
 
     Raises:
         OecError: any other API failure.
@@ -367,14 +377,17 @@ async def finalize(api: OecClient, environment_id: str) -> bool:
     try:
         env = await api.get_environment(environment_id)
     except OecNotFoundError:
-        return True
+        return "gone"
     if env.status == "destroying":
-        return False
+        return "destroying"
+    if env.status in TRANSITIONAL_STATES:
+        return "waiting"
     try:
         await api.delete_environment(environment_id)
     except OecNotFoundError:
-        return True
+        return "gone"
     except OecConflictError as exc:
         if exc.code != "task_in_progress":
             raise
-    return False
+        return "waiting"
+    return "destroying"

@@ -140,6 +140,7 @@ class ResourceState:
         failures: consecutive transient API failures (for backoff).
         last_good_key: the last API key that worked for this resource (used to delete the
             environment when its Secret is already gone, e.g. during namespace deletion).
+        status: the status this process last wrote (newer than any body snapshot it receives).
     """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -147,3 +148,4 @@ class ResourceState:
     next_poll_at: float = 0.0
     failures: int = 0
     last_good_key: str | None = field(default=None, repr=False)
+    status: dict[str, Any] | None = None

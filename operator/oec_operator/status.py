@@ -91,6 +91,7 @@ def assess(env: Environment, health: EnvironmentHealth | None, outcome: Outcome,
             Condition(cond.READY, "False", "Unavailable", f"environment is {phase} in OEC.sh; start it there")
         )
         outcome.remove = (cond.RECONCILING, cond.STALLED)
+        outcome.observed = True  # the spec is applied; only the OEC-side state keeps it from Ready
         outcome.next_poll = slow
     elif phase in ("destroying", "deleted"):
         message = (

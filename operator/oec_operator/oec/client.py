@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from oec_operator.oec.errors import OecError, OecTransportError, error_from_response
+from oec_operator.oec.errors import OecError, OecServerError, OecTransportError, error_from_response
 from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
 
 #: Production base URL (``oec-api.md`` §2).
@@ -23,6 +24,20 @@ DEFAULT_BASE_URL = "https://api.oec.sh/api/public/v1"
 API_KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
 #: The client never asks for more log lines than the vendor client allows (``oec-api.md`` §2).
 MAX_LOG_LINES = 1000
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def _parse(model: type[M], response: httpx.Response) -> M:
+    """Decode a 2xx body into ``model``; an unexpected body is a server error, never a crash."""
+    try:
+        return model.model_validate(response.json())
+    except (ValueError, ValidationError):
+        raise OecServerError(
+            f"unexpected {response.status_code} answer body for {model.__name__}", status=response.status_code,
+            code="invalid_response",
+        ) from None
 
 
 def validate_api_key(api_key: str) -> str:
@@ -120,9 +135,15 @@ class OecClient:
         """
         params = {"status": status} if status else None
         response = await self._request("GET", f"/projects/{project_id}/environments", params=params)
-        body = response.json()
-        items = body.get("data", []) if isinstance(body, dict) else body
-        return [Environment.model_validate(item) for item in items]
+        try:
+            body = response.json()
+            items = body.get("data", []) if isinstance(body, dict) else body
+            return [Environment.model_validate(item) for item in items]
+        except (ValueError, ValidationError, AttributeError, TypeError):
+            raise OecServerError(
+                f"unexpected {response.status_code} answer body for the environment list",
+                status=response.status_code, code="invalid_response",
+            ) from None
 
     async def create_environment(
         self,
@@ -160,7 +181,7 @@ class OecClient:
             json=body,
             headers={"X-Idempotency-Key": idempotency_key},
         )
-        return Environment.model_validate(response.json())
+        return _parse(Environment, response)
 
     async def get_environment(self, environment_id: str) -> Environment:
         """``GET /environments/{env_id}`` (§11.2).
@@ -170,7 +191,7 @@ class OecClient:
             OecError: any other failure.
         """
         response = await self._request("GET", f"/environments/{environment_id}")
-        return Environment.model_validate(response.json())
+        return _parse(Environment, response)
 
     async def update_environment(
         self, environment_id: str, *, name: str | None = None, branch: str | None = None
@@ -185,7 +206,7 @@ class OecClient:
         if not body:
             raise ValueError("update_environment needs name or branch")
         response = await self._request("PATCH", f"/environments/{environment_id}", json=body)
-        return Environment.model_validate(response.json())
+        return _parse(Environment, response)
 
     async def delete_environment(self, environment_id: str) -> ActionAccepted | None:
         """``DELETE /environments/{env_id}`` with ``X-Confirm-Delete: true`` (§2, decision 3).
@@ -203,12 +224,12 @@ class OecClient:
         )
         if response.status_code == 204 or not response.content:
             return None
-        return ActionAccepted.model_validate(response.json())
+        return _parse(ActionAccepted, response)
 
     async def get_environment_status(self, environment_id: str) -> EnvironmentHealth:
         """``GET /environments/{env_id}/status``: health and last deploy (§2, §9.2)."""
         response = await self._request("GET", f"/environments/{environment_id}/status")
-        return EnvironmentHealth.model_validate(response.json())
+        return _parse(EnvironmentHealth, response)
 
     async def get_logs(
         self, environment_id: str, *, task_id: str | None = None, lines: int = 200
@@ -224,12 +245,12 @@ class OecClient:
         if task_id:
             params["task_id"] = task_id
         response = await self._request("GET", f"/environments/{environment_id}/logs", params=params)
-        return TaskLog.model_validate(response.json())
+        return _parse(TaskLog, response)
 
     async def get_task(self, task_id: str) -> Task:
         """``GET /deployments/{task_id}``: any task, also after its environment is gone (§11.3)."""
         response = await self._request("GET", f"/deployments/{task_id}")
-        return Task.model_validate(response.json())
+        return _parse(Task, response)
 
     async def deploy(
         self, environment_id: str, *, idempotency_key: str, update_modules: list[str] | None = None
@@ -248,7 +269,7 @@ class OecClient:
             json=body,
             headers={"Idempotency-Key": idempotency_key},
         )
-        return ActionAccepted.model_validate(response.json())
+        return _parse(ActionAccepted, response)
 
 
 __all__ = [
