@@ -175,6 +175,8 @@ async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf
         except Exception as exc:  # a bug must not turn into a hot loop or a frozen status
             logger.exception("reconcile failed unexpectedly")
             outcome = _retry_outcome(f"unexpected {type(exc).__name__}; see the operator log", state, config)
+        if outcome.failed and outcome.conditions:
+            logger.warning(f"{outcome.conditions[0].reason}: {outcome.conditions[0].message}")
         state.failures = state.failures + 1 if outcome.transient else 0
         state.environment_id = outcome.status.get("environmentId") or state.environment_id
         state.next_poll_at = loop.time() + outcome.next_poll

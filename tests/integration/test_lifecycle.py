@@ -203,3 +203,71 @@ def test_operator_log_never_contains_the_api_key(
     obj = cluster.get("leak") or {}
     assert RW_KEY not in str(obj)
     assert RW_KEY not in operator.output()
+
+
+def test_resource_deleted_after_a_lost_create_leaves_no_environment(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any
+) -> None:
+    project = simulator.new_project("lost-create")
+    simulator.configure(latency={"create_environment": 3.0})
+    try:
+        first = operator_factory()
+        cluster.apply(environment("lost", project))
+        # The intent is recorded before the POST, which the latency now holds in flight.
+        wait_for(lambda: (cluster.get("lost") or {}).get("status", {}).get("createRequest"),
+                 timeout=30, what="the create request recorded")
+        time.sleep(0.5)
+        first.kill()
+        assert "environmentId" not in (cluster.get("lost") or {}).get("status", {})
+        wait_for(lambda: len(simulator.environments(project)) == 1, timeout=10, what="the lost create to land")
+        cluster.kubectl("delete", "odooenv", "lost", "--wait=false")
+        simulator.configure(latency={})
+        operator_factory()
+        wait_for(lambda: cluster.get("lost") is None, timeout=60, what="resource removed")
+    finally:
+        simulator.configure(latency={})
+    assert simulator.environments(project) == []
+    assert len(simulator.environments(project, include_deleted=True)) == 1
+
+
+def test_deleting_while_the_first_deploy_runs_sends_one_delete(
+    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
+) -> None:
+    project = simulator.new_project("delete-deploying")
+    simulator.configure(deploy_seconds=4.0)
+    try:
+        cluster.apply(environment("early", project))
+        wait_for(lambda: (cluster.get("early") or {}).get("status", {}).get("phase") == "deploying",
+                 timeout=20, interval=0.1, what="deploying")
+        env_id = simulator.environments(project)[0]["id"]
+        cluster.kubectl("delete", "odooenv", "early", "--wait=false")
+        wait_for(lambda: cluster.get("early") is None, timeout=60, what="resource removed")
+    finally:
+        simulator.configure(deploy_seconds=2.0)
+    deletes = simulator.requests("DELETE", f"/environments/{env_id}")
+    assert [d["status"] for d in deletes] == [202]
+    assert simulator.environments(project) == []
+
+
+def test_api_key_never_leaks_on_error_paths(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any
+) -> None:
+    operator = operator_factory()
+    project = simulator.new_project("leak-errors")
+    wrong = "oec_live_rw_" + "W" * 43  # well-formed, unknown to the API -> 401
+    cluster.kubectl("create", "secret", "generic", "wrong", f"--from-literal=apiKey={wrong}")
+    cluster.apply(environment("refused", project, credentialsSecretRef={"name": "wrong"}))
+    wait_for(lambda: (c := cluster.condition("refused", "Stalled")) and c["reason"] == "AuthFailed",
+             timeout=30, what="AuthFailed")
+    simulator.admin.post("/_sim/faults", json={"status": 503, "count": 3}).raise_for_status()
+    simulator.admin.post("/_sim/faults", json={"status": 429, "count": 1, "retry_after": 1}).raise_for_status()
+    cluster.apply(environment("flaky", project))
+    cluster.wait_ready("flaky", timeout=60)
+    everything = "\n".join([
+        operator.output(),
+        cluster.kubectl("get", "events", "-o", "json").stdout,
+        cluster.kubectl("get", "odooenv", "-o", "json").stdout,
+    ])
+    for key in (RW_KEY, wrong):
+        assert key not in everything
+    assert "AuthFailed" in everything and "503" in everything
