@@ -38,7 +38,9 @@ from oec_operator.spec import OdooEnvironmentSpec
 from oec_operator.status import merge_status
 
 RESOURCE = ("oec.sh", "v1alpha1", "odooenvironments")
-PREFIX = "oec.sh"
+#: Prefix of kopf's own annotations. Not ``oec.sh``: kopf ignores every annotation under its
+#: prefix when it detects changes, and the user annotations ``oec.sh/...`` must trigger handlers.
+PREFIX = "operator.oec.sh"
 FINALIZER = "oec.sh/finalizer"
 #: How long a deletion waits for credentials before the environment is orphaned, in seconds.
 CREDENTIALS_GRACE_SECONDS = 600.0
@@ -225,6 +227,10 @@ async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
         environment_id = previous.get("environmentId") or state.environment_id
         create_request = previous.get("createRequest")
         if not environment_id and not create_request:
+            if spec.environment_id:  # it pointed at an environment it never managed (e.g. a Conflict)
+                kopf.info(body, reason="Orphaned",
+                          message=f"OEC.sh environment {spec.environment_id} was not managed by this resource; "
+                          "left untouched")
             return  # nothing was ever created for this resource
         now = cond.now_rfc3339()
         try:

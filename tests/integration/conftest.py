@@ -57,12 +57,22 @@ class Simulator:
         response.raise_for_status()
         return str(response.json()["id"])
 
-    def requests(self, method: str | None = None, path_contains: str = "") -> list[dict[str, Any]]:
+    def requests(self, method: str | None = None, path_contains: str = "", since: int = 0) -> list[dict[str, Any]]:
+        """Logged API requests, oldest first; ``since``: only those with ``seq`` above it."""
         items = self.admin.get("/_sim/requests").json()
         return [
             r for r in items
-            if (method is None or r["method"] == method) and path_contains in r["path"]
+            if (method is None or r["method"] == method) and path_contains in r["path"] and r["seq"] > since
         ]
+
+    def last_seq(self) -> int:
+        """``seq`` of the newest logged request (0 when the log is empty); pass it as ``since``."""
+        items = self.admin.get("/_sim/requests").json()
+        return max((int(r["seq"]) for r in items), default=0)
+
+    def clear_requests(self) -> None:
+        """Empty the request log (sequence numbers keep counting)."""
+        self.admin.delete("/_sim/requests").raise_for_status()
 
     def environments(self, project_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
         items = self.admin.get("/_sim/environments").json()
@@ -74,6 +84,60 @@ class Simulator:
     def configure(self, **changes: Any) -> None:
         self.admin.patch("/_sim/config", json=changes).raise_for_status()
 
+    def config(self) -> dict[str, Any]:
+        return dict(self.admin.get("/_sim/config").json())
+
+    def environment(self, env_id: str) -> dict[str, Any] | None:
+        """The admin view of one environment (gone ones included, ``deleted: true``), or None."""
+        items = self.admin.get("/_sim/environments").json()
+        return next((e for e in items if e["id"] == env_id), None)
+
+    def wait_environment_status(self, env_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
+        return dict(wait_for(lambda: (e := self.environment(env_id)) and e["status"] == status and e,
+                             timeout=timeout, what=f"environment {env_id} {status}"))
+
+    def edit(self, env_id: str, **fields: Any) -> dict[str, Any]:
+        """Change ``name``/``branch``/``status``/``fail_next_deploy`` as in the OEC.sh dashboard."""
+        response = self.admin.patch(f"/_sim/environments/{env_id}", json=fields)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def delete_outside(self, env_id: str) -> None:
+        """Delete an environment outside Kubernetes: it is gone at once."""
+        self.admin.delete(f"/_sim/environments/{env_id}").raise_for_status()
+
+    def inject(self, **fault: Any) -> None:
+        """Queue a fault: ``status``, ``code``, ``count``, ``route``, ``method``, ``retry_after``."""
+        self.admin.post("/_sim/faults", json=fault).raise_for_status()
+
+    def clear_faults(self) -> None:
+        self.admin.delete("/_sim/faults").raise_for_status()
+
+    def add_key(self, key: str) -> None:
+        """Accept another (organisation-scoped) API key."""
+        self.admin.post("/_sim/keys", json={"key": key}).raise_for_status()
+
+    def revoke_key(self, key: str) -> None:
+        response = self.admin.post("/_sim/keys/revoke", json={"key": key})
+        response.raise_for_status()
+        assert response.json()["revoked"] is True
+
+    def api(self, key: str = RW_KEY) -> httpx.Client:
+        """A client of the public API (``/api/public/v1``) authenticated with ``key``; close it after use."""
+        return httpx.Client(base_url=self.api_url, timeout=10.0, trust_env=False,
+                            headers={"Authorization": f"Bearer {key}"})
+
+    def create_environment(self, project_id: str, name: str, branch: str | None = None,
+                           environment_type: str = "development", key: str = RW_KEY) -> dict[str, Any]:
+        """Create an environment through the public API, as someone outside Kubernetes would."""
+        body: dict[str, Any] = {"name": name, "environment_type": environment_type}
+        if branch is not None:
+            body["branch"] = branch
+        with self.api(key) as api:
+            response = api.post(f"/projects/{project_id}/environments", json=body)
+        response.raise_for_status()
+        return dict(response.json())
+
 
 @pytest.fixture(scope="session")
 def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
@@ -83,7 +147,9 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file),
-             "--deploy-seconds", "2", "--destroy-seconds", "1.5", "--key", RW_KEY, "--key", RO_KEY],
+             "--deploy-seconds", "2", "--destroy-seconds", "1.5", "--key", RW_KEY, "--key", RO_KEY,
+             # One key serves every test of the session: tests that exercise limits set them.
+             "--read-limit", "100000", "--write-limit", "100000", "--variant", "brute_force_threshold=100000"],
             stdout=out, stderr=subprocess.STDOUT,
         )
     try:
@@ -152,6 +218,33 @@ class Cluster:
             ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
             return obj if ok else None
         return dict(wait_for(ready, timeout=timeout, what=f"{name} Ready=True"))
+
+    def wait_condition(self, name: str, type_: str, status: str = "True", reason: str | None = None,
+                       timeout: float = 30) -> dict[str, Any]:
+        """Wait until condition ``type_`` has ``status`` (and ``reason``); return the condition."""
+        def matches() -> dict[str, Any] | None:
+            c = self.condition(name, type_)
+            ok = c is not None and c["status"] == status and (reason is None or c["reason"] == reason)
+            return c if ok else None
+        return dict(wait_for(matches, timeout=timeout, what=f"{name} {type_}={status} {reason or ''}"))
+
+    def annotate(self, name: str, key: str, value: str | None) -> None:
+        """Set (or, with ``None``, remove) one annotation of an OdooEnvironment, as a user would."""
+        arg = f"{key}-" if value is None else f"{key}={value}"
+        self.kubectl("annotate", "--overwrite", f"{PLURAL}.{GROUP}/{name}", arg)
+
+    def delete(self, name: str) -> None:
+        """``kubectl delete`` without waiting for finalizers."""
+        self.kubectl("delete", f"{PLURAL}.{GROUP}", name, "--wait=false")
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Events of the namespace, or of the object ``name``, oldest first."""
+        args = ["get", "events", "-o", "json"]
+        if name is not None:
+            args += ["--field-selector", f"involvedObject.name={name}"]
+        items = json.loads(self.kubectl(*args).stdout)["items"]
+        return sorted(items, key=lambda e: (e.get("lastTimestamp") or e.get("eventTime") or "",
+                                            e["metadata"].get("creationTimestamp") or ""))
 
 
 def environment(resource_name: str, project_id: str, /, **spec: Any) -> dict[str, Any]:

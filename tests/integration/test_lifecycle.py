@@ -145,10 +145,10 @@ def test_operator_killed_mid_create_does_not_create_a_second_environment(
     try:
         first = operator_factory()
         cluster.apply(environment("crash", project))
-        # The operator has taken the object (finalizer) and its POST is now held by the latency.
-        wait_for(lambda: "oec.sh/finalizer" in ((cluster.get("crash") or {}).get("metadata", {})
-                                                .get("finalizers", [])), timeout=30, what="finalizer")
-        time.sleep(1.0)
+        # The create request is recorded right before the POST, which the latency now holds.
+        wait_for(lambda: (cluster.get("crash") or {}).get("status", {}).get("createRequest"),
+                 timeout=30, what="the create request recorded")
+        time.sleep(0.5)
         first.kill()
         status = (cluster.get("crash") or {}).get("status", {})
         assert "environmentId" not in status, "the kill came too late to interrupt the create"
