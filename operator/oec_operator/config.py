@@ -10,6 +10,7 @@
 | ``OEC_FAST_POLL_INTERVAL`` | ``5`` | seconds between polls while work is in flight (deploying, destroying) |
 | ``OEC_MIN_POLL_INTERVAL`` | ``10`` | floor of the per-resource ``oec.sh/poll-interval`` annotation |
 | ``OEC_REQUEST_TIMEOUT`` | ``30`` | seconds per OEC API request |
+| ``OEC_CREDENTIALS_GRACE_PERIOD`` | ``600`` | seconds a deletion waits for lost credentials before orphaning |
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ class OperatorConfig(BaseSettings):
     fast_poll_interval: float = Field(default=5.0, ge=0.5, le=3600.0)
     min_poll_interval: float = Field(default=10.0, ge=0.5, le=86400.0)
     request_timeout: float = Field(default=30.0, gt=0, le=300.0)
+    credentials_grace_period: float = Field(default=600.0, ge=0, le=7 * 86400.0)
 
     @field_validator("api_key")
     @classmethod

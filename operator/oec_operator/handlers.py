@@ -42,8 +42,6 @@ RESOURCE = ("oec.sh", "v1alpha1", "odooenvironments")
 #: prefix when it detects changes, and the user annotations ``oec.sh/...`` must trigger handlers.
 PREFIX = "operator.oec.sh"
 FINALIZER = "oec.sh/finalizer"
-#: How long a deletion waits for credentials before the environment is orphaned, in seconds.
-CREDENTIALS_GRACE_SECONDS = 600.0
 CONFIG = load_config()
 
 
@@ -296,7 +294,8 @@ async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
 async def _delete_client(body: kopf.Body, runtime: Runtime, state: ResourceState, spec: OdooEnvironmentSpec,
                          ref: ResourceRef) -> OecClient | None:
     """Credentials for deleting: the resource's, else the last key that worked, else the operator's
-    default; with none, wait up to 10 minutes after the deletion started, then orphan (``None``)."""
+    default; with none, wait ``OEC_CREDENTIALS_GRACE_PERIOD`` seconds (10 minutes) after the
+    deletion started, then orphan (``None``)."""
     try:
         key, _source = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
         return runtime.client(key)
@@ -306,13 +305,14 @@ async def _delete_client(body: kopf.Body, runtime: Runtime, state: ResourceState
             return runtime.client(fallback)
         started = datetime.datetime.fromisoformat(str(body.metadata["deletionTimestamp"]).replace("Z", "+00:00"))
         waited = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
-        if waited < CREDENTIALS_GRACE_SECONDS:
+        grace = runtime.config.credentials_grace_period
+        if waited < grace:
             raise kopf.TemporaryError(
-                f"{exc}; deletion waits for credentials", delay=runtime.config.poll_interval
+                f"{exc}; deletion waits for credentials", delay=min(runtime.config.poll_interval, grace - waited + 1)
             ) from None
         kopf.warn(body, reason="Orphaned", message=(
             f"no credentials to delete OEC.sh environment {body.get('status', {}).get('environmentId')} after "
-            f"{CREDENTIALS_GRACE_SECONDS / 60:.0f} minutes ({exc}); it is left in OEC.sh"))
+            f"{grace:.0f} seconds ({exc}); it is left in OEC.sh"))
         return None
 
 

@@ -1,0 +1,30 @@
+"""Credentials lost before the resource (e.g. namespace deletion removes the Secret first)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import RW_KEY, Cluster, Simulator, environment, wait_for
+
+
+def test_deletion_without_any_credentials_orphans_after_the_grace_period(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any
+) -> None:
+    project = simulator.new_project("no-credentials")
+    # No default key, so once the Secret is gone nothing can delete the environment.
+    first = operator_factory(OEC_API_KEY="", OEC_CREDENTIALS_GRACE_PERIOD="3")
+    cluster.kubectl("create", "secret", "generic", "team-key", f"--from-literal=apiKey={RW_KEY}")
+    cluster.apply(environment("stranded", project, credentialsSecretRef={"name": "team-key"}))
+    env_id = cluster.wait_ready("stranded")["status"]["environmentId"]
+    first.stop()  # a restart forgets the last key that worked
+    cluster.kubectl("delete", "secret", "team-key")
+    operator_factory(OEC_API_KEY="", OEC_CREDENTIALS_GRACE_PERIOD="3")
+    cluster.kubectl("delete", "odooenv", "stranded", "--wait=false")
+
+    held = cluster.get("stranded")
+    assert held is not None and held["metadata"].get("deletionTimestamp")
+    wait_for(lambda: cluster.get("stranded") is None, timeout=40, what="finalizer released after the grace period")
+    assert [e["id"] for e in simulator.environments(project)] == [env_id]  # kept, not destroyed
+    assert simulator.requests("DELETE", f"/environments/{env_id}") == []
+    events = cluster.kubectl("get", "events", "--field-selector", "reason=Orphaned", "-o", "json").stdout
+    assert env_id in events and "Warning" in events
