@@ -126,7 +126,7 @@ def up(state: Path) -> None:
     log(f"starting the operator against {api_url}")
     start_background("operator", [sys.executable, "-m", "oec_operator"], state, {
         **env, "OEC_API_URL": api_url, "OEC_API_KEY": DEMO_KEY,
-        "OEC_POLL_INTERVAL": "15", "OEC_FAST_POLL_INTERVAL": "1",
+        "OEC_POLL_INTERVAL": "15", "OEC_FAST_POLL_INTERVAL": "1", "OEC_METRICS_ADDRESS": "127.0.0.1",
     })
 
     log(f"applying {SAMPLE.relative_to(ROOT)}")

@@ -10,6 +10,8 @@
 | ``OEC_FAST_POLL_INTERVAL`` | ``5`` | seconds between polls while work is in flight (deploying, destroying) |
 | ``OEC_MIN_POLL_INTERVAL`` | ``10`` | floor of the per-resource ``oec.sh/poll-interval`` annotation |
 | ``OEC_REQUEST_TIMEOUT`` | ``30`` | seconds per OEC API request |
+| ``OEC_METRICS_PORT`` | ``8081`` | Prometheus ``/metrics`` port (``0`` = off) |
+| ``OEC_METRICS_ADDRESS`` | ``0.0.0.0`` | address the metrics server binds |
 | ``OEC_CREDENTIALS_GRACE_PERIOD`` | ``600`` | seconds a deletion waits for lost credentials before orphaning |
 """
 
@@ -36,6 +38,8 @@ class OperatorConfig(BaseSettings):
     min_poll_interval: float = Field(default=10.0, ge=0.5, le=86400.0)
     request_timeout: float = Field(default=30.0, gt=0, le=300.0)
     credentials_grace_period: float = Field(default=600.0, ge=0, le=7 * 86400.0)
+    metrics_port: int = Field(default=8081, ge=0, le=65535)
+    metrics_address: str = "0.0.0.0"  # noqa: S104 - inside a pod; set 127.0.0.1 on a workstation
 
     @field_validator("api_key")
     @classmethod

@@ -23,6 +23,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from oec_operator import conditions as cond
+from oec_operator import metrics, redact
 from oec_operator.annotations import Requests
 from oec_operator.conditions import Condition
 from oec_operator.config import load_config
@@ -93,8 +94,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
     logging.getLogger("kopf.objects").addFilter(_QuietRoutine())
+    redact.install()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much at INFO
     memo.runtime = Runtime.create(CONFIG)
+    metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
 
 @kopf.on.cleanup()
@@ -177,13 +180,24 @@ async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf
             outcome = _retry_outcome(f"unexpected {type(exc).__name__}; see the operator log", state, config)
         if outcome.failed and outcome.conditions:
             logger.warning(f"{outcome.conditions[0].reason}: {outcome.conditions[0].message}")
+        metrics.RECONCILES.labels(_result(outcome, requests.paused)).inc()
         state.failures = state.failures + 1 if outcome.transient else 0
         state.environment_id = outcome.status.get("environmentId") or state.environment_id
         state.next_poll_at = loop.time() + outcome.next_poll
         status_patch = merge_status(previous, outcome, ref.generation, now, paused=requests.paused)
         patch.status.update(status_patch)
         state.status = {k: v for k, v in {**previous, **status_patch}.items() if v is not None}
+        runtime.phases.set(ref.uid, state.status.get("phase"))
         _post_events(body, outcome, previous)
+
+
+def _result(outcome: Outcome, paused: bool) -> str:
+    """The ``result`` label of ``oec_operator_reconciles_total``."""
+    if paused:
+        return "paused"
+    if outcome.failed:
+        return "retry" if outcome.transient else "stalled"
+    return "success"
 
 
 def _retry_outcome(message: str, state: ResourceState, config: Any) -> Outcome:
@@ -269,6 +283,7 @@ async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
             _deleting(patch, previous, ref, now, "Deleting", message)
             raise kopf.TemporaryError(message, delay=config.fast_poll_interval)
         kopf.info(body, reason="Deleted", message=f"OEC.sh environment {environment_id} is deleted")
+        runtime.phases.forget(ref.uid)
 
 
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", id="uninstall-guard",

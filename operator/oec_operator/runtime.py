@@ -10,6 +10,7 @@ from typing import Any, cast
 import httpx
 import kubernetes
 
+from oec_operator import metrics
 from oec_operator.config import OperatorConfig
 from oec_operator.credentials import CredentialsError, describe, resolve_api_key
 from oec_operator.oec.client import OecClient, make_http_client
@@ -41,6 +42,7 @@ class Runtime:
     config: OperatorConfig
     http: httpx.AsyncClient
     kube: kubernetes.client.ApiClient
+    phases: metrics.PhaseTracker = field(default_factory=metrics.PhaseTracker)
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
@@ -50,7 +52,7 @@ class Runtime:
 
     def client(self, api_key: str) -> OecClient:
         """An OEC client for ``api_key`` on the shared connection pool."""
-        return OecClient(self.http, api_key)
+        return OecClient(self.http, api_key, observer=metrics.observe_api_call)
 
     async def api_key(self, namespace: str, ref: SecretKeyRef | None) -> tuple[str, str]:
         """The resource's API key and a description of its source (for messages).

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -258,26 +258,34 @@ def environment(resource_name: str, project_id: str, /, **spec: Any) -> dict[str
 
 
 class OperatorProcess:
-    """The operator as a real process, ``python -m oec_operator -n NAMESPACE``."""
+    """The operator as a real process, ``python -m oec_operator -n NAMESPACE``.
 
-    def __init__(self, kube: Any, namespace: str, simulator: Simulator, log: Path, env: dict[str, str]) -> None:
+    ``kubeconfig`` replaces the admin kubeconfig (e.g. a ServiceAccount token's, so RBAC applies);
+    ``args`` replaces ``-n NAMESPACE`` (e.g. ``[]`` for the default ``--all-namespaces``).
+    """
+
+    def __init__(self, kube: Any, namespace: str, simulator: Simulator, log: Path, env: dict[str, str],
+                 kubeconfig: str | Path | None = None, args: Sequence[str] | None = None) -> None:
         self.kube, self.namespace, self.simulator, self.log, self.extra_env = kube, namespace, simulator, log, env
+        self.kubeconfig = str(kubeconfig or kube.kubeconfig)
+        self.args = list(args) if args is not None else ["-n", namespace]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.kube.kubeconfig),
+            "KUBECONFIG": self.kubeconfig,
             "OEC_API_URL": self.simulator.api_url,
             "OEC_API_KEY": RW_KEY,
             "OEC_POLL_INTERVAL": "3",
             "OEC_FAST_POLL_INTERVAL": "0.5",
             "OEC_MIN_POLL_INTERVAL": "1",
+            "OEC_METRICS_PORT": "0",
             **self.extra_env,
         }
         out = self.log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oec_operator", "-n", self.namespace],
+            [sys.executable, "-m", "oec_operator", *self.args],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
         out.close()
@@ -310,11 +318,14 @@ def cluster(kube: Any, namespace: str, crd: Path) -> Cluster:
 def operator_factory(kube: Any, namespace: str, simulator: Simulator, tmp_path: Path,
                      request: pytest.FixtureRequest) -> Iterator[Callable[..., OperatorProcess]]:
     """Start operator processes for the test's namespace; all are stopped at the end, and the
-    log is printed when the test failed."""
+    log is printed when the test failed. ``kubeconfig``/``args``: see :class:`OperatorProcess`;
+    other keyword arguments are environment variables."""
     started: list[OperatorProcess] = []
 
-    def start(**env: str) -> OperatorProcess:
-        op = OperatorProcess(kube, namespace, simulator, tmp_path / "operator.log", env)
+    def start(*, kubeconfig: str | Path | None = None, args: Sequence[str] | None = None,
+              **env: str) -> OperatorProcess:
+        op = OperatorProcess(kube, namespace, simulator, tmp_path / "operator.log", env,
+                             kubeconfig=kubeconfig, args=args)
         op.start()
         started.append(op)
         return op

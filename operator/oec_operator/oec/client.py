@@ -9,7 +9,8 @@ maps to one endpoint of ``oec-api.md`` §11 and raises the typed errors of
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -83,6 +84,10 @@ def make_http_client(base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0)
     )
 
 
+#: ``observer(method, path, status or None, seconds, X-RateLimit-Remaining or None, retry_after or None)``
+Observer = Callable[[str, str, int | None, float, str | None, float | None], None]
+
+
 class OecClient:
     """The OEC.sh API bound to one API key.
 
@@ -90,11 +95,13 @@ class OecClient:
         http: the shared client from :func:`make_http_client` (not closed by this object).
         api_key: the bearer key. It is sent only in the ``Authorization`` header and never
             appears in ``repr``, logs or exception messages.
+        observer: called after every request (metrics); never given the key or bodies.
     """
 
-    def __init__(self, http: httpx.AsyncClient, api_key: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, api_key: str, observer: Observer | None = None) -> None:
         self._http = http
         self._auth = {"Authorization": f"Bearer {api_key.strip()}"}
+        self._observer = observer
 
     def __repr__(self) -> str:
         return f"OecClient(base_url={str(self._http.base_url)!r})"
@@ -108,6 +115,7 @@ class OecClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
+        started = time.perf_counter()
         try:
             response = await self._http.request(
                 method,
@@ -117,11 +125,21 @@ class OecClient:
                 headers={**self._auth, **(headers or {})},
             )
         except httpx.TransportError as exc:
+            self._observe(method, path, None, started, None, None)
             # The exception text may carry the URL but never headers; keep only its kind.
             raise OecTransportError(f"{type(exc).__name__} on {method} {path}", code="transport") from None
-        if response.status_code >= 300:
-            raise error_from_response(response)
+        error = error_from_response(response) if response.status_code >= 300 else None
+        retry_after = getattr(error, "retry_after", None)
+        self._observe(method, path, response.status_code, started, response.headers.get("x-ratelimit-remaining"),
+                      retry_after)
+        if error is not None:
+            raise error
         return response
+
+    def _observe(self, method: str, path: str, status: int | None, started: float, remaining: str | None,
+                 retry_after: float | None) -> None:
+        if self._observer is not None:
+            self._observer(method, path, status, time.perf_counter() - started, remaining, retry_after)
 
     async def list_environments(self, project_id: str, *, status: str | None = None) -> list[Environment]:
         """``GET /projects/{project_id}/environments``: every environment, oldest first.

@@ -1,0 +1,80 @@
+"""Prometheus metrics of the operator (prometheus_client), served on ``OEC_METRICS_PORT``.
+
+| Metric | Type | Labels |
+|---|---|---|
+| ``oec_operator_reconciles_total`` | counter | ``result``: ``success``, ``retry``, ``stalled``, ``paused`` |
+| ``oec_operator_api_requests_total`` | counter | ``endpoint`` (template), ``method``, ``code`` |
+| ``oec_operator_api_request_duration_seconds`` | histogram | ``endpoint``, ``method`` |
+| ``oec_operator_rate_limit_wait_seconds_total`` | counter | — seconds the API told the operator to wait (429) |
+| ``oec_operator_rate_limit_remaining`` | gauge | — the API's last ``X-RateLimit-Remaining`` |
+| ``oec_operator_resources`` | gauge | ``phase``: OdooEnvironments by OEC status (``unknown`` before the first read) |
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter as Tally
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+RECONCILES = Counter("oec_operator_reconciles", "Reconciles of OdooEnvironments by result", ["result"])
+API_REQUESTS = Counter(
+    "oec_operator_api_requests", "OEC.sh API requests by endpoint and status code", ["endpoint", "method", "code"]
+)
+API_LATENCY = Histogram(
+    "oec_operator_api_request_duration_seconds", "OEC.sh API request latency", ["endpoint", "method"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+RATE_LIMIT_WAIT = Counter("oec_operator_rate_limit_wait_seconds", "Seconds the OEC.sh API asked the operator to wait")
+RATE_LIMIT_REMAINING = Gauge("oec_operator_rate_limit_remaining", "Last X-RateLimit-Remaining the OEC.sh API sent")
+RESOURCES = Gauge("oec_operator_resources", "OdooEnvironments by OEC.sh environment status", ["phase"])
+
+_ID = re.compile(r"/[0-9a-fA-F-]{36}(?=/|$)")
+
+
+def endpoint_of(path: str) -> str:
+    """The path template of an API path (ids replaced by ``{id}``) to keep label cardinality low."""
+    return _ID.sub("/{id}", "/" + path.lstrip("/"))
+
+
+def observe_api_call(method: str, path: str, status: int | None, seconds: float,
+                     remaining: str | None, retry_after: float | None) -> None:
+    """Record one OEC.sh API call (the :class:`~oec_operator.oec.client.OecClient` observer)."""
+    endpoint = endpoint_of(path)
+    API_REQUESTS.labels(endpoint, method, str(status) if status is not None else "transport").inc()
+    API_LATENCY.labels(endpoint, method).observe(seconds)
+    if remaining is not None and remaining.isdigit():
+        RATE_LIMIT_REMAINING.set(int(remaining))
+    if retry_after:
+        RATE_LIMIT_WAIT.inc(retry_after)
+
+
+class PhaseTracker:
+    """Counts resources by phase for ``oec_operator_resources`` (uid -> phase)."""
+
+    def __init__(self) -> None:
+        self._phases: dict[str, str] = {}
+
+    def set(self, uid: str, phase: str | None) -> None:
+        """Record the phase of one resource (``None`` = unknown)."""
+        self._phases[uid] = phase or "unknown"
+        self._publish()
+
+    def forget(self, uid: str) -> None:
+        """The resource is gone."""
+        self._phases.pop(uid, None)
+        self._publish()
+
+    def _publish(self) -> None:
+        counts = Tally(self._phases.values())
+        for labels in list(RESOURCES._metrics):  # drop phases no resource has any more
+            if labels[0] not in counts:
+                RESOURCES.remove(*labels)
+        for phase, count in counts.items():
+            RESOURCES.labels(phase).set(count)
+
+
+def serve(port: int, address: str = "0.0.0.0") -> None:  # noqa: S104 - the pod's metrics port
+    """Start the ``/metrics`` HTTP server in a background thread (``port`` 0 = disabled)."""
+    if port:
+        start_http_server(port, addr=address)

@@ -1,0 +1,183 @@
+"""``kubectl oec``: inspect and nudge OdooEnvironments without leaving kubectl.
+
+Installed with the package as ``kubectl-oec`` (kubectl finds plugins on ``PATH``)::
+
+    kubectl oec status NAME [-n NS]                 # phase, URL, health, last deploy, conditions
+    kubectl oec logs NAME [--lines N] [--task ID]   # deploy log from the OEC.sh API
+    kubectl oec redeploy NAME                       # annotation oec.sh/redeploy-requested-at
+    kubectl oec reconcile NAME                      # annotation oec.sh/reconcile-requested-at
+
+``logs`` calls the OEC.sh API with the resource's own credentials (its ``credentialsSecretRef``
+Secret), else ``OEC_API_KEY`` / ``OEC_API_KEY_SECRET``; the API root is ``--api-url``, else
+``OEC_API_URL``, else the production URL. Exit status 1 with a one-line reason on any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from typing import Any, cast
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+
+from oec_operator.annotations import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT
+from oec_operator.conditions import now_rfc3339
+from oec_operator.config import ConfigError, load_config
+from oec_operator.credentials import CredentialsError, resolve_api_key
+from oec_operator.oec.client import OecClient, make_http_client
+from oec_operator.oec.errors import OecError, OecTransportError
+from oec_operator.runtime import GROUP, PLURAL, VERSION
+from oec_operator.spec import OdooEnvironmentSpec
+
+
+class PluginError(Exception):
+    """An error to show the user as ``error: <message>``."""
+
+
+def _api(args: argparse.Namespace) -> tuple[kubernetes.client.ApiClient, str]:
+    """A Kubernetes client and the namespace (flag, else the context's, else ``default``)."""
+    try:
+        kubernetes.config.load_kube_config(config_file=args.kubeconfig, context=args.context)
+        _, current = kubernetes.config.list_kube_config_contexts(config_file=args.kubeconfig)
+    except (kubernetes.config.ConfigException, FileNotFoundError) as exc:
+        raise PluginError(f"no usable kubeconfig: {exc}") from None
+    namespace = args.namespace or (current or {}).get("context", {}).get("namespace") or "default"
+    return kubernetes.client.ApiClient(), namespace
+
+
+def _get(api: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+    try:
+        obj = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        ))
+    except ApiException as exc:
+        if exc.status == 404:
+            raise PluginError(f"odooenvironment {name!r} not found in namespace {namespace!r}") from None
+        raise PluginError(f"cannot read odooenvironment {name!r}: HTTP {exc.status} {exc.reason}") from None
+    return obj
+
+
+def render_status(obj: dict[str, Any]) -> str:
+    """The one-screen view of ``kubectl oec status``."""
+    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
+    health = status.get("health") or {}
+    deploy = status.get("lastDeploy") or {}
+
+    def yes(value: Any) -> str:
+        return "yes" if value else ("no" if value is not None else "-")
+
+    lines = [
+        f"Name:         {meta.get('name')} (namespace {meta.get('namespace')})",
+        f"Environment:  {status.get('environmentId', '-')} in project {spec.get('projectId')} "
+        f"({spec.get('environmentType', 'development')})",
+        f"Phase:        {status.get('phase', '-')}",
+        f"URL:          {status.get('url', '-')}",
+        f"Branch:       {status.get('branch', '-')} (spec: {spec.get('branch', 'project default')})",
+        f"Health:       container running {yes(health.get('containerRunning'))}, database ready "
+        f"{yes(health.get('dbReady'))}, HTTP ok {yes(health.get('httpOk'))}",
+        f"Last deploy:  {deploy.get('id', '-')} {deploy.get('status', '')} "
+        f"(started {deploy.get('startedAt', '-')}, completed {deploy.get('completedAt', '-')})",
+        f"Last sync:    {status.get('lastSyncTime', '-')}",
+        f"Generation:   {meta.get('generation')} (observed {status.get('observedGeneration', '-')})",
+        "Conditions:",
+    ]
+    conditions = status.get("conditions") or []
+    if not conditions:
+        lines.append("  (none yet: the operator has not seen this resource)")
+    for c in conditions:
+        kind, state, reason = c.get("type", ""), c.get("status", ""), c.get("reason", "")
+        lines.append(f"  {kind:<12} {state:<8} {reason:<22} {c.get('message', '')}")
+    return "\n".join(lines)
+
+
+async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_url: str | None,
+                     lines: int, task: str | None) -> str:
+    """The deploy log of the resource's environment, with the resource's own credentials.
+
+    Raises:
+        PluginError: no environment yet, no credentials, or the API failed or is unreachable.
+    """
+    status = obj.get("status", {})
+    environment_id = status.get("environmentId")
+    if not environment_id:
+        raise PluginError("the resource has no OEC.sh environment yet (status.environmentId is empty)")
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise PluginError(str(exc)) from None
+    spec = OdooEnvironmentSpec.from_body(obj.get("spec", {}))
+    try:
+        key = await resolve_api_key(kubernetes.client.CoreV1Api(api), obj["metadata"]["namespace"],
+                                    spec.credentials_secret_ref, config)
+    except CredentialsError as exc:
+        raise PluginError(f"no credentials: {exc}") from None
+    url = api_url or config.api_url
+    async with make_http_client(url, timeout=config.request_timeout) as http:
+        try:
+            log = await OecClient(http, key).get_logs(environment_id, task_id=task, lines=lines)
+        except OecTransportError:
+            raise PluginError(f"cannot reach the OEC.sh API at {url}") from None
+        except OecError as exc:
+            raise PluginError(str(exc)) from None
+    header = f"# task {log.task_id or '-'}, {log.lines} lines{' (truncated)' if log.truncated else ''}"
+    return f"{header}\n{log.log}".rstrip()
+
+
+def _annotate(api: kubernetes.client.ApiClient, namespace: str, name: str, key: str) -> str:
+    token = now_rfc3339()
+    _get(api, namespace, name)  # a clear error for a missing resource
+    try:
+        kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": {key: token}}}
+        )
+    except ApiException as exc:
+        raise PluginError(f"cannot annotate odooenvironment {name!r}: HTTP {exc.status} {exc.reason}") from None
+    return token
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="kubectl oec", description="Inspect and nudge OdooEnvironments.")
+    p.add_argument("-n", "--namespace", help="namespace (default: the context's, else default)")
+    p.add_argument("--kubeconfig", help="path to the kubeconfig (default: KUBECONFIG or ~/.kube/config)")
+    p.add_argument("--context", help="kubeconfig context")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("status", help="phase, URL, health, last deploy and conditions").add_argument("name")
+    logs = sub.add_parser("logs", help="deploy log from the OEC.sh API")
+    logs.add_argument("name")
+    logs.add_argument("--lines", type=int, default=200, help="number of lines (1-1000, default 200)")
+    logs.add_argument("--task", help="task id (default: the latest task)")
+    logs.add_argument("--api-url", help="OEC.sh API root (default: OEC_API_URL or the production API)")
+    sub.add_parser("redeploy", help="ask the operator for a redeploy").add_argument("name")
+    sub.add_parser("reconcile", help="ask the operator to reconcile now").add_argument("name")
+    return p
+
+
+def run(argv: Sequence[str]) -> str:
+    """Run one command and return what to print.
+
+    Raises:
+        PluginError: anything the user must know about.
+    """
+    args = parser().parse_args(argv)
+    api, namespace = _api(args)
+    with api:
+        if args.command == "status":
+            return render_status(_get(api, namespace, args.name))
+        if args.command == "logs":
+            return asyncio.run(fetch_logs(_get(api, namespace, args.name), api, args.api_url, args.lines, args.task))
+        key = REDEPLOY_REQUESTED_AT if args.command == "redeploy" else RECONCILE_REQUESTED_AT
+        token = _annotate(api, namespace, args.name, key)
+        return f"{args.command} requested for odooenvironment {args.name!r} ({key}={token})"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point (``kubectl-oec``)."""
+    try:
+        print(run(sys.argv[1:] if argv is None else argv))
+    except PluginError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)

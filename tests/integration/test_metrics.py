@@ -1,0 +1,41 @@
+"""The Prometheus endpoint of a running operator."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import httpx
+
+from .conftest import RW_KEY, Cluster, Simulator, environment, wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_metrics_count_reconciles_api_calls_and_phases(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any
+) -> None:
+    port = free_port()
+    operator_factory(OEC_METRICS_PORT=str(port), OEC_METRICS_ADDRESS="127.0.0.1")
+    project = simulator.new_project("metrics")
+    cluster.apply(environment("measured", project))
+    cluster.wait_ready("measured")
+
+    def scrape() -> str:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return ""
+
+    text = wait_for(lambda: (t := scrape()) and 'oec_operator_resources{phase="running"} 1.0' in t and t,
+                    timeout=20, what="metrics showing one running resource")
+    assert 'oec_operator_reconciles_total{result="success"}' in text
+    created = 'oec_operator_api_requests_total{code="201",endpoint="/projects/{id}/environments",method="POST"} 1.0'
+    assert created in text
+    assert 'oec_operator_api_request_duration_seconds_bucket{endpoint="/environments/{id}/status"' in text
+    assert "oec_operator_rate_limit_remaining" in text
+    assert RW_KEY not in text
