@@ -15,7 +15,8 @@ KIND_CLUSTER ?= oec
 export OEC_K8S_BIN_DIR := $(K8S_BIN_DIR)
 export K8S_VERSION
 
-.PHONY: help venv k8s-bin test test-unit test-integration lint demo demo-down demo-status kind-up kind-deploy
+.PHONY: help venv k8s-bin test test-unit test-integration lint lint-docker demo demo-down demo-status kind-up kind-deploy \
+	manifests image
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,9 +38,12 @@ test: venv k8s-bin ## Unit, simulator and integration tests (starts its own cont
 test-unit: venv ## Only the tests that need no control plane
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/simulator
 
-lint: venv ## ruff and mypy
+lint: venv lint-docker ## ruff, mypy and hadolint
 	$(VENV)/bin/ruff check operator tests tools
 	$(VENV)/bin/mypy
+
+lint-docker: venv ## hadolint the Dockerfile
+	$(VENV)/bin/hadolint Dockerfile
 
 demo: venv k8s-bin ## Control plane + simulator + operator + a sample OdooEnvironment reaching Running
 	$(PY) tools/demo.py up --state-dir $(DEMO_DIR)
@@ -54,7 +58,23 @@ kind-up: ## (needs Docker) Create a kind cluster and install the CRD
 	kind create cluster --name $(KIND_CLUSTER)
 	kubectl apply -f crds/
 
-kind-deploy: ## (needs Docker) Build the image, load it into kind and deploy the operator
+manifests: k8s-bin ## Render the install manifests (deploy/default) into dist/install.yaml
+	@mkdir -p dist
+	$(K8S_BIN_DIR)/kubectl kustomize deploy/default > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+	@echo "dist/install.yaml: image oec-operator:latest (a placeholder: see README, Install)"
+
+image: ## (needs Docker) Build the operator image $(IMG)
 	docker build -t $(IMG) .
+
+kind-deploy: image ## (needs Docker) Build the image, load it into kind and deploy the operator with it
 	kind load docker-image $(IMG) --name $(KIND_CLUSTER)
-	kubectl apply -k deploy/default
+	@# deploy/default with the image swapped, as an overlay in dist/ (kustomize needs a relative path)
+	@mkdir -p dist/kind
+	@img='$(IMG)'; name="$${img%:*}"; tag="$${img##*:}"; \
+	  case "$$img" in *:*) case "$$tag" in */*) name="$$img"; tag=latest;; esac;; *) name="$$img"; tag=latest;; esac; \
+	  printf 'resources:\n  - ../../deploy/default\nimages:\n  - name: oec-operator\n    newName: %s\n    newTag: %s\n' \
+	    "$$name" "$$tag" > dist/kind/kustomization.yaml
+	kubectl apply -k dist/kind
+	@echo "Create the default API key Secret if not done yet:"
+	@echo "  kubectl -n oec-system create secret generic oec-api-key --from-literal=apiKey=oec_live_rw_..."

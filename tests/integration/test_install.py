@@ -1,0 +1,85 @@
+"""The install manifests (``deploy/``) render and are accepted by the real apiserver; the operator
+pod meets the "restricted" Pod Security Standard. (Their RBAC is proven in ``test_rbac.py``.)"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .conftest import CRD, ROOT, kubectl_run
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = ROOT / "deploy"
+
+
+def render(kube: Any, directory: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(kubectl_run(kube, "kustomize", str(directory)).stdout) if d]
+
+
+def dry_run(kube: Any, objects: list[dict[str, Any]], namespace: str) -> str:
+    """``kubectl apply --dry-run=server`` of ``objects`` moved into ``namespace``; return stderr."""
+    moved = []
+    for original in objects:
+        obj = copy.deepcopy(original)
+        if "namespace" in obj["metadata"]:
+            obj["metadata"]["namespace"] = namespace
+        for subject in obj.get("subjects", []):
+            subject["namespace"] = namespace
+        moved.append(obj)
+    proc = kubectl_run(kube, "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(moved))
+    return proc.stderr
+
+
+def test_crd_base_is_the_crd_and_apply_f_crds_still_works(kube: Any, crd: Path) -> None:
+    assert render(kube, DEPLOY / "crd") == [yaml.safe_load(CRD.read_text())]
+    # crds/Kustomization has no .yaml suffix, so `kubectl apply -f crds/` applies only the CRD.
+    kubectl_run(kube, "apply", "--dry-run=server", "-f", str(ROOT / "crds"))
+
+
+@pytest.mark.parametrize("overlay", ["default", "namespaced"])
+def test_install_is_accepted_and_the_pod_is_restricted(kube: Any, namespace: str, crd: Path, overlay: str) -> None:
+    objects = render(kube, DEPLOY / overlay)
+    kinds = {o["kind"] for o in objects}
+    assert {"Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
+            "Deployment"} <= kinds
+    (ns,) = [o for o in objects if o["kind"] == "Namespace"]
+    assert ns["metadata"]["name"] == "oec-system"
+    assert all(o["metadata"].get("namespace") in (None, "oec-system", "team-a", "team-b") for o in objects)
+    # The test namespace stands in for oec-system, with its Pod Security labels.
+    labels = [f"{k}={v}" for k, v in ns["metadata"]["labels"].items() if k.startswith("pod-security")]
+    assert "pod-security.kubernetes.io/enforce=restricted" in labels
+    kubectl_run(kube, "label", "namespace", namespace, "--overwrite", *labels)
+    others = [o for o in objects if o["kind"] not in ("Namespace", "CustomResourceDefinition")]
+
+    warnings = dry_run(kube, others, namespace)
+
+    assert "Warning" not in warnings, warnings
+    # Control: the check is live (a pod that may run as root is flagged).
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    spec = deployment["spec"]["template"]["spec"]
+    spec["securityContext"]["runAsNonRoot"] = False
+    del spec["containers"][0]["securityContext"]["runAsNonRoot"]
+    assert 'would violate PodSecurity "restricted' in dry_run(kube, [deployment], namespace)
+
+
+def test_deployment_matches_the_contract(kube: Any) -> None:
+    objects = render(kube, DEPLOY / "default")
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "oec-operator"
+    (container,) = pod["containers"]
+    assert container["image"] == "oec-operator:latest"
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsNonRoot"] is True
+    assert isinstance(context["runAsUser"], int) and context["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    assert {"requests", "limits"} <= set(container["resources"])
