@@ -39,3 +39,24 @@ def test_metrics_count_reconciles_api_calls_and_phases(
     assert 'oec_operator_api_request_duration_seconds_bucket{endpoint="/environments/{id}/status"' in text
     assert "oec_operator_rate_limit_remaining" in text
     assert RW_KEY not in text
+
+
+def test_json_logs_carry_the_resource_on_every_line_about_it(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any
+) -> None:
+    import json
+
+    operator = operator_factory(args=["-n", cluster.namespace, "--log-format=json"])
+    project = simulator.new_project("json-logs")
+    simulator.admin.post("/_sim/faults", json={"status": 503, "count": 1}).raise_for_status()
+    cluster.apply(environment("logged", project))
+    cluster.wait_ready("logged")
+    lines = [line for line in operator.output().splitlines() if line.strip()]
+    records = [json.loads(line) for line in lines]  # every line is one JSON object
+    about = [r for r in records if (r.get("object") or {}).get("kind") == "OdooEnvironment"]
+    assert about, "no log line about the resource"
+    for record in about:
+        ref = record.get("object") or {}
+        assert (ref.get("namespace"), ref.get("name")) == (cluster.namespace, "logged"), record
+    assert any(r.get("severity") in ("warn", "warning") and "503" in r["message"] for r in about)
+    assert RW_KEY not in operator.output()
