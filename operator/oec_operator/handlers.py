@@ -96,6 +96,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     logging.getLogger("kopf.objects").addFilter(_QuietRoutine())
     redact.install()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is too much at INFO
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # liveness probes every few seconds
     memo.runtime = Runtime.create(CONFIG)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
