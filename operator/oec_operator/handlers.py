@@ -44,6 +44,8 @@ RESOURCE = ("oec.sh", "v1alpha1", "odooenvironments")
 PREFIX = "operator.oec.sh"
 FINALIZER = "oec.sh/finalizer"
 CONFIG = load_config()
+#: Passes of the uninstall guard over the objects (one second apart) before it gives up.
+GUARD_PASSES = 30
 
 
 class _QuietRoutine(logging.Filter):
@@ -299,12 +301,18 @@ async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
     if not body.metadata.get("deletionTimestamp"):
         return
     runtime: Runtime = memo.runtime
-    for obj in await runtime.release_finalizers(FINALIZER):
-        environment_id = (obj.get("status") or {}).get("environmentId")
-        message = f"the CRD is being deleted: OEC.sh environment {environment_id} is kept (orphaned)"
-        logger.info(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}: {message}")
-        if environment_id:
-            kopf.info(cast(kopf.Body, obj), reason="Orphaned", message=message)
+    for _pass in range(GUARD_PASSES):
+        released, remaining = await runtime.release_finalizers(FINALIZER)
+        for obj in released:
+            environment_id = (obj.get("status") or {}).get("environmentId")
+            message = f"the CRD is being deleted: OEC.sh environment {environment_id} is kept (orphaned)"
+            logger.info(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}: {message}")
+            if environment_id:
+                kopf.info(cast(kopf.Body, obj), reason="Orphaned", message=message)
+        if not remaining:
+            return
+        await asyncio.sleep(1.0)
+    logger.warning("the CRD is being deleted but some OdooEnvironments keep the finalizer (not permitted here?)")
 
 
 async def _delete_client(body: kopf.Body, runtime: Runtime, state: ResourceState, spec: OdooEnvironmentSpec,

@@ -92,37 +92,37 @@ class Runtime:
         crd = await asyncio.to_thread(api.read_custom_resource_definition, CRD_NAME)
         return crd.metadata is not None and crd.metadata.deletion_timestamp is not None
 
-    async def release_finalizers(self, finalizer: str) -> list[dict[str, Any]]:
+    async def release_finalizers(self, finalizer: str) -> tuple[list[dict[str, Any]], int]:
         """Remove ``finalizer`` from every ``OdooEnvironment`` in the cluster, without any API call
         to OEC.sh (used when the CRD is being deleted: the environments are orphaned).
 
+        One pass. The apiserver marks every object for deletion at the same moment, so a patch can
+        lose the race (409) on a stale ``resourceVersion``; callers repeat while objects remain.
+
         Returns:
-            The bodies of the released objects.
+            ``(released bodies, number of objects still carrying the finalizer)``.
 
         Raises:
-            kubernetes.client.exceptions.ApiException: listing failed (a failed patch of one object
-                is skipped; it is retried at the next CRD event).
+            kubernetes.client.exceptions.ApiException: listing failed.
         """
         api = kubernetes.client.CustomObjectsApi(self.kube)
         listing = cast(dict[str, Any], await asyncio.to_thread(api.list_cluster_custom_object, GROUP, VERSION, PLURAL))
+        pending = [o for o in listing.get("items", []) if finalizer in (o["metadata"].get("finalizers") or [])]
         released: list[dict[str, Any]] = []
-        for obj in listing.get("items", []):
-            meta = obj.get("metadata", {})
-            finalizers = meta.get("finalizers") or []
-            if finalizer not in finalizers:
-                continue
+        for obj in pending:
+            meta = obj["metadata"]
             # A merge patch replaces the whole list; the resourceVersion makes it conditional, so
             # another controller's finalizer added meanwhile is never dropped.
             patch = {"metadata": {"resourceVersion": meta["resourceVersion"],
-                                  "finalizers": [f for f in finalizers if f != finalizer]}}
+                                  "finalizers": [f for f in meta["finalizers"] if f != finalizer]}}
             try:
                 await asyncio.to_thread(
                     api.patch_namespaced_custom_object, GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], patch
                 )
             except kubernetes.client.exceptions.ApiException:
-                continue
+                continue  # a conflict, or not permitted in this namespace: the next pass re-reads it
             released.append(obj)
-        return released
+        return released, len(pending) - len(released)
 
     async def aclose(self) -> None:
         """Close the HTTP and Kubernetes clients."""

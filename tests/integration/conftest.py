@@ -309,9 +309,19 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
+def release_leftovers(kube: Any, namespace: str) -> None:
+    """Strip every finalizer from the OdooEnvironments a test leaves behind: its namespace is never
+    deleted for real (no namespace controller), and a later CRD deletion must not wait for them."""
+    proc = kubectl_run(kube, "-n", namespace, "get", f"{PLURAL}.{GROUP}", "-o", "name", check=False)
+    for name in proc.stdout.split():
+        kubectl_run(kube, "-n", namespace, "patch", name, "--type", "merge",
+                    "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
 @pytest.fixture
-def cluster(kube: Any, namespace: str, crd: Path) -> Cluster:
-    return Cluster(kube, namespace)
+def cluster(kube: Any, namespace: str, crd: Path) -> Iterator[Cluster]:
+    yield Cluster(kube, namespace)
+    release_leftovers(kube, namespace)
 
 
 @pytest.fixture
@@ -333,6 +343,7 @@ def operator_factory(kube: Any, namespace: str, simulator: Simulator, tmp_path: 
     yield start
     for op in started:
         op.stop()
+    release_leftovers(kube, namespace)
     report = getattr(request.node, "rep_call", None)
     if started and report is not None and report.failed:
         sys.stderr.write(f"\n--- operator log ---\n{started[-1].output()[-6000:]}\n")
