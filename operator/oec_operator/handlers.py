@@ -302,7 +302,12 @@ async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger,
         return
     runtime: Runtime = memo.runtime
     for _pass in range(GUARD_PASSES):
-        released, remaining = await runtime.release_finalizers(FINALIZER)
+        try:
+            released, remaining = await runtime.release_finalizers(FINALIZER)
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # the CRD is already gone: nothing left to release
+            raise
         for obj in released:
             environment_id = (obj.get("status") or {}).get("environmentId")
             message = f"the CRD is being deleted: OEC.sh environment {environment_id} is kept (orphaned)"

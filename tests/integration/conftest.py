@@ -310,12 +310,15 @@ class OperatorProcess:
 
 
 def release_leftovers(kube: Any, namespace: str) -> None:
-    """Strip every finalizer from the OdooEnvironments a test leaves behind: its namespace is never
-    deleted for real (no namespace controller), and a later CRD deletion must not wait for them."""
+    """Remove the OdooEnvironments a test leaves behind, finalizers stripped: its namespace is never
+    deleted for real (no namespace controller), and later tests (a CRD deletion, an operator
+    watching every namespace) must not meet them."""
     proc = kubectl_run(kube, "-n", namespace, "get", f"{PLURAL}.{GROUP}", "-o", "name", check=False)
     for name in proc.stdout.split():
         kubectl_run(kube, "-n", namespace, "patch", name, "--type", "merge",
                     "-p", '{"metadata":{"finalizers":null}}', check=False)
+    # Gone, too: a cluster-wide operator in a later test must not find them.
+    kubectl_run(kube, "-n", namespace, "delete", f"{PLURAL}.{GROUP}", "--all", "--wait=false", check=False)
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ SECRET = "oec-api-key"
 #: kopf's errors quote the apiserver ("... is forbidden: User ... cannot ..."), kopf's scanners
 #: warn "Not enough permissions to ...".
 FORBIDDEN = re.compile(r"\b403\b|forbidden|not enough permissions", re.IGNORECASE)
+TIMESTAMP = re.compile(r"^\[[^\]]*\]")
 #: Also a 403, but not RBAC: Events for objects left in a Terminating namespace by earlier tests
 #: (the local control plane has no namespace controller), seen by a cluster-wide operator.
 NOT_RBAC = re.compile(r"because it is being terminated")
@@ -72,7 +73,9 @@ LIFECYCLE_TIMEOUT = 45.0
 
 def refusals(op: OperatorProcess) -> list[str]:
     """The operator's log lines saying the apiserver refused it a permission."""
-    return [ln for ln in op.output().splitlines() if FORBIDDEN.search(ln) and not NOT_RBAC.search(ln)]
+    lines = op.output().splitlines()
+    # Search after the "[date time,millis]" prefix: milliseconds such as ",403" are no refusal.
+    return [ln for ln in lines if FORBIDDEN.search(TIMESTAMP.sub("", ln, count=1)) and not NOT_RBAC.search(ln)]
 
 
 # --------------------------------------------------------------------------- rules
