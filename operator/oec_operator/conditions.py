@@ -32,6 +32,11 @@ class Condition:
     message: str
 
 
+def stalled(reason: str, message: str) -> list[Condition]:
+    """``Ready=False`` and ``Stalled=True`` with one reason and message: the user must act."""
+    return [Condition(READY, "False", reason, message), Condition(STALLED, "True", reason, message)]
+
+
 def merge_conditions(
     previous: Iterable[Mapping[str, Any]] | None,
     desired: Iterable[Condition],

@@ -97,10 +97,7 @@ def stalled_outcome(reason: str, message: str, *, next_poll: float = 60.0) -> Ou
     ``Stalled=True`` with ``reason``, a Warning Event, next look in ``next_poll`` seconds."""
     return Outcome(
         next_poll=next_poll,
-        conditions=[
-            Condition(cond.READY, "False", reason, message),
-            Condition(cond.STALLED, "True", reason, message),
-        ],
+        conditions=cond.stalled(reason, message),
         remove=(cond.RECONCILING,),
         observed=True,
         events=[Event("Warning", reason, message)],

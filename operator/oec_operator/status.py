@@ -79,13 +79,7 @@ def assess(env: Environment, health: EnvironmentHealth | None, outcome: Outcome,
             + (f" (task {task})" if task else "")
             + "; fix the branch or code, then redeploy (annotation oec.sh/redeploy-requested-at)"
         )
-        outcome.conditions += [
-            Condition(cond.READY, "False", "DeployFailed", message),
-            Condition(cond.STALLED, "True", "DeployFailed", message),
-        ]
-        outcome.remove = (cond.RECONCILING,)
-        outcome.observed = True
-        outcome.next_poll = slow
+        _stall(outcome, "DeployFailed", message, slow)
     elif phase in ("stopped", "paused"):
         outcome.conditions.append(
             Condition(cond.READY, "False", "Unavailable", f"environment is {phase} in OEC.sh; start it there")
@@ -98,19 +92,20 @@ def assess(env: Environment, health: EnvironmentHealth | None, outcome: Outcome,
             f"the environment is {phase} in OEC.sh, outside Kubernetes; set the annotation "
             "oec.sh/recreate-requested-at to create a new one, or delete this resource"
         )
-        outcome.conditions += [
-            Condition(cond.READY, "False", "ExternallyDeleted", message),
-            Condition(cond.STALLED, "True", "ExternallyDeleted", message),
-        ]
-        outcome.remove = (cond.RECONCILING,)
-        outcome.observed = True
-        outcome.next_poll = slow
+        _stall(outcome, "ExternallyDeleted", message, slow)
     else:
         outcome.conditions.append(
             Condition(cond.READY, "Unknown", "UnknownPhase", f"OEC.sh reports an unknown status {phase!r}")
         )
         outcome.remove = (cond.STALLED,)
         outcome.next_poll = fast
+
+
+def _stall(outcome: Outcome, reason: str, message: str, slow: float) -> None:
+    outcome.conditions += cond.stalled(reason, message)
+    outcome.remove = (cond.RECONCILING,)
+    outcome.observed = True
+    outcome.next_poll = slow
 
 
 def phase_events(previous_phase: str | None, env: Environment, health: EnvironmentHealth | None,
