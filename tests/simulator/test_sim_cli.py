@@ -129,3 +129,10 @@ def test_json_config_file(tmp_path: Path) -> None:
     assert config.read_limit == 9
     assert config.projects[0].resolved_server_id() is None
     assert len(config.keys) == 2  # demo keys
+
+
+def test_request_log_limit_flag() -> None:
+    config = build_config(build_parser().parse_args(["--request-log-limit", "50"]))
+    assert config.request_log_limit == 50
+    with pytest.raises(CliError):
+        build_config(build_parser().parse_args(["--request-log-limit", "0"]))

@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--read-limit", type=int, help="reads per minute per key (default 120)")
     parser.add_argument("--write-limit", type=int, help="writes per minute per rw key (default 20)")
     parser.add_argument(
+        "--request-log-limit",
+        type=int,
+        metavar="N",
+        help="keep the newest N entries of GET /_sim/requests (default 100000)",
+    )
+    parser.add_argument(
         "--variant",
         action="append",
         default=[],
@@ -155,6 +161,7 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
         ("destroy_seconds", "destroy_seconds"),
         ("read_limit", "read_limit"),
         ("write_limit", "write_limit"),
+        ("request_log_limit", "request_log_limit"),
     ):
         value = getattr(args, flag)
         if value is not None:

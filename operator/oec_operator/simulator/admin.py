@@ -4,7 +4,11 @@ control of the simulator for tests, demos and benchmarks.
 Endpoints (JSON in, JSON out; errors ``{"error", "message", "detail"?}`` with 400/404/409/422):
 
 * ``GET /_sim/health`` → ``{"status": "ok", "environments": int, "requests": int}``
-* ``GET /_sim/requests`` → ``[request entry]`` (see ``requestlog.py``); ``DELETE`` → ``{"cleared": int}``
+* ``GET /_sim/requests?since=SEQ`` → ``[request entry]`` with ``seq > since`` (default 0; see
+  ``requestlog.py``); ``DELETE`` → ``{"cleared": int}``
+* ``GET /_sim/stats`` → ``{requests, reads, writes, rate_limited, by_route: {route: {status: n}},
+  by_key: {key_id: {reads, writes, rate_limited}}, time}`` (see ``stats.py``; cumulative since start
+  or the last ``DELETE /_sim/stats`` → ``{"cleared": int}``; ``POST /_sim/reset`` keeps them)
 * ``GET /_sim/environments`` → ``[environment + {deleted, deleted_at, active_task_id, fail_next_deploy}]``
   (gone ones included)
 * ``PATCH /_sim/environments/{id}`` ``{name?, branch?, status?, fail_next_deploy?}`` → that object
@@ -87,20 +91,36 @@ async def health(request: web.Request) -> web.Response:
     """``GET /_sim/health`` → ``{"status": "ok", "environments": n, "requests": n}``."""
     sim = _sim(request)
     live = [e for e in sim.store.all_environments() if not e.deleted]
-    return web.json_response({"status": "ok", "environments": len(live), "requests": len(sim.requests.entries())})
+    return web.json_response({"status": "ok", "environments": len(live), "requests": len(sim.requests)})
 
 
 async def list_requests(request: web.Request) -> web.Response:
-    """``GET /_sim/requests`` → every logged API request, in arrival order."""
-    return web.json_response(_sim(request).requests.entries())
+    """``GET /_sim/requests?since=SEQ`` → logged API requests with ``seq > since``, in arrival order."""
+    raw = request.query.get("since", "0")
+    try:
+        since = int(raw)
+    except ValueError:
+        raise _AdminError(400, "invalid_query", "since must be an integer request seq.") from None
+    return web.json_response(_sim(request).requests.entries(since))
 
 
 async def clear_requests(request: web.Request) -> web.Response:
     """``DELETE /_sim/requests`` → ``{"cleared": n}``."""
     log = _sim(request).requests
-    count = len(log.entries())
+    count = len(log)
     log.clear()
     return web.json_response({"cleared": count})
+
+
+async def get_stats(request: web.Request) -> web.Response:
+    """``GET /_sim/stats`` → cumulative request counters (shape in ``stats.py``); ``time`` = sim clock."""
+    sim = _sim(request)
+    return web.json_response(sim.stats.snapshot(sim.clock.now()))
+
+
+async def clear_stats(request: web.Request) -> web.Response:
+    """``DELETE /_sim/stats`` → ``{"cleared": n}`` (requests counted before), counters back to zero."""
+    return web.json_response({"cleared": _sim(request).stats.clear()})
 
 
 async def list_environments(request: web.Request) -> web.Response:
@@ -242,6 +262,8 @@ def add_admin_routes(app: web.Application) -> None:
         ("GET", "/health", health),
         ("GET", "/requests", list_requests),
         ("DELETE", "/requests", clear_requests),
+        ("GET", "/stats", get_stats),
+        ("DELETE", "/stats", clear_stats),
         ("GET", "/environments", list_environments),
         ("PATCH", "/environments/{env_id}", patch_environment),
         ("DELETE", "/environments/{env_id}", remove_environment),

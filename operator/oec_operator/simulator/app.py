@@ -3,8 +3,8 @@
 The public API lives under ``/api/public/v1`` (routes in ``api.py``), the admin API under ``/_sim``
 (``admin.py``). The API middleware implements the cross-cutting parts of the contract, in this order:
 
-1. request log entry (``GET /_sim/requests``) and one stderr log line per request (method, path,
-   status; never a key);
+1. request log entry (``GET /_sim/requests``), request counters (``GET /_sim/stats``) and one
+   stderr log line per request (method, path, status; never a key);
 2. unknown route → 404 ``not_found`` / 405; disabled ``/actions/…`` aliases → 404 (§1 row 6);
 3. brute-force IP block → 429 ``ip_blocked`` (§4);
 4. authentication → 401 codes; refused keys count towards the IP block (§4);
@@ -164,6 +164,7 @@ async def _serve(sim: Simulator, request: web.Request, handler: Handler) -> web.
                     block=config.brute_force_block_seconds,
                 )
             raise
+        request[PRINCIPAL_KEY] = principal
         is_write = request.method in WRITE_METHODS
         if is_write and principal.tier == "ro":
             rate_headers = _consume(sim, principal, is_write=False, dry_run=True).headers()
@@ -175,7 +176,6 @@ async def _serve(sim: Simulator, request: web.Request, handler: Handler) -> web.
         fault = sim.faults.take(route, request.method)
         if fault is not None:
             raise fault
-        request[PRINCIPAL_KEY] = principal
         response = await _dispatch(sim, request, handler, route)
     except (ApiError, RequestValidationError) as exc:
         response = _error_response(exc, sim)
@@ -213,6 +213,13 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         return response
     finally:
         sim.requests.finish(entry, status)
+        principal = request.get(PRINCIPAL_KEY)
+        sim.stats.record(
+            method=request.method,
+            route=logical_route(request.match_info.route.name) or "unknown",
+            outcome=status,
+            key_id=principal.key_id if principal is not None else None,
+        )
         logger.info("%s %s %d", request.method, request.path, status)
 
 

@@ -108,6 +108,7 @@ class SimulatorConfig(BaseModel):
     * ``fail_next_deploys`` (0): the next N deploy tasks fail (decremented as they are queued).
     * ``brute_force_threshold`` (10), ``brute_force_window_seconds`` (60),
       ``brute_force_block_seconds`` (900): IP block after refused keys (§4).
+    * ``request_log_limit`` (100000): newest finished entries kept by ``GET /_sim/requests``.
     * Variant switches (§1): ``error_envelope``, ``delete_status``, ``idempotency_mode``,
       ``idempotency_inflight``, ``idempotency_headers``, ``rate_limit_mode``, ``rate_limit_headers``,
       ``not_visible_status``, ``failed_deploy_status``, ``name_uniqueness``, ``list_hides_inactive``,
@@ -132,6 +133,7 @@ class SimulatorConfig(BaseModel):
     brute_force_threshold: int = Field(10, ge=1)
     brute_force_window_seconds: float = Field(60.0, gt=0)
     brute_force_block_seconds: float = Field(900.0, ge=0)
+    request_log_limit: int = Field(100_000, ge=1)
 
     # §1 row 2: error envelope.
     error_envelope: Literal["detail", "toplevel"] = "detail"

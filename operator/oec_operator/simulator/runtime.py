@@ -10,13 +10,14 @@ from .faults import FaultInjector
 from .idempotency import IdempotencyCache
 from .ratelimit import RateLimiter
 from .requestlog import RequestLog
+from .stats import RequestStats
 from .store import Store
 
 
 class Simulator:
     """All simulator state. ``config`` is the live (mutable) configuration; ``clock`` defaults to the
     wall clock. Components: ``store`` (projects/environments/tasks), ``keys``, ``guard`` (brute force),
-    ``limiter``, ``idempotency``, ``requests`` (request log), ``faults``."""
+    ``limiter``, ``idempotency``, ``requests`` (request log), ``faults``, ``stats`` (counters)."""
 
     def __init__(self, config: SimulatorConfig, clock: Clock | None = None) -> None:
         self.config = config
@@ -26,12 +27,13 @@ class Simulator:
         self.guard = BruteForceGuard(self.clock)
         self.limiter = RateLimiter(self.clock)
         self.idempotency = IdempotencyCache(self.clock)
-        self.requests = RequestLog(self.clock)
+        self.requests = RequestLog(self.clock, lambda: self.config.request_log_limit)
         self.faults = FaultInjector()
+        self.stats = RequestStats()
 
     def reset(self) -> None:
         """Empty environments, tasks, request log, rate-limit counters, idempotency cache, IP blocks and
-        pending faults; keep projects, keys and config (``POST /_sim/reset``)."""
+        pending faults; keep projects, keys, config and the stats counters (``POST /_sim/reset``)."""
         self.store.reset()
         self.requests.clear()
         self.limiter.reset()
