@@ -8,6 +8,7 @@
 | ``oec_operator_rate_limit_wait_seconds_total`` | counter | — seconds the API told the operator to wait (429) |
 | ``oec_operator_rate_limit_remaining`` | gauge | — the API's last ``X-RateLimit-Remaining`` |
 | ``oec_operator_resources`` | gauge | ``phase``: OdooEnvironments by OEC status (``unknown`` before the first read) |
+| ``oec_operator_rate_limit_budget_wait_seconds_total`` | counter | ``bucket``: seconds waited for the key's budget |
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ API_LATENCY = Histogram(
 )
 RATE_LIMIT_WAIT = Counter("oec_operator_rate_limit_wait_seconds", "Seconds the OEC.sh API asked the operator to wait")
 RATE_LIMIT_REMAINING = Gauge("oec_operator_rate_limit_remaining", "Last X-RateLimit-Remaining the OEC.sh API sent")
+BUDGET_WAIT = Counter(
+    "oec_operator_rate_limit_budget_wait_seconds", "Seconds OEC.sh requests waited for the key's client-side budget",
+    ["bucket"],
+)
 RESOURCES = Gauge("oec_operator_resources", "OdooEnvironments by OEC.sh environment status", ["phase"])
 
 _ID = re.compile(r"/[0-9a-fA-F-]{36}(?=/|$)")
@@ -47,6 +52,11 @@ def observe_api_call(method: str, path: str, status: int | None, seconds: float,
         RATE_LIMIT_REMAINING.set(int(remaining))
     if retry_after:
         RATE_LIMIT_WAIT.inc(retry_after)
+
+
+def observe_budget_wait(bucket: str, seconds: float) -> None:
+    """Record a wait for the client-side budget (the :class:`~oec_operator.oec.ratelimit.RateLimiter` observer)."""
+    BUDGET_WAIT.labels(bucket).inc(seconds)
 
 
 class PhaseTracker:

@@ -16,8 +16,15 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from oec_operator.oec.errors import OecError, OecServerError, OecTransportError, error_from_response
+from oec_operator.oec.errors import (
+    OecError,
+    OecRateLimitError,
+    OecServerError,
+    OecTransportError,
+    error_from_response,
+)
 from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
+from oec_operator.oec.ratelimit import Priority, RateLimiter
 
 #: Production base URL (``oec-api.md`` §2).
 DEFAULT_BASE_URL = "https://api.oec.sh/api/public/v1"
@@ -88,6 +95,21 @@ def make_http_client(base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0)
 Observer = Callable[[str, str, int | None, float, str | None, float | None], None]
 
 
+class OecBudgetDeferred(OecRateLimitError):
+    """A detail read was not sent: the key's budget is kept for more important requests now.
+    Nothing reached the API; ``retry_after`` says when the budget frees up (seconds)."""
+
+
+def request_priority(method: str, path: str, base: Priority) -> Priority:
+    """The priority of one request: deletes first, then creates (``POST /projects/{id}/environments``),
+    never lower than ``base`` (the priority of the work the client does)."""
+    if method == "DELETE":
+        return Priority.DELETE
+    if method == "POST" and path.startswith("/projects/") and path.endswith("/environments"):
+        return min(base, Priority.CREATE)
+    return base
+
+
 class OecClient:
     """The OEC.sh API bound to one API key.
 
@@ -96,15 +118,48 @@ class OecClient:
         api_key: the bearer key. It is sent only in the ``Authorization`` header and never
             appears in ``repr``, logs or exception messages.
         observer: called after every request (metrics); never given the key or bodies.
+        limiter: the key's shared :class:`RateLimiter` (``None`` = no client-side limit).
+        priority: the priority of this client's requests (see :func:`request_priority`);
+            :attr:`Priority.DETAIL` requests are never queued: without spare budget they raise
+            :class:`OecBudgetDeferred`.
     """
 
-    def __init__(self, http: httpx.AsyncClient, api_key: str, observer: Observer | None = None) -> None:
+    def __init__(self, http: httpx.AsyncClient, api_key: str, observer: Observer | None = None,
+                 limiter: RateLimiter | None = None, priority: Priority = Priority.CHANGE) -> None:
         self._http = http
         self._auth = {"Authorization": f"Bearer {api_key.strip()}"}
         self._observer = observer
+        self._limiter = limiter
+        self.priority = priority
 
     def __repr__(self) -> str:
-        return f"OecClient(base_url={str(self._http.base_url)!r})"
+        return f"OecClient(base_url={str(self._http.base_url)!r}, priority={self.priority.name})"
+
+    def with_priority(self, priority: Priority) -> OecClient:
+        """The same key, limiter and connection pool at another priority."""
+        clone = object.__new__(OecClient)
+        clone.__dict__.update(self.__dict__)
+        clone.priority = priority
+        return clone
+
+    async def _admit(self, method: str, path: str) -> bool:
+        """Wait for (or, for detail reads, check) the key's budget; returns whether it is a write.
+
+        Raises:
+            OecBudgetDeferred: a detail read found no spare budget.
+        """
+        write = method != "GET"
+        if self._limiter is None:
+            return write
+        priority = request_priority(method, path, self.priority)
+        if priority == Priority.DETAIL:
+            if not self._limiter.try_acquire(write=write):
+                wait = self._limiter.seconds_until_free(write=write)
+                raise OecBudgetDeferred(f"{method} {path} deferred: the API budget is reserved for other requests",
+                                        retry_after=max(1.0, wait), code="budget_deferred")
+        else:
+            await self._limiter.acquire(write=write, priority=priority)
+        return write
 
     async def _request(
         self,
@@ -115,6 +170,7 @@ class OecClient:
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
+        write = await self._admit(method, path)
         started = time.perf_counter()
         try:
             response = await self._http.request(
@@ -130,6 +186,12 @@ class OecClient:
             raise OecTransportError(f"{type(exc).__name__} on {method} {path}", code="transport") from None
         error = error_from_response(response) if response.status_code >= 300 else None
         retry_after = getattr(error, "retry_after", None)
+        if self._limiter is not None:
+            self._limiter.observe(write=write, headers=response.headers)
+            if isinstance(error, OecRateLimitError):
+                # An IP block stops every request, not just this bucket (``oec-api.md`` §4).
+                for bucket in (True, False) if error.code == "ip_blocked" else (write,):
+                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after)
         self._observe(method, path, response.status_code, started, response.headers.get("x-ratelimit-remaining"),
                       retry_after)
         if error is not None:
@@ -292,6 +354,7 @@ class OecClient:
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "OecBudgetDeferred",
     "OecClient",
     "OecError",
     "make_http_client",

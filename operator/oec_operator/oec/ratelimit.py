@@ -1,0 +1,233 @@
+"""One client-side rate limiter per OEC.sh API key, shared by every request made with that key.
+
+The API counts reads and writes of a key in separate buckets (``oec-api.md`` §6 and §1 row 7:
+120 reads and 20 writes per calendar minute by default; older API versions: one rolling 60 s
+bucket per key). The limiter keeps a sliding log of the requests it let through: at most
+``limit`` in any ``window`` seconds. That is never more than the API allows in a calendar minute
+(any calendar minute is one such window) nor in a rolling one, and it still lets a steady stream
+use the whole budget, so the operator slows down *before* a 429 instead of after.
+
+It is fed by what the API answers:
+
+* ``X-RateLimit-Limit`` and ``X-RateLimit-Window`` replace the configured limit and window of the
+  bucket (the API knows the plan's real budget);
+* ``X-RateLimit-Remaining`` lower than the limiter's own count means another client spends the
+  same key: the difference is booked as used for one window;
+* a 429 closes the bucket until its ``retry_after`` has passed (``oec-api.md`` §6 fallback chain,
+  computed by :func:`oec_operator.oec.errors.retry_after_seconds`).
+
+Waiting requests are served by :class:`Priority` (deletes, then creates, then user changes, then
+routine polls), first come first served within a priority. Detail reads (health, logs) never
+wait: :meth:`RateLimiter.try_acquire` grants them only while a quarter of the window is left.
+
+This is the project's own code because no library models the API's split read/write budget fed
+by its headers; it is pure asyncio and knows nothing of HTTP or Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from enum import IntEnum
+from typing import Literal
+
+#: Seconds added to each window, so that requests granted just inside a window but arriving a
+#: little later at the API are still counted in the window the limiter assumed.
+WINDOW_MARGIN = 0.5
+#: Share of a bucket that detail reads (:meth:`RateLimiter.try_acquire`) leave to everything else.
+DETAIL_RESERVE = 0.25
+
+
+class Priority(IntEnum):
+    """Who goes first when the budget is short (lower value = sooner)."""
+
+    DELETE = 0
+    CREATE = 1
+    CHANGE = 2
+    POLL = 3
+    DETAIL = 4
+
+
+Bucket = Literal["read", "write"]
+
+#: ``on_wait(bucket, seconds)``: a request waited ``seconds`` for budget (metrics).
+WaitObserver = Callable[[str, float], None]
+
+
+class _Bucket:
+    """Sliding-log budget: at most ``limit`` grants in any ``window + WINDOW_MARGIN`` seconds."""
+
+    def __init__(self, name: str, limit: int, window: float, clock: Callable[[], float]) -> None:
+        self.name = name
+        self.limit = max(1, int(limit))
+        self.window = float(window)
+        self._clock = clock
+        self._grants: deque[float] = deque()
+        self.closed_until = 0.0
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def _expire(self, now: float) -> None:
+        horizon = now - self.window - WINDOW_MARGIN
+        while self._grants and self._grants[0] <= horizon:
+            self._grants.popleft()
+
+    def used(self) -> int:
+        """Grants in the current window."""
+        self._expire(self._clock())
+        return len(self._grants)
+
+    def next_free(self) -> float:
+        """Clock time at which the next grant is possible (``<= now`` when possible now)."""
+        now = self._clock()
+        self._expire(now)
+        at = now
+        if len(self._grants) >= self.limit:
+            at = self._grants[len(self._grants) - self.limit] + self.window + WINDOW_MARGIN
+        return max(at, self.closed_until)
+
+    def grant(self) -> None:
+        self._grants.append(self._clock())
+
+    def book(self, count: int) -> None:
+        """Count ``count`` requests made elsewhere with the same key as made now."""
+        now = self._clock()
+        self._grants.extend(itertools.repeat(now, max(0, count)))
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for *_, fut in self._waiters if not fut.done())
+
+    def enqueue(self, priority: int, seq: int) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, seq, fut))
+        self.pump()
+        return fut
+
+    def pump(self) -> None:
+        """Grant waiters in priority order while the budget allows; re-arm for the next slot."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        while self._waiters:
+            _, _, fut = self._waiters[0]
+            if fut.done():  # cancelled while waiting
+                heapq.heappop(self._waiters)
+                continue
+            at = self.next_free()
+            now = self._clock()
+            if at > now:
+                loop = asyncio.get_running_loop()
+                self._timer = loop.call_later(at - now, self.pump)
+                return
+            heapq.heappop(self._waiters)
+            self.grant()
+            fut.set_result(None)
+
+
+class RateLimiter:
+    """The read and write budget of one API key.
+
+    Args:
+        read_limit: reads per window (``oec-api.md`` §6: 120).
+        write_limit: writes per window (§6: 20 for a full-access key).
+        window: window length in seconds (§6: 60).
+        mode: ``"split"`` (reads and writes counted apart, the current API) or ``"single"``
+            (one bucket for every method, limit ``write_limit``: older API, §1 row 7).
+        clock: monotonic clock in seconds (tests pass a fake one).
+        on_wait: called with ``(bucket, seconds)`` after a request waited for budget.
+    """
+
+    def __init__(
+        self,
+        *,
+        read_limit: int = 120,
+        write_limit: int = 20,
+        window: float = 60.0,
+        mode: Literal["split", "single"] = "split",
+        clock: Callable[[], float] = time.monotonic,
+        on_wait: WaitObserver | None = None,
+    ) -> None:
+        self._clock = clock
+        self._on_wait = on_wait
+        self._seq = itertools.count()
+        self.mode = mode
+        write = _Bucket("write", write_limit, window, clock)
+        self._buckets: dict[Bucket, _Bucket] = {
+            "write": write,
+            "read": write if mode == "single" else _Bucket("read", read_limit, window, clock),
+        }
+
+    def bucket(self, write: bool) -> _Bucket:
+        """The bucket a request counts against."""
+        return self._buckets["write" if write else "read"]
+
+    async def acquire(self, *, write: bool, priority: Priority) -> None:
+        """Wait until the request may be sent, then count it.
+
+        Raises:
+            asyncio.CancelledError: the waiting task was cancelled (nothing counted).
+        """
+        bucket = self.bucket(write)
+        started = self._clock()
+        fut = bucket.enqueue(int(priority), next(self._seq))
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                pass  # granted just before the cancellation: the slot stays used (conservative)
+            raise
+        waited = self._clock() - started
+        if waited > 0 and self._on_wait is not None:
+            self._on_wait(bucket.name, waited)
+
+    def try_acquire(self, *, write: bool) -> bool:
+        """Count and allow the request only if nobody waits and more than :data:`DETAIL_RESERVE`
+        of the bucket is left now; otherwise ``False`` (nothing counted)."""
+        bucket = self.bucket(write)
+        spare = bucket.limit - bucket.used()
+        if bucket.waiting or bucket.next_free() > self._clock() or spare <= bucket.limit * DETAIL_RESERVE:
+            return False
+        bucket.grant()
+        return True
+
+    def seconds_until_free(self, *, write: bool) -> float:
+        """Seconds until the bucket grants again (0 when it would grant now)."""
+        return max(0.0, self.bucket(write).next_free() - self._clock())
+
+    def observe(self, *, write: bool, headers: Mapping[str, str]) -> None:
+        """Learn from an answer's ``X-RateLimit-Limit``/``-Remaining``/``-Window`` (§6)."""
+        bucket = self.bucket(write)
+        limit, remaining, window = (_int(headers.get(h)) for h in
+                                    ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-window"))
+        if window and window > 0:
+            bucket.window = float(window)
+        if limit and limit > 0:
+            bucket.limit = limit
+        if remaining is not None and limit:
+            bucket.book((limit - remaining) - bucket.used())
+        bucket.pump()
+
+    def rate_limited(self, *, write: bool, retry_after: float) -> None:
+        """The API answered 429: send nothing in this bucket for ``retry_after`` seconds."""
+        bucket = self.bucket(write)
+        bucket.closed_until = max(bucket.closed_until, self._clock() + max(0.0, retry_after))
+        bucket.pump()
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """``{bucket: {limit, used, waiting}}`` for metrics and logs."""
+        return {name: {"limit": b.limit, "used": b.used(), "waiting": b.waiting}
+                for name, b in self._buckets.items()}
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        number = float(value) if value is not None else math.nan
+    except ValueError:
+        return None
+    return int(number) if math.isfinite(number) and number >= 0 else None

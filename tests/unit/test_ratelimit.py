@@ -1,0 +1,124 @@
+"""The shared per-key rate limiter (``oec_operator.oec.ratelimit``) on a real event loop, with
+windows of a fraction of a second."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from oec_operator.oec.ratelimit import WINDOW_MARGIN, Priority, RateLimiter
+
+WINDOW = 0.3
+SPAN = WINDOW + WINDOW_MARGIN
+
+
+async def _grant_times(limiter: RateLimiter, n: int, *, write: bool = False,
+                       priority: Priority = Priority.POLL) -> list[float]:
+    times: list[float] = []
+
+    async def one() -> None:
+        await limiter.acquire(write=write, priority=priority)
+        times.append(time.monotonic())
+
+    await asyncio.gather(*(one() for _ in range(n)))
+    return sorted(times)
+
+
+async def test_never_more_than_the_limit_in_any_window_yet_the_whole_budget_is_used() -> None:
+    limiter = RateLimiter(read_limit=4, write_limit=2, window=WINDOW)
+    start = time.monotonic()
+    times = await _grant_times(limiter, 12)
+    for i in range(len(times) - 4):
+        assert times[i + 4] - times[i] >= SPAN - 0.01, "a fifth read inside one window"
+    # 12 reads at 4 per window: the third window opens after two spans, not later.
+    assert times[-1] - start < 2 * SPAN + 0.25
+
+
+async def test_reads_and_writes_have_separate_budgets_in_split_mode_and_one_in_single_mode() -> None:
+    split = RateLimiter(read_limit=3, write_limit=1, window=WINDOW)
+    await split.acquire(write=True, priority=Priority.CHANGE)
+    assert split.seconds_until_free(write=True) > 0
+    assert split.seconds_until_free(write=False) == 0, "a write must not spend the read budget"
+    single = RateLimiter(read_limit=3, write_limit=1, window=WINDOW, mode="single")
+    await single.acquire(write=True, priority=Priority.CHANGE)
+    assert single.seconds_until_free(write=False) > 0, "older API: one bucket for every request"
+
+
+async def test_deletes_and_creates_go_before_routine_polls() -> None:
+    limiter = RateLimiter(read_limit=1, write_limit=1, window=WINDOW)
+    await limiter.acquire(write=True, priority=Priority.CHANGE)  # the bucket is now full
+    order: list[str] = []
+
+    async def wait(name: str, priority: Priority) -> None:
+        await limiter.acquire(write=True, priority=priority)
+        order.append(name)
+
+    tasks = [asyncio.create_task(wait("poll", Priority.POLL))]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(wait("change", Priority.CHANGE)))
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(wait("delete", Priority.DELETE)))
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(wait("create", Priority.CREATE)))
+    await asyncio.gather(*tasks)
+    assert order == ["delete", "create", "change", "poll"]
+
+
+async def test_a_429_closes_the_bucket_for_the_time_the_api_gave() -> None:
+    limiter = RateLimiter(read_limit=100, write_limit=100, window=WINDOW)
+    limiter.rate_limited(write=False, retry_after=0.4)
+    started = time.monotonic()
+    await limiter.acquire(write=False, priority=Priority.DELETE)
+    assert time.monotonic() - started >= 0.39
+    assert limiter.seconds_until_free(write=True) == 0, "a read 429 leaves the write budget alone"
+
+
+async def test_remaining_below_our_count_books_the_difference_as_spent_elsewhere() -> None:
+    limiter = RateLimiter(read_limit=10, write_limit=10, window=WINDOW)
+    await limiter.acquire(write=False, priority=Priority.POLL)
+    # Another client of the same key has spent 7 more: the API says 2 are left.
+    limiter.observe(write=False, headers={"x-ratelimit-limit": "10", "x-ratelimit-remaining": "2"})
+    assert limiter.snapshot()["read"]["used"] == 8
+    await _grant_times(limiter, 2)
+    assert limiter.seconds_until_free(write=False) > 0, "the 11th request in the window must wait"
+
+
+async def test_the_limit_the_api_announces_replaces_the_configured_one() -> None:
+    limiter = RateLimiter(read_limit=120, write_limit=2, window=WINDOW)
+    limiter.observe(write=True, headers={"x-ratelimit-limit": "50", "x-ratelimit-remaining": "49"})
+    started = time.monotonic()
+    await _grant_times(limiter, 40, write=True)
+    assert time.monotonic() - started < WINDOW, "writes were held to the configured 2 despite the API's 50"
+    limiter.observe(write=False, headers={"x-ratelimit-limit": "1", "x-ratelimit-remaining": "0"})
+    assert limiter.seconds_until_free(write=False) > 0
+
+
+async def test_detail_reads_never_wait_and_leave_a_reserve() -> None:
+    limiter = RateLimiter(read_limit=8, write_limit=1, window=WINDOW)
+    granted = sum(limiter.try_acquire(write=False) for _ in range(8))
+    assert granted == 6, "detail reads must leave a quarter of the window to the rest"
+    assert limiter.seconds_until_free(write=False) == 0, "the reserve is still there for others"
+    await limiter.acquire(write=False, priority=Priority.POLL)
+
+
+async def test_detail_reads_yield_to_waiting_requests() -> None:
+    limiter = RateLimiter(read_limit=1, write_limit=1, window=WINDOW)
+    await limiter.acquire(write=False, priority=Priority.POLL)
+    waiter = asyncio.create_task(limiter.acquire(write=False, priority=Priority.POLL))
+    await asyncio.sleep(SPAN + 0.05)
+    await waiter
+    assert not limiter.try_acquire(write=False)
+
+
+async def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
+    limiter = RateLimiter(read_limit=1, write_limit=1, window=WINDOW)
+    await limiter.acquire(write=False, priority=Priority.POLL)
+    first = asyncio.create_task(limiter.acquire(write=False, priority=Priority.DELETE))
+    second = asyncio.create_task(limiter.acquire(write=False, priority=Priority.POLL))
+    await asyncio.sleep(0.01)
+    first.cancel()
+    await asyncio.wait_for(second, timeout=SPAN + 0.5)
+    with pytest.raises(asyncio.CancelledError):
+        await first
