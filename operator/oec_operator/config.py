@@ -13,9 +13,19 @@
 | ``OEC_METRICS_PORT`` | ``8081`` | Prometheus ``/metrics`` port (``0`` = off) |
 | ``OEC_METRICS_ADDRESS`` | ``0.0.0.0`` | address the metrics server binds |
 | ``OEC_CREDENTIALS_GRACE_PERIOD`` | ``600`` | seconds a deletion waits for lost credentials before orphaning |
+| ``OEC_RATE_LIMIT_READS`` | ``120`` | reads a minute of one key, until the API's headers say otherwise (§6) |
+| ``OEC_RATE_LIMIT_WRITES`` | ``20`` | writes a minute of one full-access key, likewise |
+| ``OEC_RATE_LIMIT_MODE`` | ``split`` | ``split`` budgets (current API) or ``single`` (older API, §1 row 7) |
+| ``OEC_POLLING`` | ``batched`` | ``batched`` lists per project; ``direct`` = the naive design (bench only) |
+
+``split`` counts reads and writes apart; ``single`` counts every request against
+``OEC_RATE_LIMIT_WRITES``. ``direct`` makes every resource read its environment and its status each
+interval with no shared limiter: it exists to measure the batched design against (``make bench``).
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +50,10 @@ class OperatorConfig(BaseSettings):
     credentials_grace_period: float = Field(default=600.0, ge=0, le=7 * 86400.0)
     metrics_port: int = Field(default=8081, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"  # noqa: S104 - inside a pod; set 127.0.0.1 on a workstation
+    rate_limit_reads: int = Field(default=120, ge=1, le=1_000_000)
+    rate_limit_writes: int = Field(default=20, ge=1, le=1_000_000)
+    rate_limit_mode: Literal["split", "single"] = "split"
+    polling: Literal["batched", "direct"] = "batched"
 
     @field_validator("api_key")
     @classmethod

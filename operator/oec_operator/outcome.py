@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from oec_operator.conditions import Condition
+from oec_operator.oec.models import Environment
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Outcome:
         next_poll: seconds until the next reconcile is wanted.
         failed: True when an error (transient or permanent) ended the reconcile.
         transient: True when that error is worth retrying without a user change.
+        detailed: the environment as it was when its ``/status`` was last read (``None``: never).
     """
 
     status: dict[str, Any] = field(default_factory=dict)
@@ -50,3 +52,4 @@ class Outcome:
     next_poll: float = 60.0
     failed: bool = False
     transient: bool = False
+    detailed: Environment | None = None

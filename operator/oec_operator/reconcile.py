@@ -10,15 +10,20 @@ One :func:`reconcile` is level-based and safe to repeat at any time:
 1. paused -> no API call at all;
 2. find the environment: the recorded id, else ``spec.environmentId`` (adoption), else create it
    (name-conflict check, ``createRequest`` intent, POST with a UID-derived idempotency key);
+   environments are read through an :class:`~oec_operator.polling.EnvironmentSource` (the
+   project's batched list, or a direct read for a user's change);
 3. ``Manage``: PATCH what differs from the spec (a spec change, or drift when this generation was
    already reconciled), then deploy if a branch changed (``deployPolicy: OnChange``) or a redeploy
    token is new, through a ``pendingDeploy`` intent and an idempotency key;
-4. observe ``GET /environments/{id}/status`` and map it onto conditions.
+4. read ``GET /environments/{id}/status`` when the source wants it (in flight, changed, after a
+   deploy) and map the environment onto conditions; the status read is a detail: when the key's
+   budget is short it is deferred, never waited for.
 """
 
 from __future__ import annotations
 
 import hashlib
+import random
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -28,9 +33,17 @@ from oec_operator.annotations import Requests
 from oec_operator.conditions import Condition
 from oec_operator.failures import stalled_outcome
 from oec_operator.oec.client import OecClient
-from oec_operator.oec.errors import OecConflictError, OecError, OecNotFoundError, OecValidationError
+from oec_operator.oec.errors import (
+    OecConflictError,
+    OecError,
+    OecNotFoundError,
+    OecRateLimitError,
+    OecValidationError,
+)
 from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
+from oec_operator.oec.ratelimit import Priority
 from oec_operator.outcome import Event, Outcome, ResourceRef
+from oec_operator.polling import EnvironmentSource
 from oec_operator.spec import OdooEnvironmentSpec
 from oec_operator.status import assess, observed_status, phase_events
 
@@ -76,6 +89,9 @@ class Context:
         fast_poll / slow_poll: seconds to the next poll while in flight / when steady.
         now: RFC 3339 time of this reconcile.
         persist: writes status fields at once (intents before actions).
+        source: where environments are read from (batched list or direct reads).
+        fresh: a user's change triggered this reconcile: read the environment now.
+        detailed: the environment as it was when its ``/status`` was last read (``None``: never).
     """
 
     api: OecClient
@@ -89,6 +105,9 @@ class Context:
     slow_poll: float
     now: str
     persist: Persist
+    source: EnvironmentSource
+    fresh: bool = False
+    detailed: Environment | None = None
 
     @property
     def recorded_id(self) -> str | None:
@@ -100,6 +119,13 @@ class Context:
         """True when the current generation was reconciled already (a difference is then drift)."""
         conds = self.status.get("conditions") or []
         return any(c.get("observedGeneration") == self.ref.generation for c in conds)
+
+    @property
+    def read_fresh(self) -> bool:
+        """Read the environment now rather than from the project's list: a user's change (a new
+        generation or a new token), not a repeated or annotation-only run of a change handler."""
+        return self.fresh and (not self.reconciled_before or bool(self.pending_redeploy or self.pending_recreate)
+                               or self.requests.reconcile_token != self.status.get("lastHandledReconcileAt"))
 
     @property
     def pending_recreate(self) -> str | None:
@@ -169,23 +195,44 @@ async def _reconcile(ctx: Context) -> Outcome:
     if isinstance(found, Outcome):
         return found
     env = found
+    deployed = False
     if not spec.observe_only:
-        env = await _converge(ctx, env, events, extra)
-    try:
-        health: EnvironmentHealth | None = await ctx.api.get_environment_status(env.id)
-    except OecNotFoundError:
-        return _gone(ctx, env.id)
-    except OecError:
-        health = None  # health is informative; the environment itself was read fine
+        env, deployed = await _converge(ctx, env, events, extra)
+    detailed, deferred = ctx.detailed, None
+    if any(e.reason == "Created" for e in events) or (detailed is None and _status_shows(ctx.status, env)):
+        detailed = env  # just created (nothing runs yet), or the status holds this entry's health
+    health: EnvironmentHealth | None = None
+    if deployed or ctx.source.wants_detail(env, detailed):
+        # After a deploy we started the read is part of it; otherwise it is a detail that may wait.
+        api = ctx.api if deployed else ctx.api.with_priority(Priority.DETAIL)
+        try:
+            health = await api.get_environment_status(env.id)
+            detailed = None if deployed else env
+        except OecNotFoundError:
+            return _gone(ctx, env.id)
+        except OecRateLimitError as exc:
+            deferred = exc.retry_after
+        except OecError:
+            pass  # health is informative; the environment itself was read fine
     if health is not None and health.status:
         env = env.model_copy(update={"status": health.status})
     log_tail = await _failure_log(ctx, env, health)
-    outcome = Outcome(status={**observed_status(env, health, ctx.now), **extra})
+    outcome = Outcome(status={**observed_status(env, health, ctx.now), **extra}, detailed=detailed)
     assess(env, health, outcome, ctx.fast_poll, ctx.slow_poll)
-    if extra.get("pendingDeploy") is not None:
-        outcome.next_poll = ctx.fast_poll  # a deploy is still owed
+    if extra.get("pendingDeploy") is not None or deployed:
+        outcome.next_poll = ctx.fast_poll  # a deploy is owed or was just started
+    if deferred is not None:  # try the detail again once the budget frees up, spread out
+        outcome.next_poll = min(outcome.next_poll, max(ctx.fast_poll, deferred * random.uniform(1.0, 2.0)))  # noqa: S311
     outcome.events = events + phase_events(ctx.status.get("phase"), env, health, log_tail)
     return outcome
+
+
+def _status_shows(status: Mapping[str, Any], env: Environment) -> bool:
+    """Whether ``status`` already holds the health of ``env`` as it is now (read in the same phase,
+    nothing changed since): then a restarted operator need not read it again."""
+    health = status.get("health") or {}
+    return (health.get("phase") == env.status == status.get("phase")
+            and status.get("updatedAt") == env.updated_at and status.get("branch") == env.branch)
 
 
 async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> Environment | Outcome:
@@ -203,7 +250,7 @@ async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> E
     try:
         if request is None:
             name = spec.display_name(ctx.ref.name)
-            same = [e.id for e in await api.list_environments(spec.project_id) if e.name == name]
+            same = [e.id for e in await ctx.source.environments() if e.name == name]
             if same:
                 return ctx.stall(
                     "Conflict",
@@ -216,6 +263,7 @@ async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> E
                 request["branch"] = spec.branch
             await ctx.persist({"createRequest": request, "environmentId": None})
         env = await replay_create(api, spec.project_id, request)
+        ctx.source.record(env)
     except OecNotFoundError:
         return ctx.stall(
             "InvalidSpec",
@@ -250,7 +298,7 @@ async def _find(ctx: Context, target: str, events: list[Event], extra: dict[str,
     spec = ctx.spec
     adopting = not ctx.status.get("environmentId") and spec.environment_id == target
     try:
-        env = await ctx.api.get_environment(target)
+        env = await ctx.source.environment(target, fresh=ctx.read_fresh or adopting)
     except OecNotFoundError:
         if adopting:
             return ctx.stall(
@@ -273,8 +321,13 @@ async def _find(ctx: Context, target: str, events: list[Event], extra: dict[str,
     return env
 
 
-async def _converge(ctx: Context, env: Environment, events: list[Event], extra: dict[str, Any]) -> Environment:
-    """PATCH what differs from the spec, then deploy when a branch changed or a redeploy is asked."""
+async def _converge(ctx: Context, env: Environment, events: list[Event],
+                    extra: dict[str, Any]) -> tuple[Environment, bool]:
+    """PATCH what differs from the spec, then deploy when a branch changed or a redeploy is asked.
+
+    Returns:
+        The environment after the PATCH, and whether a deploy was started.
+    """
     spec, api = ctx.spec, ctx.api
     pending: dict[str, Any] | None = ctx.status.get("pendingDeploy")
     changes = desired_changes(spec, ctx.ref.name, env)
@@ -285,6 +338,7 @@ async def _converge(ctx: Context, env: Environment, events: list[Event], extra: 
             await ctx.persist({"pendingDeploy": pending})
         before = env
         env = await api.update_environment(env.id, **changes)
+        ctx.source.record(env)
         listed = ", ".join(f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in sorted(changes.items()))
         if ctx.reconciled_before:
             events.append(Event("Normal", "DriftCorrected", f"set back what changed outside Kubernetes: {listed}"))
@@ -295,20 +349,21 @@ async def _converge(ctx: Context, env: Environment, events: list[Event], extra: 
         pending = {"key": f"oec-operator-redeploy-{ctx.ref.uid}-{_digest(redeploy)}",
                    "reason": f"redeploy requested ({redeploy})", "requestedAt": ctx.now}
         await ctx.persist({"pendingDeploy": pending})
-    if pending:
-        try:
-            accepted = await api.deploy(env.id, idempotency_key=str(pending["key"]))
-        except OecConflictError as exc:
-            if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
-                raise
-            extra["pendingDeploy"] = pending  # another task runs: deploy when it is done
-        else:
-            extra["pendingDeploy"] = None
-            if redeploy:
-                extra["lastHandledRedeployAt"] = redeploy
-            message = f"deploy task {accepted.task_id} started: {pending['reason']}"
-            events.append(Event("Normal", "DeployStarted", message))
-    return env
+    if not pending:
+        return env, False
+    try:
+        accepted = await api.deploy(env.id, idempotency_key=str(pending["key"]))
+    except OecConflictError as exc:
+        if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
+            raise
+        extra["pendingDeploy"] = pending  # another task runs: deploy when it is done
+        return env, False
+    extra["pendingDeploy"] = None
+    if redeploy:
+        extra["lastHandledRedeployAt"] = redeploy
+    message = f"deploy task {accepted.task_id} started: {pending['reason']}"
+    events.append(Event("Normal", "DeployStarted", message))
+    return env, True
 
 
 async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth | None) -> str | None:
@@ -317,7 +372,7 @@ async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth
         return None
     task = health.last_deploy.id if health and health.last_deploy else None
     try:
-        log = await ctx.api.get_logs(env.id, task_id=task, lines=5)
+        log = await ctx.api.with_priority(Priority.DETAIL).get_logs(env.id, task_id=task, lines=5)
     except OecError:
         return None
     return " | ".join(line for line in log.log.splitlines()[-5:] if line.strip())[:1000] or None

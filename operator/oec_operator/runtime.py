@@ -4,6 +4,7 @@ Kubernetes clients. Created once at start-up (kept in kopf's ``memo``), closed a
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -14,6 +15,9 @@ from oec_operator import metrics
 from oec_operator.config import OperatorConfig
 from oec_operator.credentials import CredentialsError, describe, resolve_api_key
 from oec_operator.oec.client import OecClient, make_http_client
+from oec_operator.oec.models import Environment
+from oec_operator.oec.ratelimit import Priority, RateLimiter
+from oec_operator.polling import DirectSource, EnvironmentSource, Fleet, WatchedSource
 from oec_operator.spec import SecretKeyRef
 
 GROUP, VERSION, PLURAL = "oec.sh", "v1alpha1", "odooenvironments"
@@ -37,12 +41,21 @@ class Runtime:
         config: the :class:`OperatorConfig`.
         http: the one ``httpx.AsyncClient`` of all OEC.sh calls.
         kube: the Kubernetes ``ApiClient`` (Secrets, intent writes to status, the CRD).
+        limiters: one :class:`RateLimiter` per API key (by the key's SHA-256), ``batched`` only.
+        fleet: the project watches of the batched design.
     """
 
     config: OperatorConfig
     http: httpx.AsyncClient
     kube: kubernetes.client.ApiClient
     phases: metrics.PhaseTracker = field(default_factory=metrics.PhaseTracker)
+    limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    fleet: Fleet = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fleet = Fleet(lambda key: self.client(key, Priority.POLL),
+                           lambda key: self._limiter(key).bucket(write=False).limit if self.batched else 1e9,
+                           fast=self.config.fast_poll_interval)
 
     @classmethod
     def create(cls, config: OperatorConfig) -> Runtime:
@@ -50,9 +63,32 @@ class Runtime:
         http = make_http_client(config.api_url, timeout=config.request_timeout)
         return cls(config=config, http=http, kube=load_kubernetes_client())
 
-    def client(self, api_key: str) -> OecClient:
-        """An OEC client for ``api_key`` on the shared connection pool."""
-        return OecClient(self.http, api_key, observer=metrics.observe_api_call)
+    @property
+    def batched(self) -> bool:
+        """True for the batched design (``OEC_POLLING=batched``, the default)."""
+        return self.config.polling == "batched"
+
+    def _limiter(self, api_key: str) -> RateLimiter:
+        digest = hashlib.sha256(api_key.strip().encode()).hexdigest()
+        limiter = self.limiters.get(digest)
+        if limiter is None:
+            limiter = self.limiters[digest] = RateLimiter(
+                read_limit=self.config.rate_limit_reads, write_limit=self.config.rate_limit_writes,
+                mode=self.config.rate_limit_mode, on_wait=metrics.observe_budget_wait,
+            )
+        return limiter
+
+    def client(self, api_key: str, priority: Priority = Priority.CHANGE) -> OecClient:
+        """An OEC client for ``api_key`` on the shared connection pool, through the key's shared
+        rate limiter (batched design), at ``priority``."""
+        limiter = self._limiter(api_key) if self.batched else None
+        return OecClient(self.http, api_key, observer=metrics.observe_api_call, limiter=limiter, priority=priority)
+
+    def source(self, api_key: str, project_id: str, api: OecClient) -> EnvironmentSource:
+        """Where a reconcile with this key reads the environments of ``project_id``."""
+        if not self.batched:
+            return DirectSource(api, project_id)
+        return WatchedSource(self.fleet.watch(api_key, project_id), api)
 
     async def api_key(self, namespace: str, ref: SecretKeyRef | None) -> tuple[str, str]:
         """The resource's API key and a description of its source (for messages).
@@ -125,7 +161,8 @@ class Runtime:
         return released, len(pending) - len(released)
 
     async def aclose(self) -> None:
-        """Close the HTTP and Kubernetes clients."""
+        """Stop the project watches, close the HTTP and Kubernetes clients."""
+        await self.fleet.aclose()
         await self.http.aclose()
         await asyncio.to_thread(self.kube.close)
 
@@ -143,6 +180,9 @@ class ResourceState:
         last_good_key: the last API key that worked for this resource (used to delete the
             environment when its Secret is already gone, e.g. during namespace deletion).
         status: the status this process last wrote (newer than any body snapshot it receives).
+        wake: set to make the resource's poll daemon reconcile now (its entry in the project's
+            list changed).
+        detailed: the environment as it was when its ``/status`` was last read.
     """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -151,3 +191,5 @@ class ResourceState:
     failures: int = 0
     last_good_key: str | None = field(default=None, repr=False)
     status: dict[str, Any] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    detailed: Environment | None = None

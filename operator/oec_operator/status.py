@@ -34,6 +34,7 @@ def observed_status(env: Environment, health: EnvironmentHealth | None, now: str
             "containerRunning": health.container_running,
             "dbReady": health.db_ready,
             "httpOk": health.http_ok,
+            "phase": health.status or env.status,
         }
         deploy = health.last_deploy
         status["lastDeploy"] = (

@@ -25,7 +25,7 @@ def test_apply_creates_one_environment_that_reaches_running(
     assert status["phase"] == "running"
     assert status["url"].startswith("https://")
     assert status["branch"] == "feature-x"
-    assert status["health"] == {"containerRunning": True, "dbReady": True, "httpOk": True}
+    assert status["health"] == {"containerRunning": True, "dbReady": True, "httpOk": True, "phase": "running"}
     assert status["lastDeploy"]["status"] == "completed"
     assert status["lastDeploy"]["id"]
     assert status["lastDeploy"]["completedAt"]

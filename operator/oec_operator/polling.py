@@ -1,0 +1,381 @@
+"""Batched observation of OEC.sh environments: one list per project per interval serves every
+resource of that project.
+
+A :class:`ProjectWatch` (one per API key and project) calls ``GET /projects/{id}/environments``
+(``oec-api.md`` §11.2) on its own schedule and keeps what it saw. Resources read their environment
+from it instead of calling the API, and are woken when their entry changes. The schedule adapts:
+the fast interval while any resource of the project has work in flight, the shortest steady
+interval its resources ask for otherwise, never below a floor that keeps all lists of one key
+within a share of its read budget (:class:`Fleet`), each interval with +-10 % jitter and the first
+one at a random offset, so a restart does not make every project poll at once.
+
+So the reads a minute of a key are about ``P * 60 / T`` for ``P`` projects at a steady interval
+of ``T`` seconds, plus one read per change (a user's spec change, a detail read after an
+environment changed), whatever the number of resources.
+
+Sources (:class:`WatchedSource`, :class:`DirectSource`) are what :mod:`oec_operator.reconcile`
+reads through; ``DirectSource`` is the naive design (every reconcile reads the environment and
+its status), kept for comparison (``OEC_POLLING=direct``, ``make bench``).
+
+Knows nothing of Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from oec_operator.failures import MAX_BACKOFF_SECONDS
+from oec_operator.oec.client import OecClient
+from oec_operator.oec.errors import OecError, OecRateLimitError, OecTransportError
+from oec_operator.oec.models import TRANSITIONAL_STATES, Environment
+
+#: Share of a key's read budget that the lists of all its projects may use together.
+LIST_SHARE = 0.5
+#: Jitter of every interval (+-10 %).
+JITTER = 0.1
+
+
+@dataclass
+class Interest:
+    """A resource that wants to hear about one environment.
+
+    Attributes:
+        wake: called (from the event loop) when the environment's entry changed or vanished.
+        steady: the resource's steady poll interval, seconds.
+        busy: work in flight (transitional phase or a deploy owed): the project polls fast.
+    """
+
+    wake: Callable[[], None]
+    steady: float
+    busy: bool = False
+
+
+@dataclass
+class _Seen:
+    env: Environment
+    at: float  # clock time the data was read: a list's start, or a direct answer's arrival
+
+
+class ProjectWatch:
+    """The environments of one project as seen through one API key.
+
+    Args:
+        api: client at :attr:`~oec_operator.oec.ratelimit.Priority.POLL` priority.
+        project_id: the project UUID.
+        fast: fast interval in seconds (``OEC_FAST_POLL_INTERVAL``).
+        floor: seconds; the shortest interval allowed now (see :meth:`Fleet.floor`).
+        clock: monotonic clock in seconds.
+    """
+
+    def __init__(self, api: OecClient, project_id: str, *, fast: float, floor: Callable[[], float],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.api = api
+        self.project_id = project_id
+        self.fast = fast
+        self._floor = floor
+        self._clock = clock
+        self._seen: dict[str, _Seen] = {}
+        self._listed_at: float | None = None
+        self._failure: OecError | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._inflight: asyncio.Future[None] | None = None
+        self._interests: dict[str, dict[str, Interest]] = {}  # env id -> resource uid -> interest
+        self._task: asyncio.Task[None] | None = None
+        self._kick = asyncio.Event()
+        self.lists = 0  # list requests sent (for tests and logs)
+
+    # -- subscriptions -------------------------------------------------------------------
+    def subscribe(self, env_id: str, uid: str, interest: Interest) -> None:
+        """Register (or update) a resource's interest in ``env_id``; starts the poll loop."""
+        before = self.interval()
+        for other, by_uid in list(self._interests.items()):
+            if other != env_id and by_uid.pop(uid, None) is not None and not by_uid:
+                del self._interests[other]
+        self._interests.setdefault(env_id, {})[uid] = interest
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"watch {self.project_id}")
+        elif self.interval() < before:
+            self._kick.set()  # something became busy: do not wait out a long steady interval
+
+    def unsubscribe(self, uid: str) -> None:
+        """Forget a resource; the loop ends once nobody is interested."""
+        for env_id, by_uid in list(self._interests.items()):
+            if by_uid.pop(uid, None) is not None and not by_uid:
+                del self._interests[env_id]
+        if not self._interests:
+            self._kick.set()
+
+    @property
+    def interested(self) -> bool:
+        """True while any resource is subscribed."""
+        return bool(self._interests)
+
+    def interval(self) -> float:
+        """Seconds between lists now (before jitter): fast while busy, else the shortest steady."""
+        interests = [i for by_uid in self._interests.values() for i in by_uid.values()]
+        steady = [self.fast if i.busy else i.steady for i in interests]
+        return max(min(steady, default=self.fast), self._floor())
+
+    def stale_after(self) -> float:
+        """Age in seconds beyond which a cached entry is not trusted: two intervals and a fast one."""
+        return 2 * self.interval() + self.fast
+
+    # -- reads ---------------------------------------------------------------------------
+    def record(self, env: Environment) -> None:
+        """Keep an environment read or changed outside the lists (a POST, PATCH or GET answer)."""
+        self._seen[env.id] = _Seen(env, self._clock())
+
+    async def environment(self, env_id: str, *, max_age: float) -> Environment:
+        """The environment as last seen, no older than ``max_age`` seconds (else listed again).
+
+        Absence from a list is confirmed with ``GET /environments/{id}``: never conclude
+        "deleted" from the list alone (``oec-api.md`` §1 row 13).
+
+        Raises:
+            OecNotFoundError: the environment is gone.
+            OecError: the list (or the confirming read) failed.
+        """
+        seen = self._seen.get(env_id)
+        if seen is not None and self._clock() - seen.at <= max_age:
+            return seen.env
+        await self.refresh(max_age=max_age)
+        seen = self._seen.get(env_id)
+        if seen is not None:
+            return seen.env
+        env = await self.api.get_environment(env_id)
+        self.record(env)
+        return env
+
+    async def environments(self, *, max_age: float) -> list[Environment]:
+        """Every environment of the project, from a list no older than ``max_age`` seconds."""
+        if self._listed_at is None or self._clock() - self._listed_at > max_age:
+            await self.refresh(max_age=max_age)
+        return [seen.env for seen in self._seen.values()]
+
+    async def refresh(self, *, max_age: float = 0.0) -> None:
+        """List the project once, shared by every concurrent caller, and wake the interests of
+        entries that changed or vanished. A failure is kept until its retry time (the API's
+        ``retry_after`` for a 429, else exponential backoff from the fast interval) and raised to
+        callers meanwhile, so failing lists never multiply.
+
+        Raises:
+            OecError: the list failed (now or recently).
+        """
+        if self._inflight is not None:
+            await asyncio.shield(self._inflight)
+            return
+        if self._listed_at is not None and self._clock() - self._listed_at <= max_age:
+            return
+        if self._failure is not None and self._clock() < self._retry_at:
+            failure = self._failure
+            if isinstance(failure, OecRateLimitError):  # tell what is left of the wait
+                raise OecRateLimitError(failure.message, retry_after=max(1.0, self._retry_at - self._clock()),
+                                        status=failure.status, code=failure.code, extras=failure.extras)
+            raise failure
+        inflight: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inflight = inflight
+        try:
+            await self._list()
+        except BaseException as exc:
+            # Waiters see an interruption (cancellation) as a transient failure of the list.
+            error = exc if isinstance(exc, OecError) else OecTransportError(
+                f"list of project {self.project_id} interrupted", code="interrupted")
+            inflight.set_exception(error)
+            inflight.exception()  # retrieved here; every waiter re-raises it
+            raise
+        else:
+            inflight.set_result(None)
+        finally:
+            self._inflight = None
+
+    async def _list(self) -> None:
+        started = self._clock()
+        self.lists += 1
+        try:
+            listed = await self.api.list_environments(self.project_id)
+        except OecError as exc:
+            self._failures += 1
+            delay = exc.retry_after if isinstance(exc, OecRateLimitError) else \
+                min(MAX_BACKOFF_SECONDS, self.fast * 2 ** (self._failures - 1))
+            self._failure, self._retry_at = exc, self._clock() + delay
+            raise
+        self._failure, self._failures = None, 0
+        changed: set[str] = set()
+        present = {env.id for env in listed}
+        for env in listed:
+            seen = self._seen.get(env.id)
+            if seen is not None and seen.at > started:
+                continue  # read or changed by us after this list started: newer than the list
+            if seen is None or seen.env != env:
+                changed.add(env.id)
+            self._seen[env.id] = _Seen(env, started)
+        for env_id in list(self._seen):
+            if env_id not in present and self._seen[env_id].at <= started:
+                del self._seen[env_id]
+                changed.add(env_id)
+        self._listed_at = started
+        for env_id in changed:
+            for interest in self._interests.get(env_id, {}).values():
+                interest.wake()
+
+    async def _run(self) -> None:
+        """The poll loop: list every interval (from the last list) while anyone is interested."""
+        while self._interests:
+            interval, now = self.interval(), self._clock()
+            if self._listed_at is None:
+                delay = random.uniform(0, interval)  # noqa: S311 - spread projects after a restart
+            else:
+                delay = self._listed_at + interval * random.uniform(1 - JITTER, 1 + JITTER) - now  # noqa: S311
+            if self._failure is not None:
+                delay = max(delay, self._retry_at - now)
+            self._kick.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), timeout=max(0.0, delay))
+                continue  # kicked: the interval or the interests changed, compute the delay again
+            if self._interests:
+                with contextlib.suppress(OecError):
+                    await self.refresh()
+
+    async def aclose(self) -> None:
+        """Stop the poll loop."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+class Fleet:
+    """Every :class:`ProjectWatch` of the process, by API key and project.
+
+    Args:
+        client_for: ``client_for(api_key)`` -> a POLL-priority client for that key.
+        read_budget: ``read_budget(api_key)`` -> reads per minute of the key (its limiter's).
+        fast: fast interval, seconds.
+    """
+
+    def __init__(self, client_for: Callable[[str], OecClient], read_budget: Callable[[str], float],
+                 *, fast: float) -> None:
+        self._client_for = client_for
+        self._read_budget = read_budget
+        self.fast = fast
+        self._watches: dict[tuple[str, str], ProjectWatch] = {}
+        self._by_uid: dict[str, ProjectWatch] = {}
+
+    def watch(self, api_key: str, project_id: str) -> ProjectWatch:
+        """The watch of ``project_id`` through ``api_key`` (created on first use)."""
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        key = (digest, project_id)
+        watch = self._watches.get(key)
+        if watch is None:
+            watch = ProjectWatch(self._client_for(api_key), project_id, fast=self.fast,
+                                 floor=lambda: self.floor(digest, api_key))
+            self._watches[key] = watch
+        return watch
+
+    def floor(self, digest: str, api_key: str) -> float:
+        """Shortest list interval (seconds) for one key's projects: all its watches (those of
+        resources being created included) together stay within :data:`LIST_SHARE` of its read
+        budget."""
+        active = sum(1 for d, _ in self._watches if d == digest)
+        return max(1, active) * 60.0 / max(1.0, self._read_budget(api_key) * LIST_SHARE)
+
+    def subscribe(self, watch: ProjectWatch, env_id: str, uid: str, interest: Interest) -> None:
+        """Point resource ``uid`` at ``env_id`` in ``watch`` (and nowhere else)."""
+        previous = self._by_uid.get(uid)
+        if previous is not None and previous is not watch:
+            previous.unsubscribe(uid)
+        self._by_uid[uid] = watch
+        watch.subscribe(env_id, uid, interest)
+
+    def forget(self, uid: str) -> None:
+        """Resource ``uid`` is gone or stopped."""
+        watch = self._by_uid.pop(uid, None)
+        if watch is not None:
+            watch.unsubscribe(uid)
+        for key, idle in [(k, w) for k, w in self._watches.items() if not w.interested]:
+            if idle._task is None or idle._task.done():
+                del self._watches[key]
+
+    async def aclose(self) -> None:
+        """Stop every poll loop."""
+        for watch in list(self._watches.values()):
+            await watch.aclose()
+
+
+class EnvironmentSource(Protocol):
+    """Where a reconcile reads environments from."""
+
+    async def environment(self, env_id: str, *, fresh: bool) -> Environment:
+        """The environment (``fresh``: read now, for a user's change).
+
+        Raises:
+            OecNotFoundError: it is gone. OecError: the read failed.
+        """
+
+    async def environments(self) -> list[Environment]:
+        """Every environment of the resource's project (the name-conflict check before a create)."""
+
+    def record(self, env: Environment) -> None:
+        """An environment the reconcile got from a write's answer."""
+
+    def wants_detail(self, env: Environment, detailed: Environment | None) -> bool:
+        """Whether to read ``GET /environments/{id}/status`` for ``env``; ``detailed`` is the
+        environment as it was when its status was last read (``None``: never)."""
+
+
+class WatchedSource:
+    """The batched design: reads come from the project's :class:`ProjectWatch`; ``/status`` once
+    per change of the environment's entry (a new phase, branch, name...), not on every poll."""
+
+    def __init__(self, watch: ProjectWatch, api: OecClient) -> None:
+        self.watch = watch
+        self.api = api
+
+    async def environment(self, env_id: str, *, fresh: bool) -> Environment:
+        if fresh:
+            env = await self.api.get_environment(env_id)
+            self.watch.record(env)
+            return env
+        return await self.watch.environment(env_id, max_age=self.watch.stale_after())
+
+    async def environments(self) -> list[Environment]:
+        return await self.watch.environments(max_age=self.watch.interval())
+
+    def record(self, env: Environment) -> None:
+        self.watch.record(env)
+
+    def wants_detail(self, env: Environment, detailed: Environment | None) -> bool:
+        return detailed != env
+
+
+class DirectSource:
+    """The naive design: every reconcile reads the environment and its status itself."""
+
+    def __init__(self, api: OecClient, project_id: str) -> None:
+        self.api = api
+        self.project_id = project_id
+
+    async def environment(self, env_id: str, *, fresh: bool) -> Environment:
+        return await self.api.get_environment(env_id)
+
+    async def environments(self) -> list[Environment]:
+        return await self.api.list_environments(self.project_id)
+
+    def record(self, env: Environment) -> None:
+        return None
+
+    def wants_detail(self, env: Environment, detailed: Environment | None) -> bool:
+        return True
+
+
+def busy(status: Mapping[str, Any]) -> bool:
+    """Whether a resource's status shows work in flight (its project then polls fast)."""
+    return status.get("phase") in TRANSITIONAL_STATES or bool(status.get("pendingDeploy"))
