@@ -2,8 +2,10 @@
 call :mod:`oec_operator.reconcile`, write the status patch and Events.
 
 - create / update (spec or annotations changed): reconcile at once;
-- timer (every ``OEC_FAST_POLL_INTERVAL`` seconds): reconcile when the object's next poll is due
-  (fast while work is in flight, the steady interval otherwise, backoff after errors);
+- daemon ``poll`` (one per object): reconcile when the project's batched list saw the environment
+  change (:mod:`oec_operator.polling`) or when the object's next poll is due (fast while work is
+  in flight, the steady interval otherwise, backoff after errors); it writes the status only when
+  something changed;
 - delete: by ``deletionPolicy`` destroy the environment (finalizer ``oec.sh/finalizer`` held until
   the API answers 404) or orphan it;
 - index ``claims``: which resources point at which environment (one owner per environment).
@@ -17,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import random
 from typing import Any, cast
 
+import aiohttp
 import kopf
 from kubernetes.client.exceptions import ApiException
 
@@ -31,8 +35,10 @@ from oec_operator.credentials import CredentialsError
 from oec_operator.failures import error_outcome, retry_delay, stalled_outcome
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecAuthError, OecError
+from oec_operator.oec.ratelimit import Priority
 from oec_operator.outcome import Outcome, ResourceRef
 from oec_operator.ownership import Claim, claimed_by, claims_of
+from oec_operator.polling import Interest, WatchedSource, busy
 from oec_operator.reconcile import Context, created_environment, deletion_action, finalize, reconcile
 from oec_operator.runtime import CRD_NAME, ResourceState, Runtime
 from oec_operator.spec import OdooEnvironmentSpec
@@ -46,16 +52,20 @@ FINALIZER = "oec.sh/finalizer"
 CONFIG = load_config()
 #: Passes of the uninstall guard over the objects (one second apart) before it gives up.
 GUARD_PASSES = 30
+#: Connections kopf may hold open to the apiserver at once (watch streams included).
+KUBE_CONNECTIONS = 200
+
+
+#: A status that changed in nothing but ``lastSyncTime`` is written again only after this many
+#: steady poll intervals (so thousands of steady resources do not rewrite their status every poll).
+SYNC_TIME_REFRESH_INTERVALS = 5
 
 
 class _QuietRoutine(logging.Filter):
-    """Drops kopf's "Timer 'poll' succeeded." line (logged at every tick, even when nothing was
-    due) and logs the expected waits of a deletion at INFO instead of ERROR."""
+    """Logs the expected waits of a deletion at INFO instead of ERROR."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if message.endswith("Timer 'poll' succeeded."):
-            return False
         if "failed temporarily" in message and any(w in message for w in _ROUTINE_WAITS):
             record.levelno, record.levelname = logging.INFO, "INFO"
         return True
@@ -93,6 +103,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX, v1=False)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, v1=False)
     settings.posting.reporting_component = "oec-operator"
+    # Under load (thousands of objects) the watch stream can lag more than kopf's default 5 s
+    # behind kopf's own patches; kopf would then see a body without its diff base and run the
+    # create handler a second time (harmless, but it spends API reads).
+    settings.persistence.consistency_timeout = 30.0
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
     logging.getLogger("kopf.objects").addFilter(_QuietRoutine())
@@ -112,9 +126,20 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.login()
-def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In-cluster service account first, then the kubeconfig."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    """In-cluster service account first, then the kubeconfig; through an HTTP session that opens
+    at most :data:`KUBE_CONNECTIONS` connections to the apiserver (kopf's own session has no
+    limit: thousands of objects created at once would open thousands of TLS connections, about
+    a third of a megabyte each, ``kopf-notes.md`` §5; kopf's documented custom-session login)."""
+    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    if info is None:
+        return None
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=KUBE_CONNECTIONS, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(), proxy=info.proxy_url, trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(aiohttp_session=session, server=info.server, priority=info.priority,
+                               default_namespace=info.default_namespace, expiration=info.expiration)
 
 
 @kopf.index(*RESOURCE, id="claims")
@@ -131,67 +156,99 @@ def _claimed_by(index: kopf.Index[str, Claim], body: kopf.Body) -> str | None:
     return claimed_by(index.get(target, []), claim)
 
 
-async def _sync(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, index: kopf.Index[str, Claim],
-                logger: kopf.Logger, *, force: bool) -> None:
-    """Reconcile one object and write its status; ``force`` ignores the poll schedule."""
+async def _sync(body: kopf.Body, memo: kopf.Memo, index: kopf.Index[str, Claim], logger: kopf.Logger,
+                *, force: bool) -> dict[str, Any] | None:
+    """Reconcile one object; ``force`` (a user's change) ignores the poll schedule and reads the
+    environment afresh. Call with ``_state(memo).lock`` held.
+
+    Returns:
+        The status patch to write, or ``None`` when there is nothing new to write.
+    """
     runtime: Runtime = memo.runtime
     state = _state(memo)
     loop = asyncio.get_running_loop()
-    async with state.lock:
-        if body.metadata.get("deletionTimestamp") or (not force and loop.time() < state.next_poll_at):
-            return
-        # This process's last written status is newer than a body snapshot taken before the lock.
-        previous = dict(state.status if state.status is not None else body.get("status") or {})
-        if not force and not previous:
-            return  # a new object: its create handler reconciles it
-        ref = _ref(body)
-        requests = Requests.from_annotations(body.metadata.annotations)
-        config = runtime.config
-        slow = requests.steady_interval(config.poll_interval, config.min_poll_interval)
-        now = cond.now_rfc3339()
-        hint = "the credentials"
+    if not force and loop.time() < state.next_poll_at:
+        return None
+    # This process's last written status is newer than a body snapshot taken before the lock.
+    previous = dict(state.status if state.status is not None else body.get("status") or {})
+    if body.metadata.get("deletionTimestamp") or (not force and not previous):
+        # Being deleted (the delete handler acts), or new (its create handler reconciles it).
+        state.next_poll_at = loop.time() + runtime.config.fast_poll_interval
+        return None
+    ref = _ref(body)
+    requests = Requests.from_annotations(body.metadata.annotations)
+    config = runtime.config
+    slow = requests.steady_interval(config.poll_interval, config.min_poll_interval)
+    now = cond.now_rfc3339()
+    hint = "the credentials"
+    source = None
 
-        async def persist(fields: dict[str, Any]) -> None:
-            await runtime.patch_status(ref.namespace, ref.name, fields)
-            previous.update(fields)
-            state.status = dict(previous)
+    async def persist(fields: dict[str, Any]) -> None:
+        await runtime.patch_status(ref.namespace, ref.name, fields)
+        previous.update(fields)
+        state.status = dict(previous)
 
-        try:
-            spec = OdooEnvironmentSpec.from_body(body.spec)
-            key, hint = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
-            outcome = await reconcile(Context(
-                api=runtime.client(key), spec=spec, ref=ref, requests=requests, status=previous,
-                known_environment_id=state.environment_id, claimed_by=_claimed_by(index, body),
-                fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
-                persist=persist,
-            ))
-            state.last_good_key = key
-        except CredentialsError as exc:
-            outcome = stalled_outcome("CredentialsNotFound", str(exc), next_poll=slow)
-        except OecError as exc:
-            if isinstance(exc, OecAuthError):
-                state.last_good_key = None
-            outcome = error_outcome(
-                exc, had_ready=cond.find(previous.get("conditions"), cond.READY) is not None,
-                credentials_hint=hint, failures=state.failures + 1, fast_poll=config.fast_poll_interval,
-                slow_poll=slow,
-            )
-        except ApiException as exc:
-            outcome = _retry_outcome(f"cannot write the status before acting (HTTP {exc.status})", state, config)
-        except Exception as exc:  # a bug must not turn into a hot loop or a frozen status
-            logger.exception("reconcile failed unexpectedly")
-            outcome = _retry_outcome(f"unexpected {type(exc).__name__}; see the operator log", state, config)
-        if outcome.failed and outcome.conditions:
-            logger.warning(f"{outcome.conditions[0].reason}: {outcome.conditions[0].message}")
-        metrics.RECONCILES.labels(_result(outcome, requests.paused)).inc()
-        state.failures = state.failures + 1 if outcome.transient else 0
-        state.environment_id = outcome.status.get("environmentId") or state.environment_id
-        state.next_poll_at = loop.time() + outcome.next_poll
-        status_patch = merge_status(previous, outcome, ref.generation, now, paused=requests.paused)
-        patch.status.update(status_patch)
-        state.status = {k: v for k, v in {**previous, **status_patch}.items() if v is not None}
-        runtime.phases.set(ref.uid, state.status.get("phase"))
-        _post_events(body, outcome, previous)
+    try:
+        spec = OdooEnvironmentSpec.from_body(body.spec)
+        key, hint = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
+        api = runtime.client(key, Priority.CHANGE if force else Priority.POLL)
+        source = runtime.source(key, spec.project_id, api)
+        outcome = await reconcile(Context(
+            api=api, spec=spec, ref=ref, requests=requests, status=previous,
+            known_environment_id=state.environment_id, claimed_by=_claimed_by(index, body),
+            fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
+            persist=persist, source=source, fresh=force, detailed=state.detailed,
+        ))
+        state.last_good_key = key
+    except CredentialsError as exc:
+        outcome = stalled_outcome("CredentialsNotFound", str(exc), next_poll=slow)
+    except OecError as exc:
+        if isinstance(exc, OecAuthError):
+            state.last_good_key = None
+        outcome = error_outcome(
+            exc, had_ready=cond.find(previous.get("conditions"), cond.READY) is not None,
+            credentials_hint=hint, failures=state.failures + 1, fast_poll=config.fast_poll_interval,
+            slow_poll=slow,
+        )
+    except ApiException as exc:
+        outcome = _retry_outcome(f"cannot write the status before acting (HTTP {exc.status})", state, config)
+    except Exception as exc:  # a bug must not turn into a hot loop or a frozen status
+        logger.exception("reconcile failed unexpectedly")
+        outcome = _retry_outcome(f"unexpected {type(exc).__name__}; see the operator log", state, config)
+    if outcome.failed and outcome.conditions:
+        logger.warning(f"{outcome.conditions[0].reason}: {outcome.conditions[0].message}")
+    metrics.RECONCILES.labels(_result(outcome, requests.paused)).inc()
+    state.failures = state.failures + 1 if outcome.transient else 0
+    state.environment_id = outcome.status.get("environmentId") or state.environment_id
+    state.detailed = outcome.detailed
+    state.next_poll_at = loop.time() + outcome.next_poll
+    status_patch = merge_status(previous, outcome, ref.generation, now, paused=requests.paused)
+    state.status = {k: v for k, v in {**previous, **status_patch}.items() if v is not None}
+    runtime.phases.set(ref.uid, state.status.get("phase"))
+    _post_events(body, outcome, previous)
+    environment_id = state.status.get("environmentId")
+    if requests.paused:
+        runtime.fleet.forget(ref.uid)  # no API calls at all on its behalf, not even in a shared list
+    elif isinstance(source, WatchedSource) and environment_id:
+        runtime.fleet.subscribe(source.watch, str(environment_id), ref.uid,
+                                Interest(wake=state.wake.set, steady=slow, busy=busy(state.status)))
+    if not _news(previous, status_patch, slow * SYNC_TIME_REFRESH_INTERVALS):
+        return None
+    return status_patch
+
+
+def _news(previous: dict[str, Any], patch: dict[str, Any], refresh_after: float) -> bool:
+    """Whether ``patch`` changes ``previous`` in more than ``lastSyncTime``, or the recorded
+    ``lastSyncTime`` is older than ``refresh_after`` seconds (or absent)."""
+    if any(previous.get(k) != v for k, v in patch.items() if k != "lastSyncTime"):
+        return True
+    synced = previous.get("lastSyncTime")
+    if "lastSyncTime" not in patch:
+        return False
+    if not synced:
+        return True
+    age = datetime.datetime.now(datetime.UTC) - datetime.datetime.fromisoformat(str(synced).replace("Z", "+00:00"))
+    return age.total_seconds() >= refresh_after
 
 
 def _result(outcome: Outcome, paused: bool) -> str:
@@ -214,13 +271,51 @@ def _retry_outcome(message: str, state: ResourceState, config: Any) -> Outcome:
 @kopf.on.update(*RESOURCE, id="update")
 async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """A new object, a changed spec or changed annotations: reconcile now."""
-    await _sync(body, patch, memo, kwargs["claims"], logger, force=True)
+    state = _state(memo)
+    async with state.lock:
+        status_patch = await _sync(body, memo, kwargs["claims"], logger, force=True)
+    if status_patch:
+        patch.status.update(status_patch)
 
 
-@kopf.timer(*RESOURCE, id="poll", interval=CONFIG.fast_poll_interval)
-async def poll(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
-    """Keep status true: reconcile whenever the object's next poll is due."""
-    await _sync(body, patch, memo, kwargs["claims"], logger, force=False)
+@kopf.daemon(*RESOURCE, id="poll", cancellation_timeout=10.0,
+             initial_delay=lambda **_: random.uniform(0, CONFIG.fast_poll_interval))  # noqa: S311 - spread restarts
+async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
+    """Keep status true: reconcile whenever the project's list saw the environment change or the
+    object's next poll is due, and write the status when it changed. Runs until kopf cancels it
+    (deletion, shutdown)."""
+    runtime: Runtime = memo.runtime
+    state = _state(memo)
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            try:
+                await asyncio.wait_for(state.wake.wait(), timeout=max(0.0, state.next_poll_at - loop.time()))
+                woken = True
+            except TimeoutError:
+                woken = False
+            state.wake.clear()
+            async with state.lock:
+                if woken:
+                    state.next_poll_at = 0.0  # the environment changed: not bound by the schedule
+                status_patch = await _sync(body, memo, kwargs["claims"], logger, force=False)
+                if status_patch:
+                    await _write_status(runtime, state, body, status_patch, logger)
+    finally:
+        runtime.fleet.forget(str(body.metadata.uid))
+
+
+async def _write_status(runtime: Runtime, state: ResourceState, body: kopf.Body, status_patch: dict[str, Any],
+                        logger: kopf.Logger) -> None:
+    """Write a status patch from the daemon; on failure forget the cached status and retry soon."""
+    try:
+        await runtime.patch_status(str(body.metadata.namespace), str(body.metadata.name), status_patch)
+    except ApiException as exc:
+        if exc.status != 404:  # 404: the object is gone; the daemon is about to be stopped
+            logger.warning(f"cannot write the status (HTTP {exc.status}); retrying")
+        state.status = None  # the body's status is the truth again
+        state.next_poll_at = min(state.next_poll_at, asyncio.get_running_loop().time()
+                                 + runtime.config.fast_poll_interval)
 
 
 @kopf.on.delete(*RESOURCE, id="delete")
@@ -327,11 +422,11 @@ async def _delete_client(body: kopf.Body, runtime: Runtime, state: ResourceState
     deletion started, then orphan (``None``)."""
     try:
         key, _source = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
-        return runtime.client(key)
+        return runtime.client(key, Priority.DELETE)
     except CredentialsError as exc:
         fallback = state.last_good_key or await runtime.default_api_key()
         if fallback:
-            return runtime.client(fallback)
+            return runtime.client(fallback, Priority.DELETE)
         started = datetime.datetime.fromisoformat(str(body.metadata["deletionTimestamp"]).replace("Z", "+00:00"))
         waited = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
         grace = runtime.config.credentials_grace_period
