@@ -42,8 +42,8 @@ test-unit: venv ## Only the tests that need no control plane
 chaos: venv k8s-bin ## Chaos suite, short form (a few trials per fault; also part of `make test`)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
 
-chaos-long: venv k8s-bin ## Chaos benchmark, long form: prints the table, writes chaos-results.json (CHAOS_ARGS=...)
-	$(PY) tools/chaos.py --out chaos-results.json $(CHAOS_ARGS)
+chaos-long: venv k8s-bin ## Chaos benchmark, long form: prints the table, writes bench-results/chaos-results.json (CHAOS_ARGS=...)
+	$(PY) tools/chaos.py --out bench-results/chaos-results.json $(CHAOS_ARGS)
 
 lint: venv lint-docker ## ruff, mypy and hadolint
 	$(VENV)/bin/ruff check operator tests tools

@@ -7,7 +7,7 @@ trials and returns :class:`Result` rows (fault, trials, what was checked, violat
 here asserts, so the same scenarios serve ``tests/chaos/test_chaos.py`` (few trials, zero
 violations asserted, collected by ``make test``) and the long benchmark-style run::
 
-    python tools/chaos.py --rounds 100 --out chaos-results.json      # make chaos-long
+    python tools/chaos.py --rounds 100      # make chaos-long; JSON in bench-results/chaos-results.json
 
 which starts its own control plane and prints a table (fault, trials, checked, result).
 
@@ -1102,11 +1102,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outage-trials", type=int, default=5, help="trials per outage form")
     parser.add_argument("--rl-windows", type=int, default=3, help="rate-limit windows (minutes) per 429 form")
     parser.add_argument("--kube-trials", type=int, default=10, help="apiserver cuts + restarts")
-    parser.add_argument("--out", default="chaos-results.json", help="JSON output (default %(default)s)")
+    parser.add_argument("--out", default="bench-results/chaos-results.json", help="JSON output (default %(default)s)")
     parser.add_argument("--kubeconfig", help="use this cluster (default: start a local control plane)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--seed", type=int, default=6, help="seed of the kill scenario (default %(default)s)")
     args = parser.parse_args(argv)
+    only = [o for o in args.only.split(",") if o]
+    unknown = set(only) - set(SCENARIOS)
+    if unknown:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="oec-chaos-") as tmp, contextlib.ExitStack() as stack:
         if args.kubeconfig:
@@ -1115,12 +1119,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             cp = stack.enter_context(controlplane.ControlPlane())
             kubeconfig, kubectl = str(cp.kubeconfig), str(cp.kubectl)
         lab = stack.enter_context(Lab(kubeconfig, kubectl, Path(tmp)))
-        only = [o for o in args.only.split(",") if o]
-        unknown = set(only) - set(SCENARIOS)
-        if unknown:
-            parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
         results = run_all(lab, args.rounds, args.outage_trials, args.rl_windows, args.kube_trials, only, args.seed)
     print(table(results))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({
         "seconds": round(time.monotonic() - t0, 1),
         "arguments": vars(args),
