@@ -38,6 +38,13 @@ test: venv k8s-bin ## Unit, simulator and integration tests (starts its own cont
 test-unit: venv ## Only the tests that need no control plane
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/simulator
 
+.PHONY: chaos chaos-long
+chaos: venv k8s-bin ## Chaos suite, short form (a few trials per fault; also part of `make test`)
+	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
+
+chaos-long: venv k8s-bin ## Chaos benchmark, long form: prints the table, writes bench-results/chaos-results.json (CHAOS_ARGS=...)
+	$(PY) tools/chaos.py --out bench-results/chaos-results.json $(CHAOS_ARGS)
+
 lint: venv lint-docker ## ruff, mypy and hadolint
 	$(VENV)/bin/ruff check operator tests tools
 	$(VENV)/bin/mypy

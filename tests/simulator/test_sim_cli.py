@@ -136,3 +136,96 @@ def test_request_log_limit_flag() -> None:
     assert config.request_log_limit == 50
     with pytest.raises(CliError):
         build_config(build_parser().parse_args(["--request-log-limit", "0"]))
+
+
+def test_fault_flags_build_the_startup_faults() -> None:
+    args = build_parser().parse_args(
+        [
+            "--fault",
+            "kind=error,status=503,share=0.1,route=environment_status",
+            "--fault",
+            "kind=timeout,when=after,hold_seconds=40,route=create_environment,count=2",
+            "--fault-seed",
+            "42",
+            "--latency",
+            "*=0.05",
+            "--latency",
+            "deploy=1.5",
+            "--outage-at",
+            "30",
+            "--outage-seconds",
+            "10",
+            "--outage-mode",
+            "reset",
+            "--fail-next-deploys",
+            "2",
+            "--fail-deploy-log",
+            "ERROR: boom",
+            "--destroy-seconds",
+            "45",
+        ]
+    )
+    config = build_config(args)
+    first, second = config.faults
+    assert (first.kind, first.status, first.share, first.route, first.count) == (
+        "error",
+        503,
+        0.1,
+        "environment_status",
+        None,
+    )
+    assert (second.kind, second.when, second.hold_seconds, second.count) == ("timeout", "after", 40.0, 2)
+    assert config.fault_seed == 42
+    assert config.latency == {"*": 0.05, "deploy": 1.5}
+    assert config.outage is not None
+    assert (config.outage.after_seconds, config.outage.seconds, config.outage.mode) == (30.0, 10.0, "reset")
+    assert (config.fail_next_deploys, config.fail_deploy_log, config.destroy_seconds) == (2, ["ERROR: boom"], 45.0)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--fault", "kind=error"],  # no status
+        ["--fault", "kind=reset,route=nowhere"],
+        ["--fault", "status"],
+        ["--latency", "deploy=-1"],
+        ["--outage-at", "5"],  # no --outage-seconds
+        ["--variant", "faults=[]"],
+    ],
+)
+def test_bad_fault_flags_are_refused(argv: list[str]) -> None:
+    with pytest.raises(CliError):
+        build_config(build_parser().parse_args(argv))
+
+
+def test_cli_installs_faults_at_start(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "oec_operator.simulator",
+            "--port",
+            "0",
+            "--port-file",
+            str(port_file),
+            "--fault",
+            "kind=error,status=503,route=list_projects,count=1",
+            "--fault-seed",
+            "5",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = _wait_for_port(port_file, proc)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            headers = {"Authorization": f"Bearer {DEMO_RW_KEY}"}
+            assert client.get("/api/public/v1/projects", headers=headers).status_code == 503
+            assert client.get("/api/public/v1/projects", headers=headers).status_code == 200
+            assert client.get("/_sim/faults/seed").json() == {"seed": 5}
+            assert client.get("/_sim/stats").json()["by_route"] == {"list_projects": {"503": 1, "200": 1}}
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)

@@ -99,6 +99,63 @@ def _parse_variant(value: str) -> tuple[str, Any]:
     return name.strip(), parsed
 
 
+def _parse_fault(value: str) -> dict[str, str]:
+    """``KEY=VALUE,KEY=VALUE,...`` → a FaultRule mapping (values are validated by the model)."""
+    rule: dict[str, str] = {}
+    for part in value.split(","):
+        name, sep, raw = part.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--fault {value!r}: expected KEY=VALUE[,KEY=VALUE...], got {part!r}")
+        rule[name.strip()] = raw.strip()
+    return rule
+
+
+def _parse_latency(value: str) -> tuple[str, float]:
+    """``ROUTE=SECONDS`` (``*`` = every route) → (route, seconds)."""
+    route, sep, raw = value.partition("=")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not sep or not route.strip() or seconds < 0:
+        raise CliError(f"--latency {value!r}: expected ROUTE=SECONDS with SECONDS >= 0")
+    return route.strip(), seconds
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "fault injection",
+        "Rules as in POST /_sim/faults: kind=error|reset|timeout|rate_limit|conflict, when=before|after, "
+        "route, method, count, share (0..1), seconds/after_seconds (window from the start), status, code, "
+        "retry_after, hint=full|body_only|none (rate_limit), task_id (conflict), hold_seconds (timeout). "
+        "Example: --fault kind=error,status=503,share=0.1,route=environment_status",
+    )
+    group.add_argument("--fault", action="append", default=[], metavar="KEY=VALUE,...", help="install a fault rule")
+    group.add_argument("--fault-seed", type=int, metavar="N", help="seed of the share draws (default random)")
+    group.add_argument(
+        "--latency",
+        action="append",
+        default=[],
+        metavar="ROUTE=SECONDS",
+        help="added latency per route name (* = every route; repeatable)",
+    )
+    group.add_argument("--outage-seconds", type=float, metavar="S", help="API outage lasting S seconds")
+    group.add_argument(
+        "--outage-at", type=float, metavar="T", help="the outage starts T seconds after start (default 0)"
+    )
+    group.add_argument(
+        "--outage-mode", choices=["503", "reset"], help="outage answers 503 (default) or resets connections"
+    )
+    group.add_argument("--fail-next-deploys", type=int, metavar="N", help="the next N deploy tasks fail")
+    group.add_argument(
+        "--fail-deploy-log",
+        action="append",
+        default=[],
+        metavar="LINE",
+        help="log line a failed deploy shows at its failure (repeatable; default two pip ERROR lines)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (flags documented in ``--help``)."""
     parser = argparse.ArgumentParser(
@@ -142,7 +199,29 @@ def build_parser() -> argparse.ArgumentParser:
         "rate_limit_headers=none, idempotency_mode=strict (repeatable)",
     )
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
+    _add_fault_flags(parser)
     return parser
+
+
+def _apply_fault_flags(args: argparse.Namespace, data: dict[str, Any]) -> None:
+    """Merge the fault-injection flags into the config mapping ``data``."""
+    if args.fault:
+        data["faults"] = list(data.get("faults") or []) + [_parse_fault(f) for f in args.fault]
+    if args.fault_seed is not None:
+        data["fault_seed"] = args.fault_seed
+    if args.latency:
+        data["latency"] = {**(data.get("latency") or {}), **dict(_parse_latency(v) for v in args.latency)}
+    if args.outage_seconds is not None:
+        outage: dict[str, Any] = {"seconds": args.outage_seconds, "after_seconds": args.outage_at or 0.0}
+        if args.outage_mode is not None:
+            outage["mode"] = args.outage_mode
+        data["outage"] = outage
+    elif args.outage_at is not None or args.outage_mode is not None:
+        raise CliError("--outage-at and --outage-mode need --outage-seconds")
+    if args.fail_next_deploys is not None:
+        data["fail_next_deploys"] = args.fail_next_deploys
+    if args.fail_deploy_log:
+        data["fail_deploy_log"] = list(args.fail_deploy_log)
 
 
 def build_config(args: argparse.Namespace) -> SimulatorConfig:
@@ -168,9 +247,10 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
             data[field] = value
     for variant in args.variant:
         name, value = _parse_variant(variant)
-        if name in ("projects", "keys"):
-            raise CliError("use --project / --key for projects and keys")
+        if name in ("projects", "keys", "faults", "outage"):
+            raise CliError("use --project / --key / --fault / --outage-seconds for projects, keys, faults, outages")
         data[name] = value
+    _apply_fault_flags(args, data)
     try:
         config = SimulatorConfig.model_validate(data)
     except ValidationError as exc:

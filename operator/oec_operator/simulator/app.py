@@ -11,19 +11,28 @@ The public API lives under ``/api/public/v1`` (routes in ``api.py``), the admin 
 5. read-only key on POST/PUT/PATCH/DELETE → 403 ``read_only_key`` (§4);
 6. rate limit → 429 ``rate_limit_exceeded`` (§6, §1 rows 7-8); ``X-RateLimit-*`` on every
    authenticated answer;
-7. injected faults (``POST /_sim/faults``);
+7. fault rules (``POST /_sim/faults``, ``faultrules.py``): an injected 429 answers without consuming
+   the key's budget; other kinds consume it, then ``when: before`` answers (error, conflict) or drops
+   the connection (reset, timeout) instead of running the handler;
 8. idempotency (§7) around [per-route latency, then the handler]. Latency is slept inside the
    idempotency lock, so a duplicate sent during a slow first request waits and replays. Handlers are
-   not cancelled when the client disconnects (aiohttp's default), so a slow create still completes.
+   not cancelled when the client disconnects (aiohttp's default), so a slow create still completes;
+9. ``when: after`` fault rules: the handler's answer (and its state change, and its idempotency
+   cache entry) stands, but the client gets the injected error or a dropped connection.
+
+Before all of this, an outage window (``POST /_sim/outage``) answers every API request 503 or resets
+its connection. A dropped request is logged with ``status: null`` and counted as ``reset``/``timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 
 from aiohttp import web
 
+from . import connection
 from .admin import add_admin_routes
 from .api import (
     API_PREFIX,
@@ -40,11 +49,15 @@ from .auth import WRITE_METHODS, Principal
 from .clock import Clock
 from .config import SimulatorConfig
 from .errors import ApiError, RequestValidationError, not_found, render
+from .faultrules import FaultRule
+from .faults import conflict_for, error_for, outage_error, rate_limit_for
 from .idempotency import StoredResponse, check_key, fingerprint
 from .ratelimit import RateDecision
 from .runtime import Simulator
 
 logger = logging.getLogger("oec_operator.simulator")
+#: Set on a request whose connection a fault dropped: ``"reset"`` or ``"timeout"``.
+DROPPED_KEY = web.RequestKey("oec_dropped", str)
 
 
 def _error_response(exc: ApiError | RequestValidationError, sim: Simulator) -> web.Response:
@@ -137,8 +150,53 @@ def _consume(sim: Simulator, principal: Principal, *, is_write: bool, dry_run: b
     )
 
 
+def _dropped(request: web.Request, how: str) -> web.Response:
+    """Mark the request as dropped (``reset``/``timeout``); the returned response is never sent."""
+    request[DROPPED_KEY] = how
+    return web.Response(status=500)
+
+
+def _active_task(sim: Simulator, request: web.Request) -> str | None:
+    """The active task id of the environment in the request path, if any."""
+    raw = request.match_info.get("env_id")
+    if raw is None:
+        return None
+    try:
+        env_id = str(uuid.UUID(raw))
+    except ValueError:
+        return None
+    sim.store.tick()
+    env = sim.store.environments.get(env_id)
+    return env.active_task_id if env is not None else None
+
+
+async def _apply_fault(sim: Simulator, request: web.Request, rule: FaultRule) -> web.Response:
+    """The answer of a firing rule (``rate_limit`` is answered earlier): an error, a conflict, or a
+    dropped connection. Called instead of the handler (``when: before``) or after it (``after``)."""
+    if rule.kind == "reset":
+        connection.reset(request)
+        return _dropped(request, "reset")
+    if rule.kind == "timeout":
+        await connection.hold_then_close(request, _hold(rule))
+        return _dropped(request, "timeout")
+    if rule.kind == "conflict":
+        return _error_response(conflict_for(rule, _active_task(sim, request)), sim)
+    return _error_response(error_for(rule), sim)
+
+
+def _hold(rule: FaultRule) -> float:
+    """Seconds a ``timeout`` rule holds the request (default 35, past the vendor client's 30 s, §3)."""
+    return rule.hold_seconds if rule.hold_seconds is not None else 35.0
+
+
 async def _serve(sim: Simulator, request: web.Request, handler: Handler) -> web.Response:
     config = sim.config
+    outage = sim.faults.outage_at(sim.clock.now())
+    if outage is not None:
+        if outage.mode == "reset":
+            connection.reset(request)
+            return _dropped(request, "reset")
+        return _error_response(outage_error(outage), sim)
     match_error = request.match_info.http_exception
     if match_error is not None:
         if match_error.status == 405:
@@ -169,14 +227,20 @@ async def _serve(sim: Simulator, request: web.Request, handler: Handler) -> web.
         if is_write and principal.tier == "ro":
             rate_headers = _consume(sim, principal, is_write=False, dry_run=True).headers()
             raise ApiError(403, "read_only_key", "This operation requires a full-access (rw) API key.")
-        decision = _consume(sim, principal, is_write=is_write, dry_run=False)
-        if not decision.allowed:
-            raise _rate_limit_error(decision, sim)
-        rate_headers = decision.headers()
-        fault = sim.faults.take(route, request.method)
-        if fault is not None:
-            raise fault
-        response = await _dispatch(sim, request, handler, route)
+        peek = _consume(sim, principal, is_write=is_write, dry_run=True)
+        if not peek.allowed:
+            raise _rate_limit_error(peek, sim)
+        now = sim.clock.now()
+        rule = sim.faults.take(route, request.method, now)
+        if rule is not None and rule.kind == "rate_limit":
+            raise rate_limit_for(rule, now, peek.limit, peek.headers())
+        rate_headers = _consume(sim, principal, is_write=is_write, dry_run=False).headers()
+        if rule is not None and rule.when == "before":
+            response = await _apply_fault(sim, request, rule)
+        else:
+            response = await _dispatch(sim, request, handler, route)
+            if rule is not None:
+                response = await _apply_fault(sim, request, rule)
     except (ApiError, RequestValidationError) as exc:
         response = _error_response(exc, sim)
     if response.status != 429:
@@ -212,15 +276,16 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
         status = response.status
         return response
     finally:
-        sim.requests.finish(entry, status)
+        dropped = request.get(DROPPED_KEY)
+        sim.requests.finish(entry, None if dropped else status)
         principal = request.get(PRINCIPAL_KEY)
         sim.stats.record(
             method=request.method,
             route=logical_route(request.match_info.route.name) or "unknown",
-            outcome=status,
+            outcome=dropped or status,
             key_id=principal.key_id if principal is not None else None,
         )
-        logger.info("%s %s %d", request.method, request.path, status)
+        logger.info("%s %s %s", request.method, request.path, dropped or status)
 
 
 def create_app(config: SimulatorConfig, *, clock: Clock | None = None) -> web.Application:

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from .faultrules import FaultRule, OutageSpec
+
 #: Key format accepted by the API (oec-api.md §1 row 26, §4).
 KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
 
@@ -105,10 +107,17 @@ class SimulatorConfig(BaseModel):
       ``deploy``, ``restart``, ``start``, ``stop``, ``quick_update``, ``get_deployment``,
       ``list_deployments``.
     * ``max_environments`` (None = unlimited): organisation quota (§1 row 16).
-    * ``fail_next_deploys`` (0): the next N deploy tasks fail (decremented as they are queued).
+    * ``fail_next_deploys`` (0): the next N deploy tasks fail (decremented as they are queued);
+      ``fail_deploy_step`` (``build``) is the step they fail at, ``fail_deploy_log`` the lines their
+      ``/logs`` show at the failure (default: two pip ``ERROR`` lines), ``fail_deploy_message`` the
+      task's ``error_message``. Per environment: ``PATCH /_sim/environments/{id}``.
     * ``brute_force_threshold`` (10), ``brute_force_window_seconds`` (60),
       ``brute_force_block_seconds`` (900): IP block after refused keys (§4).
     * ``request_log_limit`` (100000): newest finished entries kept by ``GET /_sim/requests``.
+    * Start-up only (not in ``GET /_sim/config``, not patchable; use ``/_sim/faults`` and
+      ``/_sim/outage`` at run time): ``faults`` (fault rules installed at start, ``faultrules.py``),
+      ``fault_seed`` (seed of the share draws; None = random, shown by ``GET /_sim/faults/seed``),
+      ``outage`` (an outage window relative to the start).
     * Variant switches (§1): ``error_envelope``, ``delete_status``, ``idempotency_mode``,
       ``idempotency_inflight``, ``idempotency_headers``, ``rate_limit_mode``, ``rate_limit_headers``,
       ``not_visible_status``, ``failed_deploy_status``, ``name_uniqueness``, ``list_hides_inactive``,
@@ -130,10 +139,16 @@ class SimulatorConfig(BaseModel):
     latency: dict[str, float] = Field(default_factory=dict)
     max_environments: int | None = Field(None, ge=0)
     fail_next_deploys: int = Field(0, ge=0)
+    fail_deploy_step: Literal["prepare", "pull", "build", "migrate", "start", "healthcheck"] = "build"
+    fail_deploy_log: list[str] | None = None
+    fail_deploy_message: str | None = Field(None, min_length=1, max_length=2000)
     brute_force_threshold: int = Field(10, ge=1)
     brute_force_window_seconds: float = Field(60.0, gt=0)
     brute_force_block_seconds: float = Field(900.0, ge=0)
     request_log_limit: int = Field(100_000, ge=1)
+    faults: list[FaultRule] = Field(default_factory=list)
+    fault_seed: int | None = None
+    outage: OutageSpec | None = None
 
     # §1 row 2: error envelope.
     error_envelope: Literal["detail", "toplevel"] = "detail"
@@ -190,21 +205,27 @@ class SimulatorConfig(BaseModel):
         return value
 
     def runtime_view(self) -> dict[str, Any]:
-        """JSON-able dump of every field except ``projects`` and ``keys`` (never shows key values)."""
-        return self.model_dump(mode="json", exclude={"projects", "keys"})
+        """JSON-able dump of every field except the start-up ones (never shows key values)."""
+        return self.model_dump(mode="json", exclude=set(STARTUP_FIELDS))
 
     def apply_patch(self, patch: dict[str, Any]) -> None:
-        """Validate ``patch`` (field → value, not ``projects``/``keys``) as a whole, then assign it.
+        """Validate ``patch`` (field → value, not a start-up field) as a whole, then assign it.
 
         Raises ``pydantic.ValidationError`` (nothing assigned) or ``ValueError`` for forbidden fields.
         """
-        forbidden = {"projects", "keys"} & set(patch)
+        forbidden = STARTUP_FIELDS & set(patch)
         if forbidden:
-            raise ValueError(f"use the /_sim/projects and /_sim/keys endpoints, not {sorted(forbidden)}")
-        merged = {**self.model_dump(exclude={"projects", "keys"}), **patch}
+            raise ValueError(
+                f"use the /_sim/projects, /_sim/keys, /_sim/faults and /_sim/outage endpoints, not {sorted(forbidden)}"
+            )
+        merged = {**self.model_dump(exclude=set(STARTUP_FIELDS)), **patch}
         candidate = SimulatorConfig.model_validate(merged)
         for name in patch:
             setattr(self, name, getattr(candidate, name))
+
+
+#: Fields used only when the simulator starts (seed data and start-up faults).
+STARTUP_FIELDS = frozenset({"projects", "keys", "faults", "fault_seed", "outage"})
 
 
 def demo_project() -> ProjectConfig:

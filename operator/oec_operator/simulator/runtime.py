@@ -28,15 +28,19 @@ class Simulator:
         self.limiter = RateLimiter(self.clock)
         self.idempotency = IdempotencyCache(self.clock)
         self.requests = RequestLog(self.clock, lambda: self.config.request_log_limit)
-        self.faults = FaultInjector()
+        self.faults = FaultInjector(config.fault_seed)
+        for rule in config.faults:
+            self.faults.add(rule, self.clock.now())
+        if config.outage is not None:
+            self.faults.start_outage(config.outage, self.clock.now())
         self.stats = RequestStats()
 
     def reset(self) -> None:
-        """Empty environments, tasks, request log, rate-limit counters, idempotency cache, IP blocks and
-        pending faults; keep projects, keys, config and the stats counters (``POST /_sim/reset``)."""
+        """Empty environments, tasks, request log, rate-limit counters, idempotency cache, IP blocks,
+        fault rules and the outage; keep projects, keys, config and the stats counters (``POST /_sim/reset``)."""
         self.store.reset()
         self.requests.clear()
         self.limiter.reset()
         self.idempotency.reset()
         self.guard.reset()
-        self.faults.clear()
+        self.faults.reset()

@@ -108,7 +108,10 @@ AdminStatus = Literal[
 
 
 class AdminEnvironmentPatch(BaseModel):
-    """Body of ``PATCH /_sim/environments/{id}``: direct edits (``deleted`` is set with DELETE)."""
+    """Body of ``PATCH /_sim/environments/{id}``: direct edits (``deleted`` is set with DELETE), and the
+    simulator-only ``fail_log`` (lines the next deploy's ``/logs`` show at its failure),
+    ``fail_message`` (its task ``error_message``) and ``destroy_seconds`` (this environment's destroy
+    duration, s; null = the configured ``destroy_seconds``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -116,6 +119,9 @@ class AdminEnvironmentPatch(BaseModel):
     branch: Name | None = None
     status: AdminStatus | None = None
     fail_next_deploy: bool | None = None
+    fail_log: list[Annotated[str, StringConstraints(max_length=2000)]] | None = Field(None, max_length=200)
+    fail_message: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    destroy_seconds: float | None = Field(None, ge=0)
 
 
 class AdminKeyRevoke(BaseModel):

@@ -62,7 +62,12 @@ SIZES: dict[str, tuple[float, int, int]] = {
     "staging": (2.0, 4096, 20),
     "production": (4.0, 8192, 50),
 }
-_FAIL_STEP = "build"
+#: Log lines and task ``error_message`` of a failed deploy unless configured otherwise.
+DEFAULT_FAIL_LOG = (
+    "ERROR: Could not find a version that satisfies the requirement",
+    "ERROR: pip install exited with status 1",
+)
+DEFAULT_FAIL_MESSAGE = "Build failed: pip could not install the requirements of the addons (simulated failure)."
 _STEP_TEXT = {
     "prepare": "Preparing deployment on server",
     "pull": "Pulling branch '{branch}' from git",
@@ -99,8 +104,8 @@ class Task:
     """A task (§9.3). Times are epoch seconds; the phase at a time ``t`` follows from them.
 
     ``queued`` until ``start_at``, ``running`` until ``end_at``, then ``completed`` (or ``failed`` if
-    ``fail_step`` is set); ``cancelled_at`` overrides. ``lines`` are ``(time, text)`` log lines,
-    visible once their time has come.
+    ``fail_step`` is set; ``fail_lines`` are then logged at the failure); ``cancelled_at`` overrides.
+    ``lines`` are ``(time, text)`` log lines, visible once their time has come.
     """
 
     id: str
@@ -113,6 +118,7 @@ class Task:
     step_seconds: float
     seq: int
     fail_step: int | None = None
+    fail_lines: tuple[str, ...] = DEFAULT_FAIL_LOG
     error_message: str | None = None
     cancelled_at: float | None = None
     finalized: bool = False
@@ -135,7 +141,11 @@ class Task:
 
 @dataclass
 class Environment:
-    """An environment (§2, §9.1). ``deleted`` ones answer 404 on every ``/environments/{id}`` route."""
+    """An environment (§2, §9.1). ``deleted`` ones answer 404 on every ``/environments/{id}`` route.
+
+    Simulator-only: ``fail_next_deploy`` (+ ``fail_log`` lines and ``fail_message``, used once by the
+    next deploy) and ``destroy_seconds`` (this environment's destroy duration, s; None = config's).
+    """
 
     id: str
     project_id: str
@@ -156,6 +166,9 @@ class Environment:
     active_task_id: str | None = None
     task_ids: list[str] = field(default_factory=list)
     fail_next_deploy: bool = False
+    fail_log: list[str] | None = None
+    fail_message: str | None = None
+    destroy_seconds: float | None = None
     ever_deployed: bool = False
 
 
@@ -420,27 +433,41 @@ class Store:
             )
         return self._queue(env, action)
 
-    def _duration(self, task_type: str) -> float:
+    def _duration(self, env: Environment, task_type: str) -> float:
         if task_type == "deploy":
             return self.config.deploy_seconds
         if task_type == "destroy":
-            return self.config.destroy_seconds
+            return env.destroy_seconds if env.destroy_seconds is not None else self.config.destroy_seconds
         return self.config.action_seconds
+
+    def _take_failure(self, env: Environment) -> tuple[tuple[str, ...], str] | None:
+        """Consume a planned deploy failure (the environment's first, then ``fail_next_deploys``):
+        ``(log lines, error message)``, or ``None`` when the deploy should succeed."""
+        config = self.config
+        lines: list[str] | None = None
+        message: str | None = None
+        if env.fail_next_deploy:
+            lines, message = env.fail_log, env.fail_message
+            env.fail_next_deploy, env.fail_log, env.fail_message = False, None, None
+        elif config.fail_next_deploys > 0:
+            config.fail_next_deploys = config.fail_next_deploys - 1
+        else:
+            return None
+        lines = lines if lines is not None else config.fail_deploy_log
+        message = message or config.fail_deploy_message or DEFAULT_FAIL_MESSAGE
+        return (tuple(lines) if lines is not None else DEFAULT_FAIL_LOG), message
 
     def _queue(self, env: Environment, task_type: str, now: float | None = None) -> Task:
         now = self.clock.now() if now is None else now
-        duration = self._duration(task_type)
+        duration = self._duration(env, task_type)
         queue_delay = min(0.5, duration * 0.1)
         run = duration - queue_delay
         steps = TASK_STEPS[task_type]
         step_seconds = run / len(steps)
         fail_step: int | None = None
-        if task_type == "deploy" and (env.fail_next_deploy or self.config.fail_next_deploys > 0):
-            if env.fail_next_deploy:
-                env.fail_next_deploy = False
-            else:
-                self.config.fail_next_deploys = self.config.fail_next_deploys - 1
-            fail_step = steps.index(_FAIL_STEP)
+        failure = self._take_failure(env) if task_type == "deploy" else None
+        if failure is not None:
+            fail_step = steps.index(self.config.fail_deploy_step)
         start_at = now + queue_delay
         end_at = start_at + (step_seconds * (fail_step + 1) if fail_step is not None else run)
         task = Task(
@@ -455,11 +482,9 @@ class Store:
             seq=self._next_seq(),
             fail_step=fail_step,
         )
+        if failure is not None:
+            task.fail_lines, task.error_message = failure
         task.lines = self._script(env, task)
-        if fail_step is not None:
-            task.error_message = (
-                "Build failed: pip could not install the requirements of the addons (simulated failure)."
-            )
         self.tasks[task.id] = task
         env.task_ids.append(task.id)
         env.active_task_id = task.id
@@ -483,8 +508,7 @@ class Store:
                 break
             lines.append((at, f"[{step}] {_STEP_TEXT[step].format(**context)}"))
             if task.fail_step == index:
-                lines.append((task.end_at, f"[{step}] ERROR: Could not find a version that satisfies the requirement"))
-                lines.append((task.end_at, f"[{step}] ERROR: pip install exited with status 1"))
+                lines.extend((task.end_at, f"[{step}] {text}") for text in task.fail_lines)
                 lines.append((task.end_at, f"[done] {label} failed at step '{step}'"))
                 return lines
         lines.append((task.end_at, f"[done] {label} completed"))
@@ -623,13 +647,17 @@ class Store:
 
     # ------------------------------------------------------------------ admin (dashboard-side edits)
     def admin_view(self, env: Environment) -> dict[str, Any]:
-        """Environment object plus ``deleted``, ``deleted_at``, ``active_task_id``, ``fail_next_deploy``."""
+        """Environment object plus ``deleted``, ``deleted_at``, ``active_task_id``, ``fail_next_deploy``,
+        ``fail_log``, ``fail_message``, ``destroy_seconds``."""
         return {
             **self.environment_view(env),
             "deleted": env.deleted,
             "deleted_at": iso(env.deleted_at),
             "active_task_id": env.active_task_id,
             "fail_next_deploy": env.fail_next_deploy,
+            "fail_log": env.fail_log,
+            "fail_message": env.fail_message,
+            "destroy_seconds": env.destroy_seconds,
         }
 
     def all_environments(self) -> list[Environment]:
@@ -638,14 +666,21 @@ class Store:
         return sorted(self.environments.values(), key=lambda e: e.seq)
 
     def admin_update(self, env_id: str, changes: dict[str, Any]) -> Environment:
-        """Set ``name``/``branch``/``status``/``fail_next_deploy`` directly (edits in the OEC dashboard).
+        """Set ``name``/``branch``/``status``/``fail_next_deploy`` directly (edits in the OEC dashboard),
+        and the simulator-only ``fail_log``, ``fail_message`` and ``destroy_seconds`` (null = config's).
 
         Setting ``status`` does not touch an active task (its completion still applies its effect).
+        Giving ``fail_log`` or ``fail_message`` also sets ``fail_next_deploy``.
         """
         env = self.get_environment(env_id)
         for name in ("name", "branch", "status", "fail_next_deploy"):
             if name in changes and changes[name] is not None:
                 setattr(env, name, changes[name])
+        for name in ("fail_log", "fail_message", "destroy_seconds"):
+            if name in changes:
+                setattr(env, name, changes[name])
+        if changes.get("fail_log") is not None or changes.get("fail_message") is not None:
+            env.fail_next_deploy = True
         if {"name", "branch", "status"} & set(changes):
             env.updated_at = self.clock.now()
         return env
