@@ -38,6 +38,14 @@ test: venv k8s-bin ## Unit, simulator and integration tests (starts its own cont
 test-unit: venv ## Only the tests that need no control plane
 	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/simulator
 
+.PHONY: bench
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: venv k8s-bin $(VENV)/.bench-installed ## Benchmark vs the naive design at N=100/1000/3000 (about 1.5 h; BENCH_ARGS=...): bench-results/
+	$(PY) tools/bench.py $(BENCH_ARGS)
+
 .PHONY: chaos chaos-long
 chaos: venv k8s-bin ## Chaos suite, short form (a few trials per fault; also part of `make test`)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
