@@ -373,6 +373,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes of the run on SIGTERM too
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     runs: list[Run] = []
