@@ -33,14 +33,14 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
+
+from oec_operator.simulator.admin_client import SimulatorAdmin, start_simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -95,25 +95,12 @@ class Stack:
         self.kubectl("apply", "-f", str(ROOT / "crds"))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
         self.kubectl("create", "namespace", NAMESPACE)
-        port_file = work / "sim.port"
-        self.sim_proc = subprocess.Popen(
-            [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file),
-             "--key", KEY, "--read-limit", "120", "--write-limit", str(write_limit),
-             "--request-log-limit", "1000"],
-            stdout=(work / "simulator.log").open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if time.monotonic() > deadline or self.sim_proc.poll() is not None:
-                raise RuntimeError(f"simulator did not start: {(work / 'simulator.log').read_text()[-2000:]}")
-            time.sleep(0.1)
-        self.sim_url = f"http://127.0.0.1:{int(port_file.read_text())}"
-        self.admin = httpx.Client(base_url=self.sim_url, timeout=30, trust_env=False)
-        self.projects = []
-        for p in range(PROJECTS):
-            answer = self.admin.post("/_sim/projects", json={"name": f"bench-{p}", "default_branch": "main",
-                                                             "odoo_version": "17.0", "server_id": str(uuid.uuid4())})
-            answer.raise_for_status()
-            self.projects.append(answer.json()["id"])
+        self.sim = start_simulator(["--key", KEY, "--read-limit", "120", "--write-limit", str(write_limit),
+                                    "--request-log-limit", "1000"],
+                                   port_file=work / "sim.port", log=work / "simulator.log")
+        self.sim_proc, self.sim_url = self.sim.proc, self.sim.base_url
+        self.admin = SimulatorAdmin(self.sim_url, timeout=30)
+        self.projects = [self.admin.new_project(f"bench-{p}") for p in range(PROJECTS)]
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "OEC_API_URL": f"{self.sim_url}/api/public/v1",
                "OEC_API_KEY": KEY, "OEC_POLLING": design, "OEC_POLL_INTERVAL": str(POLL_INTERVAL),
                "OEC_FAST_POLL_INTERVAL": str(FAST_POLL_INTERVAL), "OEC_METRICS_PORT": "0"}
@@ -136,7 +123,7 @@ class Stack:
         return dict(json.loads(self.kubectl("get", f"{PLURAL}.{GROUP}", "-n", NAMESPACE, name, "-o", "json")))
 
     def stats(self) -> dict[str, Any]:
-        return dict(self.admin.get("/_sim/stats").json())
+        return self.admin.stats()
 
     def usage(self) -> tuple[float, float, float]:
         """The operator's peak RSS and current RSS (MB), and its CPU seconds."""
@@ -232,7 +219,7 @@ def steady_state(stack: Stack, run: Run, window: float, samples: int) -> None:
 
     for moment, (name, env_id) in zip(moments, targets, strict=False):
         time.sleep(max(0.0, t0 + moment - time.monotonic()))
-        stack.admin.patch(f"/_sim/environments/{env_id}", json={"status": "stopped"}).raise_for_status()
+        stack.admin.patch_environment(env_id, status="stopped")
         thread = threading.Thread(target=follow, args=(name, time.monotonic()), daemon=True)
         thread.start()
         threads.append(thread)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+
+from oec_operator.simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"
@@ -39,58 +40,53 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: floa
 
 
 class Simulator:
-    """A running ``oec-simulator`` process and its admin API (``/_sim/...``)."""
+    """A running ``oec-simulator`` process and its admin API (``/_sim/...``): test-shaped helpers
+    over :class:`SimulatorAdmin` (``client``); ``admin`` is its raw :class:`httpx.Client`."""
 
-    def __init__(self, base: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-        self.base = base
-        self.api_url = f"{base}/api/public/v1"
-        self.proc = proc
-        self.log = log
-        self.admin = httpx.Client(base_url=base, timeout=10.0, trust_env=False)
+    def __init__(self, process: SimulatorProcess) -> None:
+        self.process = process
+        self.base, self.api_url = process.base_url, process.api_url
+        self.proc, self.log = process.proc, process.log
+        self.client = SimulatorAdmin(self.base, timeout=10.0)
+        self.admin = self.client.http
+
+    def close(self) -> None:
+        self.client.close()
+        self.process.stop()
 
     def new_project(self, name: str = "it", default_branch: str = "main") -> str:
-        response = self.admin.post(
-            "/_sim/projects",
-            json={"name": name, "default_branch": default_branch, "odoo_version": "17.0",
-                  "server_id": str(uuid.uuid4())},
-        )
-        response.raise_for_status()
-        return str(response.json()["id"])
+        return self.client.new_project(name, default_branch)
 
     def requests(self, method: str | None = None, path_contains: str = "", since: int = 0) -> list[dict[str, Any]]:
         """Logged API requests, oldest first; ``since``: only those with ``seq`` above it."""
-        items = self.admin.get("/_sim/requests").json()
         return [
-            r for r in items
-            if (method is None or r["method"] == method) and path_contains in r["path"] and r["seq"] > since
+            r for r in self.client.requests(since)
+            if (method is None or r["method"] == method) and path_contains in r["path"]
         ]
 
     def last_seq(self) -> int:
         """``seq`` of the newest logged request (0 when the log is empty); pass it as ``since``."""
-        items = self.admin.get("/_sim/requests").json()
-        return max((int(r["seq"]) for r in items), default=0)
+        return self.client.last_seq()
 
     def clear_requests(self) -> None:
         """Empty the request log (sequence numbers keep counting)."""
-        self.admin.delete("/_sim/requests").raise_for_status()
+        self.client.clear_requests()
 
     def environments(self, project_id: str, include_deleted: bool = False) -> list[dict[str, Any]]:
-        items = self.admin.get("/_sim/environments").json()
         return [
-            e for e in items
+            e for e in self.client.environments()
             if e.get("project_id") == project_id and (include_deleted or not e.get("deleted"))
         ]
 
     def configure(self, **changes: Any) -> None:
-        self.admin.patch("/_sim/config", json=changes).raise_for_status()
+        self.client.configure(**changes)
 
     def config(self) -> dict[str, Any]:
-        return dict(self.admin.get("/_sim/config").json())
+        return self.client.config()
 
     def environment(self, env_id: str) -> dict[str, Any] | None:
         """The admin view of one environment (gone ones included, ``deleted: true``), or None."""
-        items = self.admin.get("/_sim/environments").json()
-        return next((e for e in items if e["id"] == env_id), None)
+        return next((e for e in self.client.environments() if e["id"] == env_id), None)
 
     def wait_environment_status(self, env_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
         return dict(wait_for(lambda: (e := self.environment(env_id)) and e["status"] == status and e,
@@ -98,29 +94,25 @@ class Simulator:
 
     def edit(self, env_id: str, **fields: Any) -> dict[str, Any]:
         """Change ``name``/``branch``/``status``/``fail_next_deploy`` as in the OEC.sh dashboard."""
-        response = self.admin.patch(f"/_sim/environments/{env_id}", json=fields)
-        response.raise_for_status()
-        return dict(response.json())
+        return self.client.patch_environment(env_id, **fields)
 
     def delete_outside(self, env_id: str) -> None:
         """Delete an environment outside Kubernetes: it is gone at once."""
-        self.admin.delete(f"/_sim/environments/{env_id}").raise_for_status()
+        self.client.delete_environment(env_id)
 
     def inject(self, **fault: Any) -> None:
         """Queue a fault: ``status``, ``code``, ``count``, ``route``, ``method``, ``retry_after``."""
-        self.admin.post("/_sim/faults", json=fault).raise_for_status()
+        self.client.inject(**fault)
 
     def clear_faults(self) -> None:
-        self.admin.delete("/_sim/faults").raise_for_status()
+        self.client.clear_faults()
 
     def add_key(self, key: str) -> None:
         """Accept another (organisation-scoped) API key."""
-        self.admin.post("/_sim/keys", json={"key": key}).raise_for_status()
+        self.client.add_key(key)
 
     def revoke_key(self, key: str) -> None:
-        response = self.admin.post("/_sim/keys/revoke", json={"key": key})
-        response.raise_for_status()
-        assert response.json()["revoked"] is True
+        assert self.client.revoke_key(key) is True
 
     def api(self, key: str = RW_KEY) -> httpx.Client:
         """A client of the public API (``/api/public/v1``) authenticated with ``key``; close it after use."""
@@ -143,26 +135,20 @@ class Simulator:
 def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
     """The simulator with fast lifecycles (deploy 2 s, destroy 1.5 s) and the test keys."""
     work = tmp_path_factory.mktemp("simulator")
-    port_file, log = work / "port", work / "simulator.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file),
-             "--deploy-seconds", "2", "--destroy-seconds", "1.5", "--key", RW_KEY, "--key", RO_KEY,
+    try:
+        process = start_simulator(
+            ["--deploy-seconds", "2", "--destroy-seconds", "1.5", "--key", RW_KEY, "--key", RO_KEY,
              # One key serves every test of the session: tests that exercise limits set them.
              "--read-limit", "100000", "--write-limit", "100000", "--variant", "brute_force_threshold=100000"],
-            stdout=out, stderr=subprocess.STDOUT,
+            port_file=work / "port", log=work / "simulator.log",
         )
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    sim = Simulator(process)
     try:
-        wait_for(lambda: (port_file.exists() and port_file.read_text().strip()) or proc.poll() is not None,
-                 timeout=30, what="the simulator to listen")
-        if proc.poll() is not None:
-            pytest.fail(f"simulator exited: {log.read_text()[-2000:]}")
-        sim = Simulator(f"http://127.0.0.1:{int(port_file.read_text())}", proc, log)
-        wait_for(lambda: sim.admin.get("/_sim/health").status_code == 200, timeout=10, what="simulator health")
         yield sim
     finally:
-        proc.terminate()
-        proc.wait(10)
+        sim.close()
 
 
 @pytest.fixture(scope="session")

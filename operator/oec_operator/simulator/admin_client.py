@@ -1,0 +1,233 @@
+"""A synchronous client of the simulator's admin API (``/_sim/...``, see ``admin.py`` and
+``admin_faults.py``), and :func:`start_simulator`, which runs the simulator as a child process.
+
+Used by the integration tests, ``tools/chaos.py`` and ``tools/bench.py``::
+
+    sim = start_simulator(["--key", KEY], port_file=work / "port", log=work / "simulator.log")
+    with SimulatorAdmin(sim.base_url) as admin:
+        project = admin.new_project("demo")
+        ...
+    sim.stop()
+
+Every method raises :class:`httpx.HTTPStatusError` when the simulator answers an error (admin
+errors are ``{"error", "message", "detail"?}``). Times are epoch seconds of the simulator clock,
+durations seconds. The admin API has no auth and is never rate-limited or logged, so nothing here
+shows up in ``requests()`` or ``stats()``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from .admin_common import ADMIN_PREFIX
+
+JSON = dict[str, Any]
+
+
+class SimulatorAdmin:
+    """The admin API of the simulator at ``base_url`` (``http://HOST:PORT``, without a path).
+
+    ``timeout``: seconds per request. ``http`` is the underlying :class:`httpx.Client` on
+    ``base_url`` (proxy settings of the environment ignored), for calls this class has no method
+    for; its paths include the prefix, e.g. ``http.get("/_sim/clock")``.
+    """
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.http = httpx.Client(base_url=self.base_url, timeout=timeout, trust_env=False)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self.http.close()
+
+    def __enter__(self) -> SimulatorAdmin:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self.http.request(method, ADMIN_PREFIX + path, json=body, params=params)
+        response.raise_for_status()
+        return response.json()
+
+    # ---------------------------------------------------------------- state
+
+    def health(self) -> JSON:
+        """``GET /_sim/health`` → ``{"status": "ok", "environments": live count, "requests": logged count}``."""
+        return dict(self._call("GET", "/health"))
+
+    def reset(self) -> None:
+        """``POST /_sim/reset``: drop environments, tasks, request log, rate limits, idempotency cache,
+        IP blocks, fault rules and outage; projects, keys, config and stats stay."""
+        self._call("POST", "/reset")
+
+    def config(self) -> JSON:
+        """``GET /_sim/config`` → the runtime config (no projects, keys or start-up fault fields)."""
+        return dict(self._call("GET", "/config"))
+
+    def configure(self, **changes: Any) -> JSON:
+        """``PATCH /_sim/config`` with ``changes`` (field → value, all-or-nothing; e.g.
+        ``deploy_seconds=2.0``, ``latency={"create_environment": 3.0}``) → the updated config."""
+        return dict(self._call("PATCH", "/config", changes))
+
+    # ---------------------------------------------------------------- projects and keys
+
+    def create_project(self, name: str, **fields: Any) -> JSON:
+        """``POST /_sim/projects`` ``{name, **fields}`` → the Project (``id``, ``name``, ...).
+
+        ``fields``: ``id``, ``default_branch`` (default ``"main"``), ``odoo_version`` (``"17.0"``),
+        ``server_id`` (omitted: one derived from the id; ``None``: no server), ``git_repo_url``,
+        ``git_provider``. 409 if the id exists.
+        """
+        return dict(self._call("POST", "/projects", {"name": name, **fields}))
+
+    def new_project(self, name: str, default_branch: str = "main", odoo_version: str = "17.0") -> str:
+        """Create a project on a fresh random server; return its id."""
+        project = self.create_project(name, default_branch=default_branch, odoo_version=odoo_version,
+                                      server_id=str(uuid.uuid4()))
+        return str(project["id"])
+
+    def list_keys(self) -> list[JSON]:
+        """``GET /_sim/keys`` → ``[{key_id, tier, scope, project_id, revoked, expires_at}]`` (never the key)."""
+        return list(self._call("GET", "/keys"))
+
+    def add_key(self, key: str, **fields: Any) -> JSON:
+        """``POST /_sim/keys`` ``{key, **fields}`` → ``{key_id, tier, scope, project_id}``.
+
+        ``fields``: ``scope`` (``"org"``, the default, or ``"project"``), ``project_id``,
+        ``expires_at`` (ISO 8601). The tier comes from the key's ``ro``/``rw`` infix.
+        """
+        return dict(self._call("POST", "/keys", {"key": key, **fields}))
+
+    def revoke_key(self, key: str) -> bool:
+        """``POST /_sim/keys/revoke`` → whether a key with this value was known (and is now revoked)."""
+        return bool(self._call("POST", "/keys/revoke", {"key": key})["revoked"])
+
+    # ---------------------------------------------------------------- what the API was asked
+
+    def requests(self, since: int = 0) -> list[JSON]:
+        """``GET /_sim/requests?since=`` → logged public-API requests with ``seq > since``, oldest first.
+
+        Entry: ``{seq, time (ISO 8601), method, path, query, status (null: dropped by a fault),
+        idempotency_key, x_idempotency_key, confirm_delete, body}`` (``requestlog.py``).
+        """
+        return list(self._call("GET", "/requests", params={"since": since}))
+
+    def last_seq(self) -> int:
+        """``seq`` of the newest logged request (0 when the log is empty); pass it as ``since``."""
+        return max((int(r["seq"]) for r in self.requests()), default=0)
+
+    def clear_requests(self) -> int:
+        """``DELETE /_sim/requests`` → how many entries were dropped (``seq`` keeps counting)."""
+        return int(self._call("DELETE", "/requests")["cleared"])
+
+    def stats(self) -> JSON:
+        """``GET /_sim/stats`` → cumulative counters since start (``stats.py``): ``{requests, reads,
+        writes, rate_limited, by_route: {route: {status: n}}, by_key: {key_id: {reads, writes,
+        rate_limited}}, time}``."""
+        return dict(self._call("GET", "/stats"))
+
+    # ---------------------------------------------------------------- environments
+
+    def environments(self) -> list[JSON]:
+        """``GET /_sim/environments`` → every environment the simulator had, in the API's shape plus
+        ``deleted``, ``deleted_at``, ``active_task_id``, ``fail_next_deploy``, ``fail_log``,
+        ``fail_message`` and ``destroy_seconds``."""
+        return list(self._call("GET", "/environments"))
+
+    def patch_environment(self, env_id: str, **fields: Any) -> JSON:
+        """``PATCH /_sim/environments/{env_id}``, as an edit in the OEC.sh dashboard → its admin view.
+
+        ``fields``: ``name``, ``branch``, ``status``, ``fail_next_deploy``, ``fail_log`` (lines of the
+        next failing deploy's ``/logs``), ``fail_message``, ``destroy_seconds`` (s; None: configured).
+        """
+        return dict(self._call("PATCH", f"/environments/{env_id}", fields))
+
+    def delete_environment(self, env_id: str) -> JSON:
+        """``DELETE /_sim/environments/{env_id}``: gone at once, outside the API → its admin view."""
+        return dict(self._call("DELETE", f"/environments/{env_id}"))
+
+    # ---------------------------------------------------------------- faults
+
+    def inject(self, **rule: Any) -> list[JSON]:
+        """``POST /_sim/faults`` one rule → every installed rule (``faultrules.py``).
+
+        Without ``kind`` it is a one-shot error: ``status``, ``code``, ``message``, ``count``,
+        ``route``, ``method``, ``retry_after`` (s); with ``kind`` (``error``, ``latency``, ``reset``,
+        ...) the kind's fields plus ``when``, ``share``, ``start``/``until``.
+        """
+        return list(self._call("POST", "/faults", rule))
+
+    def clear_faults(self) -> int:
+        """``DELETE /_sim/faults`` → how many rules were removed (an outage stays)."""
+        return int(self._call("DELETE", "/faults")["cleared"])
+
+
+@dataclass
+class SimulatorProcess:
+    """A simulator started by :func:`start_simulator`: the process, its port and its log file."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        """The public API's base URL, ``{base_url}/api/public/v1``."""
+        return f"{self.base_url}/api/public/v1"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited after ``timeout`` s."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def start_simulator(args: Sequence[str], *, port_file: Path, log: Path, timeout: float = 30.0) -> SimulatorProcess:
+    """Run ``python -m oec_operator.simulator --port 0 --port-file PORT_FILE *args`` on 127.0.0.1,
+    its output in ``log``; return once it listens and ``/_sim/health`` answers.
+
+    Raises :class:`RuntimeError` (with the end of the log) if it exits or is not up within
+    ``timeout`` s; it is stopped then.
+    """
+    port_file.unlink(missing_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file), *args],
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    sim = SimulatorProcess(proc, 0, log)
+    deadline = time.monotonic() + timeout
+    try:
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"simulator did not start: {log.read_text(errors='replace')[-2000:]}")
+            time.sleep(0.1)
+        sim.port = int(port_file.read_text())
+        with SimulatorAdmin(sim.base_url, timeout=max(1.0, deadline - time.monotonic())) as admin:
+            admin.health()
+    except BaseException:
+        sim.stop()
+        raise
+    return sim
