@@ -223,7 +223,9 @@ async def _sync(body: kopf.Body, memo: kopf.Memo, index: kopf.Index[str, Claim],
     state.detailed = outcome.detailed
     state.next_poll_at = loop.time() + outcome.next_poll
     status_patch = merge_status(previous, outcome, ref.generation, now, paused=requests.paused)
-    state.status = {k: v for k, v in {**previous, **status_patch}.items() if v is not None}
+    news = _news(previous, status_patch, slow * SYNC_TIME_REFRESH_INTERVALS)
+    # Nothing to write: the status stays as last written (its lastSyncTime included).
+    state.status = {k: v for k, v in {**previous, **status_patch}.items() if v is not None} if news else previous
     runtime.phases.set(ref.uid, state.status.get("phase"))
     _post_events(body, outcome, previous)
     environment_id = state.status.get("environmentId")
@@ -232,9 +234,7 @@ async def _sync(body: kopf.Body, memo: kopf.Memo, index: kopf.Index[str, Claim],
     elif isinstance(source, WatchedSource) and environment_id:
         runtime.fleet.subscribe(source.watch, str(environment_id), ref.uid,
                                 Interest(wake=state.wake.set, steady=slow, busy=busy(state.status)))
-    if not _news(previous, status_patch, slow * SYNC_TIME_REFRESH_INTERVALS):
-        return None
-    return status_patch
+    return status_patch if news else None
 
 
 def _news(previous: dict[str, Any], patch: dict[str, Any], refresh_after: float) -> bool:

@@ -122,3 +122,18 @@ async def test_a_cancelled_waiter_gives_its_turn_to_the_next() -> None:
     await asyncio.wait_for(second, timeout=SPAN + 0.5)
     with pytest.raises(asyncio.CancelledError):
         await first
+
+
+async def test_a_429_without_headers_teaches_the_limit_of_the_calendar_minute() -> None:
+    wall = [1_000_040.0]  # 20 s into a calendar minute
+    limiter = RateLimiter(read_limit=30, write_limit=20, window=WINDOW, wall=lambda: wall[0])
+    for _ in range(7):
+        await limiter.acquire(write=False, priority=Priority.POLL)
+    # The 7th was refused by the API, with no X-RateLimit-Limit: it allows 6 a minute.
+    limiter.rate_limited(write=False, retry_after=0.01, announced=False)
+    assert limiter.snapshot()["read"]["limit"] == 6
+    limiter.rate_limited(write=False, retry_after=0.01, announced=True)
+    assert limiter.snapshot()["read"]["limit"] == 6, "an announced 429 does not change the limit"
+    wall[0] = 1_000_080.5  # half a second into the next minute: the clocks may disagree
+    limiter.rate_limited(write=False, retry_after=0.01, announced=False)
+    assert limiter.snapshot()["read"]["limit"] == 6

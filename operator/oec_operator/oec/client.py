@@ -190,8 +190,9 @@ class OecClient:
             self._limiter.observe(write=write, headers=response.headers)
             if isinstance(error, OecRateLimitError):
                 # An IP block stops every request, not just this bucket (``oec-api.md`` §4).
+                announced = "x-ratelimit-limit" in response.headers
                 for bucket in (True, False) if error.code == "ip_blocked" else (write,):
-                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after)
+                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, announced=announced)
         self._observe(method, path, response.status_code, started, response.headers.get("x-ratelimit-remaining"),
                       retry_after)
         if error is not None:

@@ -39,6 +39,10 @@ from typing import Literal
 #: Seconds added to each window, so that requests granted just inside a window but arriving a
 #: little later at the API are still counted in the window the limiter assumed.
 WINDOW_MARGIN = 0.5
+#: Seconds into a calendar minute before a header-less 429 teaches the limit (clock skew).
+LEARN_AFTER = 2.0
+#: A limit learned from a header-less 429 never goes below this share of the configured one.
+LEARNED_FLOOR = 0.1
 #: Share of a bucket that detail reads (:meth:`RateLimiter.try_acquire`) leave to everything else.
 DETAIL_RESERVE = 0.25
 
@@ -65,6 +69,7 @@ class _Bucket:
     def __init__(self, name: str, limit: int, window: float, clock: Callable[[], float]) -> None:
         self.name = name
         self.limit = max(1, int(limit))
+        self.floor = max(1, int(self.limit * LEARNED_FLOOR))
         self.window = float(window)
         self._clock = clock
         self._grants: deque[float] = deque()
@@ -90,6 +95,11 @@ class _Bucket:
         if len(self._grants) >= self.limit:
             at = self._grants[len(self._grants) - self.limit] + self.window + WINDOW_MARGIN
         return max(at, self.closed_until)
+
+    def grants(self) -> list[float]:
+        """Clock times of the grants in the current window."""
+        self._expire(self._clock())
+        return list(self._grants)
 
     def grant(self) -> None:
         self._grants.append(self._clock())
@@ -140,6 +150,7 @@ class RateLimiter:
         mode: ``"split"`` (reads and writes counted apart, the current API) or ``"single"``
             (one bucket for every method, limit ``write_limit``: older API, §1 row 7).
         clock: monotonic clock in seconds (tests pass a fake one).
+        wall: wall clock in seconds since the epoch (to find the API's calendar minute).
         on_wait: called with ``(bucket, seconds)`` after a request waited for budget.
     """
 
@@ -151,9 +162,11 @@ class RateLimiter:
         window: float = 60.0,
         mode: Literal["split", "single"] = "split",
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         on_wait: WaitObserver | None = None,
     ) -> None:
         self._clock = clock
+        self._wall = wall
         self._on_wait = on_wait
         self._seq = itertools.count()
         self.mode = mode
@@ -213,9 +226,19 @@ class RateLimiter:
             bucket.book((limit - remaining) - bucket.used())
         bucket.pump()
 
-    def rate_limited(self, *, write: bool, retry_after: float) -> None:
-        """The API answered 429: send nothing in this bucket for ``retry_after`` seconds."""
+    def rate_limited(self, *, write: bool, retry_after: float, announced: bool = True) -> None:
+        """The API answered 429: send nothing in this bucket for ``retry_after`` seconds.
+
+        ``announced``: the answer carried ``X-RateLimit-Limit``. Without it (older API versions,
+        §1 row 8) the limit is learned from the refusal itself: the API accepted the requests of
+        this calendar minute (§6: the key window resets at the full minute) but this one, so the
+        bucket's limit becomes that count (never raised this way).
+        """
         bucket = self.bucket(write)
+        into_minute = self._wall() % 60.0
+        if not announced and into_minute >= LEARN_AFTER:  # right after the full minute clocks may disagree
+            accepted = sum(1 for g in bucket.grants() if g >= self._clock() - into_minute) - 1
+            bucket.limit = max(bucket.floor, min(bucket.limit, accepted))
         bucket.closed_until = max(bucket.closed_until, self._clock() + max(0.0, retry_after))
         bucket.pump()
 
