@@ -762,8 +762,12 @@ def scenario_rate_limit(lab: Lab, form: str, windows: int = 1, limit: int = 12) 
     for name in names:
         ledger.create(name)
     _ready_pool(ledger, names, bad, "setup")
+    if form != "full":
+        # Without headers the limit can only be learned from a refusal: let the minute in which
+        # it is learned be one the whole new limit applies to.
+        time.sleep(max(0.0, _next_minute(time.time()) + 0.5 - time.time()))
     seq0 = sim.last_seq()
-    sim.configure(read_limit=limit)
+    sim.configure(read_limit=limit)  # with "full" mid-minute: a 429 the operator could not foresee
     limited_at = time.time()
     end = _next_minute(limited_at) + 60 * (windows - 1) + 10
     time.sleep(max(0.0, end - time.time()))

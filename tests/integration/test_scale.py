@@ -1,0 +1,113 @@
+"""Batched polling on the real apiserver, the simulator and the operator process: the API calls
+grow with projects and changes, not with resources, and steady resources are not rewritten.
+(The figures at scale come from ``make bench``; these tests check the behaviour.)"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .conftest import Cluster, OperatorProcess, Simulator, environment, wait_for
+
+RESOURCES = 6
+STEADY = 3.0  # OEC_POLL_INTERVAL of the operator fixture
+
+
+def _ready_all(cluster: Cluster, names: list[str]) -> dict[str, dict[str, Any]]:
+    return {name: cluster.wait_ready(name, timeout=60) for name in names}
+
+
+def _settled(cluster: Cluster, names: list[str]) -> None:
+    """Every status holds the health read in its current phase (no detail read owed)."""
+    def done() -> bool:
+        for name in names:
+            status = (cluster.get(name) or {}).get("status", {})
+            if (status.get("health") or {}).get("phase") != status.get("phase"):
+                return False
+        return True
+    wait_for(done, timeout=30, what="health read for every resource")
+
+
+def test_steady_resources_of_a_project_share_one_list_and_are_not_rewritten(
+    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
+) -> None:
+    project = simulator.new_project("batched")
+    names = [f"batch-{i}" for i in range(RESOURCES)]
+    for name in names:
+        cluster.apply(environment(name, project))
+    ready = _ready_all(cluster, names)
+    _settled(cluster, names)
+    versions = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
+    since = simulator.last_seq()
+    time.sleep(3 * STEADY + 1)
+
+    calls = simulator.requests(since=since)
+    lists = [r for r in calls if r["path"].endswith(f"/projects/{project}/environments")]
+    per_environment = [r for r in calls if any(ready[n]["status"]["environmentId"] in r["path"] for n in names)]
+    # One list per steady interval (+-10 % jitter) for the whole project, whatever its size.
+    assert 2 <= len(lists) <= 5, [r["time"] for r in lists]
+    assert per_environment == [], [(r["method"], r["path"]) for r in per_environment]
+    after = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
+    assert after == versions, "a steady resource's status was rewritten although nothing changed"
+
+
+def test_a_change_in_oec_wakes_only_its_resource_within_one_interval(
+    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
+) -> None:
+    project = simulator.new_project("wake")
+    names = [f"wake-{i}" for i in range(3)]
+    for name in names:
+        cluster.apply(environment(name, project))
+    ready = _ready_all(cluster, names)
+    _settled(cluster, names)
+    target = ready["wake-1"]["status"]["environmentId"]
+    versions = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
+    since = simulator.last_seq()
+    changed_at = time.monotonic()
+    simulator.edit(target, status="stopped")
+
+    stopped = wait_for(lambda: (obj := cluster.get("wake-1")) and obj["status"].get("phase") == "stopped" and obj,
+                       timeout=3 * STEADY, interval=0.1, what="the stop to show")
+    assert time.monotonic() - changed_at <= 1.1 * STEADY + 2.0
+    ready_cond = next(c for c in stopped["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready_cond["status"], ready_cond["reason"]) == ("False", "Unavailable")
+    # The changed environment got its health read once; the others were left alone.
+    wait_for(lambda: (cluster.get("wake-1") or {})["status"].get("health", {}).get("phase") == "stopped",
+             timeout=10, what="the health of the stopped environment")
+    status_reads = [r for r in simulator.requests("GET", since=since) if r["path"].endswith("/status")]
+    assert [r["path"] for r in status_reads] == [f"/api/public/v1/environments/{target}/status"]
+    for name in ("wake-0", "wake-2"):
+        assert (cluster.get(name) or {})["metadata"]["resourceVersion"] == versions[name]
+
+
+def test_the_operator_slows_down_before_the_budget_runs_out_even_when_another_client_shares_the_key(
+    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
+) -> None:
+    project = simulator.new_project("budget")
+    names = [f"budget-{i}" for i in range(3)]
+    for name in names:
+        cluster.apply(environment(name, project))
+    _ready_all(cluster, names)
+    _settled(cluster, names)
+    # 20 reads per calendar minute (oec-api.md §6) while the operator would list every 3 s (20 a
+    # minute). The first minute after the switch may refuse a request the operator could not see
+    # coming; from the next full minute on it knows the limit from the headers.
+    simulator.configure(read_limit=20)
+    try:
+        time.sleep(60 - time.time() % 60 + 0.5)
+        since = simulator.last_seq()
+        with simulator.api() as other:  # another client spends half of the key's reads at once
+            for _ in range(10):
+                other.get("/projects")
+        time.sleep(70)
+        calls = simulator.requests(since=since)
+    finally:
+        simulator.configure(read_limit=100_000)
+    mine = [r for r in calls if not r["path"].endswith("/projects")]
+    refused = [(r["time"], r["path"]) for r in mine if r["status"] == 429]
+    assert refused == [], "the operator ran into the limit instead of slowing down before it"
+    lists = [r for r in mine if r["path"].endswith(f"/projects/{project}/environments")]
+    assert 8 <= len(lists) <= 21, f"{len(lists)} lists in 70 s at a budget of 20 reads a minute"
+    for name in names:
+        ready = next(c for c in (cluster.get(name) or {})["status"]["conditions"] if c["type"] == "Ready")
+        assert ready["status"] == "True"
