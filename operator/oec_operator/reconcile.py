@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oec_operator.annotations import Requests
-from oec_operator.conditions import Condition
+from oec_operator.conditions import READY, RECONCILING, Condition, merge_conditions
 from oec_operator.failures import stalled_outcome
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import (
@@ -262,6 +262,14 @@ async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> E
             if spec.branch is not None:
                 request["branch"] = spec.branch
             await ctx.persist({"createRequest": request, "environmentId": None})
+        wait = api.budget_wait(write=True)
+        if wait > ctx.fast_poll:  # say so now rather than after a long silent wait
+            message = (f"waiting about {wait:.0f}s for the API key's write budget (OEC.sh rate limit) "
+                       "to create the environment; nothing to do")
+            waiting = [Condition(READY, "False", "RateLimited", message),
+                       Condition(RECONCILING, "True", "RateLimited", message)]
+            await ctx.persist({"conditions": merge_conditions(
+                ctx.status.get("conditions"), waiting, generation=ctx.ref.generation, now=ctx.now)})
         env = await replay_create(api, spec.project_id, request)
         ctx.source.record(env)
     except OecNotFoundError:

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from .conftest import Cluster, OperatorProcess, Simulator, environment, wait_for
+from .test_gitops import at
 
 RESOURCES = 6
 STEADY = 3.0  # OEC_POLL_INTERVAL of the operator fixture
@@ -111,3 +112,34 @@ def test_the_operator_slows_down_before_the_budget_runs_out_even_when_another_cl
     for name in names:
         ready = next(c for c in (cluster.get(name) or {})["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "True"
+
+
+def test_creates_waiting_for_the_write_budget_say_so_and_all_complete(
+    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
+) -> None:
+    project = simulator.new_project("write-budget")
+    simulator.configure(write_limit=2)  # writes per calendar minute (oec-api.md §6)
+    try:
+        names = [f"queued-{i}" for i in range(5)]
+        for name in names:
+            cluster.apply(environment(name, project))
+
+        def waiting() -> list[str]:
+            found = []
+            for name in names:
+                ready = cluster.condition(name, "Ready") or {}
+                if ready.get("reason") == "RateLimited" and "write budget" in ready.get("message", ""):
+                    found.append(name)
+            return found
+
+        assert wait_for(waiting, timeout=40, what="a resource that says it waits for the write budget")
+        for name in names:
+            cluster.wait_ready(name, timeout=200)
+    finally:
+        simulator.configure(write_limit=100_000)
+    created = simulator.requests("POST", f"/projects/{project}/environments")
+    assert len({r["x_idempotency_key"] for r in created if r["status"] == 201}) == len(names)
+    # Before its first answer the operator assumes the documented 20 writes a minute, so a first
+    # burst may overrun a plan of 2; after the API said so (headers, 429) it never does again.
+    refused = [at(r) for r in created if r["status"] == 429]
+    assert not refused or max(refused) - min(refused) <= 2.0, f"429s at {refused}: the limit was not learned"

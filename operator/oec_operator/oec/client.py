@@ -142,6 +142,10 @@ class OecClient:
         clone.priority = priority
         return clone
 
+    def budget_wait(self, *, write: bool) -> float:
+        """Seconds a request sent now would wait for the key's budget (0 without a limiter)."""
+        return self._limiter.estimated_wait(write=write) if self._limiter is not None else 0.0
+
     async def _admit(self, method: str, path: str) -> bool:
         """Wait for (or, for detail reads, check) the key's budget; returns whether it is a write.
 

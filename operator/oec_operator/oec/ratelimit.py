@@ -209,6 +209,12 @@ class RateLimiter:
         bucket.grant()
         return True
 
+    def estimated_wait(self, *, write: bool) -> float:
+        """Seconds a request queued now would wait, roughly: until the next slot, plus one window
+        per ``limit`` requests already waiting."""
+        bucket = self.bucket(write)
+        return self.seconds_until_free(write=write) + bucket.waiting / bucket.limit * (bucket.window + WINDOW_MARGIN)
+
     def seconds_until_free(self, *, write: bool) -> float:
         """Seconds until the bucket grants again (0 when it would grant now)."""
         return max(0.0, self.bucket(write).next_free() - self._clock())
