@@ -130,10 +130,12 @@ async def test_a_429_without_headers_teaches_the_limit_of_the_calendar_minute() 
     for _ in range(7):
         await limiter.acquire(write=False, priority=Priority.POLL)
     # The 7th was refused by the API, with no X-RateLimit-Limit: it allows 6 a minute.
-    limiter.rate_limited(write=False, retry_after=0.01, announced=False)
+    limiter.rate_limited(write=False, retry_after=0.01)
     assert limiter.snapshot()["read"]["limit"] == 6
-    limiter.rate_limited(write=False, retry_after=0.01, announced=True)
-    assert limiter.snapshot()["read"]["limit"] == 6, "an announced 429 does not change the limit"
     wall[0] = 1_000_080.5  # half a second into the next minute: the clocks may disagree
-    limiter.rate_limited(write=False, retry_after=0.01, announced=False)
+    limiter.rate_limited(write=False, retry_after=0.01)
     assert limiter.snapshot()["read"]["limit"] == 6
+    refusal = {"x-ratelimit-limit": "9", "x-ratelimit-remaining": "0"}
+    limiter.rate_limited(write=False, retry_after=0.01, headers=refusal)
+    assert limiter.snapshot()["read"]["limit"] == 9, "an announced limit is the truth"
+    assert limiter.snapshot()["read"]["used"] == 7, "a 429's 'remaining 0' books nothing: retry_after says when"

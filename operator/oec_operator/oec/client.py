@@ -191,12 +191,13 @@ class OecClient:
         error = error_from_response(response) if response.status_code >= 300 else None
         retry_after = getattr(error, "retry_after", None)
         if self._limiter is not None:
-            self._limiter.observe(write=write, headers=response.headers)
             if isinstance(error, OecRateLimitError):
-                # An IP block stops every request, not just this bucket (``oec-api.md`` §4).
-                announced = "x-ratelimit-limit" in response.headers
+                # The wait is what the API says (not "remaining 0" of a whole window); an IP
+                # block stops every request, not just this bucket (``oec-api.md`` §4).
                 for bucket in (True, False) if error.code == "ip_blocked" else (write,):
-                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, announced=announced)
+                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, headers=response.headers)
+            else:
+                self._limiter.observe(write=write, headers=response.headers)
         self._observe(method, path, response.status_code, started, response.headers.get("x-ratelimit-remaining"),
                       retry_after)
         if error is not None:

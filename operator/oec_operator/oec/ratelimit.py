@@ -232,15 +232,19 @@ class RateLimiter:
             bucket.book((limit - remaining) - bucket.used())
         bucket.pump()
 
-    def rate_limited(self, *, write: bool, retry_after: float, announced: bool = True) -> None:
+    def rate_limited(self, *, write: bool, retry_after: float, headers: Mapping[str, str] | None = None) -> None:
         """The API answered 429: send nothing in this bucket for ``retry_after`` seconds.
 
-        ``announced``: the answer carried ``X-RateLimit-Limit``. Without it (older API versions,
-        §1 row 8) the limit is learned from the refusal itself: the API accepted the requests of
-        this calendar minute (§6: the key window resets at the full minute) but this one, so the
-        bucket's limit becomes that count (never raised this way).
+        The answer's ``X-RateLimit-Limit`` (``headers``), if any, becomes the bucket's limit.
+        Without it (older API versions, §1 row 8) the limit is learned from the refusal itself:
+        the API accepted the requests of this calendar minute (§6: the key window resets at the
+        full minute) but this one, so the bucket's limit becomes that count (never raised this
+        way, never below :data:`LEARNED_FLOOR` of the configured limit).
         """
         bucket = self.bucket(write)
+        announced = _int((headers or {}).get("x-ratelimit-limit"))
+        if announced:
+            bucket.limit = announced
         into_minute = self._wall() % 60.0
         if not announced and into_minute >= LEARN_AFTER:  # right after the full minute clocks may disagree
             accepted = sum(1 for g in bucket.grants() if g >= self._clock() - into_minute) - 1
