@@ -761,6 +761,18 @@ class ControlPlane:
         return {"KUBECONFIG": str(self.kubeconfig)}
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, grace: float = 15.0) -> None:
+    """SIGTERM a child process (not its group), SIGKILL it after ``grace`` seconds; wait for it."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, grace: float = STOP_GRACE) -> None:
     """SIGTERM the process group ``pid``; SIGKILL it after ``grace`` seconds; wait for exit."""
 

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+import controlplane  # tools/ is on sys.path (tests/conftest.py)
 from oec_operator.simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -283,13 +284,7 @@ class OperatorProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        controlplane.stop_process(self.proc)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

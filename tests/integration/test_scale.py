@@ -29,15 +29,22 @@ def _settled(cluster: Cluster, names: list[str]) -> None:
     wait_for(done, timeout=30, what="health read for every resource")
 
 
-def test_steady_resources_of_a_project_share_one_list_and_are_not_rewritten(
-    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
-) -> None:
-    project = simulator.new_project("batched")
-    names = [f"batch-{i}" for i in range(RESOURCES)]
+def _steady_project(cluster: Cluster, simulator: Simulator, tag: str,
+                    count: int) -> tuple[str, list[str], dict[str, dict[str, Any]]]:
+    """A new project with ``count`` Ready resources whose health was read: ``(project, names, objects)``."""
+    project = simulator.new_project(tag)
+    names = [f"{tag}-{i}" for i in range(count)]
     for name in names:
         cluster.apply(environment(name, project))
     ready = _ready_all(cluster, names)
     _settled(cluster, names)
+    return project, names, ready
+
+
+def test_steady_resources_of_a_project_share_one_list_and_are_not_rewritten(
+    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
+) -> None:
+    project, names, ready = _steady_project(cluster, simulator, "batch", RESOURCES)
     versions = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
     since = simulator.last_seq()
     time.sleep(3 * STEADY + 1)
@@ -55,12 +62,7 @@ def test_steady_resources_of_a_project_share_one_list_and_are_not_rewritten(
 def test_a_change_in_oec_wakes_only_its_resource_within_one_interval(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
-    project = simulator.new_project("wake")
-    names = [f"wake-{i}" for i in range(3)]
-    for name in names:
-        cluster.apply(environment(name, project))
-    ready = _ready_all(cluster, names)
-    _settled(cluster, names)
+    _, names, ready = _steady_project(cluster, simulator, "wake", 3)
     target = ready["wake-1"]["status"]["environmentId"]
     versions = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
     since = simulator.last_seq()
@@ -84,12 +86,7 @@ def test_a_change_in_oec_wakes_only_its_resource_within_one_interval(
 def test_the_operator_slows_down_before_the_budget_runs_out_even_when_another_client_shares_the_key(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
-    project = simulator.new_project("budget")
-    names = [f"budget-{i}" for i in range(3)]
-    for name in names:
-        cluster.apply(environment(name, project))
-    _ready_all(cluster, names)
-    _settled(cluster, names)
+    project, names, _ = _steady_project(cluster, simulator, "budget", 3)
     # 20 reads per calendar minute (oec-api.md §6) while the operator would list every 3 s (20 a
     # minute). The first minute after the switch may refuse a request the operator could not see
     # coming; from the next full minute on it knows the limit from the headers.
