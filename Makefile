@@ -15,11 +15,11 @@ KIND_CLUSTER ?= oec
 export OEC_K8S_BIN_DIR := $(K8S_BIN_DIR)
 export K8S_VERSION
 
-.PHONY: help venv k8s-bin test test-unit test-integration lint lint-docker demo demo-down demo-status kind-up kind-deploy \
+.PHONY: help venv k8s-bin test test-unit lint lint-docker demo demo-down demo-status kind-up kind-deploy \
 	manifests image
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

@@ -360,6 +360,9 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench-results"))
     parser.add_argument("--keep-logs", action="store_true")
     args = parser.parse_args()
+    if args.window < 2 * POLL_INTERVAL:
+        log(f"warning: a window of {args.window:.0f}s is shorter than two poll intervals ({POLL_INTERVAL:.0f}s): "
+            "steady-state rates and their ratios are not meaningful")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes of the run on SIGTERM too
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,8 @@ RECONCILE_REQUESTED_AT = "oec.sh/reconcile-requested-at"
 REDEPLOY_REQUESTED_AT = "oec.sh/redeploy-requested-at"
 RECREATE_REQUESTED_AT = "oec.sh/recreate-requested-at"
 POLL_INTERVAL = "oec.sh/poll-interval"
+#: Longest steady poll interval the annotation may ask for, seconds (as ``OEC_POLL_INTERVAL``).
+MAX_POLL_INTERVAL = 86400.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Requests:
             reconcile_token=a.get(RECONCILE_REQUESTED_AT) or None,
             redeploy_token=a.get(REDEPLOY_REQUESTED_AT) or None,
             recreate_token=a.get(RECREATE_REQUESTED_AT) or None,
-            poll_interval=interval if interval and interval > 0 else None,
+            poll_interval=min(interval, MAX_POLL_INTERVAL) if interval and interval > 0 else None,
         )
 
     def steady_interval(self, default: float, floor: float) -> float:

@@ -27,6 +27,12 @@ from oec_operator.outcome import Event, Outcome
 MAX_BACKOFF_SECONDS = 300.0
 
 
+def backoff(base: float, failures: int) -> float:
+    """``base`` seconds doubled per consecutive failure after the first, capped at 300 s (no
+    overflow however long an outage lasts)."""
+    return min(MAX_BACKOFF_SECONDS, base * 2 ** min(max(0, failures - 1), 30))
+
+
 def retry_delay(exc: OecError, failures: int, base: float) -> float:
     """Seconds before retrying after a transient error.
 
@@ -37,7 +43,7 @@ def retry_delay(exc: OecError, failures: int, base: float) -> float:
     """
     if isinstance(exc, OecRateLimitError):
         return exc.retry_after + random.uniform(0, min(3.0, exc.retry_after * 0.1))  # noqa: S311
-    delay = min(MAX_BACKOFF_SECONDS, base * 2 ** max(0, failures - 1))
+    delay = backoff(base, failures)
     return float(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not cryptography
 
 

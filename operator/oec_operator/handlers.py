@@ -17,6 +17,7 @@ Run with ``oec-operator`` (see :mod:`oec_operator.__main__`) or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import logging
 import random
@@ -32,7 +33,7 @@ from oec_operator.annotations import Requests
 from oec_operator.conditions import Condition
 from oec_operator.config import load_config
 from oec_operator.credentials import CredentialsError
-from oec_operator.failures import error_outcome, retry_delay, stalled_outcome
+from oec_operator.failures import backoff, error_outcome, retry_delay, stalled_outcome
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecAuthError, OecError
 from oec_operator.oec.ratelimit import Priority
@@ -233,7 +234,7 @@ async def _sync(body: kopf.Body, memo: kopf.Memo, index: kopf.Index[str, Claim],
         runtime.fleet.forget(ref.uid)  # no API calls at all on its behalf, not even in a shared list
     elif isinstance(source, WatchedSource) and environment_id:
         runtime.fleet.subscribe(source.watch, str(environment_id), ref.uid,
-                                Interest(wake=state.wake.set, steady=slow, busy=busy(state.status)))
+                                Interest(wake=state.mark_changed, steady=slow, busy=busy(state.status)))
     return status_patch if news else None
 
 
@@ -262,7 +263,7 @@ def _result(outcome: Outcome, paused: bool) -> str:
 
 def _retry_outcome(message: str, state: ResourceState, config: Any) -> Outcome:
     """A transient failure outside the API (status write, a bug): retry with backoff."""
-    delay = min(300.0, config.fast_poll_interval * 2 ** state.failures)
+    delay = backoff(config.fast_poll_interval, state.failures + 1)
     return Outcome(failed=True, transient=True, next_poll=delay, conditions=[
         Condition(cond.RECONCILING, "True", "ProgressingWithRetry", f"{message}; retrying")])
 
@@ -274,6 +275,7 @@ async def on_change(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, logger:
     state = _state(memo)
     async with state.lock:
         status_patch = await _sync(body, memo, kwargs["claims"], logger, force=True)
+    state.wake.set()  # the poll daemon picks up the new schedule (e.g. a retry after a failure)
     if status_patch:
         patch.status.update(status_patch)
 
@@ -289,15 +291,15 @@ async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: 
     loop = asyncio.get_running_loop()
     try:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(state.wake.wait(), timeout=max(0.0, state.next_poll_at - loop.time()))
-                woken = True
-            except TimeoutError:
-                woken = False
             state.wake.clear()
+            if state.changed:
+                state.changed = False
+                state.next_poll_at = 0.0  # the environment changed: not bound by the schedule
+            elif loop.time() < state.next_poll_at:
+                continue  # rescheduled by a change handler: wait for the new time
             async with state.lock:
-                if woken:
-                    state.next_poll_at = 0.0  # the environment changed: not bound by the schedule
                 status_patch = await _sync(body, memo, kwargs["claims"], logger, force=False)
                 if status_patch:
                     await _write_status(runtime, state, body, status_patch, logger)
@@ -319,7 +321,7 @@ async def _write_status(runtime: Runtime, state: ResourceState, body: kopf.Body,
 
 
 @kopf.on.delete(*RESOURCE, id="delete")
-async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     """Destroy or orphan the environment (``docs/reconciliation.md``, Decisions: Delete).
 
     Raises:
@@ -342,6 +344,11 @@ async def on_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: An
                           message=f"OEC.sh environment {spec.environment_id} was not managed by this resource; "
                           "left untouched")
             return  # nothing was ever created for this resource
+        owner = _claimed_by(kwargs["claims"], body)
+        if owner is not None:  # another resource manages it (a Conflict loser): never destroy it
+            kopf.info(body, reason="Orphaned", message=(
+                f"OEC.sh environment {environment_id} is managed by OdooEnvironment {owner}; left untouched"))
+            return
         now = cond.now_rfc3339()
         try:
             action = deletion_action(spec, requests, crd_deleting=await runtime.crd_deleting())

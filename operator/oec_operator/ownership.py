@@ -2,7 +2,8 @@
 
 The handlers keep a kopf index of claims (environment id -> claims); :func:`claimed_by` decides
 for one resource. A resource that already manages the environment (``status.environmentId``)
-owns it; when none does yet, the oldest claimant (creation time, then UID) wins. ``Observe``
+owns it; when none does yet, or when two do (two adoptions raced before either saw the other),
+the oldest (creation time, then UID) wins. ``Observe``
 resources only watch and never claim.
 """
 
@@ -38,10 +39,8 @@ def claimed_by(claims: Iterable[Claim], mine: Claim) -> str | None:
     """The ``namespace/name`` of another resource that owns (or has precedence on) the environment
     ``mine`` points at, or ``None`` when ``mine`` may manage it."""
     others = [c for c in claims if c.uid != mine.uid]
-    owner = next((c for c in others if c.owns), None)
-    if owner is not None:
-        return owner.name
-    if mine.owns:
-        return None
+    owners = sorted((c for c in [*others, mine] if c.owns), key=lambda c: (c.created, c.uid))
+    if owners:  # two owners only after a race of two adoptions: the older one keeps it
+        return None if owners[0].uid == mine.uid else owners[0].name
     older = sorted((c for c in others if (c.created, c.uid) < (mine.created, mine.uid)), key=lambda c: c.created)
     return older[0].name if older else None

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from oec_operator.failures import MAX_BACKOFF_SECONDS
+from oec_operator.failures import backoff
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecError, OecRateLimitError, OecTransportError
 from oec_operator.oec.models import TRANSITIONAL_STATES, Environment
@@ -112,6 +112,10 @@ class ProjectWatch:
                 del self._interests[env_id]
         if not self._interests:
             self._kick.set()
+
+    def in_use(self) -> bool:
+        """Subscribed to, or listed within the last two minutes (e.g. for creates)."""
+        return self.interested or (self._listed_at is not None and self._clock() - self._listed_at < 120)
 
     @property
     def interested(self) -> bool:
@@ -203,8 +207,7 @@ class ProjectWatch:
             listed = await self.api.list_environments(self.project_id)
         except OecError as exc:
             self._failures += 1
-            delay = exc.retry_after if isinstance(exc, OecRateLimitError) else \
-                min(MAX_BACKOFF_SECONDS, self.fast * 2 ** (self._failures - 1))
+            delay = exc.retry_after if isinstance(exc, OecRateLimitError) else backoff(self.fast, self._failures)
             self._failure, self._retry_at = exc, self._clock() + delay
             raise
         self._failure, self._failures = None, 0
@@ -284,7 +287,7 @@ class Fleet:
         """Shortest list interval (seconds) for one key's projects: all its watches (those of
         resources being created included) together stay within :data:`LIST_SHARE` of its read
         budget."""
-        active = sum(1 for d, _ in self._watches if d == digest)
+        active = sum(1 for (d, _), w in self._watches.items() if d == digest and w.in_use())
         return max(1, active) * 60.0 / max(1.0, self._read_budget(api_key) * LIST_SHARE)
 
     def subscribe(self, watch: ProjectWatch, env_id: str, uid: str, interest: Interest) -> None:

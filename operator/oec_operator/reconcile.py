@@ -175,11 +175,13 @@ async def _reconcile(ctx: Context) -> Outcome:
     if spec.environment_id and recorded and recorded != spec.environment_id:
         return ctx.stall(
             "Conflict",
-            f"this resource manages environment {recorded} but spec.environmentId names {spec.environment_id}; "
-            "remove the change or create a new resource to adopt the other environment",
+            f"this resource manages environment {recorded} but spec.environmentId names {spec.environment_id}, "
+            "and spec.environmentId cannot change once set; create a new OdooEnvironment to adopt the other "
+            f"environment; to go on with {recorded}, set deletionPolicy: Orphan, delete this resource and "
+            f"create it again with spec.environmentId: {recorded}",
         )
     target = recorded or spec.environment_id
-    if ctx.claimed_by and not ctx.status.get("environmentId"):
+    if ctx.claimed_by:
         return ctx.stall(
             "Conflict",
             f"environment {target} is already managed by OdooEnvironment {ctx.claimed_by}; "

@@ -180,8 +180,9 @@ class ResourceState:
         last_good_key: the last API key that worked for this resource (used to delete the
             environment when its Secret is already gone, e.g. during namespace deletion).
         status: the status this process last wrote (newer than any body snapshot it receives).
-        wake: set to make the resource's poll daemon reconcile now (its entry in the project's
-            list changed).
+        wake: set to make the resource's poll daemon look at its schedule again; with
+            ``changed`` (see :meth:`mark_changed`) it reconciles at once.
+        changed: the environment's entry in the project's list changed.
         detailed: the environment as it was when its ``/status`` was last read.
     """
 
@@ -192,4 +193,10 @@ class ResourceState:
     last_good_key: str | None = field(default=None, repr=False)
     status: dict[str, Any] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    changed: bool = False
     detailed: Environment | None = None
+
+    def mark_changed(self) -> None:
+        """The environment changed in OEC.sh: reconcile now (the project watch's callback)."""
+        self.changed = True
+        self.wake.set()

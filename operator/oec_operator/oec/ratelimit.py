@@ -39,6 +39,8 @@ from typing import Literal
 #: Seconds added to each window, so that requests granted just inside a window but arriving a
 #: little later at the API are still counted in the window the limiter assumed.
 WINDOW_MARGIN = 0.5
+#: Largest limit taken from the API's headers (a bound on what a header can make us store).
+MAX_LIMIT = 1_000_000
 #: Seconds into a calendar minute before a header-less 429 teaches the limit (clock skew).
 LEARN_AFTER = 2.0
 #: A limit learned from a header-less 429 never goes below this share of the configured one.
@@ -227,9 +229,9 @@ class RateLimiter:
         if window and window > 0:
             bucket.window = float(window)
         if limit and limit > 0:
-            bucket.limit = limit
+            bucket.limit = min(limit, MAX_LIMIT)
         if remaining is not None and limit:
-            bucket.book((limit - remaining) - bucket.used())
+            bucket.book(min(bucket.limit, limit - remaining) - bucket.used())
         bucket.pump()
 
     def rate_limited(self, *, write: bool, retry_after: float, headers: Mapping[str, str] | None = None) -> None:
@@ -239,12 +241,13 @@ class RateLimiter:
         Without it (older API versions, §1 row 8) the limit is learned from the refusal itself:
         the API accepted the requests of this calendar minute (§6: the key window resets at the
         full minute) but this one, so the bucket's limit becomes that count (never raised this
-        way, never below :data:`LEARNED_FLOOR` of the configured limit).
+        way, never below :data:`LEARNED_FLOOR` of the configured limit; the next answer with
+        ``X-RateLimit-Limit`` sets it again).
         """
         bucket = self.bucket(write)
         announced = _int((headers or {}).get("x-ratelimit-limit"))
         if announced:
-            bucket.limit = announced
+            bucket.limit = min(announced, MAX_LIMIT)
         into_minute = self._wall() % 60.0
         if not announced and into_minute >= LEARN_AFTER:  # right after the full minute clocks may disagree
             accepted = sum(1 for g in bucket.grants() if g >= self._clock() - into_minute) - 1
