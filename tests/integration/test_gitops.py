@@ -834,3 +834,27 @@ def test_operator_never_writes_spec_or_user_annotations(
         owned = fields.get("f:metadata", {}).get("f:annotations", {})
         assert not {f"f:{k}" for k in user_annotations} & set(owned), (entry["manager"], owned)
     assert RW_KEY not in str(obj)
+
+
+def test_two_resources_adopting_one_environment_at_once_leave_one_owner_and_deleting_the_other_keeps_it(
+    cluster: Cluster, simulator: Simulator, operator: OperatorProcess
+) -> None:
+    project = simulator.new_project("adopt-race")
+    env = running_environment(simulator, project, "contested")
+    both = {"apiVersion": "v1", "kind": "List", "items": [
+        environment(name, project, name="contested", branch=branch, environmentId=env["id"])
+        for name, branch in (("race-a", "br-a"), ("race-b", "br-b"))]}
+    cluster.apply(both)  # one apply: both are created in the same second
+
+    def settled() -> dict[str, str] | None:
+        reasons = {n: (cluster.condition(n, "Ready") or {}).get("reason", "") for n in ("race-a", "race-b")}
+        return reasons if sorted(reasons.values()) == ["Available", "Conflict"] else None
+
+    reasons = wait_for(settled, timeout=60, what="one owner and one Conflict")
+    loser = next(n for n, r in reasons.items() if r == "Conflict")
+    time.sleep(4)  # a couple of steady polls: the loser must not fight over the branch
+    drift = [e for e in cluster.events() if e.get("reason") == "DriftCorrected"]
+    assert drift == [], [e["message"] for e in drift]
+    cluster.delete(loser)
+    wait_for(lambda: cluster.get(loser) is None, timeout=30, what=f"{loser} gone")
+    assert (simulator.environment(env["id"]) or {}).get("deleted") is not True, "the owner's environment was destroyed"

@@ -139,3 +139,12 @@ async def test_a_429_without_headers_teaches_the_limit_of_the_calendar_minute() 
     limiter.rate_limited(write=False, retry_after=0.01, headers=refusal)
     assert limiter.snapshot()["read"]["limit"] == 9, "an announced limit is the truth"
     assert limiter.snapshot()["read"]["used"] == 7, "a 429's 'remaining 0' books nothing: retry_after says when"
+
+
+async def test_a_header_less_429_from_an_api_that_tells_its_limit_teaches_nothing() -> None:
+    limiter = RateLimiter(read_limit=30, write_limit=20, window=WINDOW, wall=lambda: 1_000_040.0)
+    limiter.observe(write=False, headers={"x-ratelimit-limit": "30", "x-ratelimit-remaining": "29"})
+    for _ in range(3):
+        await limiter.acquire(write=False, priority=Priority.POLL)
+    limiter.rate_limited(write=False, retry_after=0.01)
+    assert limiter.snapshot()["read"]["limit"] == 30

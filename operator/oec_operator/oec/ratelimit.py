@@ -72,6 +72,7 @@ class _Bucket:
         self.name = name
         self.limit = max(1, int(limit))
         self.floor = max(1, int(self.limit * LEARNED_FLOOR))
+        self.announced = False  # the API has told this bucket's limit in a header
         self.window = float(window)
         self._clock = clock
         self._grants: deque[float] = deque()
@@ -230,6 +231,7 @@ class RateLimiter:
             bucket.window = float(window)
         if limit and limit > 0:
             bucket.limit = min(limit, MAX_LIMIT)
+            bucket.announced = True
         if remaining is not None and limit:
             bucket.book(min(bucket.limit, limit - remaining) - bucket.used())
         bucket.pump()
@@ -240,16 +242,18 @@ class RateLimiter:
         The answer's ``X-RateLimit-Limit`` (``headers``), if any, becomes the bucket's limit.
         Without it (older API versions, §1 row 8) the limit is learned from the refusal itself:
         the API accepted the requests of this calendar minute (§6: the key window resets at the
-        full minute) but this one, so the bucket's limit becomes that count (never raised this
-        way, never below :data:`LEARNED_FLOOR` of the configured limit; the next answer with
-        ``X-RateLimit-Limit`` sets it again).
+        full minute) but this one, so the bucket's limit becomes that count: only while the API
+        never sent the header for this bucket, never raised this way, never below
+        :data:`LEARNED_FLOOR` of the configured limit; the next ``X-RateLimit-Limit`` sets it again.
         """
         bucket = self.bucket(write)
         announced = _int((headers or {}).get("x-ratelimit-limit"))
         if announced:
-            bucket.limit = min(announced, MAX_LIMIT)
+            bucket.limit, bucket.announced = min(announced, MAX_LIMIT), True
         into_minute = self._wall() % 60.0
-        if not announced and into_minute >= LEARN_AFTER:  # right after the full minute clocks may disagree
+        # Learn only from an API that never tells its limit (a lone header-less 429 from one that
+        # does is not about this budget); right after the full minute the clocks may disagree.
+        if not bucket.announced and into_minute >= LEARN_AFTER:
             accepted = sum(1 for g in bucket.grants() if g >= self._clock() - into_minute) - 1
             bucket.limit = max(bucket.floor, min(bucket.limit, accepted))
         bucket.closed_until = max(bucket.closed_until, self._clock() + max(0.0, retry_after))
