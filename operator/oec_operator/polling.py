@@ -90,7 +90,6 @@ class ProjectWatch:
         self._interests: dict[str, dict[str, Interest]] = {}  # env id -> resource uid -> interest
         self._task: asyncio.Task[None] | None = None
         self._kick = asyncio.Event()
-        self.lists = 0  # list requests sent (for tests and logs)
 
     # -- subscriptions -------------------------------------------------------------------
     def subscribe(self, env_id: str, uid: str, interest: Interest) -> None:
@@ -100,7 +99,7 @@ class ProjectWatch:
             if other != env_id and by_uid.pop(uid, None) is not None and not by_uid:
                 del self._interests[other]
         self._interests.setdefault(env_id, {})[uid] = interest
-        if self._task is None or self._task.done():
+        if not self.running:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=f"watch {self.project_id}")
         elif self.interval() < before:
             self._kick.set()  # something became busy: do not wait out a long steady interval
@@ -112,6 +111,11 @@ class ProjectWatch:
                 del self._interests[env_id]
         if not self._interests:
             self._kick.set()
+
+    @property
+    def running(self) -> bool:
+        """True while the poll loop runs."""
+        return self._task is not None and not self._task.done()
 
     def in_use(self) -> bool:
         """Subscribed to, or listed within the last two minutes (e.g. for creates)."""
@@ -202,7 +206,6 @@ class ProjectWatch:
 
     async def _list(self) -> None:
         started = self._clock()
-        self.lists += 1
         try:
             listed = await self.api.list_environments(self.project_id)
         except OecError as exc:
@@ -303,9 +306,8 @@ class Fleet:
         watch = self._by_uid.pop(uid, None)
         if watch is not None:
             watch.unsubscribe(uid)
-        for key, idle in [(k, w) for k, w in self._watches.items() if not w.interested]:
-            if idle._task is None or idle._task.done():
-                del self._watches[key]
+        for key in [k for k, w in self._watches.items() if not w.interested and not w.running]:
+            del self._watches[key]
 
     async def aclose(self) -> None:
         """Stop every poll loop."""
