@@ -176,7 +176,11 @@ def status(state: Path) -> None:
     kubeconfig = state / "control-plane" / "kubeconfig"
     if os.environ.get("KUBECONFIG_DEMO") or kubeconfig.exists():
         kubeconfig = control_plane(state, "status")
-        print(kubectl(kubeconfig, "get", "odooenv", "-A", "-o", "wide", check=False).stdout)
+        listing = kubectl(kubeconfig, "get", "odooenv", "-A", "-o", "wide", check=False)
+        # kubectl says "No resources found" (and why it cannot list) on stderr, not stdout.
+        print((listing.stdout or listing.stderr).rstrip() or "no OdooEnvironment resources")
+    else:
+        print("control plane: not started (run `make demo`)")
 
 
 def down(state: Path) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from .conftest import Cluster, OperatorProcess, Simulator, environment, wait_for
 from .test_gitops import at
 
@@ -83,34 +85,38 @@ def test_a_change_in_oec_wakes_only_its_resource_within_one_interval(
         assert (cluster.get(name) or {})["metadata"]["resourceVersion"] == versions[name]
 
 
+@pytest.mark.timeout(480)  # a settling window, up to a minute to align, 70 s measured
 def test_the_operator_slows_down_before_the_budget_runs_out_even_when_another_client_shares_the_key(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
     project, names, _ = _steady_project(cluster, simulator, "budget", 3)
-    # 20 reads per calendar minute (oec-api.md §6) while the operator would list every 3 s (20 a
-    # minute). The first minute after the switch may refuse a request the operator could not see
-    # coming; from the next full minute on it knows the limit from the headers.
+    # 20 reads per calendar minute (oec-api.md §6): the fleet's floor keeps the lists within half
+    # of that (one every 6 s). The first minute after the switch may refuse a request the operator
+    # could not see coming. After a whole window (60.5 s) under the new limit the operator lists
+    # as a steady stream, so its log still holds the previous minute when the next one starts.
     simulator.configure(read_limit=20)
     try:
+        time.sleep(61)
         time.sleep(60 - time.time() % 60 + 0.5)
         since = simulator.last_seq()
-        with simulator.api() as other:  # another client spends half of the key's reads at once
-            for _ in range(10):
+        with simulator.api() as other:  # another client spends three quarters of the key's reads
+            for _ in range(15):
                 other.get("/projects")
         time.sleep(70)
         calls = simulator.requests(since=since)
     finally:
         simulator.configure(read_limit=100_000)
-    mine = [r for r in calls if not r["path"].endswith("/projects")]
-    refused = [(r["time"], r["path"]) for r in mine if r["status"] == 429]
+    refused = [(r["time"], r["path"]) for r in calls if r["status"] == 429]
     assert refused == [], "the operator ran into the limit instead of slowing down before it"
-    lists = [r for r in mine if r["path"].endswith(f"/projects/{project}/environments")]
-    assert 8 <= len(lists) <= 21, f"{len(lists)} lists in 70 s at a budget of 20 reads a minute"
+    lists = [r for r in calls if r["path"].endswith(f"/projects/{project}/environments")]
+    # The 5 reads left in the minute, then the next minute's share: it slows down, it does not stop.
+    assert 3 <= len(lists) <= 10, f"{len(lists)} lists in 70 s with 5 of 20 reads a minute left"
     for name in names:
         ready = next(c for c in (cluster.get(name) or {})["status"]["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "True"
 
 
+@pytest.mark.timeout(480)  # 2 creates a minute: 5 take three calendar minutes
 def test_creates_waiting_for_the_write_budget_say_so_and_all_complete(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
@@ -129,7 +135,9 @@ def test_creates_waiting_for_the_write_budget_say_so_and_all_complete(
                     found.append(name)
             return found
 
-        assert wait_for(waiting, timeout=40, what="a resource that says it waits for the write budget")
+        # The first burst runs into the plan's 2 (429, "retrying in N s" until the next full
+        # minute); the retries then know the budget and wait for it, saying so.
+        assert wait_for(waiting, timeout=90, what="a resource that says it waits for the write budget")
         for name in names:
             cluster.wait_ready(name, timeout=200)
     finally:

@@ -76,13 +76,48 @@ async def test_a_429_closes_the_bucket_for_the_time_the_api_gave() -> None:
 
 
 async def test_remaining_below_our_count_books_the_difference_as_spent_elsewhere() -> None:
-    limiter = RateLimiter(read_limit=10, write_limit=10, window=WINDOW)
+    limiter = RateLimiter(read_limit=10, write_limit=10, window=WINDOW, wall=lambda: 1_000_000.0)
     await limiter.acquire(write=False, priority=Priority.POLL)
     # Another client of the same key has spent 7 more: the API says 2 are left.
     limiter.observe(write=False, headers={"x-ratelimit-limit": "10", "x-ratelimit-remaining": "2"})
     assert limiter.snapshot()["read"]["used"] == 8
     await _grant_times(limiter, 2)
     assert limiter.seconds_until_free(write=False) > 0, "the 11th request in the window must wait"
+
+
+async def test_another_client_is_noticed_when_the_log_still_holds_the_previous_minute() -> None:
+    # A steady stream at the whole budget (20 a minute, oec-api.md §6) fills the sliding log with
+    # the previous calendar minute; another client then spends half of the key right after the
+    # full minute. The API counts only this minute, so our share of it must shrink to what is left.
+    clock = [940.5]
+    minute = 1000.0  # the clock time of a full calendar minute
+    limiter = RateLimiter(read_limit=20, write_limit=20, window=60, clock=lambda: clock[0],
+                          wall=lambda: 6_000_000 + clock[0] - minute)
+
+    def headers(counted: int) -> dict[str, str]:
+        return {"x-ratelimit-limit": "20", "x-ratelimit-remaining": str(20 - counted), "x-ratelimit-window": "60"}
+
+    for i in range(20):  # 940.5 ... 997.5, every 3 s: the whole budget of the previous minute
+        clock[0] = 940.5 + 3 * i
+        await limiter.acquire(write=False, priority=Priority.POLL)
+        limiter.observe(write=False, headers=headers(i + 1), granted_at=clock[0])
+    assert limiter.snapshot()["read"]["used"] == 20, "answers that match our own count book nothing"
+
+    clock[0] = 1001.0  # another client spent 10 at 1000.5; our first request of the minute:
+    await limiter.acquire(write=False, priority=Priority.POLL)
+    clock[0] = 1001.2
+    limiter.observe(write=False, headers=headers(11), granted_at=1001.0)
+    limiter.observe(write=False, headers=headers(11), granted_at=1001.0)  # a second answer: no double count
+    assert limiter.snapshot()["read"]["used"] == 20 + 1 + 10 - 1  # 940.5 has left the 60.5 s log
+
+    ours = 1
+    while clock[0] < minute + 59.5:
+        clock[0] += 0.5
+        if limiter.seconds_until_free(write=False) == 0:
+            await limiter.acquire(write=False, priority=Priority.POLL)
+            ours += 1
+    assert ours + 10 <= 20, f"{ours} of ours and 10 of the other client's in one calendar minute"
+    assert ours >= 9, f"only {ours} of the 10 requests left in the minute were used"
 
 
 async def test_the_limit_the_api_announces_replaces_the_configured_one() -> None:

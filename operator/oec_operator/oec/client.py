@@ -175,6 +175,7 @@ class OecClient:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         write = await self._admit(method, path)
+        granted_at = self._limiter.now() if self._limiter is not None else 0.0
         started = time.perf_counter()
         try:
             response = await self._http.request(
@@ -197,7 +198,7 @@ class OecClient:
                 for bucket in (True, False) if error.code == "ip_blocked" else (write,):
                     self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, headers=response.headers)
             else:
-                self._limiter.observe(write=write, headers=response.headers)
+                self._limiter.observe(write=write, headers=response.headers, granted_at=granted_at)
         self._observe(method, path, response.status_code, started, response.headers.get("x-ratelimit-remaining"),
                       retry_after)
         if error is not None:

@@ -11,8 +11,11 @@ It is fed by what the API answers:
 
 * ``X-RateLimit-Limit`` and ``X-RateLimit-Window`` replace the configured limit and window of the
   bucket (the API knows the plan's real budget);
-* ``X-RateLimit-Remaining`` lower than the limiter's own count means another client spends the
-  same key: the difference is booked as used for one window;
+* ``X-RateLimit-Limit`` minus ``X-RateLimit-Remaining`` is what the API counted in the calendar
+  minute of the request (§6: the key window is a fixed calendar minute). More than this limiter let
+  through in that minute, up to that request, means another client spends the same key: the
+  difference is booked as used for one window. (Comparing with the whole sliding log instead
+  would miss it whenever the log still holds the previous minute's requests.)
 * a 429 closes the bucket until its ``retry_after`` has passed (``oec-api.md`` §6 fallback chain,
   computed by :func:`oec_operator.oec.errors.retry_after_seconds`).
 
@@ -75,14 +78,16 @@ class _Bucket:
         self.announced = False  # the API has told this bucket's limit in a header
         self.window = float(window)
         self._clock = clock
-        self._grants: deque[float] = deque()
+        #: ``(clock time, booked)``: requests let through (``booked=False``) and requests another
+        #: client made with the key (``booked=True``), oldest first.
+        self._grants: deque[tuple[float, bool]] = deque()
         self.closed_until = 0.0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
 
     def _expire(self, now: float) -> None:
         horizon = now - self.window - WINDOW_MARGIN
-        while self._grants and self._grants[0] <= horizon:
+        while self._grants and self._grants[0][0] <= horizon:
             self._grants.popleft()
 
     def used(self) -> int:
@@ -96,21 +101,26 @@ class _Bucket:
         self._expire(now)
         at = now
         if len(self._grants) >= self.limit:
-            at = self._grants[len(self._grants) - self.limit] + self.window + WINDOW_MARGIN
+            at = self._grants[len(self._grants) - self.limit][0] + self.window + WINDOW_MARGIN
         return max(at, self.closed_until)
 
     def grants(self) -> list[float]:
-        """Clock times of the grants in the current window."""
+        """Clock times of the requests this limiter let through in the current window."""
         self._expire(self._clock())
-        return list(self._grants)
+        return [at for at, booked in self._grants if not booked]
 
     def grant(self) -> None:
-        self._grants.append(self._clock())
+        self._grants.append((self._clock(), False))
 
     def book(self, count: int) -> None:
         """Count ``count`` requests made elsewhere with the same key as made now."""
         now = self._clock()
-        self._grants.extend(itertools.repeat(now, max(0, count)))
+        self._grants.extend(itertools.repeat((now, True), max(0, count)))
+
+    def known_since(self, start: float, granted_at: float) -> int:
+        """Requests known in the log from clock time ``start`` on: ours granted up to
+        ``granted_at`` and every booked one."""
+        return sum(1 for at, booked in self._grants if at >= start and (booked or at <= granted_at))
 
     @property
     def waiting(self) -> int:
@@ -222,8 +232,19 @@ class RateLimiter:
         """Seconds until the bucket grants again (0 when it would grant now)."""
         return max(0.0, self.bucket(write).next_free() - self._clock())
 
-    def observe(self, *, write: bool, headers: Mapping[str, str]) -> None:
-        """Learn from an answer's ``X-RateLimit-Limit``/``-Remaining``/``-Window`` (§6)."""
+    def now(self) -> float:
+        """The limiter's clock (seconds): pass it as ``granted_at`` to :meth:`observe`."""
+        return self._clock()
+
+    def observe(self, *, write: bool, headers: Mapping[str, str], granted_at: float | None = None) -> None:
+        """Learn from an answer's ``X-RateLimit-Limit``/``-Remaining``/``-Window`` (§6).
+
+        ``granted_at`` is the clock time (:meth:`now`) the request was let through (default: now).
+        The API's count ``limit - remaining`` covers the calendar minute of that request; what it
+        counted beyond our requests of that minute up to then, and beyond what is booked already,
+        is booked as spent by another client. On a rolling-window API (§1 row 7) the calendar
+        minute is the shorter span, so the estimate only errs on the safe side.
+        """
         bucket = self.bucket(write)
         limit, remaining, window = (_int(headers.get(h)) for h in
                                     ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-window"))
@@ -233,7 +254,12 @@ class RateLimiter:
             bucket.limit = min(limit, MAX_LIMIT)
             bucket.announced = True
         if remaining is not None and limit:
-            bucket.book(min(bucket.limit, limit - remaining) - bucket.used())
+            now = self._clock()
+            at = now if granted_at is None else min(granted_at, now)
+            bucket.used()  # drop what left the window
+            frame_start = at - (self._wall() - (now - at)) % bucket.window
+            counted = min(bucket.limit, limit - remaining)
+            bucket.book(counted - bucket.known_since(frame_start, at))
         bucket.pump()
 
     def rate_limited(self, *, write: bool, retry_after: float, headers: Mapping[str, str] | None = None) -> None:
