@@ -15,7 +15,8 @@ passes ``args`` and ``env``, checks the answer's ``apiVersion`` and, when the op
 terminal, lets the plugin prompt there. Not ``kopf.login_via_client``: it keeps no expiry (the
 token would be refreshed only after a 401), it turns a failing plugin into a logged line and a
 login without credentials, and it rewrites the client library's process-wide default
-configuration.
+configuration. (The operator's own ``kubernetes`` client, :func:`runtime.load_kubernetes_client`,
+runs the plugin itself through that library.)
 """
 
 from __future__ import annotations
