@@ -28,7 +28,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from oec_operator import conditions as cond
-from oec_operator import metrics, redact
+from oec_operator import kubelogin, metrics, redact
 from oec_operator.annotations import Requests
 from oec_operator.conditions import Condition
 from oec_operator.config import load_config
@@ -55,6 +55,9 @@ CONFIG = load_config()
 GUARD_PASSES = 30
 #: Connections kopf may hold open to the apiserver at once (watch streams included).
 KUBE_CONNECTIONS = 200
+#: Seconds between login attempts while a kubeconfig user's exec credential plugin fails (e.g.
+#: until ``aws sso login`` is done).
+EXEC_RETRY_DELAY = 15.0
 
 
 #: A status that changed in nothing but ``lastSyncTime`` is written again only after this many
@@ -131,10 +134,27 @@ async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
     """In-cluster service account first, then the kubeconfig; through an HTTP session that opens
     at most :data:`KUBE_CONNECTIONS` connections to the apiserver (kopf's own session has no
     limit: thousands of objects created at once would open thousands of TLS connections, about
-    a third of a megabyte each, ``kopf-notes.md`` §5; kopf's documented custom-session login)."""
-    info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    a third of a megabyte each, ``kopf-notes.md`` §5; kopf's documented custom-session login).
+
+    A kubeconfig user with an ``exec`` credential plugin (EKS, GKE, AKS) gets the plugin's token
+    or client certificate (:mod:`oec_operator.kubelogin`); the session's ``expiration`` is the
+    credential's ``expirationTimestamp``, after which kopf calls this handler again (it does so
+    on an HTTP 401 too). Returns None when neither a service account nor a kubeconfig exists.
+
+    Raises:
+        kopf.TemporaryError: the exec plugin failed (the message names the kubeconfig user and
+            the command, with the plugin's stderr); kopf logs it and retries after
+            :data:`EXEC_RETRY_DELAY` seconds, while API calls wait for credentials.
+    """
+    info = kopf.login_with_service_account(**kwargs)
     if info is None:
-        return None
+        info = kopf.login_with_kubeconfig(**kwargs)
+        if info is None:
+            return None
+        try:
+            info = await kubelogin.with_exec_credential(info)
+        except kubelogin.ExecPluginError as exc:
+            raise kopf.TemporaryError(str(exc), delay=EXEC_RETRY_DELAY) from None
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=KUBE_CONNECTIONS, ssl=info.as_ssl_context()),
         headers=info.as_http_headers(), proxy=info.proxy_url, trust_env=info.trust_env,
