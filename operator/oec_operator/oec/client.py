@@ -25,6 +25,7 @@ from oec_operator.oec.errors import (
 )
 from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
 from oec_operator.oec.ratelimit import Priority, RateLimiter
+from oec_operator.oec.transport import BoundedTransport
 
 #: Production base URL (``oec-api.md`` §2).
 DEFAULT_BASE_URL = "https://api.oec.sh/api/public/v1"
@@ -32,6 +33,8 @@ DEFAULT_BASE_URL = "https://api.oec.sh/api/public/v1"
 API_KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
 #: The client never asks for more log lines than the vendor client allows (``oec-api.md`` §2).
 MAX_LOG_LINES = 1000
+#: Connections to the API at once (httpx's default pool size).
+MAX_CONNECTIONS = 100
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -69,24 +72,29 @@ def validate_api_key(api_key: str) -> str:
     return match.group(1)
 
 
-def make_http_client(base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0) -> httpx.AsyncClient:
+def make_http_client(base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0,
+                     max_connections: int = MAX_CONNECTIONS) -> httpx.AsyncClient:
     """Create the shared HTTP client.
 
     Args:
         base_url: API root, e.g. ``https://api.oec.sh/api/public/v1`` or a simulator's
             ``http://127.0.0.1:8765/api/public/v1``.
         timeout: per-request timeout in seconds (connect timeout is capped at 10 s); the vendor
-            client uses 30 s (``oec-api.md`` §3).
+            client uses 30 s (``oec-api.md`` §3). Time spent waiting for a free connection is
+            not part of it (:class:`~oec_operator.oec.transport.BoundedTransport`).
+        max_connections: connections to the API at most; further requests wait for one.
 
     Returns:
         An ``httpx.AsyncClient`` that never follows redirects (the API never redirects,
         ``oec-api.md`` §3) and ignores proxy environment variables.
     """
+    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections))
     return httpx.AsyncClient(
         base_url=base_url.rstrip("/") + "/",
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
         follow_redirects=False,
         trust_env=False,
+        transport=BoundedTransport(limits=limits, trust_env=False),
         headers={"Accept": "application/json", "User-Agent": "oec-operator"},
     )
 
