@@ -205,8 +205,10 @@ def test_api_refusal_stalls_with_the_reason(cluster: Cluster, simulator: Simulat
     assert unknown_project in stalled["message"]
     obj = cluster.get("lost") or {}
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
-    events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=lost", "-o", "json").stdout
-    assert "InvalidSpec" in events
+    # kopf posts Events from a queue of its own, so the Warning may land just after the status.
+    wait_for(lambda: "InvalidSpec" in cluster.kubectl("get", "events", "--field-selector",
+                                                      "involvedObject.name=lost", "-o", "json").stdout,
+             timeout=20, what="the InvalidSpec Warning Event")
 
 
 def test_operator_log_never_contains_the_api_key(
