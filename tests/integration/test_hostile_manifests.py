@@ -19,6 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from oec_operator.oec.models import TRANSITIONAL_STATES
+
 from .conftest import GROUP, PLURAL, VERSION, Cluster, OperatorProcess, Simulator, environment, wait_for
 
 PROJECT = "3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10"
@@ -223,8 +225,17 @@ def test_weird_but_valid_manifests_get_conditions_without_crash_or_hot_loop(
 
     survives()
     assert operator.proc is not None and operator.proc.poll() is None, "the operator process exited"
+
+    def deploys_done() -> bool:
+        """No created resource has work in flight (it would poll at the fast pace, legitimately):
+        a redeploy token set at creation deploys twice, which a fixed pause may not cover."""
+        items = json.loads(cluster.kubectl("get", f"{PLURAL}.{GROUP}", "-o", "json").stdout)["items"]
+        statuses = [o.get("status") or {} for o in items if o["metadata"]["name"] in created]
+        return len(statuses) == len(created) and not any(
+            s.get("phase") in TRANSITIONAL_STATES or s.get("pendingDeploy") for s in statuses)
+
     # Let deploys finish, then watch a window of steady state.
-    time.sleep(5)
+    wait_for(deploys_done, timeout=60, what="every deploy of the weird resources to finish")
     seq = simulator.last_seq()
     time.sleep(WINDOW)
     requests = simulator.requests(since=seq)

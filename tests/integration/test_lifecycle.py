@@ -7,6 +7,14 @@ from typing import Any
 
 from .conftest import RW_KEY, Cluster, OperatorProcess, Simulator, environment, wait_for
 
+#: Deploy time (s) of tests that must see the ``deploying`` phase through kubectl polls: long
+#: enough for an operator write and a kubectl read that each take a second or more under load.
+DEPLOY_SEEN_SECONDS = 8.0
+#: Latency (s) given to the simulator's create in the tests that SIGKILL the operator while its
+#: POST is in flight. The kill lands after the test has seen ``status.createRequest`` (one or two
+#: kubectl reads, 1-2 s each on a loaded machine) and 0.5 s more; the POST must still be held then.
+CREATE_HELD_SECONDS = 6.0
+
 
 def test_apply_creates_one_environment_that_reaches_running(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
@@ -44,19 +52,25 @@ def test_status_says_reconciling_while_the_environment_deploys(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
     project = simulator.new_project("progress")
-    cluster.apply(environment("progress", project))
+    # The deploying phase must last long enough to be seen: with the fixture's 2 s, a slow
+    # operator write plus a slow kubectl poll on a loaded machine can miss the whole phase.
+    simulator.configure(deploy_seconds=DEPLOY_SEEN_SECONDS)
+    try:
+        cluster.apply(environment("progress", project))
 
-    def deploying() -> dict[str, Any] | None:
-        obj = cluster.get("progress") or {}
-        status = obj.get("status", {})
-        return status if status.get("phase") == "deploying" else None
+        def deploying() -> dict[str, Any] | None:
+            obj = cluster.get("progress") or {}
+            status = obj.get("status", {})
+            return status if status.get("phase") == "deploying" else None
 
-    status = wait_for(deploying, timeout=30, interval=0.1, what="phase deploying")
-    by_type = {c["type"]: c for c in status["conditions"]}
-    assert by_type["Ready"]["status"] == "False"
-    assert by_type["Reconciling"]["status"] == "True"
-    assert "observedGeneration" not in status  # kstatus: InProgress, not Current
-    cluster.wait_ready("progress")
+        status = wait_for(deploying, timeout=30, interval=0.1, what="phase deploying")
+        by_type = {c["type"]: c for c in status["conditions"]}
+        assert by_type["Ready"]["status"] == "False"
+        assert by_type["Reconciling"]["status"] == "True"
+        assert "observedGeneration" not in status  # kstatus: InProgress, not Current
+        cluster.wait_ready("progress")
+    finally:
+        simulator.configure(deploy_seconds=2.0)
 
 
 def test_branch_change_is_one_patch_and_kubectl_wait_waits_for_it(
@@ -141,7 +155,7 @@ def test_operator_killed_mid_create_does_not_create_a_second_environment(
     cluster: Cluster, simulator: Simulator, operator_factory: Any
 ) -> None:
     project = simulator.new_project("crash")
-    simulator.configure(latency={"create_environment": 3.0})
+    simulator.configure(latency={"create_environment": CREATE_HELD_SECONDS})
     try:
         first = operator_factory()
         cluster.apply(environment("crash", project))
@@ -153,7 +167,8 @@ def test_operator_killed_mid_create_does_not_create_a_second_environment(
         status = (cluster.get("crash") or {}).get("status", {})
         assert "environmentId" not in status, "the kill came too late to interrupt the create"
         # The interrupted POST still completes on the API side.
-        wait_for(lambda: len(simulator.environments(project)) == 1, timeout=10, what="first environment")
+        wait_for(lambda: len(simulator.environments(project)) == 1, timeout=CREATE_HELD_SECONDS + 15,
+                 what="first environment")
         simulator.configure(latency={})
         operator_factory()
         obj = cluster.wait_ready("crash")
@@ -190,8 +205,10 @@ def test_api_refusal_stalls_with_the_reason(cluster: Cluster, simulator: Simulat
     assert unknown_project in stalled["message"]
     obj = cluster.get("lost") or {}
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
-    events = cluster.kubectl("get", "events", "--field-selector", "involvedObject.name=lost", "-o", "json").stdout
-    assert "InvalidSpec" in events
+    # kopf posts Events from a queue of its own, so the Warning may land just after the status.
+    wait_for(lambda: "InvalidSpec" in cluster.kubectl("get", "events", "--field-selector",
+                                                      "involvedObject.name=lost", "-o", "json").stdout,
+             timeout=20, what="the InvalidSpec Warning Event")
 
 
 def test_operator_log_never_contains_the_api_key(
@@ -209,7 +226,7 @@ def test_resource_deleted_after_a_lost_create_leaves_no_environment(
     cluster: Cluster, simulator: Simulator, operator_factory: Any
 ) -> None:
     project = simulator.new_project("lost-create")
-    simulator.configure(latency={"create_environment": 3.0})
+    simulator.configure(latency={"create_environment": CREATE_HELD_SECONDS})
     try:
         first = operator_factory()
         cluster.apply(environment("lost", project))
@@ -219,7 +236,8 @@ def test_resource_deleted_after_a_lost_create_leaves_no_environment(
         time.sleep(0.5)
         first.kill()
         assert "environmentId" not in (cluster.get("lost") or {}).get("status", {})
-        wait_for(lambda: len(simulator.environments(project)) == 1, timeout=10, what="the lost create to land")
+        wait_for(lambda: len(simulator.environments(project)) == 1, timeout=CREATE_HELD_SECONDS + 15,
+                 what="the lost create to land")
         cluster.kubectl("delete", "odooenv", "lost", "--wait=false")
         simulator.configure(latency={})
         operator_factory()
@@ -234,7 +252,7 @@ def test_deleting_while_the_first_deploy_runs_sends_one_delete(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
     project = simulator.new_project("delete-deploying")
-    simulator.configure(deploy_seconds=4.0)
+    simulator.configure(deploy_seconds=DEPLOY_SEEN_SECONDS)  # the delete must land while it deploys
     try:
         cluster.apply(environment("early", project))
         wait_for(lambda: (cluster.get("early") or {}).get("status", {}).get("phase") == "deploying",

@@ -303,6 +303,14 @@ def reasons(cluster: Cluster) -> set[str]:
     return {e["reason"] for e in cluster.events()}
 
 
+def wait_reasons(expected: set[str], *clusters: Cluster) -> None:
+    """Wait until every namespace in ``clusters`` has Events with all ``expected`` reasons. kopf
+    posts Events from a queue of its own, so the last one (``Deleted``, ``Orphaned``) may land
+    just after the object it is about is gone."""
+    wait_for(lambda: all(expected <= reasons(c) for c in clusters), timeout=20,
+             what=f"Events {sorted(expected)} in {[c.namespace for c in clusters]}")
+
+
 # --------------------------------------------------------------------------- tests: deploy/rbac
 
 
@@ -345,7 +353,7 @@ def test_operator_works_with_exactly_the_shipped_role(
     env_id = lifecycle(cluster, simulator, op)
 
     assert simulator.environment(env_id)["deleted"]  # type: ignore[index]
-    assert {"Created", "Updated", "DeployStarted", "Deployed", "Deleted"} <= reasons(cluster)
+    wait_reasons({"Created", "Updated", "DeployStarted", "Deployed", "Deleted"}, cluster)
     # A resource with its own Secret (credentialsSecretRef) in its namespace works too.
     access.api_key_secret(cluster.namespace, "team-key")
     lifecycle(cluster, simulator, op, name="own-key", credentialsSecretRef={"name": "team-key"})
@@ -390,7 +398,7 @@ def test_uninstall_guard_works_with_the_shipped_role(
         kubectl_run(cluster.kube, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
     assert [e["id"] for e in simulator.environments(project)] == [env_id]
     assert simulator.requests("DELETE", f"/environments/{env_id}") == []
-    assert "Orphaned" in reasons(cluster)
+    wait_reasons({"Orphaned"}, cluster)
     assert_no_refusal(op)
 
 
@@ -488,14 +496,14 @@ def test_namespaced_overlay_serves_its_namespaces(
     lifecycle(team_a, simulator, op)  # default key: the Secret in the operator's namespace
     access.api_key_secret(watched[1], "team-key")
     lifecycle(team_b, simulator, op, credentialsSecretRef={"name": "team-key"})
-    assert {"Created", "Deployed", "Deleted"} <= reasons(team_a) & reasons(team_b)
+    wait_reasons({"Created", "Deployed", "Deleted"}, team_a, team_b)
     # Uninstall: the guard lists cluster-wide and releases the finalizers in its namespaces.
     project = simulator.new_project("rbac-ns-uninstall")
     team_a.apply(environment("keep", project))
     until("keep Ready", lambda: _ready(team_a, "keep", 1), op, time.monotonic() + LIFECYCLE_TIMEOUT)
     assert delete_crd(cluster.kube, op, timeout=30) is None
     assert len(simulator.environments(project)) == 1
-    assert "Orphaned" in reasons(team_a)
+    wait_reasons({"Orphaned"}, team_a)
     assert_no_refusal(op)
 
 

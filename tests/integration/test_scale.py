@@ -4,16 +4,21 @@ grow with projects and changes, not with resources, and steady resources are not
 
 from __future__ import annotations
 
+import datetime
+import json
 import time
 from typing import Any
 
 import pytest
 
-from .conftest import Cluster, OperatorProcess, Simulator, environment, wait_for
+from .conftest import GROUP, PLURAL, Cluster, OperatorProcess, Simulator, environment, wait_for
 from .test_gitops import at
 
 RESOURCES = 6
 STEADY = 3.0  # OEC_POLL_INTERVAL of the operator fixture
+#: A status that changed in nothing but ``lastSyncTime`` is written again after this many seconds
+#: (``SYNC_TIME_REFRESH_INTERVALS`` = 5 steady intervals, ``oec_operator/handlers.py``).
+SYNC_REFRESH = 5 * STEADY
 
 
 def _ready_all(cluster: Cluster, names: list[str]) -> dict[str, dict[str, Any]]:
@@ -29,6 +34,35 @@ def _settled(cluster: Cluster, names: list[str]) -> None:
                 return False
         return True
     wait_for(done, timeout=30, what="health read for every resource")
+
+
+def _objects(cluster: Cluster, names: list[str]) -> dict[str, dict[str, Any]]:
+    """The named resources, read in one kubectl call (one call per name takes seconds under load)."""
+    items = json.loads(cluster.kubectl("get", f"{PLURAL}.{GROUP}", "-o", "json").stdout)["items"]
+    return {o["metadata"]["name"]: o for o in items if o["metadata"]["name"] in names}
+
+
+def _rfc3339(value: str) -> float:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _assert_not_rewritten(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """``after`` is ``before``, except that a steady status may have had its ``lastSyncTime``
+    refreshed, at most once per :data:`SYNC_REFRESH` seconds. (A fixed observation window cannot
+    avoid that refresh: on a slow machine the reads around it take long enough to reach it.)"""
+    name = before["metadata"]["name"]
+    if after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]:
+        return
+
+    def strip(obj: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in obj["metadata"].items() if k not in ("resourceVersion", "managedFields")}
+        status = {k: v for k, v in obj.get("status", {}).items() if k != "lastSyncTime"}
+        return {**obj, "metadata": meta, "status": status}
+
+    assert strip(after) == strip(before), f"{name}: a steady resource's status was rewritten although nothing changed"
+    gap = _rfc3339(after["status"]["lastSyncTime"]) - _rfc3339(before["status"]["lastSyncTime"])
+    # -1: the written time is taken (to the second) just before the age that triggers the write.
+    assert gap >= SYNC_REFRESH - 1, f"{name}: lastSyncTime rewritten after {gap:.0f}s, not every {SYNC_REFRESH:.0f}s"
 
 
 def _steady_project(cluster: Cluster, simulator: Simulator, tag: str,
@@ -47,7 +81,7 @@ def test_steady_resources_of_a_project_share_one_list_and_are_not_rewritten(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
     project, names, ready = _steady_project(cluster, simulator, "batch", RESOURCES)
-    versions = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
+    before = _objects(cluster, names)
     since = simulator.last_seq()
     time.sleep(3 * STEADY + 1)
 
@@ -57,8 +91,9 @@ def test_steady_resources_of_a_project_share_one_list_and_are_not_rewritten(
     # One list per steady interval (+-10 % jitter) for the whole project, whatever its size.
     assert 2 <= len(lists) <= 5, [r["time"] for r in lists]
     assert per_environment == [], [(r["method"], r["path"]) for r in per_environment]
-    after = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
-    assert after == versions, "a steady resource's status was rewritten although nothing changed"
+    after = _objects(cluster, names)
+    for name in names:
+        _assert_not_rewritten(before[name], after[name])
 
 
 def test_a_change_in_oec_wakes_only_its_resource_within_one_interval(
@@ -66,23 +101,28 @@ def test_a_change_in_oec_wakes_only_its_resource_within_one_interval(
 ) -> None:
     _, names, ready = _steady_project(cluster, simulator, "wake", 3)
     target = ready["wake-1"]["status"]["environmentId"]
-    versions = {name: (cluster.get(name) or {})["metadata"]["resourceVersion"] for name in names}
+    before = _objects(cluster, names)
     since = simulator.last_seq()
-    changed_at = time.monotonic()
+    changed_at = time.time()
     simulator.edit(target, status="stopped")
 
     stopped = wait_for(lambda: (obj := cluster.get("wake-1")) and obj["status"].get("phase") == "stopped" and obj,
-                       timeout=3 * STEADY, interval=0.1, what="the stop to show")
-    assert time.monotonic() - changed_at <= 1.1 * STEADY + 2.0
+                       timeout=30, interval=0.1, what="the stop to show")
     ready_cond = next(c for c in stopped["status"]["conditions"] if c["type"] == "Ready")
     assert (ready_cond["status"], ready_cond["reason"]) == ("False", "Unavailable")
+    # Timed by the status itself (when the operator wrote the change, to the second), not by when
+    # this test's kubectl polls happened to see it: the project's next list, within one interval
+    # (+10 % jitter), wakes the resource; 2 s for the reconcile on a loaded machine.
+    written = _rfc3339(ready_cond["lastTransitionTime"])
+    assert written - changed_at <= 1.1 * STEADY + 2.0, f"the stop showed {written - changed_at:.1f}s after the edit"
     # The changed environment got its health read once; the others were left alone.
     wait_for(lambda: (cluster.get("wake-1") or {})["status"].get("health", {}).get("phase") == "stopped",
              timeout=10, what="the health of the stopped environment")
     status_reads = [r for r in simulator.requests("GET", since=since) if r["path"].endswith("/status")]
     assert [r["path"] for r in status_reads] == [f"/api/public/v1/environments/{target}/status"]
+    after = _objects(cluster, names)
     for name in ("wake-0", "wake-2"):
-        assert (cluster.get(name) or {})["metadata"]["resourceVersion"] == versions[name]
+        _assert_not_rewritten(before[name], after[name])
 
 
 @pytest.mark.timeout(480)  # a settling window, up to a minute to align, 70 s measured

@@ -99,10 +99,10 @@ async def test_concurrent_same_key_creates_make_one_environment(sim: Sim) -> Non
 
 
 async def test_concurrent_action_variant_answers_409(sim: Sim) -> None:
-    await sim.patch_config(latency={"create_environment": 0.3}, idempotency_inflight="conflict")
+    await sim.patch_config(latency={"create_environment": 1.0}, idempotency_inflight="conflict")
     first, second = await asyncio.gather(
         sim.api.post(CREATE, json={"name": "race"}, headers={"X-Idempotency-Key": "race"}),
-        _delayed_post(sim, 0.1),
+        _post_while_in_flight(sim),
     )
     assert first.status_code == 201
     assert second.status_code == 409
@@ -111,8 +111,17 @@ async def test_concurrent_action_variant_answers_409(sim: Sim) -> None:
     assert replay.json()["id"] == first.json()["id"]
 
 
-async def _delayed_post(sim: Sim, delay: float) -> httpx.Response:
-    await asyncio.sleep(delay)
+async def _in_flight(sim: Sim) -> None:
+    """Wait until a request holds an idempotency scope (is inside the create's latency): a fixed
+    head start can lose the race on a loaded machine and send the second request first."""
+    deadline = asyncio.get_running_loop().time() + 10
+    while not sim.state.idempotency._locks:
+        assert asyncio.get_running_loop().time() < deadline, "the first request never got in flight"
+        await asyncio.sleep(0.005)
+
+
+async def _post_while_in_flight(sim: Sim) -> httpx.Response:
+    await _in_flight(sim)
     return await sim.api.post(CREATE, json={"name": "race"}, headers={"X-Idempotency-Key": "race"})
 
 
@@ -142,11 +151,16 @@ async def test_either_header_variant(sim: Sim, clock: ManualClock) -> None:
 
 
 async def test_create_completes_when_the_client_gives_up(sim: Sim) -> None:
-    await sim.patch_config(latency={"create_environment": 0.4})
+    await sim.patch_config(latency={"create_environment": 1.0})
+    await sim.api.get("/projects")  # an open connection: the short timeout can only be the answer's
     with pytest.raises(httpx.ReadTimeout):
-        await sim.api.post(CREATE, json={"name": "slow"}, headers={"X-Idempotency-Key": "slow"}, timeout=0.1)
-    await asyncio.sleep(0.5)
-    envs = await _envs(sim)
+        await sim.api.post(CREATE, json={"name": "slow"}, headers={"X-Idempotency-Key": "slow"}, timeout=0.3)
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:  # the create finishes after its latency, whenever that is on a loaded machine
+        envs = await _envs(sim)
+        if envs or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
     assert [e["name"] for e in envs] == ["slow"]
     retry = await sim.api.post(CREATE, json={"name": "slow"}, headers={"X-Idempotency-Key": "slow"})
     assert retry.status_code == 201 and retry.json()["id"] == envs[0]["id"]

@@ -359,10 +359,13 @@ async def test_project_create_patch_delete(sim: Sim, clock: ManualClock) -> None
 
 
 async def test_real_clock_lifecycle_with_short_delays(start_sim: StartSim) -> None:
-    sim = await start_sim(deploy_seconds=0.2, destroy_seconds=0.2)
+    # Deploy 1 s: the first read must come before it ends, which 0.2 s did not leave a loaded
+    # machine room for; the loop waits on a deadline, not on a number of 20 ms steps.
+    sim = await start_sim(deploy_seconds=1.0, destroy_seconds=0.2)
     env_id = (await sim.create_env())["id"]
     statuses = []
-    for _ in range(50):
+    deadline = asyncio.get_running_loop().time() + 10
+    while asyncio.get_running_loop().time() < deadline:
         statuses.append((await sim.api.get(f"/environments/{env_id}")).json()["status"])
         if statuses[-1] == "running":
             break
