@@ -1,48 +1,31 @@
-"""An HTTP transport that never lets requests queue inside httpx's connection pool.
+"""An HTTP transport that keeps cancellations and waits out of httpx's connection pool.
 
 httpcore's pool (httpx's transport) can lose a connection slot for good when a request is cancelled
-or times out (``PoolTimeout``) while it waits for a connection under contention; once every slot
-is lost, each later request fails with ``PoolTimeout`` although the server is healthy, until the
-process restarts (encode/httpcore#1093, open for httpcore 1.0.9). ``make bench`` hit exactly this:
-1000 creates at once on the default 100 connections, and after a minute the operator sent nothing
-at all, only ``PoolTimeout`` errors.
+while it waits for a connection, or times out there (``PoolTimeout``); once every slot is lost, each
+later request fails with ``PoolTimeout`` although the server is healthy, until the process restarts
+(encode/httpcore#1093, open for httpcore 1.0.9). ``make bench`` hit exactly this: 1000 creates at
+once on 100 connections, and after a minute the operator sent nothing at all.
 
-:class:`BoundedTransport` holds a request outside the pool until one of the pool's
-``max_connections`` is free, so the pool never has a waiting request: a burst beyond the pool waits
-(cancellable, untimed, like a wait for the rate limiter) instead of failing or leaking. A slot is
-given back when the response's body is closed, which is when httpx gives the connection back.
+:class:`BoundedTransport` therefore
+
+* lets at most ``max_connections`` requests into the pool, so none has to wait there; the others
+  wait for a slot outside it (cancellable, untimed, like a wait for the rate limiter);
+* shields a request from its caller's cancellation once it is in the pool: a cancelled caller
+  returns at once, while the request runs to its answer (bounded by the client's timeouts) and
+  gives its connection back the normal way;
+* reads the whole body inside that shield (the API's answers are small JSON documents).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 
 import httpx
 
 
-class _ReleasingStream(httpx.AsyncByteStream):
-    """A response body that gives the transport's slot back once, when it is closed."""
-
-    def __init__(self, stream: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
-        self._stream = stream
-        self._release: Callable[[], None] | None = release
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._stream:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._stream.aclose()
-        finally:
-            release, self._release = self._release, None
-            if release is not None:
-                release()
-
-
 class BoundedTransport(httpx.AsyncHTTPTransport):
-    """``httpx.AsyncHTTPTransport`` with at most ``limits.max_connections`` requests in its pool.
+    """``httpx.AsyncHTTPTransport`` with at most ``limits.max_connections`` requests in its pool,
+    none of them cancelled from outside.
 
     Args:
         limits: the pool's limits; ``max_connections`` (required, >= 1) bounds the requests in
@@ -60,12 +43,32 @@ class BoundedTransport(httpx.AsyncHTTPTransport):
         self._slots = asyncio.Semaphore(limits.max_connections)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Wait for a slot (cancellable), then send ``request`` and read its answer shielded.
+
+        Raises:
+            httpx.TransportError: as ``httpx.AsyncHTTPTransport`` (connect, read, write timeouts,
+                refused and reset connections).
+            asyncio.CancelledError: the caller was cancelled (the request, if sent, still ends).
+        """
         await self._slots.acquire()
         try:
-            response = await super().handle_async_request(request)
+            exchange = asyncio.ensure_future(self._exchange(request))
         except BaseException:
             self._slots.release()
             raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _ReleasingStream(response.stream, self._slots.release)
-        return response
+        # A caller cancelled while the exchange runs never reads its outcome: retrieve it here.
+        exchange.add_done_callback(lambda done: done.cancelled() or done.exception())
+        return await asyncio.shield(exchange)
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        """Send, read the whole body, give the connection back; then free the slot."""
+        try:
+            response = await super().handle_async_request(request)
+            try:
+                body = b"".join([chunk async for chunk in response.stream])  # type: ignore[union-attr]
+            finally:
+                await response.aclose()
+        finally:
+            self._slots.release()
+        return httpx.Response(response.status_code, headers=response.headers, content=body,
+                              extensions={k: v for k, v in response.extensions.items() if k != "network_stream"})
