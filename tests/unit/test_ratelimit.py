@@ -105,11 +105,11 @@ async def test_another_client_is_noticed_when_the_log_still_holds_the_previous_m
         limiter.observe(write=False, headers=headers(i + 1), granted_at=clock[0])
     assert limiter.snapshot()["read"]["used"] == 20, "answers that match our own count book nothing"
 
-    clock[0] = 1001.0  # another client spent 10 at 1000.5; our first request of the minute:
+    clock[0] = 1003.0  # another client spent 10 at 1000.5; our first request of the minute:
     await limiter.acquire(write=False, priority=Priority.POLL)
-    clock[0] = 1001.2
-    limiter.observe(write=False, headers=headers(11), granted_at=1001.0)
-    limiter.observe(write=False, headers=headers(11), granted_at=1001.0)  # a second answer: no double count
+    clock[0] = 1003.2
+    limiter.observe(write=False, headers=headers(11), granted_at=1003.0)
+    limiter.observe(write=False, headers=headers(11), granted_at=1003.0)  # a second answer: no double count
     assert limiter.snapshot()["read"]["used"] == 20 + 1 + 10 - 1  # 940.5 has left the 60.5 s log
 
     ours = 1
@@ -187,3 +187,49 @@ async def test_a_header_less_429_from_an_api_that_tells_its_limit_teaches_nothin
         await limiter.acquire(write=False, priority=Priority.POLL)
     limiter.rate_limited(write=False, retry_after=0.01)
     assert limiter.snapshot()["read"]["limit"] == 30
+
+
+async def _steady(limiter: RateLimiter, clock: list[float], start: float, count: int, counted: list[int]) -> None:
+    """``count`` reads 3 s apart from ``start``; each answer says the API counted ``counted[i]``."""
+    for i in range(count):
+        clock[0] = start + 3 * i
+        await limiter.acquire(write=False, priority=Priority.POLL)
+        limiter.observe(write=False, granted_at=clock[0], headers={
+            "x-ratelimit-limit": "20", "x-ratelimit-remaining": str(20 - counted[i]), "x-ratelimit-window": "60"})
+
+
+async def test_a_clock_a_second_ahead_of_the_api_books_nothing_at_the_full_minute() -> None:
+    # Our clock is 1 s ahead: a request 0.5 s into our minute lands in the API's previous one,
+    # whose count (all of ours) must not be taken for another client's.
+    clock = [944.0]
+    limiter = RateLimiter(read_limit=20, write_limit=20, window=60, clock=lambda: clock[0],
+                          wall=lambda: 6_000_000 + clock[0] - 1000.0)
+    await _steady(limiter, clock, 944.0, 19, list(range(1, 20)))  # 944 ... 998
+    clock[0] = 1000.5
+    await limiter.acquire(write=False, priority=Priority.POLL)
+    limiter.observe(write=False, granted_at=1000.5, headers={
+        "x-ratelimit-limit": "20", "x-ratelimit-remaining": "0", "x-ratelimit-window": "60"})
+    assert limiter.snapshot()["read"]["used"] == 20, "our own requests were booked as another client's"
+
+
+async def test_a_rolling_window_api_counts_our_previous_minute_and_that_books_nothing() -> None:
+    # single mode (older API, oec-api.md §1 row 7): the API counts the last 60 s, not the minute.
+    clock = [900.0]
+    limiter = RateLimiter(read_limit=20, write_limit=20, window=60, mode="single", clock=lambda: clock[0],
+                          wall=lambda: 6_000_000 + clock[0] - 1000.0)
+    await _steady(limiter, clock, 970.0, 20, [min(20, i + 1) for i in range(20)])  # 970 ... 1027
+    assert limiter.snapshot()["write"]["used"] == 20, "a rolling count of our own requests was booked"
+
+
+async def test_an_answer_slower_than_the_window_books_nothing() -> None:
+    clock = [1000.0]
+    limiter = RateLimiter(read_limit=100, write_limit=20, window=60, clock=lambda: clock[0],
+                          wall=lambda: 6_000_000 + clock[0] - 1000.0)
+    for _ in range(60):  # 60 reads in the minute's first seconds
+        await limiter.acquire(write=False, priority=Priority.POLL)
+    clock[0] = 1055.0
+    await limiter.acquire(write=False, priority=Priority.POLL)
+    clock[0] = 1063.5  # its answer arrives after the first 60 have left the log
+    limiter.observe(write=False, granted_at=1055.0, headers={
+        "x-ratelimit-limit": "100", "x-ratelimit-remaining": "39", "x-ratelimit-window": "60"})
+    assert limiter.snapshot()["read"]["used"] == 1, "requests that left the log were booked as another client's"

@@ -117,10 +117,9 @@ class _Bucket:
         now = self._clock()
         self._grants.extend(itertools.repeat((now, True), max(0, count)))
 
-    def known_since(self, start: float, granted_at: float) -> int:
-        """Requests known in the log from clock time ``start`` on: ours granted up to
-        ``granted_at`` and every booked one."""
-        return sum(1 for at, booked in self._grants if at >= start and (booked or at <= granted_at))
+    def known_since(self, start: float) -> int:
+        """Requests in the log (ours and booked ones) from clock time ``start`` on."""
+        return sum(1 for at, _ in self._grants if at >= start)
 
     @property
     def waiting(self) -> int:
@@ -240,10 +239,10 @@ class RateLimiter:
         """Learn from an answer's ``X-RateLimit-Limit``/``-Remaining``/``-Window`` (§6).
 
         ``granted_at`` is the clock time (:meth:`now`) the request was let through (default: now).
-        The API's count ``limit - remaining`` covers the calendar minute of that request; what it
-        counted beyond our requests of that minute up to then, and beyond what is booked already,
-        is booked as spent by another client. On a rolling-window API (§1 row 7) the calendar
-        minute is the shorter span, so the estimate only errs on the safe side.
+        The API's count ``limit - remaining`` covers the frame of that request (its calendar
+        minute; the rolling window in ``single`` mode: :meth:`_frame_start`); what it counted
+        beyond our requests in that frame and what is booked already is booked as spent by
+        another client.
         """
         bucket = self.bucket(write)
         limit, remaining, window = (_int(headers.get(h)) for h in
@@ -256,11 +255,29 @@ class RateLimiter:
         if remaining is not None and limit:
             now = self._clock()
             at = now if granted_at is None else min(granted_at, now)
-            bucket.used()  # drop what left the window
-            frame_start = at - (self._wall() - (now - at)) % bucket.window
-            counted = min(bucket.limit, limit - remaining)
-            bucket.book(counted - bucket.known_since(frame_start, at))
+            frame_start = self._frame_start(bucket, at, now)
+            # An answer so late that the start of its frame has left the log cannot be compared.
+            if frame_start > now - bucket.window - WINDOW_MARGIN:
+                counted = min(bucket.limit, limit - remaining)
+                bucket.book(counted - bucket.known_since(frame_start))
         bucket.pump()
+
+    def _frame_start(self, bucket: _Bucket, at: float, now: float) -> float:
+        """Clock time from which the API counted the requests of an answer granted at ``at``.
+
+        ``split`` mode (current API, §6): the calendar minute of ``at``, taken
+        :data:`LEARN_AFTER` seconds (a thirtieth of a shorter window) earlier, so that a clock
+        ahead of the API's by up to that much never compares the API's previous minute with our
+        new one (it can only miss another client in a minute's first seconds). ``single`` mode
+        (older API, §1 row 7): the rolling window before ``at``. Comparing all of ours in the
+        frame, including requests granted after ``at``, never takes our own requests for another
+        client's, whatever order the answers come back in.
+        """
+        if self.mode == "single":
+            return at - bucket.window
+        skew = min(LEARN_AFTER, bucket.window / 30)
+        wall_at = self._wall() - (now - at) - skew
+        return at - skew - wall_at % bucket.window
 
     def rate_limited(self, *, write: bool, retry_after: float, headers: Mapping[str, str] | None = None) -> None:
         """The API answered 429: send nothing in this bucket for ``retry_after`` seconds.
