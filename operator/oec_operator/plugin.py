@@ -140,19 +140,29 @@ def _annotate(api: kubernetes.client.ApiClient, namespace: str, name: str, key: 
 
 def parser() -> argparse.ArgumentParser:
     """The command line."""
-    p = argparse.ArgumentParser(prog="kubectl oec", description="Inspect and nudge OdooEnvironments.")
-    p.add_argument("-n", "--namespace", help="namespace (default: the context's, else default)")
-    p.add_argument("--kubeconfig", help="path to the kubeconfig (default: KUBECONFIG or ~/.kube/config)")
-    p.add_argument("--context", help="kubeconfig context")
+    def cluster_flags(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+        parser.add_argument("-n", "--namespace", default=default,
+                            help="namespace (default: the context's, else default)")
+        parser.add_argument("--kubeconfig", default=default,
+                            help="path to the kubeconfig (default: KUBECONFIG or ~/.kube/config)")
+        parser.add_argument("--context", default=default, help="kubeconfig context")
+        return parser
+
+    # The flags work before and after the command, as with kubectl (`kubectl oec status x -n ns`);
+    # after it they are SUPPRESSed when absent, so they never reset what was given before it.
+    common = cluster_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+    p = cluster_flags(argparse.ArgumentParser(prog="kubectl oec", description="Inspect and nudge OdooEnvironments."),
+                      None)
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("status", help="phase, URL, health, last deploy and conditions").add_argument("name")
-    logs = sub.add_parser("logs", help="deploy log from the OEC.sh API")
+    status = sub.add_parser("status", parents=[common], help="phase, URL, health, last deploy and conditions")
+    status.add_argument("name")
+    logs = sub.add_parser("logs", parents=[common], help="deploy log from the OEC.sh API")
     logs.add_argument("name")
     logs.add_argument("--lines", type=int, default=200, help="number of lines (1-1000, default 200)")
     logs.add_argument("--task", help="task id (default: the latest task)")
     logs.add_argument("--api-url", help="OEC.sh API root (default: OEC_API_URL or the production API)")
-    sub.add_parser("redeploy", help="ask the operator for a redeploy").add_argument("name")
-    sub.add_parser("reconcile", help="ask the operator to reconcile now").add_argument("name")
+    sub.add_parser("redeploy", parents=[common], help="ask the operator for a redeploy").add_argument("name")
+    sub.add_parser("reconcile", parents=[common], help="ask the operator to reconcile now").add_argument("name")
     return p
 
 
