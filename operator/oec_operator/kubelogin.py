@@ -26,6 +26,7 @@ import dataclasses
 import datetime
 import logging
 import os
+import time
 from typing import Any
 
 import kopf
@@ -35,6 +36,12 @@ from kubernetes.config.exec_provider import ExecProvider
 from kubernetes.config.kube_config import ConfigNode
 
 logger = logging.getLogger(__name__)
+
+#: A login this soon (seconds) after the plugin's last credential means the apiserver refused
+#: that credential at once (kopf logs in again on every HTTP 401): the plugin is not run again
+#: then, or a plugin with a refused token would run many times a second.
+RELOGIN_AFTER = 3.0
+_last_credential_at: float | None = None  # time.monotonic() of the plugin's last credential
 
 
 class ExecPluginError(Exception):
@@ -179,13 +186,22 @@ async def with_exec_credential(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo
     credential is used until the apiserver refuses it, rather than logging in again in a loop.
 
     Raises:
-        ExecPluginError: see :func:`run_exec_plugin`.
+        ExecPluginError: see :func:`run_exec_plugin`; also when called again within
+            :data:`RELOGIN_AFTER` seconds of the plugin's last credential (the apiserver refused
+            it), without running the plugin.
         OSError, yaml.YAMLError: a kubeconfig file cannot be read or parsed.
     """
     user = current_exec_user()
     if user is None:
         return info
+    global _last_credential_at
+    if _last_credential_at is not None and time.monotonic() - _last_credential_at < RELOGIN_AFTER:
+        raise ExecPluginError(
+            f"kubeconfig user {user.name!r}: the apiserver refused the credential of exec credential plugin "
+            f"{user.command!r} (HTTP 401 within {RELOGIN_AFTER:.0f} s of getting it); check the user's access "
+            "to this cluster")
     credential = await asyncio.to_thread(run_exec_plugin, user)
+    _last_credential_at = time.monotonic()
     expiration = credential.expiration
     now = datetime.datetime.now(datetime.UTC)
     if expiration is not None and expiration <= now:

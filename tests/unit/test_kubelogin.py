@@ -20,6 +20,12 @@ API_VERSION = "client.authentication.k8s.io/v1"
 TOKEN = "exec-plugin-token-must-not-be-logged"
 
 
+@pytest.fixture(autouse=True)
+def _no_previous_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts as a fresh process: no credential handed out yet."""
+    monkeypatch.setattr(kubelogin, "_last_credential_at", None)
+
+
 def plugin(tmp_path: Path, body: str, name: str = "plugin.py") -> Path:
     """An executable Python script ``name`` in ``tmp_path`` running ``body``."""
     path = tmp_path / name
@@ -170,3 +176,20 @@ async def test_the_login_handler_session_is_bounded_and_expires(tmp_path: Path,
         assert session.aiohttp_session.connector.limit == handlers.KUBE_CONNECTIONS
     finally:
         await session.aiohttp_session.close()
+
+
+async def test_a_login_right_after_the_last_credential_does_not_run_the_plugin_again(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # kopf logs in again on every 401: a token the apiserver refuses would run the plugin in a
+    # tight loop (an EKS user missing from aws-auth: AWS STS many times a second).
+    runs = tmp_path / "runs"
+    script = plugin(tmp_path, f"open({str(runs)!r}, 'a').write('x')\n" + credential(token=TOKEN))
+    path = kubeconfig(tmp_path, exec_user(str(script)))
+    await login(monkeypatch, path)
+    with pytest.raises(kubelogin.ExecPluginError) as refused:
+        await login(monkeypatch, path)
+    assert "refused the credential" in str(refused.value) and "'eks-admin'" in str(refused.value)
+    assert TOKEN not in str(refused.value)
+    assert runs.read_text() == "x", "the plugin ran again right after its credential"
+    monkeypatch.setattr(kubelogin, "_last_credential_at", kubelogin._last_credential_at - kubelogin.RELOGIN_AFTER)
+    assert (await login(monkeypatch, path)).token == TOKEN, "a later login runs the plugin again"
