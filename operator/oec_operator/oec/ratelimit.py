@@ -11,11 +11,11 @@ It is fed by what the API answers:
 
 * ``X-RateLimit-Limit`` and ``X-RateLimit-Window`` replace the configured limit and window of the
   bucket (the API knows the plan's real budget);
-* ``X-RateLimit-Limit`` minus ``X-RateLimit-Remaining`` is what the API counted in the calendar
-  minute of the request (§6: the key window is a fixed calendar minute). More than this limiter let
-  through in that minute, up to that request, means another client spends the same key: the
-  difference is booked as used for one window. (Comparing with the whole sliding log instead
-  would miss it whenever the log still holds the previous minute's requests.)
+* ``X-RateLimit-Limit`` minus ``X-RateLimit-Remaining`` is what the API counted in the frame of
+  the request (§6: a fixed calendar minute; the rolling window in ``single`` mode). More than this
+  limiter has in its log for that frame means another client spends the same key: the difference
+  is booked as used for one window. (Comparing with the whole sliding log instead would miss it
+  whenever the log still holds the previous minute's requests.)
 * a 429 closes the bucket until its ``retry_after`` has passed (``oec-api.md`` §6 fallback chain,
   computed by :func:`oec_operator.oec.errors.retry_after_seconds`).
 
