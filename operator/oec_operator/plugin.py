@@ -23,14 +23,14 @@ from typing import Any, cast
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from oec_operator.annotations import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT
-from oec_operator.conditions import now_rfc3339
-from oec_operator.config import ConfigError, load_config
-from oec_operator.credentials import CredentialsError, resolve_api_key
+from oec_operator.kube.client import KubeError
+from oec_operator.kube.credentials import CredentialsError, SecretReader, resolve_api_key
+from oec_operator.models.conditions import now_rfc3339
+from oec_operator.models.requests import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT
+from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.errors import OecError, OecTransportError
-from oec_operator.runtime import GROUP, PLURAL, VERSION
-from oec_operator.spec import OdooEnvironmentSpec
+from oec_operator.settings import GROUP, PLURAL, VERSION, ConfigError, load_config
 
 
 class PluginError(Exception):
@@ -93,6 +93,19 @@ def render_status(obj: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def secret_reader(api: kubernetes.client.ApiClient) -> SecretReader:
+    """A Secret reader over the ``kubernetes`` client (this command runs outside the operator)."""
+    core = kubernetes.client.CoreV1Api(api)
+
+    async def read(namespace: str, name: str) -> dict[str, str]:
+        try:
+            secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            raise KubeError(f"GET Secret {namespace}/{name}: HTTP {exc.status}", exc.status) from None
+        return {k: str(v) for k, v in (secret.data or {}).items()}
+    return read
+
+
 async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_url: str | None,
                      lines: int, task: str | None) -> str:
     """The deploy log of the resource's environment, with the resource's own credentials.
@@ -110,8 +123,8 @@ async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_
         raise PluginError(str(exc)) from None
     spec = OdooEnvironmentSpec.from_body(obj.get("spec", {}))
     try:
-        key = await resolve_api_key(kubernetes.client.CoreV1Api(api), obj["metadata"]["namespace"],
-                                    spec.credentials_secret_ref, config)
+        key = await resolve_api_key(secret_reader(api), obj["metadata"]["namespace"], spec.credentials_secret_ref,
+                                    config)
     except CredentialsError as exc:
         raise PluginError(f"no credentials: {exc}") from None
     url = api_url or config.api_url

@@ -17,7 +17,7 @@ from .test_gitops import at
 RESOURCES = 6
 STEADY = 3.0  # OEC_POLL_INTERVAL of the operator fixture
 #: A status that changed in nothing but ``lastSyncTime`` is written again after this many seconds
-#: (``SYNC_TIME_REFRESH_INTERVALS`` = 5 steady intervals, ``oec_operator/handlers.py``).
+#: (``SYNC_TIME_REFRESH_INTERVALS`` = 5 steady intervals, ``oec_operator/controller/sync.py``).
 SYNC_REFRESH = 5 * STEADY
 
 

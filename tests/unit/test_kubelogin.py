@@ -1,4 +1,4 @@
-"""The exec-plugin login (:mod:`oec_operator.kubelogin`, :func:`handlers.login`) with real plugin
+"""The exec-plugin login (:mod:`oec_operator.kube.login`, :func:`handlers.login`) with real plugin
 processes: small Python scripts written into ``tmp_path``, no apiserver (the integration test
 ``tests/integration/test_exec_login.py`` has one)."""
 
@@ -14,7 +14,8 @@ import kopf
 import pytest
 import yaml
 
-from oec_operator import handlers, kubelogin
+from oec_operator import handlers
+from oec_operator.kube import login as kubelogin
 
 API_VERSION = "client.authentication.k8s.io/v1"
 TOKEN = "exec-plugin-token-must-not-be-logged"
@@ -157,7 +158,7 @@ async def test_the_login_handler_retries_a_failing_plugin(tmp_path: Path, monkey
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, exec_user(str(script)))))
     with pytest.raises(kopf.TemporaryError) as raised:
         await handlers.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
-    assert raised.value.delay == handlers.EXEC_RETRY_DELAY
+    assert raised.value.delay == kubelogin.EXEC_RETRY_DELAY
     message = str(raised.value)
     assert "kubeconfig user 'eks-admin'" in message and "process returned 3. no credentials" in message
 
@@ -173,7 +174,7 @@ async def test_the_login_handler_session_is_bounded_and_expires(tmp_path: Path,
         assert session.expiration == expiry
         assert session.aiohttp_session.headers["Authorization"] == f"Bearer {TOKEN}"
         assert session.aiohttp_session.connector is not None
-        assert session.aiohttp_session.connector.limit == handlers.KUBE_CONNECTIONS
+        assert session.aiohttp_session.connector.limit == kubelogin.KUBE_CONNECTIONS
     finally:
         await session.aiohttp_session.close()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oec_operator.ownership import Claim, claimed_by
+from oec_operator.domain.ownership import Claim, claimed_by
 
 OLD = Claim("ns/old", "uid-1", owns=False, created="2026-12-01T10:00:00Z")
 NEW = Claim("ns/new", "uid-2", owns=False, created="2026-12-01T10:00:05Z")

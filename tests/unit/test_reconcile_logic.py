@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import httpx
 
-from oec_operator.conditions import merge_conditions
-from oec_operator.failures import error_outcome, retry_delay
+from oec_operator.models.conditions import merge_conditions
+from oec_operator.domain.failures import error_outcome, retry_delay
 from oec_operator.oec.errors import error_from_response
 from oec_operator.oec.models import Environment, EnvironmentHealth
-from oec_operator.outcome import Outcome
-from oec_operator.reconcile import desired_changes
-from oec_operator.spec import OdooEnvironmentSpec
-from oec_operator.status import assess, merge_status
+from oec_operator.domain.outcome import Outcome
+from oec_operator.domain.reconcile import desired_changes
+from oec_operator.models.spec import OdooEnvironmentSpec
+from oec_operator.models.status import Status
+from oec_operator.domain.assess import assess, merge_status
 
 PROJECT = "3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10"
 
@@ -99,14 +100,14 @@ def test_transition_time_only_changes_with_status() -> None:
     assert first == []
     outcome = Outcome()
     assess(env(status="deploying"), None, outcome, fast=1, slow=60)
-    a = merge_status({}, outcome, 1, "t1")
+    a = merge_status(Status(), outcome, 1, "t1").patch()
     outcome = Outcome()
     assess(env(status="deploying"), None, outcome, fast=1, slow=60)
-    b = merge_status(a, outcome, 1, "t2")
+    b = merge_status(Status.from_body(a), outcome, 1, "t2").patch()
     assert b["conditions"][0]["lastTransitionTime"] == "t1"
     outcome = Outcome()
     assess(env(), None, outcome, fast=1, slow=60)
-    c = merge_status(b, outcome, 2, "t3")
+    c = merge_status(Status.from_body(b), outcome, 2, "t3").patch()
     assert [x["type"] for x in c["conditions"]] == ["Ready"]
     assert c["conditions"][0]["lastTransitionTime"] == "t3"
     assert c["conditions"][0]["observedGeneration"] == 2 and c["observedGeneration"] == 2

@@ -1,4 +1,10 @@
-"""Kubeconfig users with an ``exec`` credential plugin, for the operator's kopf login.
+"""The operator's login to the apiserver (kopf's login handler), kubeconfig users with an
+``exec`` credential plugin included.
+
+:func:`login`: the in-cluster service account first, then the kubeconfig, through an HTTP
+session that opens at most :data:`KUBE_CONNECTIONS` connections (kopf's documented custom-session
+login, ``docs/kopf.md`` §5). kopf and the operator's own calls (:mod:`oec_operator.kube.client`)
+share that session.
 
 An ``exec`` user (``client.authentication.k8s.io`` ``ExecCredential``) gets its credential by
 running a command: ``aws eks get-token`` (EKS), ``gke-gcloud-auth-plugin`` (GKE), ``kubelogin``
@@ -15,8 +21,7 @@ passes ``args`` and ``env``, checks the answer's ``apiVersion`` and, when the op
 terminal, lets the plugin prompt there. Not ``kopf.login_via_client``: it keeps no expiry (the
 token would be refreshed only after a 401), it turns a failing plugin into a logged line and a
 login without credentials, and it rewrites the client library's process-wide default
-configuration. (The operator's own ``kubernetes`` client, :func:`runtime.load_kubernetes_client`,
-runs the plugin itself through that library.)
+configuration.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import os
 import time
 from typing import Any
 
+import aiohttp
 import kopf
 import yaml
 from kubernetes.config.config_exception import ConfigException
@@ -41,6 +47,11 @@ logger = logging.getLogger(__name__)
 #: that credential at once (kopf logs in again on every HTTP 401): the plugin is not run again
 #: then, or a plugin with a refused token would run many times a second.
 RELOGIN_AFTER = 3.0
+#: Connections kopf may hold open to the apiserver at once (watch streams included).
+KUBE_CONNECTIONS = 200
+#: Seconds between login attempts while a kubeconfig user's exec credential plugin fails (e.g.
+#: until ``aws sso login`` is done).
+EXEC_RETRY_DELAY = 15.0
 _last_credential_at: float | None = None  # time.monotonic() of the plugin's last credential
 
 
@@ -221,3 +232,36 @@ async def with_exec_credential(info: kopf.ConnectionInfo) -> kopf.ConnectionInfo
                 if expiration is not None else "with no expiry")
     logger.info("kubeconfig user %r: exec credential plugin %r gave %s, %s", user.name, user.command, kind, lifetime)
     return info
+
+
+async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
+    """kopf's login: in-cluster service account first, then the kubeconfig; through an HTTP
+    session that opens at most :data:`KUBE_CONNECTIONS` connections to the apiserver (kopf's own
+    session has no limit: thousands of objects created at once would open thousands of TLS
+    connections, about a third of a megabyte each).
+
+    A kubeconfig user with an ``exec`` credential plugin (EKS, GKE, AKS) gets the plugin's token
+    or client certificate (:func:`with_exec_credential`); the session's ``expiration`` is the
+    credential's ``expirationTimestamp``, after which kopf calls this again (it does so on an
+    HTTP 401 too). Returns None when neither a service account nor a kubeconfig exists.
+
+    Raises:
+        kopf.TemporaryError: the exec plugin failed (the message names the kubeconfig user and
+            the command, with the plugin's stderr); kopf logs it and retries after
+            :data:`EXEC_RETRY_DELAY` seconds, while API calls wait for credentials.
+    """
+    info = kopf.login_with_service_account(**kwargs)
+    if info is None:
+        info = kopf.login_with_kubeconfig(**kwargs)
+        if info is None:
+            return None
+        try:
+            info = await with_exec_credential(info)
+        except ExecPluginError as exc:
+            raise kopf.TemporaryError(str(exc), delay=EXEC_RETRY_DELAY) from None
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=KUBE_CONNECTIONS, ssl=info.as_ssl_context()),
+        headers=info.as_http_headers(), proxy=info.proxy_url, trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(aiohttp_session=session, server=info.server, priority=info.priority,
+                               default_namespace=info.default_namespace, expiration=info.expiration)

@@ -1,7 +1,7 @@
 """Domain logic: make one OEC.sh environment match one ``OdooEnvironment`` and describe the result.
 
-Knows nothing of Kubernetes or kopf (handlers turn an :class:`Outcome` into a status patch and
-Events, and give a ``persist`` callback for intents that must be recorded *before* an action) and
+Knows nothing of Kubernetes or kopf (the controller turns an :class:`Outcome` into a status update
+and Events, and gives a ``persist`` callback for intents that must be recorded *before* an action) and
 nothing of HTTP (it calls :class:`~oec_operator.oec.client.OecClient` and decides on the typed
 errors of :mod:`oec_operator.oec.errors`). The rules are in ``docs/reconciliation.md``.
 
@@ -25,13 +25,17 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
-from oec_operator.annotations import Requests
-from oec_operator.conditions import READY, RECONCILING, Condition, merge_conditions
-from oec_operator.failures import stalled_outcome
+from oec_operator.domain.assess import assess, observed_status, phase_events
+from oec_operator.domain.failures import stalled_outcome
+from oec_operator.domain.outcome import Event, Outcome, ResourceRef
+from oec_operator.domain.polling import EnvironmentSource
+from oec_operator.models.conditions import READY, RECONCILING, Condition, merge_conditions
+from oec_operator.models.requests import Requests
+from oec_operator.models.spec import OdooEnvironmentSpec
+from oec_operator.models.status import CreateRequest, PendingDeploy, Status
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import (
     OecConflictError,
@@ -42,13 +46,9 @@ from oec_operator.oec.errors import (
 )
 from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
 from oec_operator.oec.ratelimit import Priority
-from oec_operator.outcome import Event, Outcome, ResourceRef
-from oec_operator.polling import EnvironmentSource
-from oec_operator.spec import OdooEnvironmentSpec
-from oec_operator.status import assess, observed_status, phase_events
 
-#: ``persist(fields)`` merges ``fields`` into the resource's status right away (before an action).
-Persist = Callable[[dict[str, Any]], Awaitable[None]]
+#: ``persist(update)`` writes a status update right away (an intent, before its action).
+Persist = Callable[[Status], Awaitable[object]]
 
 
 def _digest(token: str) -> str:
@@ -77,18 +77,30 @@ def desired_changes(spec: OdooEnvironmentSpec, metadata_name: str, env: Environm
 
 
 @dataclass
+class Settled:
+    """Status fields one reconcile settles beside the mirrored ones (intents done or still owed,
+    tokens handled)."""
+
+    update: Status = field(default_factory=Status)
+
+    def add(self, update: Status) -> None:
+        """Merge ``update`` into :attr:`update`."""
+        self.update = self.update.merged(update)
+
+
+@dataclass
 class Context:
     """Everything one reconcile needs.
 
     Attributes:
         api: client bound to the resource's credentials.
         spec: the parsed spec; ``ref``: the resource's identity; ``requests``: its annotations.
-        status: the resource's status before this reconcile.
+        status: the resource's status; intents persisted during the reconcile are merged in.
         known_environment_id: the OEC id this process recorded (may be ahead of ``status``).
         claimed_by: ``namespace/name`` of another resource that owns the target environment.
         fast_poll / slow_poll: seconds to the next poll while in flight / when steady.
         now: RFC 3339 time of this reconcile.
-        persist: writes status fields at once (intents before actions).
+        write: writes a status update at once (see :meth:`persist`).
         source: where environments are read from (batched list or direct reads).
         fresh: a user's change triggered this reconcile: read the environment now.
         detailed: the environment as it was when its ``/status`` was last read (``None``: never).
@@ -98,13 +110,13 @@ class Context:
     spec: OdooEnvironmentSpec
     ref: ResourceRef
     requests: Requests
-    status: Mapping[str, Any]
+    status: Status
     known_environment_id: str | None
     claimed_by: str | None
     fast_poll: float
     slow_poll: float
     now: str
-    persist: Persist
+    write: Persist
     source: EnvironmentSource
     fresh: bool = False
     detailed: Environment | None = None
@@ -112,32 +124,41 @@ class Context:
     @property
     def recorded_id(self) -> str | None:
         """The environment this resource already manages (status, else this process's memory)."""
-        return self.status.get("environmentId") or self.known_environment_id
+        return self.status.environment_id or self.known_environment_id
 
     @property
     def reconciled_before(self) -> bool:
         """True when the current generation was reconciled already (a difference is then drift)."""
-        conds = self.status.get("conditions") or []
-        return any(c.get("observedGeneration") == self.ref.generation for c in conds)
+        return any(c.get("observedGeneration") == self.ref.generation for c in self.status.conditions)
 
     @property
     def read_fresh(self) -> bool:
         """Read the environment now rather than from the project's list: a user's change (a new
         generation or a new token), not a repeated or annotation-only run of a change handler."""
         return self.fresh and (not self.reconciled_before or bool(self.pending_redeploy or self.pending_recreate)
-                               or self.requests.reconcile_token != self.status.get("lastHandledReconcileAt"))
+                               or self.requests.reconcile_token != self.status.last_handled_reconcile_at)
 
     @property
     def pending_recreate(self) -> str | None:
         """A recreate token not handled yet."""
         token = self.requests.recreate_token
-        return token if token and token != self.status.get("lastHandledRecreateAt") else None
+        return token if token and token != self.status.last_handled_recreate_at else None
 
     @property
     def pending_redeploy(self) -> str | None:
         """A redeploy token not handled yet."""
         token = self.requests.redeploy_token
-        return token if token and token != self.status.get("lastHandledRedeployAt") else None
+        return token if token and token != self.status.last_handled_redeploy_at else None
+
+    async def persist(self, update: Status) -> None:
+        """Write ``update`` to the status now (an intent, before its action) and keep it in
+        :attr:`status`.
+
+        Raises:
+            Whatever ``write`` raises (the action must then not be taken).
+        """
+        await self.write(update)
+        self.status = self.status.merged(update)
 
     def stall(self, reason: str, message: str) -> Outcome:
         """A stalled outcome looked at again after the steady interval."""
@@ -166,7 +187,7 @@ async def reconcile(ctx: Context) -> Outcome:
         return paused_outcome(ctx)
     outcome = await _reconcile(ctx)
     if ctx.requests.reconcile_token:
-        outcome.status["lastHandledReconcileAt"] = ctx.requests.reconcile_token
+        outcome.status = outcome.status.merged(Status(last_handled_reconcile_at=ctx.requests.reconcile_token))
     return outcome
 
 
@@ -188,7 +209,7 @@ async def _reconcile(ctx: Context) -> Outcome:
             "only one resource may manage an environment",
         )
     events: list[Event] = []
-    extra: dict[str, Any] = {}
+    extra = Settled()
     found: Environment | Outcome
     if target is None:
         found = await _create(ctx, events, extra)
@@ -219,25 +240,24 @@ async def _reconcile(ctx: Context) -> Outcome:
     if health is not None and health.status:
         env = env.model_copy(update={"status": health.status})
     log_tail = await _failure_log(ctx, env, health)
-    outcome = Outcome(status={**observed_status(env, health, ctx.now), **extra}, detailed=detailed)
+    outcome = Outcome(status=observed_status(env, health, ctx.now).merged(extra.update), detailed=detailed)
     assess(env, health, outcome, ctx.fast_poll, ctx.slow_poll)
-    if extra.get("pendingDeploy") is not None or deployed:
+    if extra.update.pending_deploy is not None or deployed:
         outcome.next_poll = ctx.fast_poll  # a deploy is owed or was just started
     if deferred is not None:  # try the detail again once the budget frees up, spread out
         outcome.next_poll = min(outcome.next_poll, max(ctx.fast_poll, deferred * random.uniform(1.0, 2.0)))  # noqa: S311
-    outcome.events = events + phase_events(ctx.status.get("phase"), env, health, log_tail)
+    outcome.events = events + phase_events(ctx.status.phase, env, health, log_tail)
     return outcome
 
 
-def _status_shows(status: Mapping[str, Any], env: Environment) -> bool:
+def _status_shows(status: Status, env: Environment) -> bool:
     """Whether ``status`` already holds the health of ``env`` as it is now (read in the same phase,
     nothing changed since): then a restarted operator need not read it again."""
-    health = status.get("health") or {}
-    return (health.get("phase") == env.status == status.get("phase")
-            and status.get("updatedAt") == env.updated_at and status.get("branch") == env.branch)
+    return (status.health is not None and status.health.phase == env.status == status.phase
+            and status.updated_at == env.updated_at and status.branch == env.branch)
 
 
-async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> Environment | Outcome:
+async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environment | Outcome:
     """Create the environment: refuse a same-named one we did not create, record the request, POST.
 
     The request (key and body) is written to ``status.createRequest`` before the POST and replayed
@@ -247,7 +267,7 @@ async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> E
     spec, api = ctx.spec, ctx.api
     if spec.observe_only:
         return ctx.stall("InvalidSpec", "managementPolicy Observe needs spec.environmentId")
-    request = None if ctx.status.get("environmentId") else ctx.status.get("createRequest")
+    request = None if ctx.status.environment_id else ctx.status.create_request
     recreate = ctx.pending_recreate
     try:
         if request is None:
@@ -259,19 +279,17 @@ async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> E
                     f"OEC.sh project {spec.project_id} already has an environment named {name!r} ({', '.join(same)}); "
                     f"set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
                 )
-            request = {"key": create_key(ctx.ref.uid, recreate), "name": name,
-                       "environmentType": spec.environment_type, "requestedAt": ctx.now}
-            if spec.branch is not None:
-                request["branch"] = spec.branch
-            await ctx.persist({"createRequest": request, "environmentId": None})
+            request = CreateRequest(key=create_key(ctx.ref.uid, recreate), name=name,
+                                    environment_type=spec.environment_type, branch=spec.branch, requested_at=ctx.now)
+            await ctx.persist(Status(create_request=request, environment_id=None))
         wait = api.budget_wait(write=True)
         if wait > ctx.fast_poll:  # say so now rather than after a long silent wait
             message = (f"waiting about {wait:.0f}s for the API key's write budget (OEC.sh rate limit) "
                        "to create the environment; nothing to do")
             waiting = [Condition(READY, "False", "RateLimited", message),
                        Condition(RECONCILING, "True", "RateLimited", message)]
-            await ctx.persist({"conditions": merge_conditions(
-                ctx.status.get("conditions"), waiting, generation=ctx.ref.generation, now=ctx.now)})
+            await ctx.persist(Status(conditions=tuple(merge_conditions(
+                ctx.status.conditions, waiting, generation=ctx.ref.generation, now=ctx.now))))
         env = await replay_create(api, spec.project_id, request)
         ctx.source.record(env)
     except OecNotFoundError:
@@ -281,32 +299,32 @@ async def _create(ctx: Context, events: list[Event], extra: dict[str, Any]) -> E
             "check the credentials, or delete this resource and create one with a valid projectId",
         )
     events.append(Event("Normal", "Created", f"created OEC.sh environment {env.id} ({env.name})"))
-    extra["createRequest"] = None
+    extra.add(Status(create_request=None))
     if recreate:
-        extra["lastHandledRecreateAt"] = recreate
+        extra.add(Status(last_handled_recreate_at=recreate))
     return env
 
 
-async def replay_create(api: OecClient, project_id: str, request: Mapping[str, Any]) -> Environment:
-    """``POST /projects/{id}/environments`` exactly as recorded in ``status.createRequest``
-    (``{key, name, environmentType, branch?}``); a repeat within 24 h creates nothing (§7).
+async def replay_create(api: OecClient, project_id: str, request: CreateRequest) -> Environment:
+    """``POST /projects/{id}/environments`` exactly as recorded in ``status.createRequest``; a
+    repeat within 24 h creates nothing (``docs/oec-api.md`` §7).
 
     Raises:
         OecError: any API failure.
     """
     return await api.create_environment(
         project_id,
-        name=str(request["name"]),
-        environment_type=str(request["environmentType"]),
-        branch=request.get("branch"),
-        idempotency_key=str(request["key"]),
+        name=request.name,
+        environment_type=request.environment_type,
+        branch=request.branch,
+        idempotency_key=request.key,
     )
 
 
-async def _find(ctx: Context, target: str, events: list[Event], extra: dict[str, Any]) -> Environment | Outcome:
+async def _find(ctx: Context, target: str, events: list[Event], extra: Settled) -> Environment | Outcome:
     """Read the known or adopted environment; a vanished one is recreated only on request."""
     spec = ctx.spec
-    adopting = not ctx.status.get("environmentId") and spec.environment_id == target
+    adopting = not ctx.status.environment_id and spec.environment_id == target
     try:
         env = await ctx.source.environment(target, fresh=ctx.read_fresh or adopting)
     except OecNotFoundError:
@@ -327,25 +345,25 @@ async def _find(ctx: Context, target: str, events: list[Event], extra: dict[str,
         if not spec.observe_only:
             events.append(Event("Normal", "Adopted", f"took over OEC.sh environment {env.id} ({env.name})"))
     if ctx.pending_recreate:
-        extra["lastHandledRecreateAt"] = ctx.pending_recreate  # nothing to recreate: it exists
+        extra.add(Status(last_handled_recreate_at=ctx.pending_recreate))  # it exists: nothing to recreate
     return env
 
 
 async def _converge(ctx: Context, env: Environment, events: list[Event],
-                    extra: dict[str, Any]) -> tuple[Environment, bool]:
+                    extra: Settled) -> tuple[Environment, bool]:
     """PATCH what differs from the spec, then deploy when a branch changed or a redeploy is asked.
 
     Returns:
         The environment after the PATCH, and whether a deploy was started.
     """
     spec, api = ctx.spec, ctx.api
-    pending: dict[str, Any] | None = ctx.status.get("pendingDeploy")
+    pending = ctx.status.pending_deploy
     changes = desired_changes(spec, ctx.ref.name, env)
     if changes and env.status not in ("destroying", "deleted"):
         if "branch" in changes and spec.deploy_policy == "OnChange" and not pending:
-            pending = {"key": f"oec-operator-deploy-{uuid.uuid4()}", "reason": f"branch changed to {changes['branch']}",
-                       "requestedAt": ctx.now}
-            await ctx.persist({"pendingDeploy": pending})
+            pending = PendingDeploy(key=f"oec-operator-deploy-{uuid.uuid4()}",
+                                    reason=f"branch changed to {changes['branch']}", requested_at=ctx.now)
+            await ctx.persist(Status(pending_deploy=pending))
         before = env
         env = await api.update_environment(env.id, **changes)
         ctx.source.record(env)
@@ -356,29 +374,28 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
             events.append(Event("Normal", "Updated", f"updated OEC.sh environment {env.id}: {listed}"))
     redeploy = ctx.pending_redeploy
     if redeploy and not pending:
-        pending = {"key": f"oec-operator-redeploy-{ctx.ref.uid}-{_digest(redeploy)}",
-                   "reason": f"redeploy requested ({redeploy})", "requestedAt": ctx.now}
-        await ctx.persist({"pendingDeploy": pending})
+        pending = PendingDeploy(key=f"oec-operator-redeploy-{ctx.ref.uid}-{_digest(redeploy)}",
+                                reason=f"redeploy requested ({redeploy})", requested_at=ctx.now)
+        await ctx.persist(Status(pending_deploy=pending))
     if not pending:
         return env, False
     try:
-        accepted = await api.deploy(env.id, idempotency_key=str(pending["key"]))
+        accepted = await api.deploy(env.id, idempotency_key=pending.key)
     except OecConflictError as exc:
         if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
             raise
-        extra["pendingDeploy"] = pending  # another task runs: deploy when it is done
+        extra.add(Status(pending_deploy=pending))  # another task runs: deploy when it is done
         return env, False
-    extra["pendingDeploy"] = None
+    extra.add(Status(pending_deploy=None))
     if redeploy:
-        extra["lastHandledRedeployAt"] = redeploy
-    message = f"deploy task {accepted.task_id} started: {pending['reason']}"
-    events.append(Event("Normal", "DeployStarted", message))
+        extra.add(Status(last_handled_redeploy_at=redeploy))
+    events.append(Event("Normal", "DeployStarted", f"deploy task {accepted.task_id} started: {pending.reason}"))
     return env, True
 
 
 async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth | None) -> str | None:
     """The last lines of a deploy log that just failed (for the DeployFailed Event)."""
-    if env.status not in ("failed", "error") or ctx.status.get("phase") == env.status:
+    if env.status not in ("failed", "error") or ctx.status.phase == env.status:
         return None
     task = health.last_deploy.id if health and health.last_deploy else None
     try:
@@ -395,7 +412,7 @@ def _gone(ctx: Context, environment_id: str) -> Outcome:
         f"OEC.sh environment {environment_id} no longer exists (deleted outside Kubernetes); set the annotation "
         "oec.sh/recreate-requested-at to a new value to create a new one, or delete this resource",
     )
-    outcome.status = {"phase": "deleted", "health": None}
+    outcome.status = Status(phase="deleted", health=None)
     return outcome
 
 
@@ -409,7 +426,7 @@ def deletion_action(spec: OdooEnvironmentSpec, requests: Requests, *, crd_deleti
     return "delete"
 
 
-async def created_environment(api: OecClient, project_id: str, request: Mapping[str, Any]) -> str | None:
+async def created_environment(api: OecClient, project_id: str, request: CreateRequest) -> str | None:
     """The id of an environment whose create may have happened without its id being recorded.
 
     Replays the recorded create (:func:`replay_create`): within 24 h the API answers with the

@@ -1,11 +1,12 @@
-"""The result of one reconcile, shared by the domain modules and the handlers."""
+"""The result of one reconcile, shared by the domain modules and the controller."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
-from oec_operator.conditions import Condition
+from oec_operator.models.conditions import Condition
+from oec_operator.models.status import Status
 from oec_operator.oec.models import Environment
 
 
@@ -33,10 +34,10 @@ class Outcome:
     """What one reconcile found and decided.
 
     Attributes:
-        status: status fields to merge (camelCase; a ``None`` value deletes the field).
+        status: the status update (the fields set in it are written; ``None`` removes one).
         conditions: conditions to set; ``remove``: condition types to delete.
         observed: True when this generation reached Ready=True or Stalled=True, so
-            ``status.observedGeneration`` may be set (``status-contract.md`` §1 rule 4).
+            ``status.observedGeneration`` may be set (``docs/status-contract.md`` §1 rule 4).
         events: Events to post.
         next_poll: seconds until the next reconcile is wanted.
         failed: True when an error (transient or permanent) ended the reconcile.
@@ -44,7 +45,7 @@ class Outcome:
         detailed: the environment as it was when its ``/status`` was last read (``None``: never).
     """
 
-    status: dict[str, Any] = field(default_factory=dict)
+    status: Status = field(default_factory=Status)
     conditions: list[Condition] = field(default_factory=list)
     remove: tuple[str, ...] = ()
     observed: bool = False

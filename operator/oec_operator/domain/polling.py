@@ -2,7 +2,7 @@
 resource of that project.
 
 A :class:`ProjectWatch` (one per API key and project) calls ``GET /projects/{id}/environments``
-(``oec-api.md`` §11.2) on its own schedule and keeps what it saw. Resources read their environment
+(``docs/oec-api.md`` §11.2) on its own schedule and keeps what it saw. Resources read their environment
 from it instead of calling the API, and are woken when their entry changes. The schedule adapts:
 the fast interval while any resource of the project has work in flight, the shortest steady
 interval its resources ask for otherwise, never below a floor that keeps all lists of one key
@@ -13,7 +13,7 @@ So the reads a minute of a key are about ``P * 60 / T`` for ``P`` projects at a 
 of ``T`` seconds, plus one read per change (a user's spec change, a detail read after an
 environment changed), whatever the number of resources.
 
-Sources (:class:`WatchedSource`, :class:`DirectSource`) are what :mod:`oec_operator.reconcile`
+Sources (:class:`WatchedSource`, :class:`DirectSource`) are what :mod:`oec_operator.domain.reconcile`
 reads through; ``DirectSource`` is the naive design (every reconcile reads the environment and
 its status), kept for comparison (``OEC_POLLING=direct``, ``make bench``).
 
@@ -27,14 +27,14 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
-from oec_operator.failures import backoff
+from oec_operator.domain.failures import backoff
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecError, OecRateLimitError, OecTransportError
-from oec_operator.oec.models import TRANSITIONAL_STATES, Environment
+from oec_operator.oec.models import Environment
 
 #: Share of a key's read budget that the lists of all its projects may use together.
 LIST_SHARE = 0.5
@@ -145,7 +145,7 @@ class ProjectWatch:
         """The environment as last seen, no older than ``max_age`` seconds (else listed again).
 
         Absence from a list is confirmed with ``GET /environments/{id}``: never conclude
-        "deleted" from the list alone (``oec-api.md`` §1 row 13).
+        "deleted" from the list alone (``docs/oec-api.md`` §1 row 13).
 
         Raises:
             OecNotFoundError: the environment is gone.
@@ -380,7 +380,3 @@ class DirectSource:
     def wants_detail(self, env: Environment, detailed: Environment | None) -> bool:
         return True
 
-
-def busy(status: Mapping[str, Any]) -> bool:
-    """Whether a resource's status shows work in flight (its project then polls fast)."""
-    return status.get("phase") in TRANSITIONAL_STATES or bool(status.get("pendingDeploy"))

@@ -1,22 +1,23 @@
 """Where an ``OdooEnvironment``'s OEC.sh API key comes from: its own Secret or the operator default.
 
-Secrets are read through the official ``kubernetes`` client in a worker thread (the sync client
-must not block kopf's event loop, ``kopf-notes.md`` §5), on every use, so a rotated Secret is
-picked up without a restart.
+Secrets are read through a :data:`SecretReader`: in the operator the cached reader of
+:mod:`oec_operator.kube.secrets` (a rotated key is picked up within its TTL), in ``kubectl oec``
+a direct read.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
+from collections.abc import Awaitable, Callable, Mapping
 
-import kubernetes
-from kubernetes.client.exceptions import ApiException
-
-from oec_operator.config import OperatorConfig
+from oec_operator.kube.client import KubeError
+from oec_operator.models.spec import SecretKeyRef
 from oec_operator.oec.client import validate_api_key
-from oec_operator.spec import SecretKeyRef
+from oec_operator.settings import OperatorConfig
+
+#: ``read(namespace, name)`` -> the Secret's ``data`` (base64 values); raises :class:`KubeError`.
+SecretReader = Callable[[str, str], Awaitable[Mapping[str, str]]]
 
 
 class CredentialsError(Exception):
@@ -33,12 +34,19 @@ def describe(namespace: str, ref: SecretKeyRef | None, config: OperatorConfig) -
     return "the operator's default API key (OEC_API_KEY)"
 
 
-async def read_secret_key(core: kubernetes.client.CoreV1Api, namespace: str, name: str, key: str) -> str:
-    """Read and check one API key from a Secret.
+def secret_of(namespace: str, ref: SecretKeyRef | None, config: OperatorConfig) -> tuple[str, str, str] | None:
+    """``(namespace, name, key)`` of the Secret holding a resource's key, or ``None`` when the
+    key comes from ``OEC_API_KEY``."""
+    if ref is not None:
+        return namespace, ref.name, ref.key
+    if config.api_key_secret:
+        secret_ns, secret_name = config.api_key_secret.split("/", 1)
+        return secret_ns, secret_name, config.api_key_secret_key
+    return None
 
-    Args:
-        core: a configured ``CoreV1Api``.
-        namespace: the Secret's namespace; name: its name; key: the data key.
+
+async def read_secret_key(read: SecretReader, namespace: str, name: str, key: str) -> str:
+    """Read and check one API key from a Secret.
 
     Returns:
         The API key (whitespace stripped).
@@ -47,14 +55,14 @@ async def read_secret_key(core: kubernetes.client.CoreV1Api, namespace: str, nam
         CredentialsError: the Secret or the key is missing, unreadable or malformed.
     """
     try:
-        secret = await asyncio.to_thread(core.read_namespaced_secret, name, namespace)
-    except ApiException as exc:
+        data = await read(namespace, name)
+    except KubeError as exc:
         if exc.status == 404:
             raise CredentialsError(
                 f"Secret {namespace}/{name} not found; create it with the OEC.sh API key under key {key}"
             ) from None
-        raise CredentialsError(f"cannot read Secret {namespace}/{name} (HTTP {exc.status})") from None
-    data = secret.data or {}
+        what = f"HTTP {exc.status}" if exc.status else "the apiserver did not answer"
+        raise CredentialsError(f"cannot read Secret {namespace}/{name} ({what})") from None
     if key not in data:
         raise CredentialsError(f"Secret {namespace}/{name} has no key {key}; add the OEC.sh API key under it")
     try:
@@ -68,20 +76,17 @@ async def read_secret_key(core: kubernetes.client.CoreV1Api, namespace: str, nam
     return value
 
 
-async def resolve_api_key(
-    core: kubernetes.client.CoreV1Api, namespace: str, ref: SecretKeyRef | None, config: OperatorConfig
-) -> str:
+async def resolve_api_key(read: SecretReader, namespace: str, ref: SecretKeyRef | None,
+                          config: OperatorConfig) -> str:
     """The API key for a resource: ``spec.credentialsSecretRef`` in its namespace, else the
     operator's default (``OEC_API_KEY`` or the Secret named by ``OEC_API_KEY_SECRET``).
 
     Raises:
         CredentialsError: no usable key.
     """
-    if ref is not None:
-        return await read_secret_key(core, namespace, ref.name, ref.key)
-    if config.api_key_secret:
-        secret_ns, secret_name = config.api_key_secret.split("/", 1)
-        return await read_secret_key(core, secret_ns, secret_name, config.api_key_secret_key)
+    secret = secret_of(namespace, ref, config)
+    if secret is not None:
+        return await read_secret_key(read, *secret)
     if config.api_key is not None:
         return config.api_key.get_secret_value()
     raise CredentialsError(

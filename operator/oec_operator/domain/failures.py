@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import random
 
-from oec_operator import conditions as cond
-from oec_operator.conditions import Condition
+from oec_operator.domain.outcome import Event, Outcome
+from oec_operator.models import conditions as cond
+from oec_operator.models.conditions import Condition
 from oec_operator.oec.errors import (
     OecAuthError,
     OecBadRequestError,
@@ -21,7 +22,6 @@ from oec_operator.oec.errors import (
     OecRateLimitError,
     OecValidationError,
 )
-from oec_operator.outcome import Event, Outcome
 
 #: Longest wait between retries of transient failures, in seconds.
 MAX_BACKOFF_SECONDS = 300.0

@@ -1,53 +1,32 @@
-"""From what the API reports to the resource's ``status`` (``oec-api.md`` §9-§10,
-``status-contract.md`` §3). Pure functions."""
+"""From what the API reports to the resource's ``status``: mirrored fields, conditions, Events
+(``docs/oec-api.md`` §9-§10, ``docs/status-contract.md`` §3). Pure functions."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from oec_operator import conditions as cond
-from oec_operator.conditions import Condition
+from oec_operator.domain.outcome import Event, Outcome
+from oec_operator.models import conditions as cond
+from oec_operator.models.conditions import Condition
+from oec_operator.models.status import Health, LastDeploy, Status
 from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
-from oec_operator.outcome import Event, Outcome
 
 
-def observed_status(env: Environment, health: EnvironmentHealth | None, now: str) -> dict[str, Any]:
-    """Status fields mirrored from the API (``oec-api.md`` §9.1, §9.2) in the CRD's camelCase."""
-    status: dict[str, Any] = {
-        "environmentId": env.id,
-        "phase": env.status,
-        "url": env.url,
-        "odooVersion": env.odoo_version,
-        "branch": env.branch,
-        "lastCommit": env.last_commit,
-        "cpuCores": env.cpu_cores,
-        "ramMb": env.ram_mb,
-        "diskGb": env.disk_gb,
-        "serverId": env.server_id,
-        "createdAt": env.created_at,
-        "updatedAt": env.updated_at,
-        "lastSyncTime": now,
-    }
-    if health is not None:
-        status["health"] = {
-            "containerRunning": health.container_running,
-            "dbReady": health.db_ready,
-            "httpOk": health.http_ok,
-            "phase": health.status or env.status,
-        }
-        deploy = health.last_deploy
-        status["lastDeploy"] = (
-            None
-            if deploy is None
-            else {
-                "id": deploy.id,
-                "status": deploy.status,
-                "startedAt": deploy.started_at,
-                "completedAt": deploy.completed_at,
-            }
-        )
-    return status
+def observed_status(env: Environment, health: EnvironmentHealth | None, now: str) -> Status:
+    """The status update mirrored from the API (``docs/oec-api.md`` §9.1, §9.2); ``health`` and
+    ``lastDeploy`` only when the status endpoint was read."""
+    status = Status(
+        environment_id=env.id, phase=env.status, url=env.url, odoo_version=env.odoo_version, branch=env.branch,
+        last_commit=env.last_commit, cpu_cores=env.cpu_cores, ram_mb=env.ram_mb, disk_gb=env.disk_gb,
+        server_id=env.server_id, created_at=env.created_at, updated_at=env.updated_at, last_sync_time=now,
+    )
+    if health is None:
+        return status
+    deploy = health.last_deploy
+    return status.merged(Status(
+        health=Health(container_running=health.container_running, db_ready=health.db_ready,
+                      http_ok=health.http_ok, phase=health.status or env.status),
+        last_deploy=None if deploy is None else LastDeploy(
+            id=deploy.id, status=deploy.status, started_at=deploy.started_at, completed_at=deploy.completed_at),
+    ))
 
 
 def assess(env: Environment, health: EnvironmentHealth | None, outcome: Outcome, fast: float, slow: float) -> None:
@@ -123,18 +102,12 @@ def phase_events(previous_phase: str | None, env: Environment, health: Environme
     return []
 
 
-def merge_status(
-    previous: Mapping[str, Any], outcome: Outcome, generation: int, now: str, *, paused: bool = False
-) -> dict[str, Any]:
-    """The status patch for an outcome: observed fields, merged conditions, observedGeneration.
-
-    The ``Paused`` condition is dropped unless ``paused``.
-    """
-    patch = dict(outcome.status)
+def merge_status(previous: Status, outcome: Outcome, generation: int, now: str, *, paused: bool = False) -> Status:
+    """The status update for an outcome: its fields, the merged conditions and, when the
+    generation counts as observed, ``observedGeneration``. The ``Paused`` condition is dropped
+    unless ``paused``."""
     remove = outcome.remove if paused else (*outcome.remove, cond.PAUSED)
-    patch["conditions"] = cond.merge_conditions(
-        previous.get("conditions"), outcome.conditions, generation=generation, now=now, remove=remove
-    )
-    if outcome.observed:
-        patch["observedGeneration"] = generation
-    return patch
+    conditions = cond.merge_conditions(previous.conditions, outcome.conditions, generation=generation, now=now,
+                                       remove=remove)
+    update = outcome.status.merged(Status(conditions=tuple(conditions)))
+    return update.merged(Status(observed_generation=generation)) if outcome.observed else update

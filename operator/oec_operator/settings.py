@@ -1,26 +1,7 @@
-"""Operator configuration, read from ``OEC_*`` environment variables (pydantic-settings).
-
-| Variable | Default | Meaning |
-|---|---|---|
-| ``OEC_API_URL`` | ``https://api.oec.sh/api/public/v1`` | API root (or a simulator's URL) |
-| ``OEC_API_KEY`` | unset | default API key for resources without ``spec.credentialsSecretRef`` |
-| ``OEC_API_KEY_SECRET`` | unset | ``namespace/name`` of a Secret holding the default key (instead of ``OEC_API_KEY``) |
-| ``OEC_API_KEY_SECRET_KEY`` | ``apiKey`` | key inside that Secret |
-| ``OEC_POLL_INTERVAL`` | ``60`` | seconds between status polls of a steady environment |
-| ``OEC_FAST_POLL_INTERVAL`` | ``5`` | seconds between polls while work is in flight (deploying, destroying) |
-| ``OEC_MIN_POLL_INTERVAL`` | ``10`` | floor of the per-resource ``oec.sh/poll-interval`` annotation |
-| ``OEC_REQUEST_TIMEOUT`` | ``30`` | seconds per OEC API request |
-| ``OEC_METRICS_PORT`` | ``8081`` | Prometheus ``/metrics`` port (``0`` = off) |
-| ``OEC_METRICS_ADDRESS`` | ``0.0.0.0`` | address the metrics server binds |
-| ``OEC_CREDENTIALS_GRACE_PERIOD`` | ``600`` | seconds a deletion waits for lost credentials before orphaning |
-| ``OEC_RATE_LIMIT_READS`` | ``120`` | reads a minute of one key, until the API's headers say otherwise (§6) |
-| ``OEC_RATE_LIMIT_WRITES`` | ``20`` | writes a minute of one full-access key, likewise |
-| ``OEC_RATE_LIMIT_MODE`` | ``split`` | ``split`` budgets (current API) or ``single`` (older API, §1 row 7) |
-| ``OEC_POLLING`` | ``batched`` | ``batched`` lists per project; ``direct`` = the naive design (bench only) |
-
-``split`` counts reads and writes apart; ``single`` counts every request against
-``OEC_RATE_LIMIT_WRITES``. ``direct`` makes every resource read its environment and its status each
-interval with no shared limiter: it exists to measure the batched design against (``make bench``).
+"""The operator's settings: the Kubernetes names it owns (one home for group, version, plural,
+finalizer, annotation prefix and handler ids) and :class:`OperatorConfig`, read from ``OEC_*``
+environment variables (pydantic-settings). The variables are listed in the README
+(Configuration).
 """
 
 from __future__ import annotations
@@ -31,6 +12,32 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from oec_operator.oec.client import DEFAULT_BASE_URL, validate_api_key
+
+#: API group, version and plural of ``OdooEnvironment``.
+GROUP, VERSION, PLURAL = "oec.sh", "v1alpha1", "odooenvironments"
+#: kopf's resource selector for ``OdooEnvironment``.
+RESOURCE = (GROUP, VERSION, PLURAL)
+#: Name of the ``OdooEnvironment`` CRD.
+CRD_NAME = f"{PLURAL}.{GROUP}"
+#: The finalizer that holds a resource until its environment is destroyed or orphaned.
+FINALIZER = "oec.sh/finalizer"
+#: Prefix of kopf's own annotations. Not ``oec.sh``: kopf ignores every annotation under its
+#: prefix when it detects changes, and the user annotations ``oec.sh/...`` must trigger handlers
+#: (``docs/kopf.md`` §2).
+PREFIX = "operator.oec.sh"
+#: Name the operator posts Events and field-manages as.
+COMPONENT = "oec-operator"
+
+
+class HandlerId:
+    """The ids of the kopf registrations (kopf keeps progress under ``PREFIX/<id>``)."""
+
+    CLAIMS = "claims"
+    CREATE = "create"
+    UPDATE = "update"
+    POLL = "poll"
+    DELETE = "delete"
+    UNINSTALL_GUARD = "uninstall-guard"
 
 
 class OperatorConfig(BaseSettings):
@@ -54,6 +61,7 @@ class OperatorConfig(BaseSettings):
     rate_limit_writes: int = Field(default=20, ge=1, le=1_000_000)
     rate_limit_mode: Literal["split", "single"] = "split"
     polling: Literal["batched", "direct"] = "batched"
+    secret_cache_ttl: float = Field(default=10.0, ge=0, le=3600.0)
 
     @field_validator("api_key")
     @classmethod

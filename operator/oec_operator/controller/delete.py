@@ -1,0 +1,173 @@
+"""Deleting an ``OdooEnvironment``: destroy its OEC.sh environment or orphan it
+(``docs/reconciliation.md``, Decisions: Delete), one step per call until the finalizer may go.
+
+A step reads the environment before any DELETE (:func:`oec_operator.domain.reconcile.finalize`),
+finds an environment whose create may have happened without its id being recorded, and keeps
+the status saying what the deletion waits for. Credentials: the resource's, else the last key
+that worked for it, else the operator's default; with none, it waits
+``OEC_CREDENTIALS_GRACE_PERIOD`` seconds from the deletion's start, then orphans the environment.
+Knows nothing of kopf: the caller turns a :class:`DeletionStep` into "release the finalizer" or
+"retry after N seconds".
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from oec_operator.controller.state import ResourceState
+from oec_operator.controller.sync import Claims, EventSink, owner_of, resource_ref
+from oec_operator.domain.assess import merge_status
+from oec_operator.domain.failures import retry_delay
+from oec_operator.domain.outcome import Event, Outcome, ResourceRef
+from oec_operator.domain.reconcile import created_environment, deletion_action, finalize
+from oec_operator.kube.client import KubeError
+from oec_operator.kube.credentials import CredentialsError
+from oec_operator.models import conditions as cond
+from oec_operator.models.conditions import Condition
+from oec_operator.models.requests import Requests
+from oec_operator.models.spec import OdooEnvironmentSpec
+from oec_operator.models.status import Status
+from oec_operator.oec.client import OecClient
+from oec_operator.oec.errors import OecError
+from oec_operator.oec.ratelimit import Priority
+from oec_operator.runtime import Runtime
+from oec_operator.settings import CRD_NAME
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeletionStep:
+    """The result of one deletion step: ``retry_after`` seconds (with ``message`` saying what it
+    waits for), or ``None`` when the finalizer may be released."""
+
+    retry_after: float | None = None
+    message: str = ""
+
+    @property
+    def done(self) -> bool:
+        """True when the finalizer may be released."""
+        return self.retry_after is None
+
+
+DONE = DeletionStep()
+
+
+class DeleteController:
+    """Deletes ``OdooEnvironment`` objects (one instance per process).
+
+    Args:
+        runtime: the process's shared clients, writer and watches.
+    """
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+
+    async def step(self, body: Mapping[str, Any], state: ResourceState, claims: Claims,
+                   events: EventSink) -> DeletionStep:
+        """One step of deleting the object in ``body``."""
+        async with state.lock:
+            step = await self._step(body, state, claims, events)
+        if step.done:
+            self.runtime.phases.forget(resource_ref(body).uid)
+            self.runtime.status.forget(resource_ref(body).uid)
+        return step
+
+    async def _step(self, body: Mapping[str, Any], state: ResourceState, claims: Claims,
+                    events: EventSink) -> DeletionStep:
+        ref = resource_ref(body)
+        previous = self.runtime.status.view(ref.uid, body.get("status"))
+        spec = OdooEnvironmentSpec.from_body(body["spec"])
+        requests = Requests.from_annotations(body["metadata"].get("annotations"))
+        environment_id = previous.environment_id or state.environment_id
+        create_request = previous.create_request
+        if not environment_id and not create_request:
+            if spec.environment_id:  # it pointed at an environment it never managed (e.g. a Conflict)
+                events(Event("Normal", "Orphaned", f"OEC.sh environment {spec.environment_id} was not managed by "
+                             "this resource; left untouched"))
+            return DONE  # nothing was ever created for this resource
+        owner = owner_of(claims, body)
+        if owner is not None:  # another resource manages it (a Conflict loser): never destroy it
+            events(Event("Normal", "Orphaned",
+                         f"OEC.sh environment {environment_id} is managed by OdooEnvironment {owner}; left untouched"))
+            return DONE
+        try:
+            crd = await self.runtime.kube.read_crd(CRD_NAME)
+        except KubeError as exc:
+            return DeletionStep(self.config.fast_poll_interval * 4, f"cannot read the CRD ({exc})")
+        crd_deleting = bool((crd.get("metadata") or {}).get("deletionTimestamp"))
+        action = deletion_action(spec, requests, crd_deleting=crd_deleting)
+        if action == "wait":
+            await self._report(ref, previous, "Paused", "deletion waits until the annotation oec.sh/paused is removed")
+            return DeletionStep(self.config.min_poll_interval, "paused: deletion waits")
+        if action == "orphan":
+            if environment_id:
+                events(Event("Normal", "Orphaned", f"OEC.sh environment {environment_id} is kept (orphaned)"))
+            return DONE
+        api = await self._client(body, state, spec, ref, events)
+        if isinstance(api, DeletionStep):
+            return api
+        try:
+            if not environment_id:
+                assert create_request is not None  # one of the two, checked above
+                environment_id = await created_environment(api, spec.project_id, create_request)
+                if environment_id is None:
+                    return DONE
+                state.environment_id = environment_id
+            progress = await finalize(api, environment_id)
+        except OecError as exc:
+            state.failures += 1
+            await self._report(ref, previous, "ApiError", f"deleting: {exc}")
+            return DeletionStep(retry_delay(exc, state.failures, self.config.fast_poll_interval),
+                                f"deleting environment {environment_id}: {exc}")
+        if progress != "gone":
+            state.failures = 0
+            message = (f"OEC.sh is destroying environment {environment_id}" if progress == "destroying" else
+                       f"waiting for the running task of environment {environment_id} to finish before destroying it")
+            await self._report(ref, previous, "Deleting", message)
+            return DeletionStep(self.config.fast_poll_interval, message)
+        events(Event("Normal", "Deleted", f"OEC.sh environment {environment_id} is deleted"))
+        return DONE
+
+    async def _client(self, body: Mapping[str, Any], state: ResourceState, spec: OdooEnvironmentSpec,
+                      ref: ResourceRef, events: EventSink) -> OecClient | DeletionStep:
+        """A client with the credentials for deleting, a wait for them, or :data:`DONE` when the
+        grace period is over (the environment is orphaned)."""
+        runtime = self.runtime
+        try:
+            key, _source = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
+            return runtime.client(key, Priority.DELETE)
+        except CredentialsError as exc:
+            fallback = state.last_good_key or await runtime.default_api_key()
+            if fallback:
+                return runtime.client(fallback, Priority.DELETE)
+            started = datetime.datetime.fromisoformat(str(body["metadata"]["deletionTimestamp"]).replace("Z", "+00:00"))
+            waited = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+            grace = self.config.credentials_grace_period
+            if waited < grace:
+                return DeletionStep(min(self.config.poll_interval, grace - waited + 1),
+                                    f"{exc}; deletion waits for credentials")
+            environment_id = (body.get("status") or {}).get("environmentId")
+            events(Event("Warning", "Orphaned", f"no credentials to delete OEC.sh environment {environment_id} after "
+                         f"{grace:.0f} seconds ({exc}); it is left in OEC.sh"))
+            return DONE
+
+    async def _report(self, ref: ResourceRef, previous: Status, reason: str, message: str) -> None:
+        """Say in the status what the deletion waits for (best effort: the deletion goes on)."""
+        outcome = Outcome(
+            conditions=[Condition(cond.READY, "False", reason, message),
+                        Condition(cond.RECONCILING, "True", "Progressing", message)],
+            remove=(cond.STALLED,),
+        )
+        update = merge_status(previous, outcome, ref.generation, cond.now_rfc3339())
+        if not previous.changes(update).model_fields_set:
+            return  # already says so
+        try:
+            await self.runtime.status.write(ref.namespace, ref.name, ref.uid, update)
+        except KubeError as exc:
+            logger.info(f"{ref.namespace}/{ref.name}: cannot write the deletion's status ({exc})")

@@ -1,0 +1,127 @@
+"""The operator's one Kubernetes client: the calls it makes outside kopf's handler machinery go
+through kopf's own API client, so they share kopf's session (the login handler's connection pool
+and credentials, exec plugins included) and its re-login after an HTTP 401
+(``docs/kopf.md`` §5).
+
+kopf's API client lives in a private module (``kopf._cogs.clients``); this is the only module
+that touches it, and ``pyproject.toml`` pins kopf to the minor version it was written for. Errors
+leave this module as :class:`KubeError` only. Works inside the operator's tasks (where kopf's
+credentials vault is set), not in a separate process (``kubectl oec`` uses the ``kubernetes``
+client).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import kopf
+from kopf._cogs.clients import api as kopf_api
+from kopf._cogs.clients import errors as kopf_errors
+
+from oec_operator.settings import GROUP, PLURAL, VERSION
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between retries of a failed request (5xx, 429, connection errors; kopf's defaults
+#: retry for about a minute, too long for a reconcile that must report what it saw).
+RETRY_BACKOFFS = (0.5, 1.0, 2.0)
+#: A ``merge-patch`` content type (``application/json`` would be read as a strategic merge).
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed: ``status`` is the HTTP status (``None``: no answer, e.g. the
+    apiserver is unreachable); the message names the call, never a Secret's content."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KubeClient:
+    """Async calls to the apiserver through kopf's client.
+
+    Args:
+        settings: kopf's operator settings (timeouts), from the start-up handler.
+    """
+
+    def __init__(self, settings: kopf.OperatorSettings) -> None:
+        self._settings = settings
+
+    async def _call(self, method: str, url: str, payload: object | None = None,
+                    headers: Mapping[str, str] | None = None) -> Any:
+        try:
+            response = await kopf_api.request(
+                method, url, payload=payload, headers=dict(headers or {}), settings=self._settings,
+                backoffs=RETRY_BACKOFFS, logger=logger,
+            )
+            async with response:
+                return await response.json()
+        except kopf_errors.APIError as exc:
+            raise KubeError(f"{method.upper()} {url}: HTTP {exc.status}", exc.status) from None
+        except (aiohttp.ClientError, TimeoutError, kopf_errors.APISessionClosed) as exc:
+            raise KubeError(f"{method.upper()} {url}: {type(exc).__name__}") from None
+
+    @staticmethod
+    def _resource_url(namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        parts = [f"/apis/{GROUP}/{VERSION}"]
+        if namespace is not None:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(PLURAL)
+        if name is not None:
+            parts.append(name)
+        if subresource is not None:
+            parts.append(subresource)
+        return "/".join(parts)
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource of an ``OdooEnvironment``.
+
+        Returns:
+            The object as the apiserver returned it.
+
+        Raises:
+            KubeError: the write failed (404: the object is gone).
+        """
+        result: dict[str, Any] = await self._call(
+            "patch", self._resource_url(namespace, name, "status"), {"status": dict(patch)}, MERGE_PATCH)
+        return result
+
+    async def patch_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> None:
+        """Merge-patch an ``OdooEnvironment``'s metadata (with a ``resourceVersion`` in it the
+        patch is conditional: a 409 when the object changed since).
+
+        Raises:
+            KubeError: the write failed.
+        """
+        await self._call("patch", self._resource_url(namespace, name), {"metadata": dict(metadata)}, MERGE_PATCH)
+
+    async def list_resources(self) -> list[dict[str, Any]]:
+        """Every ``OdooEnvironment`` in the cluster.
+
+        Raises:
+            KubeError: the list failed.
+        """
+        listing = await self._call("get", self._resource_url(None))
+        return list(listing.get("items") or [])
+
+    async def read_crd(self, name: str) -> dict[str, Any]:
+        """A CustomResourceDefinition.
+
+        Raises:
+            KubeError: the read failed (404: there is no such CRD).
+        """
+        crd: dict[str, Any] = await self._call("get", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
+        return crd
+
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        """The ``data`` of a Secret (base64 values, as the apiserver sends them).
+
+        Raises:
+            KubeError: the read failed (404: no such Secret; 403: not permitted).
+        """
+        secret = await self._call("get", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        return dict(secret.get("data") or {})

@@ -1,0 +1,58 @@
+"""The one writer of ``OdooEnvironment`` status: every status write of the operator (a
+reconcile's result, an intent recorded before an action, a deletion's progress) goes through
+:meth:`StatusWriter.write`, and so does the operator's memory of what it wrote.
+
+Why a memory: kopf hands a handler the body of the last watch event, which can be older than the
+operator's own last write (the write's watch event has not arrived yet). The writer keeps the
+status as the apiserver returned it after each successful write and :meth:`StatusWriter.view`
+serves it in preference to an older body, so a reconcile never acts on a status older than its
+own writes. It holds only what the apiserver accepted; after a failed write it forgets the
+object and the body is the truth again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from oec_operator.kube.client import KubeClient
+from oec_operator.models.status import Status
+
+
+class StatusWriter:
+    """Writes status updates and remembers the last written status of each object, by UID.
+
+    Args:
+        kube: the Kubernetes client.
+    """
+
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
+        self._written: dict[str, Status] = {}
+
+    def view(self, uid: str, body_status: Mapping[str, Any] | None) -> Status:
+        """The object's current status: the last one this process wrote, else the body's."""
+        written = self._written.get(uid)
+        return written if written is not None else Status.from_body(body_status)
+
+    async def write(self, namespace: str, name: str, uid: str, update: Status) -> Status:
+        """Write ``update`` (its fields set; ``None`` removes one) to the object's status.
+
+        Returns:
+            The status now stored, as the apiserver returned it.
+
+        Raises:
+            KubeError: the write failed; the object is forgotten (its next body is the truth).
+        """
+        try:
+            stored = await self._kube.patch_status(namespace, name, update.patch())
+        except Exception:
+            self._written.pop(uid, None)
+            raise
+        status = Status.from_body(stored.get("status"))
+        self._written[uid] = status
+        return status
+
+    def forget(self, uid: str) -> None:
+        """The object is gone (or its body is to be trusted again)."""
+        self._written.pop(uid, None)

@@ -1,0 +1,135 @@
+"""The ``OdooEnvironment`` status as the operator stores it: one typed model of what lives in
+``status`` (the CRD's ``status`` schema in ``crds/``), including the intents the operator records
+before it acts (``createRequest``, ``pendingDeploy``, ``docs/reconciliation.md``).
+
+A :class:`Status` is also how a change to the status is described: a :class:`Status` built with
+only some fields (``Status(environment_id=..., create_request=None)``) is an update; the fields
+set in it (:attr:`pydantic.BaseModel.model_fields_set`) are the ones it writes, and a field set to
+``None`` is removed. :meth:`Status.merged` applies an update, :meth:`Status.patch` renders it as
+the JSON merge patch of the status subresource. Only :mod:`oec_operator.kube.status` writes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from oec_operator.models import conditions as cond
+from oec_operator.oec.models import TRANSITIONAL_STATES, EnvironmentState
+
+
+class _StatusModel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class CreateRequest(_StatusModel):
+    """``status.createRequest``: the create about to be sent, recorded before the POST and
+    replayed unchanged after a crash (same idempotency key, same body)."""
+
+    key: str
+    name: str
+    environment_type: str
+    branch: str | None = None
+    requested_at: str | None = None
+
+
+class PendingDeploy(_StatusModel):
+    """``status.pendingDeploy``: a deploy the operator owes (a branch change or a redeploy
+    request), recorded before it is sent; ``key`` is its idempotency key."""
+
+    key: str
+    reason: str
+    requested_at: str | None = None
+
+
+class Health(_StatusModel):
+    """``status.health``: ``GET /environments/{id}/status`` as last read; ``phase`` is the
+    environment's status when it was read."""
+
+    container_running: bool | None = None
+    db_ready: bool | None = None
+    http_ok: bool | None = None
+    phase: str | None = None
+
+
+class LastDeploy(_StatusModel):
+    """``status.lastDeploy``: the environment's last deploy task."""
+
+    id: str | None = None
+    status: str | None = None
+    started_at: str | None = None
+    completed_at: str | None = None
+
+
+class Status(_StatusModel):
+    """The whole ``status`` of an ``OdooEnvironment`` (every field optional), or an update of it.
+
+    Attributes:
+        phase: the OEC.sh environment status (:class:`EnvironmentState`; an unknown value is
+            kept as the string the API sent).
+        conditions: ``metav1.Condition`` objects as JSON (kept by
+            :func:`oec_operator.models.conditions.merge_conditions`).
+        last_sync_time: RFC 3339 time the environment was last read.
+        Other fields mirror the environment (``docs/oec-api.md`` §9.1, §9.2) or record intents
+        and handled tokens (``docs/reconciliation.md``).
+    """
+
+    observed_generation: int | None = None
+    environment_id: str | None = None
+    phase: Annotated[EnvironmentState | str | None, Field(union_mode="left_to_right")] = None
+    url: str | None = None
+    odoo_version: str | None = None
+    branch: str | None = None
+    last_commit: str | None = None
+    cpu_cores: float | None = None
+    ram_mb: int | None = None
+    disk_gb: int | None = None
+    server_id: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+    health: Health | None = None
+    last_deploy: LastDeploy | None = None
+    create_request: CreateRequest | None = None
+    pending_deploy: PendingDeploy | None = None
+    last_handled_reconcile_at: str | None = None
+    last_handled_redeploy_at: str | None = None
+    last_handled_recreate_at: str | None = None
+    last_sync_time: str | None = None
+    conditions: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_body(cls, status: Mapping[str, Any] | None) -> Status:
+        """Parse ``body["status"]`` (``None`` or ``{}``: an empty status). Fields the operator does
+        not know are ignored; a malformed value raises ``pydantic.ValidationError``."""
+        return cls.model_validate(dict(status or {}))
+
+    @property
+    def empty(self) -> bool:
+        """True for a status the operator never wrote (a new object)."""
+        return not self.model_dump(exclude_defaults=True)
+
+    def condition(self, type_: str) -> Mapping[str, Any] | None:
+        """The condition of the given type, or ``None``."""
+        return cond.find(self.conditions, type_)
+
+    @property
+    def busy(self) -> bool:
+        """Work in flight (a transitional phase or a deploy owed): the project is polled fast."""
+        return self.phase in TRANSITIONAL_STATES or self.pending_deploy is not None
+
+    def merged(self, update: Status) -> Status:
+        """This status with the fields set in ``update`` applied (``None`` removes a field)."""
+        return self.model_copy(update={name: getattr(update, name) for name in update.model_fields_set})
+
+    def patch(self) -> dict[str, Any]:
+        """This update as a JSON merge patch of ``status``: camelCase keys, ``None`` deletes."""
+        return self.model_dump(mode="json", by_alias=True, include=set(self.model_fields_set))
+
+    def changes(self, update: Status) -> Status:
+        """The part of ``update`` that differs from this status (an update, maybe empty)."""
+        return Status.model_validate(
+            {name: getattr(update, name) for name in update.model_fields_set
+             if getattr(update, name) != getattr(self, name)})
