@@ -141,10 +141,15 @@ class SyncController:
                     state.next_poll_at = 0.0  # the environment changed: not bound by the schedule
                 elif loop.time() < state.next_poll_at:
                     continue  # rescheduled by a change: wait for the new time
-                async with state.lock:
-                    await self._sync(body, state, claims, events, force=False)
+                await self.poll_once(body, state, claims, events)
         finally:
             self.runtime.fleet.forget(resource_ref(body).uid)
+
+    async def poll_once(self, body: Mapping[str, Any], state: ResourceState, claims: Claims,
+                        events: EventSink) -> None:
+        """One turn of the poll loop: reconcile if the object's next poll is due."""
+        async with state.lock:
+            await self._sync(body, state, claims, events, force=False)
 
     async def _sync(self, body: Mapping[str, Any], state: ResourceState, claims: Claims, events: EventSink,
                     *, force: bool) -> None:

@@ -1,0 +1,165 @@
+"""The controller's tests: the real controller and OEC.sh client against the in-process
+simulator over real HTTP; the apiserver is an in-memory fake (:class:`FakeKube`)."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+import pytest
+
+from oec_operator.controller.delete import DeleteController
+from oec_operator.controller.state import ResourceState
+from oec_operator.controller.sync import SyncController
+from oec_operator.domain.outcome import Event
+from oec_operator.kube.client import KubeClient, KubeError
+from oec_operator.oec.client import make_http_client
+from oec_operator.runtime import Runtime
+from oec_operator.settings import OperatorConfig
+from tests.simulator.conftest import clock, sim, start_sim
+from tests.simulator.sim_helpers import API, PROJECT_A, RW, Sim
+
+__all__ = ["clock", "sim", "start_sim"]
+
+SECRET = ("oec-system", "oec-api-key")
+
+
+def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    """RFC 7386 JSON merge patch, in place."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            merge(target[key], value)
+        else:
+            target[key] = value
+
+
+class FakeKube(KubeClient):
+    """An in-memory apiserver: OdooEnvironment bodies, Secrets and the CRD; counts every call.
+
+    ``fail_status_writes``: HTTP status every status write fails with (``None``: they succeed).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(kopf.OperatorSettings())
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.crd_deleting = False
+        self.fail_status_writes: int | None = None
+        self.calls: Counter[str] = Counter()
+        self.status_patches: list[dict[str, Any]] = []
+
+    def set_key(self, key: str, where: tuple[str, str] = SECRET) -> None:
+        self.secrets[where] = {"apiKey": base64.b64encode(key.encode()).decode()}
+
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        self.calls["patch_status"] += 1
+        if self.fail_status_writes is not None:
+            raise KubeError("PATCH status: injected failure", self.fail_status_writes)
+        obj = self.objects.get((namespace, name))
+        if obj is None:
+            raise KubeError("PATCH status: not found", 404)
+        self.status_patches.append(dict(patch))
+        merge(obj.setdefault("status", {}), patch)
+        return obj
+
+    async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:
+        self.calls["read_secret"] += 1
+        if (namespace, name) not in self.secrets:
+            raise KubeError("GET Secret: not found", 404)
+        return dict(self.secrets[(namespace, name)])
+
+    async def read_crd(self, name: str) -> dict[str, Any]:
+        self.calls["read_crd"] += 1
+        return {"metadata": {"name": name, **({"deletionTimestamp": "2026-12-01T00:00:00Z"}
+                                               if self.crd_deleting else {})}}
+
+
+_uids = itertools.count(1)
+
+
+@dataclass
+class Harness:
+    """The controllers over one simulator and one fake apiserver."""
+
+    sim: Sim
+    kube: FakeKube
+    runtime: Runtime
+    sync: SyncController
+    deletion: DeleteController
+    events: list[tuple[str, Event]] = field(default_factory=list)
+    states: dict[str, ResourceState] = field(default_factory=dict)
+
+    def add(self, name: str, namespace: str = "team", **spec: Any) -> dict[str, Any]:
+        """A new OdooEnvironment body (as kopf would hand it over) in the fake apiserver."""
+        uid = f"00000000-0000-4000-8000-{next(_uids):012d}"
+        body = {"metadata": {"namespace": namespace, "name": name, "uid": uid, "generation": 1,
+                             "creationTimestamp": "2026-12-01T00:00:00Z", "annotations": {}},
+                "spec": {"projectId": PROJECT_A, **spec}, "status": {}}
+        self.kube.objects[(namespace, name)] = body
+        self.states[uid] = ResourceState()
+        return body
+
+    def state(self, body: Mapping[str, Any]) -> ResourceState:
+        return self.states[body["metadata"]["uid"]]
+
+    def sink(self, body: Mapping[str, Any]) -> Callable[[Event], None]:
+        return lambda event: self.events.append((body["metadata"]["name"], event))
+
+    def reasons(self, name: str) -> list[str]:
+        return [e.reason for n, e in self.events if n == name]
+
+    async def change(self, body: dict[str, Any]) -> None:
+        """What kopf's create/update handler does."""
+        await self.sync.reconcile_now(body, self.state(body), {}, self.sink(body))
+
+    async def list_project(self, key: str = RW, project: str = PROJECT_A) -> None:
+        """What the project watch's loop does every interval: list the project once."""
+        await self.runtime.fleet.watch(key, project).refresh()
+
+    async def poll(self, body: dict[str, Any]) -> None:
+        """One poll turn, made due now."""
+        self.state(body).next_poll_at = 0.0
+        await self.sync.poll_once(body, self.state(body), {}, self.sink(body))
+
+    async def delete_step(self, body: dict[str, Any]) -> Any:
+        body["metadata"].setdefault("deletionTimestamp", "2026-12-01T00:00:00Z")
+        return await self.deletion.step(body, self.state(body), {}, self.sink(body))
+
+
+def operator_config(sim: Sim, **overrides: Any) -> OperatorConfig:
+    """The operator's configuration for the simulator, default key from :data:`SECRET`."""
+    values: dict[str, Any] = {"api_url": sim.base_url + API, "api_key_secret": "/".join(SECRET),
+                              "fast_poll_interval": 1.0, "poll_interval": 60.0, "metrics_port": 0}
+    values.update(overrides)
+    return OperatorConfig.model_validate(values)
+
+
+@pytest.fixture
+async def make_harness(sim: Sim) -> AsyncIterator[Callable[..., Harness]]:
+    """Factory: ``make_harness(**config_overrides)`` -> :class:`Harness` with the rw key in the
+    default Secret."""
+    runtimes: list[Runtime] = []
+
+    def _make(**overrides: Any) -> Harness:
+        kube = FakeKube()
+        kube.set_key(RW)
+        config = operator_config(sim, **overrides)
+        runtime = Runtime(config=config, http=make_http_client(config.api_url, timeout=5), kube=kube)
+        runtimes.append(runtime)
+        return Harness(sim, kube, runtime, SyncController(runtime), DeleteController(runtime))
+
+    yield _make
+    for runtime in runtimes:
+        await runtime.aclose()
+
+
+@pytest.fixture
+def harness(make_harness: Callable[..., Harness]) -> Harness:
+    return make_harness()
