@@ -1,14 +1,6 @@
 """Prometheus metrics of the operator (prometheus_client), served on ``OEC_METRICS_PORT``.
 
-| Metric | Type | Labels |
-|---|---|---|
-| ``oec_operator_reconciles_total`` | counter | ``result``: ``success``, ``retry``, ``stalled``, ``paused`` |
-| ``oec_operator_api_requests_total`` | counter | ``endpoint`` (template), ``method``, ``code`` |
-| ``oec_operator_api_request_duration_seconds`` | histogram | ``endpoint``, ``method`` |
-| ``oec_operator_rate_limit_wait_seconds_total`` | counter | — seconds the API told the operator to wait (429) |
-| ``oec_operator_rate_limit_remaining`` | gauge | — the API's last ``X-RateLimit-Remaining`` |
-| ``oec_operator_resources`` | gauge | ``phase``: OdooEnvironments by OEC status (``unknown`` before the first read) |
-| ``oec_operator_rate_limit_budget_wait_seconds_total`` | counter | ``bucket``: seconds waited for the key's budget |
+The metrics and their labels are listed in the README (Metrics and logs).
 """
 
 from __future__ import annotations

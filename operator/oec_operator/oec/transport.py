@@ -3,8 +3,8 @@
 httpcore's pool (httpx's transport) can lose a connection slot for good when a request is cancelled
 while it waits for a connection, or times out there (``PoolTimeout``); once every slot is lost, each
 later request fails with ``PoolTimeout`` although the server is healthy, until the process restarts
-(encode/httpcore#1093, open for httpcore 1.0.9). ``make bench`` hit exactly this: 1000 creates at
-once on 100 connections, and after a minute the operator sent nothing at all.
+(encode/httpcore#1093, open for httpcore 1.0.9). Any burst larger than the pool (a thousand
+creates at once, say) can end that way.
 
 :class:`BoundedTransport` therefore
 
