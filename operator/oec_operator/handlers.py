@@ -44,7 +44,7 @@ def _events(body: Mapping[str, Any]) -> EventSink:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Own finalizer and annotation prefix (``docs/kopf.md`` §2), logging, the shared runtime."""
+    """Own finalizer and annotation prefix (``docs/kopf.md`` §1), logging, the shared runtime."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX, v1=False)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, v1=False)

@@ -28,6 +28,7 @@ from oec_operator.kube.credentials import CredentialsError, SecretReader, resolv
 from oec_operator.models.conditions import now_rfc3339
 from oec_operator.models.requests import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT
 from oec_operator.models.spec import OdooEnvironmentSpec
+from oec_operator.models.status import Health, LastDeploy, Status
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.errors import OecError, OecTransportError
 from oec_operator.settings import GROUP, PLURAL, VERSION, ConfigError, load_config
@@ -62,32 +63,34 @@ def _get(api: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[st
 
 def render_status(obj: dict[str, Any]) -> str:
     """The one-screen view of ``kubectl oec status``."""
-    meta, spec, status = obj.get("metadata", {}), obj.get("spec", {}), obj.get("status", {})
-    health = status.get("health") or {}
-    deploy = status.get("lastDeploy") or {}
+    meta, spec = obj.get("metadata", {}), obj.get("spec", {})
+    status = Status.from_body(obj.get("status"))
+    health, deploy = status.health or Health(), status.last_deploy or LastDeploy()
 
-    def yes(value: Any) -> str:
+    def shown(value: Any, default: str = "-") -> str:
+        return default if value is None else str(value)
+
+    def yes(value: bool | None) -> str:
         return "yes" if value else ("no" if value is not None else "-")
 
     lines = [
         f"Name:         {meta.get('name')} (namespace {meta.get('namespace')})",
-        f"Environment:  {status.get('environmentId', '-')} in project {spec.get('projectId')} "
+        f"Environment:  {shown(status.environment_id)} in project {spec.get('projectId')} "
         f"({spec.get('environmentType', 'development')})",
-        f"Phase:        {status.get('phase', '-')}",
-        f"URL:          {status.get('url', '-')}",
-        f"Branch:       {status.get('branch', '-')} (spec: {spec.get('branch', 'project default')})",
-        f"Health:       container running {yes(health.get('containerRunning'))}, database ready "
-        f"{yes(health.get('dbReady'))}, HTTP ok {yes(health.get('httpOk'))}",
-        f"Last deploy:  {deploy.get('id', '-')} {deploy.get('status', '')} "
-        f"(started {deploy.get('startedAt', '-')}, completed {deploy.get('completedAt', '-')})",
-        f"Last sync:    {status.get('lastSyncTime', '-')}",
-        f"Generation:   {meta.get('generation')} (observed {status.get('observedGeneration', '-')})",
+        f"Phase:        {shown(status.phase)}",
+        f"URL:          {shown(status.url)}",
+        f"Branch:       {shown(status.branch)} (spec: {spec.get('branch', 'project default')})",
+        f"Health:       container running {yes(health.container_running)}, database ready "
+        f"{yes(health.db_ready)}, HTTP ok {yes(health.http_ok)}",
+        f"Last deploy:  {shown(deploy.id)} {shown(deploy.status, '')} "
+        f"(started {shown(deploy.started_at)}, completed {shown(deploy.completed_at)})",
+        f"Last sync:    {shown(status.last_sync_time)}",
+        f"Generation:   {meta.get('generation')} (observed {shown(status.observed_generation)})",
         "Conditions:",
     ]
-    conditions = status.get("conditions") or []
-    if not conditions:
+    if not status.conditions:
         lines.append("  (none yet: the operator has not seen this resource)")
-    for c in conditions:
+    for c in status.conditions:
         kind, state, reason = c.get("type", ""), c.get("status", ""), c.get("reason", "")
         lines.append(f"  {kind:<12} {state:<8} {reason:<22} {c.get('message', '')}")
     return "\n".join(lines)
@@ -113,8 +116,7 @@ async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_
     Raises:
         PluginError: no environment yet, no credentials, or the API failed or is unreachable.
     """
-    status = obj.get("status", {})
-    environment_id = status.get("environmentId")
+    environment_id = Status.from_body(obj.get("status")).environment_id
     if not environment_id:
         raise PluginError("the resource has no OEC.sh environment yet (status.environmentId is empty)")
     try:

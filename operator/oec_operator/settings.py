@@ -23,7 +23,7 @@ CRD_NAME = f"{PLURAL}.{GROUP}"
 FINALIZER = "oec.sh/finalizer"
 #: Prefix of kopf's own annotations. Not ``oec.sh``: kopf ignores every annotation under its
 #: prefix when it detects changes, and the user annotations ``oec.sh/...`` must trigger handlers
-#: (``docs/kopf.md`` §2).
+#: (``docs/kopf.md`` §1).
 PREFIX = "operator.oec.sh"
 #: Name the operator posts Events and field-manages as.
 COMPONENT = "oec-operator"

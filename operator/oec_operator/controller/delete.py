@@ -152,7 +152,7 @@ class DeleteController:
             if waited < grace:
                 return DeletionStep(min(self.config.poll_interval, grace - waited + 1),
                                     f"{exc}; deletion waits for credentials")
-            environment_id = (body.get("status") or {}).get("environmentId")
+            environment_id = self.runtime.status.view(ref.uid, body.get("status")).environment_id
             events(Event("Warning", "Orphaned", f"no credentials to delete OEC.sh environment {environment_id} after "
                          f"{grace:.0f} seconds ({exc}); it is left in OEC.sh"))
             return DONE

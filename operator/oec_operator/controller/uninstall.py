@@ -16,6 +16,7 @@ from typing import Any
 from oec_operator.controller.sync import EventSink
 from oec_operator.domain.outcome import Event
 from oec_operator.kube.client import KubeClient, KubeError
+from oec_operator.models.status import Status
 from oec_operator.settings import FINALIZER
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ async def orphan_all(kube: KubeClient, events_for: EventsFor) -> None:
                 return  # the CRD is already gone: nothing left to release
             raise
         for obj in released:
-            environment_id = (obj.get("status") or {}).get("environmentId")
+            environment_id = Status.from_body(obj.get("status")).environment_id
             message = f"the CRD is being deleted: OEC.sh environment {environment_id} is kept (orphaned)"
             logger.info(f"{obj['metadata']['namespace']}/{obj['metadata']['name']}: {message}")
             if environment_id:

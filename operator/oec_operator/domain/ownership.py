@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
+from oec_operator.models.status import Status
+
 
 class Claim(NamedTuple):
     """One resource's claim on an environment id."""
@@ -24,10 +26,10 @@ class Claim(NamedTuple):
 
 def claims_of(body: Mapping[str, Any]) -> dict[str, Claim]:
     """The index entry of one ``OdooEnvironment`` body: ``{environment_id: Claim}`` or ``{}``."""
-    spec, status, meta = body.get("spec") or {}, body.get("status") or {}, body.get("metadata") or {}
+    spec, meta = body.get("spec") or {}, body.get("metadata") or {}
     if spec.get("managementPolicy") == "Observe":
         return {}
-    owned, wanted = status.get("environmentId"), spec.get("environmentId")
+    owned, wanted = Status.from_body(body.get("status")).environment_id, spec.get("environmentId")
     target = owned or wanted
     if not target:
         return {}

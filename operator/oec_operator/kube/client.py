@@ -1,7 +1,7 @@
 """The operator's one Kubernetes client: the calls it makes outside kopf's handler machinery go
 through kopf's own API client, so they share kopf's session (the login handler's connection pool
 and credentials, exec plugins included) and its re-login after an HTTP 401
-(``docs/kopf.md`` §5).
+(``docs/kopf.md`` §3).
 
 kopf's API client lives in a private module (``kopf._cogs.clients``); this is the only module
 that touches it, and ``pyproject.toml`` pins kopf to the minor version it was written for. Errors

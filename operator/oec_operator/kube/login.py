@@ -3,7 +3,7 @@
 
 :func:`login`: the in-cluster service account first, then the kubeconfig, through an HTTP
 session that opens at most :data:`KUBE_CONNECTIONS` connections (kopf's documented custom-session
-login, ``docs/kopf.md`` §5). kopf and the operator's own calls (:mod:`oec_operator.kube.client`)
+login, ``docs/kopf.md`` §2). kopf and the operator's own calls (:mod:`oec_operator.kube.client`)
 share that session.
 
 An ``exec`` user (``client.authentication.k8s.io`` ``ExecCredential``) gets its credential by

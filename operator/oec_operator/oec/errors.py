@@ -6,7 +6,7 @@ failure so that callers decide on the class, never on raw bodies.
 
 Exception messages are built from the status code, the API's machine code and the API's own
 human message only. They never contain request headers, so the API key cannot leak through
-``str(exc)`` (kopf stores exception text verbatim in an annotation, ``kopf-notes.md`` §6).
+``str(exc)`` (kopf stores exception text verbatim in an annotation, ``docs/kopf.md`` §4).
 """
 
 from __future__ import annotations
