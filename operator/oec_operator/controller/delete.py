@@ -83,39 +83,17 @@ class DeleteController:
         ref = resource_ref(body)
         previous = self.runtime.status.view(ref.uid, body.get("status"))
         spec = OdooEnvironmentSpec.from_body(body["spec"])
-        requests = Requests.from_annotations(body["metadata"].get("annotations"))
         environment_id = previous.environment_id or state.environment_id
-        create_request = previous.create_request
-        if not environment_id and not create_request:
-            if spec.environment_id:  # it pointed at an environment it never managed (e.g. a Conflict)
-                events(Event("Normal", "Orphaned", f"OEC.sh environment {spec.environment_id} was not managed by "
-                             "this resource; left untouched"))
-            return DONE  # nothing was ever created for this resource
-        owner = owner_of(claims, body)
-        if owner is not None:  # another resource manages it (a Conflict loser): never destroy it
-            events(Event("Normal", "Orphaned",
-                         f"OEC.sh environment {environment_id} is managed by OdooEnvironment {owner}; left untouched"))
-            return DONE
-        try:
-            crd = await self.runtime.kube.read_crd(CRD_NAME)
-        except KubeError as exc:
-            return DeletionStep(self.config.fast_poll_interval * 4, f"cannot read the CRD ({exc})")
-        crd_deleting = bool((crd.get("metadata") or {}).get("deletionTimestamp"))
-        action = deletion_action(spec, requests, crd_deleting=crd_deleting)
-        if action == "wait":
-            await self._report(ref, previous, "Paused", "deletion waits until the annotation oec.sh/paused is removed")
-            return DeletionStep(self.config.min_poll_interval, "paused: deletion waits")
-        if action == "orphan":
-            if environment_id:
-                events(Event("Normal", "Orphaned", f"OEC.sh environment {environment_id} is kept (orphaned)"))
-            return DONE
+        early = await self._without_destroy(body, previous, spec, environment_id, claims, events)
+        if early is not None:
+            return early
         api = await self._client(body, state, spec, ref, events)
         if isinstance(api, DeletionStep):
             return api
         try:
             if not environment_id:
-                assert create_request is not None  # one of the two, checked above
-                environment_id = await created_environment(api, spec.project_id, create_request)
+                assert previous.create_request is not None  # one of the two, see _without_destroy
+                environment_id = await created_environment(api, spec.project_id, previous.create_request)
                 if environment_id is None:
                     return DONE
                 state.environment_id = environment_id
@@ -133,6 +111,38 @@ class DeleteController:
             return DeletionStep(self.config.fast_poll_interval, message)
         events(Event("Normal", "Deleted", f"OEC.sh environment {environment_id} is deleted"))
         return DONE
+
+    async def _without_destroy(self, body: Mapping[str, Any], previous: Status, spec: OdooEnvironmentSpec,
+                               environment_id: str | None, claims: Claims, events: EventSink) -> DeletionStep | None:
+        """The outcomes that send nothing to OEC.sh: nothing was created, another resource owns
+        the environment, the policy or the CRD's deletion orphans it, or paused (wait); ``None``
+        when the environment is to be destroyed."""
+        if not environment_id and not previous.create_request:
+            if spec.environment_id:  # it pointed at an environment it never managed (e.g. a Conflict)
+                events(Event("Normal", "Orphaned", f"OEC.sh environment {spec.environment_id} was not managed by "
+                             "this resource; left untouched"))
+            return DONE  # nothing was ever created for this resource
+        owner = owner_of(claims, body)
+        if owner is not None:  # another resource manages it (a Conflict loser): never destroy it
+            events(Event("Normal", "Orphaned",
+                         f"OEC.sh environment {environment_id} is managed by OdooEnvironment {owner}; left untouched"))
+            return DONE
+        try:
+            crd = await self.runtime.kube.read_crd(CRD_NAME)
+        except KubeError as exc:
+            return DeletionStep(self.config.fast_poll_interval * 4, f"cannot read the CRD ({exc})")
+        crd_deleting = bool((crd.get("metadata") or {}).get("deletionTimestamp"))
+        requests = Requests.from_annotations(body["metadata"].get("annotations"))
+        action = deletion_action(spec, requests, crd_deleting=crd_deleting)
+        if action == "wait":
+            message = "deletion waits until the annotation oec.sh/paused is removed"
+            await self._report(resource_ref(body), previous, "Paused", message)
+            return DeletionStep(self.config.min_poll_interval, "paused: deletion waits")
+        if action == "orphan":
+            if environment_id:
+                events(Event("Normal", "Orphaned", f"OEC.sh environment {environment_id} is kept (orphaned)"))
+            return DONE
+        return None
 
     async def _client(self, body: Mapping[str, Any], state: ResourceState, spec: OdooEnvironmentSpec,
                       ref: ResourceRef, events: EventSink) -> OecClient | DeletionStep:

@@ -191,7 +191,8 @@ async def reconcile(ctx: Context) -> Outcome:
     return outcome
 
 
-async def _reconcile(ctx: Context) -> Outcome:
+def _conflict(ctx: Context) -> Outcome | None:
+    """A stall when this resource may not manage the environment it points at, else ``None``."""
     spec, recorded = ctx.spec, ctx.recorded_id
     if spec.environment_id and recorded and recorded != spec.environment_id:
         return ctx.stall(
@@ -201,42 +202,35 @@ async def _reconcile(ctx: Context) -> Outcome:
             f"environment; to go on with {recorded}, set deletionPolicy: Orphan, delete this resource and "
             f"create it again with spec.environmentId: {recorded}",
         )
-    target = recorded or spec.environment_id
     if ctx.claimed_by:
         return ctx.stall(
             "Conflict",
-            f"environment {target} is already managed by OdooEnvironment {ctx.claimed_by}; "
-            "only one resource may manage an environment",
+            f"environment {recorded or spec.environment_id} is already managed by OdooEnvironment "
+            f"{ctx.claimed_by}; only one resource may manage an environment",
         )
+    return None
+
+
+async def _reconcile(ctx: Context) -> Outcome:
+    conflict = _conflict(ctx)
+    if conflict is not None:
+        return conflict
+    target = ctx.recorded_id or ctx.spec.environment_id
     events: list[Event] = []
     extra = Settled()
-    found: Environment | Outcome
-    if target is None:
-        found = await _create(ctx, events, extra)
-    else:
-        found = await _find(ctx, target, events, extra)
+    found = await _create(ctx, events, extra) if target is None else await _find(ctx, target, events, extra)
     if isinstance(found, Outcome):
         return found
-    env = found
-    deployed = False
-    if not spec.observe_only:
+    env, deployed = found, False
+    if not ctx.spec.observe_only:
         env, deployed = await _converge(ctx, env, events, extra)
-    detailed, deferred = ctx.detailed, None
+    detailed = ctx.detailed
     if any(e.reason == "Created" for e in events) or (detailed is None and _status_shows(ctx.status, env)):
         detailed = env  # just created (nothing runs yet), or the status holds this entry's health
-    health: EnvironmentHealth | None = None
-    if deployed or ctx.source.wants_detail(env, detailed):
-        # After a deploy we started the read is part of it; otherwise it is a detail that may wait.
-        api = ctx.api if deployed else ctx.api.with_priority(Priority.DETAIL)
-        try:
-            health = await api.get_environment_status(env.id)
-            detailed = None if deployed else env
-        except OecNotFoundError:
-            return _gone(ctx, env.id)
-        except OecRateLimitError as exc:
-            deferred = exc.retry_after
-        except OecError:
-            pass  # health is informative; the environment itself was read fine
+    read = await _read_health(ctx, env, detailed, deployed)
+    if isinstance(read, Outcome):
+        return read
+    health, detailed, deferred = read
     if health is not None and health.status:
         env = env.model_copy(update={"status": health.status})
     log_tail = await _failure_log(ctx, env, health)
@@ -248,6 +242,29 @@ async def _reconcile(ctx: Context) -> Outcome:
         outcome.next_poll = min(outcome.next_poll, max(ctx.fast_poll, deferred * random.uniform(1.0, 2.0)))  # noqa: S311
     outcome.events = events + phase_events(ctx.status.phase, env, health, log_tail)
     return outcome
+
+
+async def _read_health(ctx: Context, env: Environment, detailed: Environment | None,
+                       deployed: bool) -> tuple[EnvironmentHealth | None, Environment | None, float | None] | Outcome:
+    """Read ``GET /environments/{id}/status`` when the source wants it (or after a deploy we
+    started, where the read is part of it; otherwise it is a detail that may wait).
+
+    Returns:
+        ``(health or None, the environment as last detailed, seconds to wait for budget or
+        None)``, or the outcome of an environment that answered 404.
+    """
+    if not (deployed or ctx.source.wants_detail(env, detailed)):
+        return None, detailed, None
+    api = ctx.api if deployed else ctx.api.with_priority(Priority.DETAIL)
+    try:
+        health = await api.get_environment_status(env.id)
+    except OecNotFoundError:
+        return _gone(ctx, env.id)
+    except OecRateLimitError as exc:
+        return None, detailed, exc.retry_after
+    except OecError:
+        return None, detailed, None  # health is informative; the environment itself was read fine
+    return health, None if deployed else env, None
 
 
 def _status_shows(status: Status, env: Environment) -> bool:
