@@ -16,8 +16,8 @@ import kopf
 
 from oec_operator import logs, metrics
 from oec_operator.controller.delete import DeleteController
-from oec_operator.controller.state import ResourceState
-from oec_operator.controller.sync import EventSink, SyncController
+from oec_operator.controller.state import EventSink, Handle, ResourceState
+from oec_operator.controller.sync import SyncController
 from oec_operator.controller.uninstall import orphan_all
 from oec_operator.domain.outcome import Event
 from oec_operator.domain.ownership import Claim, claims_of
@@ -34,6 +34,11 @@ def _state(memo: kopf.Memo) -> ResourceState:
     if state is None:
         state = memo["resource_state"] = ResourceState()
     return cast(ResourceState, state)
+
+
+def _handle(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, kwargs: Mapping[str, Any]) -> Handle:
+    """The object as the controllers take it (with kopf's per-object logger and the index)."""
+    return Handle(body=body, state=_state(memo), claims=kwargs["claims"], events=_events(body), logger=logger)
 
 
 def _events(body: Mapping[str, Any]) -> EventSink:
@@ -83,27 +88,27 @@ def claims(body: kopf.Body, **_: Any) -> dict[str, Claim]:
 
 @kopf.on.create(*RESOURCE, id=HandlerId.CREATE)
 @kopf.on.update(*RESOURCE, id=HandlerId.UPDATE)
-async def on_change(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """A new object, a changed spec or changed annotations: reconcile now."""
-    await memo.sync.reconcile_now(body, _state(memo), kwargs["claims"], _events(body))
+    await memo.sync.reconcile_now(_handle(body, memo, logger, kwargs))
 
 
 @kopf.daemon(*RESOURCE, id=HandlerId.POLL, cancellation_timeout=10.0,
              initial_delay=lambda **_: random.uniform(0, CONFIG.fast_poll_interval))  # noqa: S311 - spread restarts
-async def poll(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Keep the status true until kopf stops the daemon (deletion, shutdown)."""
-    await memo.sync.run(body, _state(memo), kwargs["claims"], _events(body))
+    await memo.sync.run(_handle(body, memo, logger, kwargs))
 
 
 @kopf.on.delete(*RESOURCE, id=HandlerId.DELETE)
-async def on_delete(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+async def on_delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
     """Destroy or orphan the environment (``docs/reconciliation.md``, Decisions: Delete).
 
     Raises:
         kopf.TemporaryError: the deletion waits (destroy running, paused, credentials, API
             failure); kopf calls again after the given delay.
     """
-    step = await memo.deletion.step(body, _state(memo), kwargs["claims"], _events(body))
+    step = await memo.deletion.step(_handle(body, memo, logger, kwargs))
     if step.retry_after is not None:
         raise kopf.TemporaryError(step.message, delay=step.retry_after)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ import kopf
 import pytest
 
 from oec_operator.controller.delete import DeleteController
-from oec_operator.controller.state import ResourceState
+from oec_operator.controller.state import Handle, ResourceState
 from oec_operator.controller.sync import SyncController
 from oec_operator.domain.outcome import Event
 from oec_operator.kube.client import KubeClient, KubeError
@@ -115,9 +116,14 @@ class Harness:
     def reasons(self, name: str) -> list[str]:
         return [e.reason for n, e in self.events if n == name]
 
+    def handle(self, body: Mapping[str, Any]) -> Handle:
+        """The object as the registrations hand it to the controllers."""
+        return Handle(body=body, state=self.state(body), claims={}, events=self.sink(body),
+                      logger=logging.getLogger("tests.controller"))
+
     async def change(self, body: dict[str, Any]) -> None:
         """What kopf's create/update handler does."""
-        await self.sync.reconcile_now(body, self.state(body), {}, self.sink(body))
+        await self.sync.reconcile_now(self.handle(body))
 
     async def list_project(self, key: str = RW, project: str = PROJECT_A) -> None:
         """What the project watch's loop does every interval: list the project once."""
@@ -126,11 +132,11 @@ class Harness:
     async def poll(self, body: dict[str, Any]) -> None:
         """One poll turn, made due now."""
         self.state(body).next_poll_at = 0.0
-        await self.sync.poll_once(body, self.state(body), {}, self.sink(body))
+        await self.sync.poll_once(self.handle(body))
 
     async def delete_step(self, body: dict[str, Any]) -> Any:
         body["metadata"].setdefault("deletionTimestamp", "2026-12-01T00:00:00Z")
-        return await self.deletion.step(body, self.state(body), {}, self.sink(body))
+        return await self.deletion.step(self.handle(body))
 
 
 def operator_config(sim: Sim, **overrides: Any) -> OperatorConfig:

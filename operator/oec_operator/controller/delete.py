@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from oec_operator.controller.state import ResourceState
-from oec_operator.controller.sync import Claims, EventSink, owner_of, resource_ref
+from oec_operator.controller.state import Handle
+from oec_operator.controller.sync import owner_of, resource_ref
 from oec_operator.domain.assess import merge_status
 from oec_operator.domain.failures import retry_delay
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
@@ -68,26 +66,25 @@ class DeleteController:
         self.runtime = runtime
         self.config = runtime.config
 
-    async def step(self, body: Mapping[str, Any], state: ResourceState, claims: Claims,
-                   events: EventSink) -> DeletionStep:
-        """One step of deleting the object in ``body``."""
-        async with state.lock:
-            step = await self._step(body, state, claims, events)
+    async def step(self, obj: Handle) -> DeletionStep:
+        """One step of deleting the object."""
+        async with obj.state.lock:
+            step = await self._step(obj)
         if step.done:
-            self.runtime.phases.forget(resource_ref(body).uid)
-            self.runtime.status.forget(resource_ref(body).uid)
+            self.runtime.phases.forget(resource_ref(obj.body).uid)
+            self.runtime.status.forget(resource_ref(obj.body).uid)
         return step
 
-    async def _step(self, body: Mapping[str, Any], state: ResourceState, claims: Claims,
-                    events: EventSink) -> DeletionStep:
+    async def _step(self, obj: Handle) -> DeletionStep:
+        body, state, events = obj.body, obj.state, obj.events
         ref = resource_ref(body)
         previous = self.runtime.status.view(ref.uid, body.get("status"))
         spec = OdooEnvironmentSpec.from_body(body["spec"])
         environment_id = previous.environment_id or state.environment_id
-        early = await self._without_destroy(body, previous, spec, environment_id, claims, events)
+        early = await self._without_destroy(obj, previous, spec, environment_id)
         if early is not None:
             return early
-        api = await self._client(body, state, spec, ref, events)
+        api = await self._client(obj, spec, ref)
         if isinstance(api, DeletionStep):
             return api
         try:
@@ -100,29 +97,30 @@ class DeleteController:
             progress = await finalize(api, environment_id)
         except OecError as exc:
             state.failures += 1
-            await self._report(ref, previous, "ApiError", f"deleting: {exc}")
+            await self._report(obj, ref, previous, "ApiError", f"deleting: {exc}")
             return DeletionStep(retry_delay(exc, state.failures, self.config.fast_poll_interval),
                                 f"deleting environment {environment_id}: {exc}")
         if progress != "gone":
             state.failures = 0
             message = (f"OEC.sh is destroying environment {environment_id}" if progress == "destroying" else
                        f"waiting for the running task of environment {environment_id} to finish before destroying it")
-            await self._report(ref, previous, "Deleting", message)
+            await self._report(obj, ref, previous, "Deleting", message)
             return DeletionStep(self.config.fast_poll_interval, message)
         events(Event("Normal", "Deleted", f"OEC.sh environment {environment_id} is deleted"))
         return DONE
 
-    async def _without_destroy(self, body: Mapping[str, Any], previous: Status, spec: OdooEnvironmentSpec,
-                               environment_id: str | None, claims: Claims, events: EventSink) -> DeletionStep | None:
+    async def _without_destroy(self, obj: Handle, previous: Status, spec: OdooEnvironmentSpec,
+                               environment_id: str | None) -> DeletionStep | None:
         """The outcomes that send nothing to OEC.sh: nothing was created, another resource owns
         the environment, the policy or the CRD's deletion orphans it, or paused (wait); ``None``
         when the environment is to be destroyed."""
+        body, events = obj.body, obj.events
         if not environment_id and not previous.create_request:
             if spec.environment_id:  # it pointed at an environment it never managed (e.g. a Conflict)
                 events(Event("Normal", "Orphaned", f"OEC.sh environment {spec.environment_id} was not managed by "
                              "this resource; left untouched"))
             return DONE  # nothing was ever created for this resource
-        owner = owner_of(claims, body)
+        owner = owner_of(obj.claims, body)
         if owner is not None:  # another resource manages it (a Conflict loser): never destroy it
             events(Event("Normal", "Orphaned",
                          f"OEC.sh environment {environment_id} is managed by OdooEnvironment {owner}; left untouched"))
@@ -136,7 +134,7 @@ class DeleteController:
         action = deletion_action(spec, requests, crd_deleting=crd_deleting)
         if action == "wait":
             message = "deletion waits until the annotation oec.sh/paused is removed"
-            await self._report(resource_ref(body), previous, "Paused", message)
+            await self._report(obj, resource_ref(body), previous, "Paused", message)
             return DeletionStep(self.config.min_poll_interval, "paused: deletion waits")
         if action == "orphan":
             if environment_id:
@@ -144,11 +142,10 @@ class DeleteController:
             return DONE
         return None
 
-    async def _client(self, body: Mapping[str, Any], state: ResourceState, spec: OdooEnvironmentSpec,
-                      ref: ResourceRef, events: EventSink) -> OecClient | DeletionStep:
+    async def _client(self, obj: Handle, spec: OdooEnvironmentSpec, ref: ResourceRef) -> OecClient | DeletionStep:
         """A client with the credentials for deleting, a wait for them, or :data:`DONE` when the
         grace period is over (the environment is orphaned)."""
-        runtime = self.runtime
+        runtime, body, state = self.runtime, obj.body, obj.state
         try:
             key, _source = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
             return runtime.client(key, Priority.DELETE)
@@ -163,11 +160,11 @@ class DeleteController:
                 return DeletionStep(min(self.config.poll_interval, grace - waited + 1),
                                     f"{exc}; deletion waits for credentials")
             environment_id = self.runtime.status.view(ref.uid, body.get("status")).environment_id
-            events(Event("Warning", "Orphaned", f"no credentials to delete OEC.sh environment {environment_id} after "
-                         f"{grace:.0f} seconds ({exc}); it is left in OEC.sh"))
+            obj.events(Event("Warning", "Orphaned", f"no credentials to delete OEC.sh environment {environment_id} "
+                             f"after {grace:.0f} seconds ({exc}); it is left in OEC.sh"))
             return DONE
 
-    async def _report(self, ref: ResourceRef, previous: Status, reason: str, message: str) -> None:
+    async def _report(self, obj: Handle, ref: ResourceRef, previous: Status, reason: str, message: str) -> None:
         """Say in the status what the deletion waits for (best effort: the deletion goes on)."""
         outcome = Outcome(
             conditions=[Condition(cond.READY, "False", reason, message),
@@ -180,4 +177,4 @@ class DeleteController:
         try:
             await self.runtime.status.write(ref.namespace, ref.name, ref.uid, update)
         except KubeError as exc:
-            logger.info(f"{ref.namespace}/{ref.name}: cannot write the deletion's status ({exc})")
+            obj.logger.info(f"cannot write the deletion's status ({exc})")

@@ -1,13 +1,26 @@
 """What this process remembers of one ``OdooEnvironment`` between reconciles (kopf's per-object
-memo): the schedule, the failure count, the last key that worked. The status itself is not here:
+memo): the schedule, the failure count, the last key that worked; and :class:`Handle`, what the
+controllers get from their caller about one object. The status itself is not here:
 :class:`~oec_operator.kube.status.StatusWriter` keeps the last written one."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
+from oec_operator.domain.outcome import Event
+from oec_operator.domain.ownership import Claim
 from oec_operator.oec.models import Environment
+
+#: The ownership index: environment id -> the claims on it (kopf's index ``claims``).
+Claims = Mapping[str, Iterable[Claim]]
+#: Posts one Event about the object.
+EventSink = Callable[[Event], None]
+#: A logger; kopf's per-object logger adapter puts the object into every record (JSON logs).
+Logger = logging.Logger | logging.LoggerAdapter[Any]
 
 
 @dataclass
@@ -41,3 +54,22 @@ class ResourceState:
         """The environment changed in OEC.sh: reconcile now (the project watch's callback)."""
         self.changed = True
         self.wake.set()
+
+
+@dataclass(frozen=True)
+class Handle:
+    """One object as the controllers get it from the registrations.
+
+    Attributes:
+        body: the object (a mapping kopf keeps current for daemons).
+        state: its memory in this process.
+        claims: the ownership index.
+        events: where its Events go.
+        logger: its logger.
+    """
+
+    body: Mapping[str, Any]
+    state: ResourceState
+    claims: Claims
+    events: EventSink
+    logger: Logger

@@ -20,16 +20,15 @@ import asyncio
 import contextlib
 import datetime
 import hashlib
-import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from oec_operator import metrics
-from oec_operator.controller.state import ResourceState
+from oec_operator.controller.state import Claims, EventSink, Handle, ResourceState
 from oec_operator.domain.assess import merge_status
 from oec_operator.domain.failures import backoff, error_outcome, stalled_outcome
-from oec_operator.domain.outcome import Event, Outcome, ResourceRef
-from oec_operator.domain.ownership import Claim, claimed_by, claims_of
+from oec_operator.domain.outcome import Outcome, ResourceRef
+from oec_operator.domain.ownership import claimed_by, claims_of
 from oec_operator.domain.polling import Interest, WatchedSource
 from oec_operator.domain.reconcile import Context, reconcile
 from oec_operator.kube.client import KubeError
@@ -43,17 +42,10 @@ from oec_operator.oec.errors import OecAuthError, OecError
 from oec_operator.oec.ratelimit import Priority
 from oec_operator.runtime import Runtime
 
-logger = logging.getLogger(__name__)
-
 #: A status that changed in nothing but ``lastSyncTime`` is written again only after this many
 #: steady poll intervals, plus up to as many again spread by object (so thousands of steady
 #: resources neither rewrite their status every poll nor all in the same second).
 SYNC_TIME_REFRESH_INTERVALS = 5
-
-#: ``claims``: the ownership index, environment id -> the claims on it (kopf's index ``claims``).
-Claims = Mapping[str, Iterable[Claim]]
-#: Posts one Event about the object.
-EventSink = Callable[[Event], None]
 
 
 def resource_ref(body: Mapping[str, Any]) -> ResourceRef:
@@ -120,17 +112,16 @@ class SyncController:
         self.runtime = runtime
         self.config = runtime.config
 
-    async def reconcile_now(self, body: Mapping[str, Any], state: ResourceState, claims: Claims,
-                            events: EventSink) -> None:
+    async def reconcile_now(self, obj: Handle) -> None:
         """A new object, a changed spec or changed annotations: reconcile at once."""
-        async with state.lock:
-            await self._sync(body, state, claims, events, force=True)
-        state.wake.set()  # the poll loop picks up the new schedule (e.g. a retry after a failure)
+        async with obj.state.lock:
+            await self._sync(obj, force=True)
+        obj.state.wake.set()  # the poll loop picks up the new schedule (e.g. a retry after a failure)
 
-    async def run(self, body: Mapping[str, Any], state: ResourceState, claims: Claims, events: EventSink) -> None:
-        """The object's poll loop; runs until cancelled (deletion, shutdown). ``body`` must stay
-        current (kopf's daemon body does)."""
-        loop = asyncio.get_running_loop()
+    async def run(self, obj: Handle) -> None:
+        """The object's poll loop; runs until cancelled (deletion, shutdown). ``obj.body`` must
+        stay current (kopf's daemon body does)."""
+        loop, state = asyncio.get_running_loop(), obj.state
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
@@ -141,21 +132,19 @@ class SyncController:
                     state.next_poll_at = 0.0  # the environment changed: not bound by the schedule
                 elif loop.time() < state.next_poll_at:
                     continue  # rescheduled by a change: wait for the new time
-                await self.poll_once(body, state, claims, events)
+                await self.poll_once(obj)
         finally:
-            self.runtime.fleet.forget(resource_ref(body).uid)
+            self.runtime.fleet.forget(resource_ref(obj.body).uid)
 
-    async def poll_once(self, body: Mapping[str, Any], state: ResourceState, claims: Claims,
-                        events: EventSink) -> None:
+    async def poll_once(self, obj: Handle) -> None:
         """One turn of the poll loop: reconcile if the object's next poll is due."""
-        async with state.lock:
-            await self._sync(body, state, claims, events, force=False)
+        async with obj.state.lock:
+            await self._sync(obj, force=False)
 
-    async def _sync(self, body: Mapping[str, Any], state: ResourceState, claims: Claims, events: EventSink,
-                    *, force: bool) -> None:
+    async def _sync(self, obj: Handle, *, force: bool) -> None:
         """Reconcile once and write the result; ``force`` (a user's change) ignores the poll
         schedule and reads the environment afresh. Call with ``state.lock`` held."""
-        runtime, config = self.runtime, self.config
+        runtime, config, body, state = self.runtime, self.config, obj.body, obj.state
         loop = asyncio.get_running_loop()
         if not force and loop.time() < state.next_poll_at:
             return
@@ -168,11 +157,10 @@ class SyncController:
         requests = Requests.from_annotations(body["metadata"].get("annotations"))
         slow = requests.steady_interval(config.poll_interval, config.min_poll_interval)
         now = cond.now_rfc3339()
-        outcome, ctx, source = await self._reconcile(body, state, claims, ref, previous, requests, force, slow, now)
+        outcome, ctx, source = await self._reconcile(obj, ref, previous, requests, force, slow, now)
         base = ctx.status if ctx is not None else previous  # intents written meanwhile included
         if outcome.failed and outcome.conditions:
-            logger.warning(f"{ref.namespace}/{ref.name}: {outcome.conditions[0].reason}: "
-                           f"{outcome.conditions[0].message}")
+            obj.logger.warning(f"{outcome.conditions[0].reason}: {outcome.conditions[0].message}")
         metrics.RECONCILES.labels(result_label(outcome, requests.paused)).inc()
         state.failures = state.failures + 1 if outcome.transient else 0
         state.environment_id = outcome.status.environment_id or state.environment_id
@@ -181,25 +169,24 @@ class SyncController:
         update = merge_status(base, outcome, ref.generation, now, paused=requests.paused)
         current = base
         if has_news(base, update, slow * SYNC_TIME_REFRESH_INTERVALS * (1 + spread(ref.uid))):
-            current = await self._write(ref, state, update) or base
+            current = await self._write(obj, ref, update) or base
         runtime.phases.set(ref.uid, current.phase)
-        post_events(events, outcome, previous)
+        post_events(obj.events, outcome, previous)
         if requests.paused:
             runtime.fleet.forget(ref.uid)  # no API calls at all on its behalf, not even in a shared list
         elif isinstance(source, WatchedSource) and current.environment_id:
             runtime.fleet.subscribe(source.watch, current.environment_id, ref.uid,
                                     Interest(wake=state.mark_changed, steady=slow, busy=current.busy))
 
-    async def _reconcile(self, body: Mapping[str, Any], state: ResourceState, claims: Claims, ref: ResourceRef,
-                         previous: Status, requests: Requests, force: bool, slow: float,
-                         now: str) -> tuple[Outcome, Context | None, object]:
+    async def _reconcile(self, obj: Handle, ref: ResourceRef, previous: Status, requests: Requests, force: bool,
+                         slow: float, now: str) -> tuple[Outcome, Context | None, object]:
         """Resolve the credentials and reconcile; every failure becomes an outcome.
 
         Returns:
             The outcome, the reconcile's context (``None`` when it did not start) and the
             environment source it read through (``None`` likewise).
         """
-        runtime, config = self.runtime, self.config
+        runtime, config, body, state = self.runtime, self.config, obj.body, obj.state
         hint, ctx, source, spec = "the credentials", None, None, None
         try:
             spec = OdooEnvironmentSpec.from_body(body["spec"])
@@ -208,7 +195,7 @@ class SyncController:
             source = runtime.source(key, spec.project_id, api)
             ctx = Context(
                 api=api, spec=spec, ref=ref, requests=requests, status=previous,
-                known_environment_id=state.environment_id, claimed_by=owner_of(claims, body),
+                known_environment_id=state.environment_id, claimed_by=owner_of(obj.claims, body),
                 fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
                 write=lambda update: runtime.status.write(ref.namespace, ref.name, ref.uid, update),
                 source=source, fresh=force, detailed=state.detailed,
@@ -229,11 +216,11 @@ class SyncController:
         except KubeError as exc:
             outcome = self._retry_outcome(f"cannot write the status before acting ({exc})", state)
         except Exception as exc:  # a bug must not turn into a hot loop or a frozen status
-            logger.exception(f"{ref.namespace}/{ref.name}: reconcile failed unexpectedly")
+            obj.logger.exception("reconcile failed unexpectedly")
             outcome = self._retry_outcome(f"unexpected {type(exc).__name__}; see the operator log", state)
         return outcome, ctx, source
 
-    async def _write(self, ref: ResourceRef, state: ResourceState, update: Status) -> Status | None:
+    async def _write(self, obj: Handle, ref: ResourceRef, update: Status) -> Status | None:
         """Write a reconcile's status update; on failure retry soon (the body is the truth again).
 
         Returns:
@@ -243,9 +230,9 @@ class SyncController:
             return await self.runtime.status.write(ref.namespace, ref.name, ref.uid, update)
         except KubeError as exc:
             if exc.status != 404:  # 404: the object is gone; its poll loop is about to be stopped
-                logger.warning(f"{ref.namespace}/{ref.name}: cannot write the status ({exc}); retrying")
-            state.next_poll_at = min(state.next_poll_at,
-                                     asyncio.get_running_loop().time() + self.config.fast_poll_interval)
+                obj.logger.warning(f"cannot write the status ({exc}); retrying")
+            obj.state.next_poll_at = min(obj.state.next_poll_at,
+                                         asyncio.get_running_loop().time() + self.config.fast_poll_interval)
             return None
 
     def _retry_outcome(self, message: str, state: ResourceState) -> Outcome:

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from oec_operator.controller.sync import EventSink
+from oec_operator.controller.state import EventSink
 from oec_operator.domain.outcome import Event
 from oec_operator.kube.client import KubeClient, KubeError
 from oec_operator.models.status import Status
