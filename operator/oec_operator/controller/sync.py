@@ -29,7 +29,7 @@ from oec_operator.domain.assess import merge_status
 from oec_operator.domain.failures import backoff, error_outcome, stalled_outcome
 from oec_operator.domain.outcome import Outcome, ResourceRef
 from oec_operator.domain.ownership import claimed_by, claims_of
-from oec_operator.domain.polling import Interest, WatchedSource
+from oec_operator.domain.polling import EnvironmentSource, Interest, WatchedSource
 from oec_operator.domain.reconcile import Context, reconcile
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError
@@ -179,7 +179,7 @@ class SyncController:
                                     Interest(wake=state.mark_changed, steady=slow, busy=current.busy))
 
     async def _reconcile(self, obj: Handle, ref: ResourceRef, previous: Status, requests: Requests, force: bool,
-                         slow: float, now: str) -> tuple[Outcome, Context | None, object]:
+                         slow: float, now: str) -> tuple[Outcome, Context | None, EnvironmentSource | None]:
         """Resolve the credentials and reconcile; every failure becomes an outcome.
 
         Returns:
@@ -187,7 +187,10 @@ class SyncController:
             environment source it read through (``None`` likewise).
         """
         runtime, config, body, state = self.runtime, self.config, obj.body, obj.state
-        hint, ctx, source, spec = "the credentials", None, None, None
+        hint: str = "the credentials"
+        ctx: Context | None = None
+        source: EnvironmentSource | None = None
+        spec: OdooEnvironmentSpec | None = None
         try:
             spec = OdooEnvironmentSpec.from_body(body["spec"])
             key, hint = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
