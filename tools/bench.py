@@ -40,7 +40,7 @@ from typing import Any
 
 import yaml
 
-from oec_operator.simulator.admin_client import SimulatorAdmin, start_simulator
+from oec_simulator.admin_client import SimulatorAdmin, start_simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))

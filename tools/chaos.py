@@ -47,7 +47,7 @@ from typing import Any
 import httpx
 import yaml
 
-from oec_operator.simulator.admin_client import SimulatorAdmin, start_simulator
+from oec_simulator.admin_client import SimulatorAdmin, start_simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -143,7 +143,7 @@ def table(results: Sequence[Result]) -> str:
 
 class Sim(SimulatorAdmin):
     """A simulator process on 127.0.0.1 with fast lifecycles, and its admin API (``/_sim``, the
-    methods of :class:`~oec_operator.simulator.admin_client.SimulatorAdmin`).
+    methods of :class:`~oec_simulator.admin_client.SimulatorAdmin`).
 
     ``keys``: API keys it accepts; ``read_limit``/``write_limit``: requests per minute per key;
     ``variants``: extra ``--variant NAME=VALUE`` settings.

@@ -114,7 +114,7 @@ def up(state: Path) -> None:
     if running(state / "simulator.pid") is None:
         port_file.unlink(missing_ok=True)
         stop_background("operator", state)  # it would still talk to the old simulator's port
-    start_background("simulator", [sys.executable, "-m", "oec_operator.simulator", "--port", "0",
+    start_background("simulator", [sys.executable, "-m", "oec_simulator", "--port", "0",
                                    "--port-file", str(port_file), "--deploy-seconds", "10"], state, env)
     port = wait_port(port_file, "the simulator")
     api_url = f"http://127.0.0.1:{port}/api/public/v1"

@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import controlplane  # tools/ is on sys.path (tests/conftest.py)
-from oec_operator.simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
+from oec_simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from oec_operator.simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
+from oec_simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
 
 from .sim_helpers import RO, RW, auth
 

@@ -205,7 +205,7 @@ class SimulatorProcess:
 
 
 def start_simulator(args: Sequence[str], *, port_file: Path, log: Path, timeout: float = 30.0) -> SimulatorProcess:
-    """Run ``python -m oec_operator.simulator --port 0 --port-file PORT_FILE *args`` on 127.0.0.1,
+    """Run ``python -m oec_simulator --port 0 --port-file PORT_FILE *args`` on 127.0.0.1,
     its output in ``log``; return once it listens and ``/_sim/health`` answers.
 
     Raises :class:`RuntimeError` (with the end of the log) if it exits or is not up within
@@ -214,7 +214,7 @@ def start_simulator(args: Sequence[str], *, port_file: Path, log: Path, timeout:
     port_file.unlink(missing_ok=True)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file), *args],
+            [sys.executable, "-m", "oec_simulator", "--port", "0", "--port-file", str(port_file), *args],
             stdout=out, stderr=subprocess.STDOUT,
         )
     sim = SimulatorProcess(proc, 0, log)
