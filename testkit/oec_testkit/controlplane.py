@@ -30,7 +30,6 @@ import base64
 import json
 import os
 import shutil
-import socket
 import ssl
 import tempfile
 import time
@@ -43,6 +42,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from .pki import TinyCA, pem_cert, pem_key, pem_public_key
+from .ports import free_ports
 from .processes import Child, pid_is
 from .waiting import WaitTimeout, wait_until
 
@@ -116,20 +116,6 @@ def find_bin_dir(bin_dir: str | os.PathLike[str] | None = None) -> Path:
 # --------------------------------------------------------------------------- process helpers
 
 
-def _free_ports(n: int) -> list[int]:
-    """Return ``n`` distinct loopback ports that were free a moment ago (racy by nature)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def _tail(path: Path, lines: int = 40) -> str:
     try:
         text = path.read_text(errors="replace").splitlines()
@@ -141,8 +127,12 @@ def _tail(path: Path, lines: int = 40) -> str:
 def _wait_until(what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], None]) -> None:
     """Poll ``check()`` every 0.1 s until True, calling ``alive()`` (raises if a process died)
     first each time; :class:`ControlPlaneError` after ``timeout`` s."""
+    def ready() -> bool:
+        alive()
+        return check()
+
     try:
-        wait_until(lambda: (alive(), check())[1], timeout, 0.1, what)
+        wait_until(ready, timeout, 0.1, what)
     except WaitTimeout:
         raise ControlPlaneError(f"timed out after {timeout:.0f} s waiting for {what}") from None
 
@@ -279,7 +269,7 @@ class ControlPlane:
     def _start_once(self, attempt: int) -> None:
         for sub in ("etcd-data", "pki"):
             shutil.rmtree(self.state_dir / sub, ignore_errors=True)
-        etcd_port, peer_port, api_port = _free_ports(3)
+        etcd_port, peer_port, api_port = free_ports(3)
         self.etcd_url = f"http://127.0.0.1:{etcd_port}"
         self.server = f"https://127.0.0.1:{api_port}"
 

@@ -80,11 +80,11 @@ class Child:
               header: str | None = None) -> Child:
         """Start ``argv`` with stdout and stderr appended to ``log`` (after a ``header`` line if
         given) and no stdin. ``env`` replaces the environment (None: inherit)."""
-        options: dict[str, Any] = {
-            "child": {},
-            "group": {"process_group": 0, "preexec_fn": _die_with_parent},
-            "session": {"start_new_session": True},
-        }[isolation]
+        options: dict[str, Any] = {}
+        if isolation == "group":
+            options = {"process_group": 0, "preexec_fn": _die_with_parent}
+        elif isolation == "session":
+            options = {"start_new_session": True}
         with log.open("ab") as out:
             if header is not None:
                 out.write(f"{header}\n".encode())
