@@ -1,8 +1,8 @@
 """Control plane, simulator and operator of one benchmark run: :class:`Stack`.
 
 The operator runs in the shipped configuration: as the ServiceAccount of ``deploy/rbac`` with
-that RBAC (a token kubeconfig), its default API key read from a Secret (``OEC_API_KEY_SECRET``)
-as ``deploy/manager`` does it, not from ``OEC_API_KEY``. The harness itself is the admin
+that RBAC (a token kubeconfig), watching every namespace, its default API key read from a Secret
+(``OEC_API_KEY_SECRET``) as ``deploy/manager`` does it, not from ``OEC_API_KEY``. The harness itself is the admin
 (``system:masters``), whose requests the apiserver's metrics tell apart (``apiserver.py``).
 """
 
@@ -63,7 +63,7 @@ class Stack:
         self.projects = [self.admin.new_project(f"bench-{p}") for p in range(PROJECTS)]
         self.operator = OperatorProcess(
             operator_kubeconfig, self.sim.api_url, work / "operator.log",
-            args=["-n", NAMESPACE, *([] if verbose else ["--quiet"])],
+            args=[] if verbose else ["--quiet"],  # every namespace, as the Deployment (its RBAC lists no namespaces)
             key_secret=f"{KEY_SECRET_NAMESPACE}/{KEY_SECRET_NAME}",
             env={"OEC_POLLING": design, "OEC_POLL_INTERVAL": str(POLL_INTERVAL),
                  "OEC_FAST_POLL_INTERVAL": str(FAST_POLL_INTERVAL), "OEC_METRICS_PORT": "0"},
