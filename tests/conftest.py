@@ -13,11 +13,15 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pytest
 
 from oec_testkit.controlplane import ControlPlane
 from oec_testkit.kubectl import default_kubectl
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 
 @dataclass
@@ -32,7 +36,7 @@ class Kube:
     kubectl: str
     control_plane: ControlPlane | None = None
 
-    def api_client(self, token: str | None = None):  # -> kubernetes.client.ApiClient
+    def api_client(self, token: str | None = None) -> ApiClient:
         """Return a new ``kubernetes.client.ApiClient`` for the kubeconfig (admin).
 
         With ``token``, the same server and CA but authenticating only with that bearer token.

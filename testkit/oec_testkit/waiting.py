@@ -15,7 +15,7 @@ class WaitTimeout(AssertionError):
     """A wait ran out of time (an AssertionError, so a test that waits in vain fails)."""
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 60.0, interval: float = 0.2, what: str = "", *,
+def wait_until(predicate: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2, what: str = "", *,
                ignore: tuple[type[BaseException], ...] = ()) -> T:
     """Call ``predicate`` every ``interval`` s until it returns a truthy value and return that value.
 
