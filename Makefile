@@ -21,13 +21,15 @@ export K8S_VERSION
 help: ## List the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: pyproject.toml
+# The operator with its dev tools, and beside it the simulator and the test support: packages of
+# their own (simulator/, testkit/), never in the operator's wheel or image.
+$(VENV)/.installed: pyproject.toml simulator/pyproject.toml testkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e '.[dev]' -e ./simulator -e ./testkit
 	touch $@
 
-venv: $(VENV)/.installed ## Create .venv with the package and its dev tools
+venv: $(VENV)/.installed ## Create .venv with the operator, the simulator, the test support and the dev tools
 
 k8s-bin: ## Build kube-apiserver, etcd and kubectl v$(K8S_VERSION) into the cache (only what is missing)
 	K8S_VERSION=$(K8S_VERSION) tools/k8sbin/build.sh $(K8S_BIN_DIR)
@@ -40,7 +42,7 @@ test-unit: venv ## Only the tests that need no control plane
 
 .PHONY: bench
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
+	$(VENV)/bin/pip install --quiet -e './testkit[bench]'
 	touch $@
 
 bench: venv k8s-bin $(VENV)/.bench-installed ## Benchmark vs the naive design at N=100/1000/3000 (about 1.5 h; BENCH_ARGS=...): bench-results/
@@ -54,7 +56,7 @@ chaos-long: venv k8s-bin ## Chaos benchmark, long form: prints the table, writes
 	$(PY) tools/chaos.py --out bench-results/chaos-results.json $(CHAOS_ARGS)
 
 lint: venv lint-docker ## ruff, mypy and hadolint
-	$(VENV)/bin/ruff check operator tests tools
+	$(VENV)/bin/ruff check operator simulator testkit tests tools
 	$(VENV)/bin/mypy
 
 lint-docker: venv ## hadolint the Dockerfile

@@ -1,7 +1,7 @@
 """Shared fixtures: a real kube-apiserver for the whole session, and a namespace per test.
 
 ``kube`` uses the cluster of ``$OEC_TEST_KUBECONFIG`` when set; otherwise it starts
-``tools/controlplane.py``'s :class:`ControlPlane` (binaries from ``make k8s-bin``; a missing
+:class:`oec_testkit.controlplane.ControlPlane` (binaries from ``make k8s-bin``; a missing
 build is an error, never a skip) and stops it after the session.
 """
 
@@ -10,19 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+from oec_testkit.controlplane import ControlPlane
+from oec_testkit.kubectl import default_kubectl
 
-import controlplane  # noqa: E402
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 
 @dataclass
@@ -30,14 +29,14 @@ class Kube:
     """Handle on the test cluster.
 
     ``kubeconfig``: admin kubeconfig path; ``kubectl``: kubectl path (from the bin dir, else PATH);
-    ``control_plane``: the local :class:`controlplane.ControlPlane`, or None for an external cluster.
+    ``control_plane``: the local :class:`ControlPlane`, or None for an external cluster.
     """
 
     kubeconfig: str
     kubectl: str
-    control_plane: controlplane.ControlPlane | None = None
+    control_plane: ControlPlane | None = None
 
-    def api_client(self, token: str | None = None):  # -> kubernetes.client.ApiClient
+    def api_client(self, token: str | None = None) -> ApiClient:
         """Return a new ``kubernetes.client.ApiClient`` for the kubeconfig (admin).
 
         With ``token``, the same server and CA but authenticating only with that bearer token.
@@ -74,11 +73,9 @@ def kube() -> Iterator[Kube]:
     """The session's cluster (see module docstring); fails if the control plane cannot start."""
     external = os.environ.get("OEC_TEST_KUBECONFIG")
     if external:
-        local = controlplane.default_bin_dir() / "kubectl"
-        kubectl = str(local) if os.access(local, os.X_OK) else shutil.which("kubectl") or "kubectl"
-        yield Kube(kubeconfig=external, kubectl=kubectl)
+        yield Kube(kubeconfig=external, kubectl=default_kubectl())
         return
-    cp = controlplane.ControlPlane()
+    cp = ControlPlane()
     cp.start()  # on failure: processes are stopped, logs stay in cp.state_dir (named in the error)
     try:
         yield Kube(kubeconfig=str(cp.kubeconfig), kubectl=str(cp.kubectl), control_plane=cp)

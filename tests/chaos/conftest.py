@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import chaos  # tools/ is on sys.path (tests/conftest.py)
+from oec_testkit import chaos
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The chaos suite, short form (``make chaos``; also part of ``make test``).
 
-The scenarios live in ``tools/chaos.py`` and run here with a few trials each against the real
+The scenarios live in ``oec_testkit.chaos`` and run here with a few trials each against the real
 kube-apiserver of the session (plus a dedicated one for the apiserver restarts), a simulator
 process per scenario and the operator as a real process. Every test asserts zero violations of
 the promise: no duplicate environment, none destroyed that should be kept, none left behind,
@@ -13,7 +13,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-import chaos  # tools/ is on sys.path (tests/conftest.py)
+from oec_testkit import chaos
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 

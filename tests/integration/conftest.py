@@ -5,11 +5,8 @@ the test's namespace."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,26 +15,17 @@ import httpx
 import pytest
 import yaml
 
-import controlplane  # tools/ is on sys.path (tests/conftest.py)
-from oec_operator.simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
+from oec_simulator.admin_client import SimulatorAdmin
+from oec_testkit.kubectl import Kubectl, KubectlError
+from oec_testkit.manifests import CRD, GROUP, PLURAL, RESOURCE, ROOT, VERSION, condition, environment, is_ready
+from oec_testkit.operator import TEST_TIMINGS, OperatorProcess
+from oec_testkit.simulator import SimulatorProcess, start_simulator
+from oec_testkit.waiting import wait_until as wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"
-GROUP, VERSION, PLURAL = "oec.sh", "v1alpha1", "odooenvironments"
+__all__ = ["CRD", "GROUP", "PLURAL", "ROOT", "VERSION", "OperatorProcess", "environment", "wait_for"]
+
 RW_KEY = "oec_live_rw_test_integration_key_00000000000000"
 RO_KEY = "oec_live_ro_test_integration_key_00000000000000"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.2, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns a truthy value; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what or predicate} (last value: {last!r})")
 
 
 class Simulator:
@@ -155,21 +143,20 @@ def simulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulator]:
 @pytest.fixture(scope="session")
 def crd(kube: Any) -> Path:
     """The CRD installed from ``crds/`` and Established."""
-    kubectl_run(kube, "apply", "-f", str(CRD))
-    kubectl_run(kube, "wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{GROUP}")
+    try:
+        Kubectl(kube.kubectl, kube.kubeconfig).install_crd(CRD)
+    except KubectlError as exc:
+        pytest.fail(str(exc))
     return CRD
 
 
 def kubectl_run(kube: Any, *args: str, check: bool = True, input: str | None = None,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the control plane's kubectl; fail the test with its output when ``check`` and it fails."""
-    proc = subprocess.run(
-        [str(kube.kubectl), "--kubeconfig", str(kube.kubeconfig), *args],
-        capture_output=True, text=True, input=input, timeout=timeout,
-    )
-    if check and proc.returncode != 0:
-        pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
-    return proc
+    try:
+        return Kubectl(kube.kubectl, kube.kubeconfig)(*args, check=check, input=input, timeout=timeout)
+    except KubectlError as exc:
+        pytest.fail(str(exc))
 
 
 class Cluster:
@@ -187,7 +174,7 @@ class Cluster:
         return self.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest), check=check)
 
     def get(self, name: str) -> dict[str, Any] | None:
-        proc = self.kubectl("get", f"{PLURAL}.{GROUP}", name, "-o", "json", check=False)
+        proc = self.kubectl("get", RESOURCE, name, "-o", "json", check=False)
         if proc.returncode != 0:
             if "NotFound" in proc.stderr:
                 return None
@@ -195,15 +182,12 @@ class Cluster:
         return dict(json.loads(proc.stdout))
 
     def condition(self, name: str, type_: str) -> dict[str, Any] | None:
-        obj = self.get(name) or {}
-        return next((c for c in obj.get("status", {}).get("conditions", []) if c["type"] == type_), None)
+        return condition(self.get(name), type_)
 
     def wait_ready(self, name: str, timeout: float = 60) -> dict[str, Any]:
         def ready() -> dict[str, Any] | None:
             obj = self.get(name)
-            conds = (obj or {}).get("status", {}).get("conditions", [])
-            ok = any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
-            return obj if ok else None
+            return obj if is_ready(obj) else None
         return dict(wait_for(ready, timeout=timeout, what=f"{name} Ready=True"))
 
     def wait_condition(self, name: str, type_: str, status: str = "True", reason: str | None = None,
@@ -218,11 +202,11 @@ class Cluster:
     def annotate(self, name: str, key: str, value: str | None) -> None:
         """Set (or, with ``None``, remove) one annotation of an OdooEnvironment, as a user would."""
         arg = f"{key}-" if value is None else f"{key}={value}"
-        self.kubectl("annotate", "--overwrite", f"{PLURAL}.{GROUP}/{name}", arg)
+        self.kubectl("annotate", "--overwrite", f"{RESOURCE}/{name}", arg)
 
     def delete(self, name: str) -> None:
         """``kubectl delete`` without waiting for finalizers."""
-        self.kubectl("delete", f"{PLURAL}.{GROUP}", name, "--wait=false")
+        self.kubectl("delete", RESOURCE, name, "--wait=false")
 
     def events(self, name: str | None = None) -> list[dict[str, Any]]:
         """Events of the namespace, or of the object ``name``, oldest first."""
@@ -234,72 +218,16 @@ class Cluster:
                                             e["metadata"].get("creationTimestamp") or ""))
 
 
-def environment(resource_name: str, project_id: str, /, **spec: Any) -> dict[str, Any]:
-    """An OdooEnvironment manifest named ``resource_name``; ``spec`` keys are the CRD's."""
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "OdooEnvironment",
-        "metadata": {"name": resource_name},
-        "spec": {"projectId": project_id, **spec},
-    }
-
-
-class OperatorProcess:
-    """The operator as a real process, ``python -m oec_operator -n NAMESPACE``.
-
-    ``kubeconfig`` replaces the admin kubeconfig (e.g. a ServiceAccount token's, so RBAC applies);
-    ``args`` replaces ``-n NAMESPACE`` (e.g. ``[]`` for the default ``--all-namespaces``).
-    """
-
-    def __init__(self, kube: Any, namespace: str, simulator: Simulator, log: Path, env: dict[str, str],
-                 kubeconfig: str | Path | None = None, args: Sequence[str] | None = None) -> None:
-        self.kube, self.namespace, self.simulator, self.log, self.extra_env = kube, namespace, simulator, log, env
-        self.kubeconfig = str(kubeconfig or kube.kubeconfig)
-        self.args = list(args) if args is not None else ["-n", namespace]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": self.kubeconfig,
-            "OEC_API_URL": self.simulator.api_url,
-            "OEC_API_KEY": RW_KEY,
-            "OEC_POLL_INTERVAL": "3",
-            "OEC_FAST_POLL_INTERVAL": "0.5",
-            "OEC_MIN_POLL_INTERVAL": "1",
-            "OEC_METRICS_PORT": "0",
-            **self.extra_env,
-        }
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "oec_operator", *self.args],
-            stdout=out, stderr=subprocess.STDOUT, env=env,
-        )
-        out.close()
-
-    def kill(self) -> None:
-        """SIGKILL: no clean-up, as in a node failure or an OOM kill."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        controlplane.stop_process(self.proc)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 def release_leftovers(kube: Any, namespace: str) -> None:
     """Remove the OdooEnvironments a test leaves behind, finalizers stripped: its namespace is never
     deleted for real (no namespace controller), and later tests (a CRD deletion, an operator
     watching every namespace) must not meet them."""
-    proc = kubectl_run(kube, "-n", namespace, "get", f"{PLURAL}.{GROUP}", "-o", "name", check=False)
+    proc = kubectl_run(kube, "-n", namespace, "get", RESOURCE, "-o", "name", check=False)
     for name in proc.stdout.split():
         kubectl_run(kube, "-n", namespace, "patch", name, "--type", "merge",
                     "-p", '{"metadata":{"finalizers":null}}', check=False)
     # Gone, too: a cluster-wide operator in a later test must not find them.
-    kubectl_run(kube, "-n", namespace, "delete", f"{PLURAL}.{GROUP}", "--all", "--wait=false", check=False)
+    kubectl_run(kube, "-n", namespace, "delete", RESOURCE, "--all", "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -312,14 +240,17 @@ def cluster(kube: Any, namespace: str, crd: Path) -> Iterator[Cluster]:
 def operator_factory(kube: Any, namespace: str, simulator: Simulator, tmp_path: Path,
                      request: pytest.FixtureRequest) -> Iterator[Callable[..., OperatorProcess]]:
     """Start operator processes for the test's namespace; all are stopped at the end, and the
-    log is printed when the test failed. ``kubeconfig``/``args``: see :class:`OperatorProcess`;
-    other keyword arguments are environment variables."""
+    log is printed when the test failed. ``kubeconfig`` replaces the admin kubeconfig (e.g. a
+    ServiceAccount token's, so RBAC applies); ``args`` replaces ``-n NAMESPACE`` (e.g. ``[]`` for
+    the default ``--all-namespaces``); other keyword arguments are environment variables over
+    :data:`TEST_TIMINGS` and the default key ``RW_KEY``."""
     started: list[OperatorProcess] = []
 
     def start(*, kubeconfig: str | Path | None = None, args: Sequence[str] | None = None,
               **env: str) -> OperatorProcess:
-        op = OperatorProcess(kube, namespace, simulator, tmp_path / "operator.log", env,
-                             kubeconfig=kubeconfig, args=args)
+        op = OperatorProcess(kubeconfig or kube.kubeconfig, simulator.api_url, tmp_path / "operator.log",
+                             args=["-n", namespace] if args is None else args, api_key=RW_KEY,
+                             env={**TEST_TIMINGS, **env})
         op.start()
         started.append(op)
         return op

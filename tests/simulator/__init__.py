@@ -1,1 +1,1 @@
-"""Tests of the OEC.sh API simulator (oec_operator.simulator)."""
+"""Tests of the OEC.sh API simulator (oec_simulator)."""

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from aiohttp import web
 
-from oec_operator.simulator import SIM_KEY, ManualClock, create_app
-from oec_operator.simulator.clock import Clock
+from oec_simulator import SIM_KEY, ManualClock, create_app
+from oec_simulator.clock import Clock
 
 from .sim_helpers import API, RW, Sim, StartSim, auth, base_config
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import httpx
 
-from oec_operator.simulator import Simulator, SimulatorConfig
-from oec_operator.simulator.clock import Clock
-from oec_operator.simulator.config import KeyConfig, ProjectConfig
+from oec_simulator import Simulator, SimulatorConfig
+from oec_simulator.clock import Clock
+from oec_simulator.config import KeyConfig, ProjectConfig
 
 RW = "oec_live_rw_" + "A" * 43
 RO = "oec_live_ro_" + "B" * 43

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import API, PROJECT_A, RO, RW, SCOPED_A, Sim, StartSim, auth
 

@@ -1,4 +1,5 @@
-"""``SimulatorAdmin`` and ``start_simulator`` (``admin_client.py``) against a simulator process."""
+"""``SimulatorAdmin`` (``oec_simulator.admin_client``) and ``start_simulator`` (``oec_testkit``)
+against a simulator process."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from oec_operator.simulator.admin_client import SimulatorAdmin, SimulatorProcess, start_simulator
+from oec_simulator.admin_client import SimulatorAdmin
+from oec_testkit.simulator import SimulatorProcess, start_simulator
 
 from .sim_helpers import RO, RW, auth
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import httpx
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import PROJECT_A, PROJECT_B, RO, RW, SCOPED_A, Sim, auth
 

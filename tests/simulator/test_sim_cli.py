@@ -1,4 +1,4 @@
-"""The ``python -m oec_operator.simulator`` command line."""
+"""The ``python -m oec_simulator`` command line."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from oec_operator.simulator import DEMO_PROJECT_ID, DEMO_RO_KEY, DEMO_RW_KEY
-from oec_operator.simulator.__main__ import CliError, build_config, build_parser, main
+from oec_simulator import DEMO_PROJECT_ID, DEMO_RO_KEY, DEMO_RW_KEY
+from oec_simulator.__main__ import CliError, build_config, build_parser, main
 
 
 def _wait_for_port(path: Path, proc: subprocess.Popen[str], limit: float = 15.0) -> int:
@@ -29,7 +29,7 @@ def _wait_for_port(path: Path, proc: subprocess.Popen[str], limit: float = 15.0)
 def test_cli_serves_the_demo_project_and_keys(tmp_path: Path) -> None:
     port_file = tmp_path / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file)],
+        [sys.executable, "-m", "oec_simulator", "--port", "0", "--port-file", str(port_file)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -204,7 +204,7 @@ def test_cli_installs_faults_at_start(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "oec_operator.simulator",
+            "oec_simulator",
             "--port",
             "0",
             "--port-file",

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import PROJECT_A, Sim, StartSim
 

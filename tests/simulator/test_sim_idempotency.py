@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import pytest
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import PROJECT_A, PROJECT_B, Sim
 

@@ -6,7 +6,7 @@ import asyncio
 import re
 from typing import Any
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import API, PROJECT_A, PROJECT_B, PROJECT_NOSERVER, SERVER_A, Sim, StartSim
 

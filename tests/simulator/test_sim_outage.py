@@ -6,7 +6,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import PROJECT_A, Sim, StartSim
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import RO, RW, Sim, StartSim, auth
 

@@ -8,11 +8,11 @@ from typing import Literal
 import pytest
 from pydantic import ValidationError
 
-from oec_operator.simulator import ManualClock
-from oec_operator.simulator.errors import ApiError, RequestValidationError, field_error, render
-from oec_operator.simulator.idempotency import IdempotencyCache, StoredResponse, fingerprint
-from oec_operator.simulator.ratelimit import RateLimiter
-from oec_operator.simulator.store import Store
+from oec_simulator import ManualClock
+from oec_simulator.errors import ApiError, RequestValidationError, field_error, render
+from oec_simulator.idempotency import IdempotencyCache, StoredResponse, fingerprint
+from oec_simulator.ratelimit import RateLimiter
+from oec_simulator.store import Store
 
 from .sim_helpers import PROJECT_A, PROJECT_NOSERVER, base_config
 

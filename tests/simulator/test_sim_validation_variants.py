@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from oec_operator.simulator import ManualClock
+from oec_simulator import ManualClock
 
 from .sim_helpers import PROJECT_A, SERVER_A, Sim
 

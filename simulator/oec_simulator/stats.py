@@ -3,7 +3,7 @@
 Counted: every request under ``/api/public/v1`` (admin ``/_sim`` requests never), once, when it has
 been answered (or dropped by a fault). ``reads`` are GET requests, ``writes`` every other method;
 ``rate_limited`` are 429 answers (the key's limit, the IP block and injected 429s alike). Per route
-(logical route name of ``api.ROUTES``, ``unknown`` for unmatched paths) the answers are counted per
+(logical route name of ``endpoints.ENDPOINTS``, ``unknown`` for unmatched paths) the answers are counted per
 status: the HTTP status as a string, or ``"reset"`` / ``"timeout"`` for connections a fault closed
 without an answer. Per key the counters use the key id (``auth.Principal.key_id``), never the key;
 requests refused before a key was recognised (401, IP block, outage) have no key entry.

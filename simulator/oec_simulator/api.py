@@ -2,9 +2,9 @@
 
 Handlers run after the middleware in ``app.py`` has authenticated the key, rate-limited the request,
 applied fault injection, latency and idempotency; they raise
-:class:`~oec_operator.simulator.errors.ApiError` / ``RequestValidationError`` for error answers.
-:data:`ROUTES` lists ``(method, path, handler, route name)``; :data:`IDEMPOTENCY_HEADERS` maps the
-route names that honour an idempotency key to the header name of that route (§7).
+:class:`~oec_simulator.errors.ApiError` / ``RequestValidationError`` for error answers.
+:data:`ROUTES` pairs each endpoint of ``endpoints.py`` with its handler: ``(method, path, handler,
+route name)``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from aiohttp import web
 
 from .auth import Principal
 from .config import ProjectConfig
+from .endpoints import ACTIONS, API_PREFIX, ENDPOINTS, logical_route
 from .errors import ApiError, field_error, not_found
 from .runtime import Simulator
 from .schemas import (
@@ -33,7 +34,6 @@ from .schemas import (
 )
 from .store import MCP_FILTER_STATUSES, SEED_STATUSES, Environment, Project
 
-API_PREFIX = "/api/public/v1"
 SIM_KEY = web.AppKey("oec_simulator", Simulator)
 PRINCIPAL_KEY = web.RequestKey("oec_principal", Principal)
 RAW_BODY_KEY = web.RequestKey("oec_raw_body", bytes)
@@ -335,53 +335,21 @@ async def list_deployments(request: web.Request) -> web.Response:
     return _json({"data": [sim.store.task_view(t) for t in page], "pagination": pagination})
 
 
-#: (method, path relative to API_PREFIX, handler, route name). Names ending in ``:alias`` are the
-#: ``/actions/…`` aliases, answered only with ``config.action_aliases``; the part before ``:`` is the
-#: logical route name used for latency, faults and idempotency.
-ROUTES: list[tuple[str, str, Handler, str]] = [
-    ("GET", "/projects", list_projects, "list_projects"),
-    ("POST", "/projects", create_project, "create_project"),
-    ("GET", "/projects/{project_id}", get_project, "get_project"),
-    ("PATCH", "/projects/{project_id}", patch_project, "patch_project"),
-    ("DELETE", "/projects/{project_id}", delete_project, "delete_project"),
-    ("GET", "/projects/{project_id}/environments", list_environments, "list_environments"),
-    ("POST", "/projects/{project_id}/environments", create_environment, "create_environment"),
-    ("GET", "/environments/{env_id}", get_environment, "get_environment"),
-    ("PATCH", "/environments/{env_id}", patch_environment, "patch_environment"),
-    ("DELETE", "/environments/{env_id}", delete_environment, "delete_environment"),
-    ("GET", "/environments/{env_id}/status", environment_status, "environment_status"),
-    ("GET", "/environments/{env_id}/logs", environment_logs, "environment_logs"),
-    ("GET", "/environments/{env_id}/deployments", list_deployments, "list_deployments"),
-    ("POST", "/environments/{env_id}/deploy", _action("deploy"), "deploy"),
-    ("POST", "/environments/{env_id}/restart", _action("restart"), "restart"),
-    ("POST", "/environments/{env_id}/start", _action("start"), "start"),
-    ("POST", "/environments/{env_id}/stop", _action("stop"), "stop"),
-    ("POST", "/environments/{env_id}/quick-update", _action("quick_update"), "quick_update"),
-    ("POST", "/environments/{env_id}/actions/deploy", _action("deploy"), "deploy:alias"),
-    ("POST", "/environments/{env_id}/actions/redeploy", _action("deploy"), "deploy:alias-redeploy"),
-    ("POST", "/environments/{env_id}/actions/restart", _action("restart"), "restart:alias"),
-    ("POST", "/environments/{env_id}/actions/start", _action("start"), "start:alias"),
-    ("POST", "/environments/{env_id}/actions/stop", _action("stop"), "stop:alias"),
-    ("GET", "/deployments/{task_id}", get_deployment, "get_deployment"),
-]
-
-#: Logical route name → the idempotency header of that route (§7, §1 row 4).
-IDEMPOTENCY_HEADERS: dict[str, str] = {
-    "create_project": "X-Idempotency-Key",
-    "create_environment": "X-Idempotency-Key",
-    "deploy": "Idempotency-Key",
-    "restart": "Idempotency-Key",
-    "start": "Idempotency-Key",
-    "stop": "Idempotency-Key",
-    "quick_update": "Idempotency-Key",
+#: Handler of each non-action logical route name; every action route is answered by :func:`_action`.
+_HANDLERS: dict[str, Handler] = {
+    handler.__name__: handler
+    for handler in (
+        list_projects, create_project, get_project, patch_project, delete_project, list_environments,
+        create_environment, get_environment, patch_environment, delete_environment, environment_status,
+        environment_logs, list_deployments, get_deployment,
+    )
 }
 
 
-def logical_route(name: str | None) -> str | None:
-    """``deploy:alias`` → ``deploy``; plain names unchanged."""
-    return name.split(":", 1)[0] if name else None
+def _handler(name: str) -> Handler:
+    logical = logical_route(name) or name
+    return _action(logical) if logical in ACTIONS else _HANDLERS[logical]
 
 
-def is_alias(name: str | None) -> bool:
-    """Whether a route name is one of the ``/actions/…`` aliases."""
-    return bool(name) and ":" in (name or "")
+#: (method, path relative to API_PREFIX, handler, route name) of every endpoint (``endpoints.py``).
+ROUTES: list[tuple[str, str, Handler, str]] = [(e.method, e.path, _handler(e.name), e.name) for e in ENDPOINTS]

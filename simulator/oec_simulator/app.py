@@ -34,20 +34,11 @@ from aiohttp import web
 
 from . import connection
 from .admin import add_admin_routes
-from .api import (
-    API_PREFIX,
-    IDEMPOTENCY_HEADERS,
-    PRINCIPAL_KEY,
-    RAW_BODY_KEY,
-    ROUTES,
-    SIM_KEY,
-    Handler,
-    is_alias,
-    logical_route,
-)
+from .api import PRINCIPAL_KEY, RAW_BODY_KEY, ROUTES, SIM_KEY, Handler
 from .auth import WRITE_METHODS, Principal
 from .clock import Clock
 from .config import SimulatorConfig
+from .endpoints import API_PREFIX, IDEMPOTENCY_HEADERS, is_alias, logical_route
 from .errors import ApiError, RequestValidationError, not_found, render
 from .faultrules import FaultRule
 from .faults import conflict_for, error_for, outage_error, rate_limit_for
@@ -55,7 +46,7 @@ from .idempotency import StoredResponse, check_key, fingerprint
 from .ratelimit import RateDecision
 from .runtime import Simulator
 
-logger = logging.getLogger("oec_operator.simulator")
+logger = logging.getLogger("oec_simulator")
 #: Set on a request whose connection a fault dropped: ``"reset"`` or ``"timeout"``.
 DROPPED_KEY = web.RequestKey("oec_dropped", str)
 

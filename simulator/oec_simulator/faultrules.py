@@ -22,7 +22,7 @@ accept. Every rule has a ``kind``:
 (an environment is created, an idempotent answer is cached, §7) but the client never sees its answer.
 
 Which requests: ``route`` (logical route name, e.g. ``create_environment``, ``deploy``,
-``environment_status``; see ``api.ROUTES``) and ``method``; unset = any. How many: ``count`` (≥ 1,
+``environment_status``; see ``endpoints.ENDPOINTS``) and ``method``; unset = any. How many: ``count`` (≥ 1,
 remaining uses; decremented when the rule fires), ``share`` (probability 0..1 per matching request,
 drawn from a RNG seeded by the fault seed and the rule id, so runs are reproducible), and a window
 (``start``/``until`` epoch seconds of the simulator clock, or ``after_seconds``/``seconds`` relative to
@@ -42,6 +42,8 @@ import uuid
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .endpoints import ROUTE_NAMES
 
 FaultKind = Literal["error", "reset", "timeout", "rate_limit", "conflict"]
 HttpMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -65,12 +67,6 @@ _KIND_FIELDS: dict[str, tuple[str, ...]] = {
     "code": ("error", "conflict"),
 }
 _CONFLICT_CODES = ("task_in_progress", "concurrent_action")
-
-
-def _route_names() -> set[str]:
-    from .api import ROUTES, logical_route  # local import: api → runtime → faults → here
-
-    return {name for _, _, _, route in ROUTES if (name := logical_route(route))}
 
 
 class _Window(BaseModel):
@@ -135,8 +131,8 @@ class FaultRule(_Window):
     @field_validator("route")
     @classmethod
     def _known_route(cls, value: str | None) -> str | None:
-        if value is not None and value not in _route_names():
-            known = ", ".join(sorted(_route_names()))
+        if value is not None and value not in ROUTE_NAMES:
+            known = ", ".join(sorted(ROUTE_NAMES))
             raise ValueError(f"unknown route {value!r}; known routes: {known}")
         return value
 

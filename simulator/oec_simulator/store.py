@@ -4,7 +4,7 @@ Pure logic, no HTTP. State advances on access: every public method first calls :
 which completes tasks whose end time (per the injected clock) has passed and applies their effect on
 the environment (deploy → ``running``/failed status, destroy → gone, start/restart/quick-update →
 ``running``, stop → ``stopped``). Timestamps of those effects are the task's end time, not the time of
-the access. Errors are raised as :class:`~oec_operator.simulator.errors.ApiError` with the contract's
+the access. Errors are raised as :class:`~oec_simulator.errors.ApiError` with the contract's
 codes. Visibility of resources for project-scoped keys is the caller's job.
 """
 

@@ -1,7 +1,7 @@
-"""Command line of the OEC.sh API simulator: ``python -m oec_operator.simulator`` / ``oec-simulator``.
+"""Command line of the OEC.sh API simulator: ``python -m oec_simulator`` / ``oec-simulator``.
 
-Builds a :class:`~oec_operator.simulator.config.SimulatorConfig` from ``--config`` plus flags, serves
-:func:`~oec_operator.simulator.app.create_app` on HOST:PORT, writes the bound port to ``--port-file``,
+Builds a :class:`~oec_simulator.config.SimulatorConfig` from ``--config`` plus flags, serves
+:func:`~oec_simulator.app.create_app` on HOST:PORT, writes the bound port to ``--port-file``,
 prints ``oec-simulator listening on http://HOST:PORT`` and logs one line per API request to stderr.
 """
 

@@ -1,13 +1,12 @@
 """A synchronous client of the simulator's admin API (``/_sim/...``, see ``admin.py`` and
-``admin_faults.py``), and :func:`start_simulator`, which runs the simulator as a child process.
+``admin_faults.py``).
 
-Used by the integration tests, ``tools/chaos.py`` and ``tools/bench.py``::
+Used by the integration tests, the chaos suite and the benchmark (``oec_testkit``, which also
+starts the simulator as a process)::
 
-    sim = start_simulator(["--key", KEY], port_file=work / "port", log=work / "simulator.log")
-    with SimulatorAdmin(sim.base_url) as admin:
+    with SimulatorAdmin("http://127.0.0.1:PORT") as admin:
         project = admin.new_project("demo")
         ...
-    sim.stop()
 
 Every method raises :class:`httpx.HTTPStatusError` when the simulator answers an error (admin
 errors are ``{"error", "message", "detail"?}``). Times are epoch seconds of the simulator clock,
@@ -17,13 +16,7 @@ shows up in ``requests()`` or ``stats()``.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -173,61 +166,3 @@ class SimulatorAdmin:
     def clear_faults(self) -> int:
         """``DELETE /_sim/faults`` → how many rules were removed (an outage stays)."""
         return int(self._call("DELETE", "/faults")["cleared"])
-
-
-@dataclass
-class SimulatorProcess:
-    """A simulator started by :func:`start_simulator`: the process, its port and its log file."""
-
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:PORT``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def api_url(self) -> str:
-        """The public API's base URL, ``{base_url}/api/public/v1``."""
-        return f"{self.base_url}/api/public/v1"
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM, then SIGKILL if it has not exited after ``timeout`` s."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-
-
-def start_simulator(args: Sequence[str], *, port_file: Path, log: Path, timeout: float = 30.0) -> SimulatorProcess:
-    """Run ``python -m oec_operator.simulator --port 0 --port-file PORT_FILE *args`` on 127.0.0.1,
-    its output in ``log``; return once it listens and ``/_sim/health`` answers.
-
-    Raises :class:`RuntimeError` (with the end of the log) if it exits or is not up within
-    ``timeout`` s; it is stopped then.
-    """
-    port_file.unlink(missing_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "oec_operator.simulator", "--port", "0", "--port-file", str(port_file), *args],
-            stdout=out, stderr=subprocess.STDOUT,
-        )
-    sim = SimulatorProcess(proc, 0, log)
-    deadline = time.monotonic() + timeout
-    try:
-        while not (port_file.exists() and port_file.read_text().strip()):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"simulator did not start: {log.read_text(errors='replace')[-2000:]}")
-            time.sleep(0.1)
-        sim.port = int(port_file.read_text())
-        with SimulatorAdmin(sim.base_url, timeout=max(1.0, deadline - time.monotonic())) as admin:
-            admin.health()
-    except BaseException:
-        sim.stop()
-        raise
-    return sim

@@ -2,11 +2,11 @@
 
 Entry points: :func:`create_app` (aiohttp application), :class:`SimulatorConfig` (defaults and the
 variant switches of oec-api.md §1), :class:`ManualClock` (time control in tests) and the CLI
-``python -m oec_operator.simulator`` / ``oec-simulator``. The live simulator state of an app is
+``python -m oec_simulator`` / ``oec-simulator``. The live simulator state of an app is
 ``app[SIM_KEY]`` (a :class:`Simulator`).
 """
 
-from .api import API_PREFIX, SIM_KEY
+from .api import SIM_KEY
 from .app import create_app
 from .clock import Clock, ManualClock
 from .config import (
@@ -17,6 +17,7 @@ from .config import (
     ProjectConfig,
     SimulatorConfig,
 )
+from .endpoints import API_PREFIX
 from .runtime import Simulator
 
 __all__ = [

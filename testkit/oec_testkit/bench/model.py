@@ -1,0 +1,37 @@
+"""What one benchmark run measured: :class:`Run`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["Run"]
+
+
+@dataclass
+class Run:
+    """What one run measured (times in seconds, API rates a minute, memory in MB).
+
+    ``apiserver``: phase (``create``, ``settle``, ``steady``) → the operator's kube-apiserver
+    requests over it (``seconds``, ``requests_per_second``, ``secret_gets_per_second``).
+    """
+
+    design: str
+    n: int
+    limits: str
+    apply_seconds: float = 0.0
+    ready_seconds: float | None = None  # after the create returned; None: not all within the timeout
+    ready_count: int = 0
+    settle_seconds: float | None = None  # after Ready, until every health read was made
+    reads_per_minute: float = 0.0
+    writes_per_minute: float = 0.0
+    rate_limited: int = 0
+    rate_limited_total: int = 0
+    creates_per_minute: float | None = None
+    staleness: list[float] = field(default_factory=list)
+    staleness_missed: int = 0
+    staleness_p50: float | None = None
+    staleness_p99: float | None = None
+    peak_rss_mb: float = 0.0
+    rss_mb: float = 0.0  # at the end of the run
+    cpu_seconds: float = 0.0
+    apiserver: dict[str, dict[str, float]] = field(default_factory=dict)

@@ -1,0 +1,89 @@
+"""The benchmark's Markdown table and chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import POLL_INTERVAL
+from .model import Run
+
+__all__ = ["chart", "table"]
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    """``value`` with ``digits`` decimals, ``-`` for None."""
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def ratio(ours: float | None, naive: float | None) -> str:
+    """`` (naive xR)``: how many times ours the naive design's value is; "" when unknown."""
+    if ours is None or naive is None or ours == 0:
+        return ""
+    return f" (naive x{naive / ours:.1f})"
+
+
+def apiserver_cell(run: Run, field: str) -> str:
+    """The operator's apiserver rate ``field`` (a second) while creating / in the steady window."""
+    phases = [run.apiserver.get(p, {}).get(field) for p in ("create", "steady")]
+    return " / ".join(fmt(v, 1) for v in phases)
+
+
+def table(runs: list[Run]) -> str:
+    """The Markdown table of ``runs`` (ratios against the naive design at the same N)."""
+    by = {(r.design, r.n, r.limits): r for r in runs}
+    lines = ["| N | limits | design | Ready after create (s) | settled after (s) | reads/min | writes/min | "
+             "429s (window / whole run) | "
+             "creates/min | staleness p50 / p99 (s) | peak RSS (MB) | CPU (s) | "
+             "apiserver requests/s create / steady | Secret GETs/s create / steady |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(runs, key=lambda r: (r.limits != "lifted", r.n, r.design)):
+        naive = by.get(("direct", r.n, r.limits)) if r.design == "batched" else None
+        ready_cell = fmt(r.ready_seconds, 1) if r.ready_seconds is not None else f"{r.ready_count}/{r.n} in time"
+        if r.limits != "lifted":
+            ready_cell = "-"
+        stale = f"{fmt(r.staleness_p50, 1)} / {fmt(r.staleness_p99, 1)}"
+        if r.staleness_missed:
+            stale += f" ({r.staleness_missed} missed)"
+        lines.append(
+            f"| {r.n} | {r.limits} | {r.design} | {ready_cell}"
+            f"{ratio(r.ready_seconds, naive.ready_seconds) if naive else ''} | {fmt(r.settle_seconds)} | "
+            f"{fmt(r.reads_per_minute, 1)}{ratio(r.reads_per_minute, naive.reads_per_minute) if naive else ''} | "
+            f"{fmt(r.writes_per_minute, 1)} | {r.rate_limited} / {r.rate_limited_total} | "
+            f"{fmt(r.creates_per_minute, 1)} | {stale}"
+            f"{ratio(r.staleness_p99, naive.staleness_p99) if naive else ''} | "
+            f"{r.peak_rss_mb:.0f}{ratio(r.peak_rss_mb, naive.peak_rss_mb) if naive else ''} | "
+            f"{r.cpu_seconds:.0f}{ratio(r.cpu_seconds, naive.cpu_seconds) if naive else ''} | "
+            f"{apiserver_cell(r, 'requests_per_second')} | {apiserver_cell(r, 'secret_gets_per_second')} |")
+    return "\n".join(lines)
+
+
+def chart(runs: list[Run], path: Path) -> None:
+    """Write the chart (API calls a minute and staleness against N, both designs) to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (calls, stale) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for design, style in (("batched", "o-"), ("direct", "s--")):
+        rs = sorted((r for r in runs if r.design == design and r.limits == "lifted"), key=lambda r: r.n)
+        if not rs:
+            continue
+        label = "oec-operator (batched)" if design == "batched" else "naive (one poll per resource)"
+        calls.plot([r.n for r in rs], [max(0.1, r.reads_per_minute + r.writes_per_minute) for r in rs], style,
+                   label=label)
+        timed = [r for r in rs if r.staleness_p99 is not None]
+        if timed:
+            stale.plot([r.n for r in timed], [r.staleness_p99 for r in timed], style, label=f"{label} p99")
+            stale.plot([r.n for r in timed], [r.staleness_p50 for r in timed], style, alpha=0.4, label=f"{label} p50")
+    calls.axhline(120, color="grey", linestyle=":", label="read budget (120/min)")
+    scale = "log" if len({r.n for r in runs}) > 1 else "linear"
+    calls.set(xscale=scale, yscale="log", xlabel="resources (10 projects)", ylabel="API calls a minute (steady)",
+              title="API calls a minute")
+    stale.axhline(2 * POLL_INTERVAL, color="grey", linestyle=":", label="goal: 2 x poll interval")
+    stale.set(xscale=scale, xlabel="resources (10 projects)", ylabel="seconds", title="Status staleness")
+    for ax in (calls, stale):
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -1,0 +1,111 @@
+"""A whole benchmark: every design and size, written to JSON, a Markdown table and a chart."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .apiserver import ApiserverCounts, rates, scrape
+from .config import FAST_POLL_INTERVAL, LIFTED, POLL_INTERVAL, PROJECTS
+from .model import Run
+from .phases import create_and_wait, creation_rate, settle, steady_state
+from .report import chart, table
+from .stack import Stack, log
+
+__all__ = ["Options", "one_run", "run_benchmark"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run (seconds throughout): ``sizes`` and ``designs`` (``batched``, ``direct``),
+    the measurement ``window``, ``samples`` phase changes per steady window, the timeouts of
+    Ready and of settling, the N of the default-limits run (0: none), where results go, and
+    whether the logs of every run are kept there."""
+
+    sizes: tuple[int, ...] = (100, 1000, 3000)
+    designs: tuple[str, ...] = ("batched", "direct")
+    window: float = 180.0
+    samples: int = 20
+    ready_timeout: float = 300.0
+    settle_timeout: float = 2400.0
+    default_limits_n: int = 1000
+    out: Path = Path("bench-results")
+    keep_logs: bool = False
+
+
+def one_run(design: str, n: int, limits: str, options: Options) -> Run:
+    """One design at one N on a fresh stack: ``limits`` ``lifted`` (create, settle, steady window)
+    or ``default`` (the creation rate at 20 writes a minute)."""
+    run = Run(design=design, n=n, limits=limits)
+    log(f"{design} N={n} limits={limits}")
+    with tempfile.TemporaryDirectory(prefix="oec-bench-") as tmp, ExitStack() as stack_exit:
+        stack = Stack(Path(tmp), design, LIFTED if limits == "lifted" else 20, verbose=options.keep_logs)
+        stack_exit.callback(stack.close)
+        mark = scrape(stack.cp)
+
+        def phase(name: str) -> ApiserverCounts:
+            now = scrape(stack.cp)
+            run.apiserver[name] = asdict(rates(mark, now))
+            log(f"  apiserver during {name}: {run.apiserver[name]}")
+            return now
+
+        if limits == "lifted":
+            create_and_wait(stack, run, options.ready_timeout)
+            mark = phase("create")
+            if design == "batched":
+                settle(stack, run, options.settle_timeout)
+                mark = phase("settle")
+            steady_state(stack, run, options.window, options.samples)
+            phase("steady")
+        else:
+            creation_rate(stack, run, options.window)
+            phase("create")
+        run.rate_limited_total = stack.stats()["rate_limited"]
+        run.peak_rss_mb, run.rss_mb, run.cpu_seconds = stack.usage()
+        if options.keep_logs:
+            target = options.out / "logs" / f"{design}-{n}-{limits}"
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ("operator.log", "simulator.log"):
+                (target / name).write_bytes((Path(tmp) / name).read_bytes())
+            (target / "stats.json").write_text(json.dumps(stack.stats(), indent=1))
+    log(f"  {json.dumps({k: v for k, v in asdict(run).items() if k != 'staleness'})}")
+    return run
+
+
+def run_benchmark(options: Options) -> list[Run]:
+    """Every size and design with lifted limits, then the default-limits runs; write
+    ``bench.json`` (after every run), ``table.md`` and ``bench.png`` to ``options.out`` and print
+    the table; return the runs."""
+    if options.window < 2 * POLL_INTERVAL:
+        log(f"warning: a window of {options.window:.0f}s is shorter than two poll intervals ({POLL_INTERVAL:.0f}s): "
+            "steady-state rates and their ratios are not meaningful")
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    runs: list[Run] = []
+    for n in options.sizes:
+        for design in options.designs:
+            runs.append(one_run(design, n, "lifted", options))
+            (out / "bench.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    if options.default_limits_n:
+        for design in options.designs:
+            runs.append(one_run(design, options.default_limits_n, "default", options))
+            (out / "bench.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
+    meta = {"poll_interval": POLL_INTERVAL, "fast_poll_interval": FAST_POLL_INTERVAL, "projects": PROJECTS,
+            "window": options.window, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "operator": "ServiceAccount of deploy/rbac, default key from a Secret (OEC_API_KEY_SECRET)"}
+    (out / "bench.json").write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=2))
+    text = table(runs)
+    (out / "table.md").write_text(text + "\n")
+    chart(runs, out / "bench.png")
+    print(text)
+    print(f"\nwrote {out / 'bench.json'}, {out / 'bench.png'}, {out / 'table.md'}")
+    if any(r.staleness for r in runs):
+        all_stale = [s for r in runs for s in r.staleness]
+        log(f"staleness over all runs: median {statistics.median(all_stale):.1f}s")
+    return runs

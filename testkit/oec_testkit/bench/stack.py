@@ -1,0 +1,121 @@
+"""Control plane, simulator and operator of one benchmark run: :class:`Stack`.
+
+The operator runs in the shipped configuration: as the ServiceAccount of ``deploy/rbac`` with
+that RBAC (a token kubeconfig), watching every namespace, its default API key read from a Secret
+(``OEC_API_KEY_SECRET``) as ``deploy/manager`` does it, not from ``OEC_API_KEY``. The harness itself is the admin
+(``system:masters``), whose requests the apiserver's metrics tell apart (``apiserver.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from oec_simulator.admin_client import SimulatorAdmin
+
+from ..controlplane import ControlPlane
+from ..kubectl import Kubectl
+from ..manifests import RESOURCE, ROOT, environment
+from ..operator import OperatorProcess
+from ..simulator import start_simulator
+from .config import (
+    FAST_POLL_INTERVAL,
+    KEY,
+    KEY_SECRET_NAME,
+    KEY_SECRET_NAMESPACE,
+    NAMESPACE,
+    POLL_INTERVAL,
+    PROJECTS,
+    SERVICE_ACCOUNT,
+)
+
+__all__ = ["Stack", "log", "manifests"]
+
+TOKEN_SECONDS = 24 * 3600  # longer than any run
+
+
+def log(message: str) -> None:
+    """A progress line on stdout, with the time."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+class Stack:
+    """Control plane, simulator (10 projects, read limit 120 a minute, ``write_limit``) and
+    operator (``design``: ``OEC_POLLING``) of one run, in ``work``."""
+
+    def __init__(self, work: Path, design: str, write_limit: int, verbose: bool = False) -> None:
+        self.work = work
+        self.cp = ControlPlane(state_dir=work / "cp").start()
+        self.kubeconfig = self.cp.kubeconfig
+        self._kubectl = Kubectl(self.cp.kubectl, self.kubeconfig)
+        self._kubectl.install_crd(ROOT / "crds")
+        self.kubectl("create", "namespace", NAMESPACE)
+        operator_kubeconfig = self._install_operator_identity()
+        self.sim = start_simulator(["--key", KEY, "--read-limit", "120", "--write-limit", str(write_limit),
+                                    "--request-log-limit", "1000"],
+                                   port_file=work / "sim.port", log=work / "simulator.log")
+        self.admin = SimulatorAdmin(self.sim.base_url, timeout=30)
+        self.projects = [self.admin.new_project(f"bench-{p}") for p in range(PROJECTS)]
+        self.operator = OperatorProcess(
+            operator_kubeconfig, self.sim.api_url, work / "operator.log",
+            args=[] if verbose else ["--quiet"],  # every namespace, as the Deployment (its RBAC lists no namespaces)
+            key_secret=f"{KEY_SECRET_NAMESPACE}/{KEY_SECRET_NAME}",
+            env={"OEC_POLLING": design, "OEC_POLL_INTERVAL": str(POLL_INTERVAL),
+                 "OEC_FAST_POLL_INTERVAL": str(FAST_POLL_INTERVAL), "OEC_METRICS_PORT": "0"},
+        ).start()
+
+    def _install_operator_identity(self) -> Path:
+        """The operator's namespace, ServiceAccount and RBAC (``deploy/rbac``) and the API key
+        Secret; return a kubeconfig with a token of that ServiceAccount."""
+        self.kubectl("create", "namespace", KEY_SECRET_NAMESPACE)
+        self.kubectl("apply", "-k", str(ROOT / "deploy" / "rbac"))
+        self.kubectl("-n", KEY_SECRET_NAMESPACE, "create", "secret", "generic", KEY_SECRET_NAME,
+                     f"--from-literal=apiKey={KEY}")
+        token = self.cp.mint_token(KEY_SECRET_NAMESPACE, SERVICE_ACCOUNT, TOKEN_SECONDS)
+        return self.cp.write_kubeconfig(self.work / "operator.kubeconfig", token=token)
+
+    def kubectl(self, *args: str, input: str | None = None) -> str:
+        """Run kubectl as the admin (15 minutes at most); return its stdout."""
+        return self._kubectl(*args, input=input, timeout=900).stdout
+
+    def objects(self) -> list[dict[str, Any]]:
+        """Every OdooEnvironment of the namespace."""
+        out = self.kubectl("get", RESOURCE, "-n", NAMESPACE, "-o", "json", "--chunk-size=500")
+        return list(json.loads(out)["items"])
+
+    def one(self, name: str) -> dict[str, Any]:
+        """The OdooEnvironment ``name``."""
+        return dict(json.loads(self.kubectl("get", RESOURCE, "-n", NAMESPACE, name, "-o", "json")))
+
+    def stats(self) -> dict[str, Any]:
+        """The simulator's counters (``/_sim/stats``)."""
+        return self.admin.stats()
+
+    def usage(self) -> tuple[float, float, float]:
+        """The operator's peak RSS and current RSS (MB), and its CPU seconds."""
+        assert self.operator.proc is not None
+        pid = self.operator.proc.pid
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks = os.sysconf("SC_CLK_TCK")
+        mb = [int(status[k].split()[0]) / 1024 for k in ("VmHWM", "VmRSS")]
+        return mb[0], mb[1], (int(fields[11]) + int(fields[12])) / ticks
+
+    def close(self) -> None:
+        """Stop the operator and the simulator (20 s grace each) and the control plane."""
+        self.operator.stop(20.0)
+        self.sim.stop(20.0)
+        self.admin.close()
+        self.cp.stop()
+
+
+def manifests(n: int, projects: list[str]) -> str:
+    """A ``kubectl create -f -`` list of ``n`` OdooEnvironments spread over ``projects``."""
+    items = [environment(f"env-{i:05d}", projects[i % len(projects)], namespace=NAMESPACE, branch="main")
+             for i in range(n)]
+    return yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": items})

@@ -1,0 +1,178 @@
+"""`make demo`: a local control plane, the OEC.sh simulator and the operator, all as background
+processes on loopback, and a sample OdooEnvironment watched from creation to Running.
+
+:func:`up` starts what is not running yet (idempotent) and watches the sample, :func:`status`
+shows the processes and ``kubectl get odooenv``, :func:`down` stops everything :func:`up`
+started. Everything lives in a state directory (pid files, logs, the simulator's port file, the
+control plane). With ``KUBECONFIG_DEMO=/path/to/kubeconfig`` an existing cluster is used instead
+of the local control plane (the CRD is installed there; the operator and the simulator still run
+here). Errors are :class:`RuntimeError` (kubectl, the control plane, a process that does not start,
+a sample that does not become Ready).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from . import detached
+from .kubectl import Kubectl, default_kubectl
+from .manifests import ROOT, condition
+from .operator import OperatorProcess
+from .processes import Child, pid_alive
+from .simulator import start_simulator
+
+__all__ = ["DEMO_KEY", "down", "status", "up"]
+
+DEMO_KEY = "oec_live_rw_demo_simulator_key_0000000000000000"
+SAMPLE = ROOT / "deploy" / "samples" / "odooenvironment.yaml"
+SAMPLE_NAME = "acme-dev"
+#: The demo operator polls faster than the defaults, so that changes show quickly.
+OPERATOR_ENV = {"OEC_POLL_INTERVAL": "15", "OEC_FAST_POLL_INTERVAL": "1", "OEC_METRICS_ADDRESS": "127.0.0.1"}
+
+
+def log(message: str) -> None:
+    """A progress line on stdout."""
+    print(f"==> {message}", flush=True)
+
+
+def _running(state: Path, name: str) -> int | None:
+    """The pid in ``state/NAME.pid`` if that process is alive."""
+    try:
+        pid = int((state / f"{name}.pid").read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def _background(state: Path, name: str, start: Callable[[], Child]) -> int:
+    """Run ``start`` (a detached process) unless ``name`` runs already; keep its pid in ``state/NAME.pid``."""
+    pid = _running(state, name)
+    if pid:
+        log(f"{name} already running (pid {pid})")
+        return pid
+    child = start()
+    (state / f"{name}.pid").write_text(str(child.pid))
+    log(f"{name} started (pid {child.pid}, log {child.log})")
+    return child.pid
+
+
+def _stop_background(state: Path, name: str) -> None:
+    pid = _running(state, name)
+    if pid is None:
+        return
+    Child(pid, group=True).stop(grace=10.0)
+    (state / f"{name}.pid").unlink(missing_ok=True)
+    log(f"{name} stopped")
+
+
+def _kubeconfig(state: Path) -> Path | None:
+    """``KUBECONFIG_DEMO``, else the local control plane's kubeconfig if it was started."""
+    existing = os.environ.get("KUBECONFIG_DEMO")
+    if existing:
+        return Path(existing)
+    kubeconfig = state / "control-plane" / "kubeconfig"
+    return kubeconfig if kubeconfig.exists() else None
+
+
+def up(state: Path) -> None:
+    """Start the control plane, the simulator and the operator (what is not running yet), apply
+    the sample and print its row of ``kubectl get odooenv`` until it is Ready (180 s)."""
+    state.mkdir(parents=True, exist_ok=True)
+    log("starting the control plane (kube-apiserver + etcd on 127.0.0.1)")
+    if not os.environ.get("KUBECONFIG_DEMO"):
+        detached.up(state / "control-plane")
+    kubeconfig = _kubeconfig(state)
+    assert kubeconfig is not None
+    kubectl = Kubectl(default_kubectl(), kubeconfig)
+
+    log("starting the OEC.sh API simulator (demo project, demo keys, 10 s deploys)")
+    port_file = state / "simulator.port"
+    if _running(state, "simulator") is None:
+        port_file.unlink(missing_ok=True)
+        _stop_background(state, "operator")  # it would still talk to the old simulator's port
+    _background(state, "simulator", lambda: start_simulator(
+        ["--deploy-seconds", "10"], port_file=port_file, log=state / "simulator.log", isolation="session").proc)
+    api_url = f"http://127.0.0.1:{int(port_file.read_text())}/api/public/v1"
+
+    log("installing the OdooEnvironment CRD")
+    kubectl.install_crd(ROOT / "crds")
+
+    log(f"starting the operator against {api_url}")
+    operator = OperatorProcess(kubeconfig, api_url, state / "operator.log", api_key=DEMO_KEY, env=OPERATOR_ENV,
+                               isolation="session", cwd=ROOT)
+    _background(state, "operator", lambda: _started(operator))
+
+    log(f"applying {SAMPLE.relative_to(ROOT)}")
+    print(kubectl("apply", "-n", "default", "-f", str(SAMPLE)).stdout.strip())
+    watch(kubectl)
+    kc = kubeconfig if kubeconfig.is_absolute() else Path.cwd() / kubeconfig
+    print(f"""
+The demo keeps running in the background. Try:
+  export KUBECONFIG={kc}
+  {kubectl.binary} get odooenv -o wide
+  {kubectl.binary} describe odooenv {SAMPLE_NAME}
+  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"branch":"release"}}}}'
+  {kubectl.binary} delete odooenv {SAMPLE_NAME}
+Logs: {state}/operator.log, {state}/simulator.log
+Stop everything with: make demo-down
+""")
+
+
+def _started(operator: OperatorProcess) -> Child:
+    operator.start()
+    assert operator.child is not None
+    return operator.child
+
+
+def watch(kubectl: Kubectl, timeout: float = 180) -> None:
+    """Print the sample's row of ``kubectl get odooenv`` whenever it changes, until it is Ready;
+    :class:`RuntimeError` after ``timeout`` s."""
+    log(f"watching {SAMPLE_NAME} until it is Running and Ready")
+    row = "{:<10} {:<12} {:<8} {:<11} {:<6} {:<13} {}"
+    print(row.format("NAME", "TYPE", "BRANCH", "PHASE", "READY", "REASON", "URL"), flush=True)
+    last: tuple[str, ...] = ()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        proc = kubectl("get", "odooenv", SAMPLE_NAME, "-n", "default", "-o", "json", check=False)
+        obj = json.loads(proc.stdout) if proc.returncode == 0 else {}
+        status = obj.get("status", {})
+        ready = condition(obj, "Ready") or {}
+        current = (SAMPLE_NAME, obj.get("spec", {}).get("environmentType", ""), status.get("branch", "-"),
+                   status.get("phase", "-"), ready.get("status", "-"), ready.get("reason", "-"), status.get("url", "-"))
+        if obj and current != last:
+            print(row.format(*current), flush=True)
+            last = current
+        if ready.get("status") == "True":
+            log(f"{SAMPLE_NAME} is Running and Ready")
+            return
+        time.sleep(1)
+    raise RuntimeError(f"{SAMPLE_NAME} did not become Ready in {timeout:.0f}s; see the operator log")
+
+
+def status(state: Path) -> None:
+    """Print which processes run, the control plane's status and ``kubectl get odooenv -A``."""
+    for name in ("simulator", "operator"):
+        pid = _running(state, name)
+        print(f"{name}: {f'running (pid {pid})' if pid else 'stopped'}")
+    kubeconfig = _kubeconfig(state)
+    if kubeconfig is None:
+        print("control plane: not started (run `make demo`)")
+        return
+    if not os.environ.get("KUBECONFIG_DEMO"):
+        print(json.dumps(detached.status(state / "control-plane"), indent=2))
+    listing = Kubectl(default_kubectl(), kubeconfig)("get", "odooenv", "-A", "-o", "wide", check=False)
+    # kubectl says "No resources found" (and why it cannot list) on stderr, not stdout.
+    print((listing.stdout or listing.stderr).rstrip() or "no OdooEnvironment resources")
+
+
+def down(state: Path) -> None:
+    """Stop the operator, the simulator and the local control plane."""
+    _stop_background(state, "operator")
+    _stop_background(state, "simulator")
+    if (state / "control-plane").exists() and not os.environ.get("KUBECONFIG_DEMO"):
+        detached.down(state / "control-plane")
+    log("demo stopped")

@@ -1,0 +1,45 @@
+"""Running the control plane's kubectl: :class:`Kubectl`. Times are seconds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from .controlplane import default_bin_dir
+from .manifests import CRD, RESOURCE
+
+__all__ = ["Kubectl", "KubectlError", "default_kubectl"]
+
+
+class KubectlError(RuntimeError):
+    """kubectl exited non-zero; the message has the command, its exit status and its output."""
+
+
+def default_kubectl() -> str:
+    """The kubectl of ``make k8s-bin`` (matching the control plane's version), else the one on PATH."""
+    local = default_bin_dir() / "kubectl"
+    return str(local) if os.access(local, os.X_OK) else shutil.which("kubectl") or "kubectl"
+
+
+class Kubectl:
+    """``kubectl --kubeconfig KUBECONFIG ...`` with the binary at ``binary``."""
+
+    def __init__(self, binary: str | os.PathLike[str], kubeconfig: str | os.PathLike[str]) -> None:
+        self.binary, self.kubeconfig = str(binary), str(kubeconfig)
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True,
+                 timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """Run kubectl with ``args`` (and ``input`` on stdin); raise :class:`KubectlError` if
+        ``check`` and it fails, ``subprocess.TimeoutExpired`` after ``timeout``."""
+        proc = subprocess.run([self.binary, "--kubeconfig", self.kubeconfig, *args], capture_output=True,
+                              text=True, input=input, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise KubectlError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
+        return proc
+
+    def install_crd(self, crd: Path = CRD) -> None:
+        """Apply the OdooEnvironment CRD (a file or a directory) and wait until it is Established (60 s)."""
+        self("apply", "-f", str(crd))
+        self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{RESOURCE}")

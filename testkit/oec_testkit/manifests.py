@@ -1,0 +1,57 @@
+"""The OdooEnvironment resource as the tests and tools write and read it: names, the CRD file,
+manifests, and the conditions in a status (plain JSON dicts, as kubectl and the API return them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "CRD",
+    "GROUP",
+    "KIND",
+    "PLURAL",
+    "RESOURCE",
+    "ROOT",
+    "VERSION",
+    "condition",
+    "environment",
+    "is_ready",
+    "ready_for_generation",
+]
+
+#: The repository (the test support is installed editable from ``testkit/``).
+ROOT = Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"
+GROUP, VERSION, PLURAL, KIND = "oec.sh", "v1alpha1", "odooenvironments", "OdooEnvironment"
+#: ``odooenvironments.oec.sh``: the name kubectl takes (and the CRD's name).
+RESOURCE = f"{PLURAL}.{GROUP}"
+
+
+def environment(name: str, project_id: str, /, *, namespace: str | None = None, **spec: Any) -> dict[str, Any]:
+    """An OdooEnvironment manifest named ``name`` (in ``namespace`` if given); ``spec`` keys are the CRD's."""
+    metadata: dict[str, Any] = {"name": name}
+    if namespace is not None:
+        metadata["namespace"] = namespace
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "metadata": metadata,
+            "spec": {"projectId": project_id, **spec}}
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    """The condition ``type_`` of the object's status, or None."""
+    return next((c for c in (obj or {}).get("status", {}).get("conditions", []) if c["type"] == type_), None)
+
+
+def is_ready(obj: dict[str, Any] | None) -> bool:
+    """``Ready=True``, whatever generation it was computed for."""
+    ready = condition(obj, "Ready")
+    return bool(ready and ready["status"] == "True")
+
+
+def ready_for_generation(obj: dict[str, Any] | None) -> bool:
+    """``Ready=True`` computed for the object's current generation, and ``status.observedGeneration``
+    at it (what ``kubectl wait --for=condition=Ready`` after an apply waits for)."""
+    ready = condition(obj, "Ready")
+    gen = (obj or {}).get("metadata", {}).get("generation")
+    return bool(ready and ready["status"] == "True" and ready.get("observedGeneration") == gen
+                and (obj or {}).get("status", {}).get("observedGeneration") == gen)
