@@ -55,9 +55,10 @@ chaos: venv k8s-bin ## Chaos suite, short form (a few trials per fault; also par
 chaos-long: venv k8s-bin ## Chaos benchmark, long form: prints the table, writes bench-results/chaos-results.json (CHAOS_ARGS=...)
 	$(PY) tools/chaos.py --out bench-results/chaos-results.json $(CHAOS_ARGS)
 
-lint: venv lint-docker ## ruff, mypy and hadolint
+lint: venv lint-docker ## ruff, mypy, the import rules (lint-imports) and hadolint
 	$(VENV)/bin/ruff check operator simulator testkit tests tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 lint-docker: venv ## hadolint the Dockerfile
 	$(VENV)/bin/hadolint Dockerfile

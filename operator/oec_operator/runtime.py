@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx
-import kopf
 
 from oec_operator import metrics
 from oec_operator.domain.polling import DirectSource, EnvironmentSource, Fleet, WatchedSource
@@ -20,6 +20,9 @@ from oec_operator.models.spec import SecretKeyRef
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.ratelimit import Priority, RateLimiter
 from oec_operator.settings import OperatorConfig
+
+if TYPE_CHECKING:
+    import kopf
 
 
 @dataclass

@@ -2,6 +2,6 @@
 
 Modules: ``controlplane`` (a local kube-apiserver + etcd), ``processes`` (starting and stopping
 child processes), ``kubectl``, ``manifests`` and ``waiting`` (helpers of every test and tool),
-``simulator`` and ``operator`` (the two launched as processes), ``imports`` (import-cycle check),
+``simulator`` and ``operator`` (the two launched as processes),
 and the logic of ``demo``, ``bench`` and ``chaos`` behind the command lines in ``tools/``.
 """

@@ -8,10 +8,10 @@ from typing import Any, cast
 
 import pytest
 
+from oec_operator.domain.polling import Fleet, Interest, ProjectWatch, WatchedSource
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecNotFoundError, OecRateLimitError, OecServerError
 from oec_operator.oec.models import Environment
-from oec_operator.domain.polling import Fleet, Interest, ProjectWatch, WatchedSource
 
 PROJECT = "3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10"
 

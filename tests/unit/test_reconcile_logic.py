@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import httpx
 
-from oec_operator.models.conditions import merge_conditions
+from oec_operator.domain.assess import assess, merge_status
 from oec_operator.domain.failures import error_outcome, retry_delay
-from oec_operator.oec.errors import error_from_response
-from oec_operator.oec.models import Environment, EnvironmentHealth
 from oec_operator.domain.outcome import Outcome
 from oec_operator.domain.reconcile import desired_changes
+from oec_operator.models.conditions import merge_conditions
 from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.models.status import Status
-from oec_operator.domain.assess import assess, merge_status
+from oec_operator.oec.errors import error_from_response
+from oec_operator.oec.models import Environment, EnvironmentHealth
 
 PROJECT = "3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10"
 
