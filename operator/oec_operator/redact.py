@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 
-#: The documented key format (``oec-api.md`` §4) and bearer headers.
+#: The documented key format (``docs/oec-api.md`` §4) and bearer headers.
 _SECRET = re.compile(r"oec_live_(?:ro|rw)_[A-Za-z0-9_-]+|(?i:bearer)\s+[A-Za-z0-9._~+/=-]+")
 
 

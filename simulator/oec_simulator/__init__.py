@@ -1,7 +1,7 @@
-"""OEC.sh API simulator: a faithful in-memory stand-in for api.oec.sh (contract: oec-api.md).
+"""OEC.sh API simulator: a faithful in-memory stand-in for api.oec.sh (contract: docs/oec-api.md).
 
 Entry points: :func:`create_app` (aiohttp application), :class:`SimulatorConfig` (defaults and the
-variant switches of oec-api.md §1), :class:`ManualClock` (time control in tests) and the CLI
+variant switches of docs/oec-api.md §1), :class:`ManualClock` (time control in tests) and the CLI
 ``python -m oec_simulator`` / ``oec-simulator``. The live simulator state of an app is
 ``app[SIM_KEY]`` (a :class:`Simulator`).
 """

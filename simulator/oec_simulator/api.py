@@ -1,4 +1,4 @@
-"""Public API handlers under ``/api/public/v1`` (oec-api.md §2, §8, §9, §11.1-§11.4).
+"""Public API handlers under ``/api/public/v1`` (docs/oec-api.md §2, §8, §9, §11.1-§11.4).
 
 Handlers run after the middleware in ``app.py`` has authenticated the key, rate-limited the request,
 applied fault injection, latency and idempotency; they raise

@@ -280,7 +280,7 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
 
 
 def create_app(config: SimulatorConfig, *, clock: Clock | None = None) -> web.Application:
-    """Build the simulator application (oec-api.md; public API §11 under ``/api/public/v1``, admin API
+    """Build the simulator application (docs/oec-api.md; public API §11 under ``/api/public/v1``, admin API
     under ``/_sim``). ``config`` is copied; the live copy is ``app[SIM_KEY].config`` (also changed by
     ``PATCH /_sim/config``). ``clock`` defaults to the wall clock (pass a ``ManualClock`` in tests)."""
     sim = Simulator(config.model_copy(deep=True), clock)

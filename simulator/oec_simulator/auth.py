@@ -1,4 +1,4 @@
-"""API-key authentication, key scopes and the brute-force IP block (oec-api.md §4, §1 rows 9, 26, 29).
+"""API-key authentication, key scopes and the brute-force IP block (docs/oec-api.md §4, §1 rows 9, 26, 29).
 
 Keys are kept only as SHA-256 digests; the plain value is never stored, returned or logged. A
 :class:`Principal` identifies a key by ``key_id`` (a digest prefix), which is what the rate limiter

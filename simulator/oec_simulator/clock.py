@@ -1,6 +1,6 @@
 """Clocks for the simulator: every time-dependent rule reads ``clock.now()`` (epoch seconds, float).
 
-The lazy lifecycle (oec-api.md §10, §1 rows 12/21), rate-limit windows (§6), the idempotency TTL (§7)
+The lazy lifecycle (docs/oec-api.md §10, §1 rows 12/21), rate-limit windows (§6), the idempotency TTL (§7)
 and the brute-force block (§4) all use an injected :class:`Clock`, so they are testable without
 sleeping (:class:`ManualClock`) and skippable in demos (``POST /_sim/clock``).
 """

@@ -1,4 +1,4 @@
-"""Configuration of the OEC.sh API simulator (oec-api.md §1 "What the simulator must decide").
+"""Configuration of the OEC.sh API simulator (docs/oec-api.md §1 "What the simulator must decide").
 
 Every switch of the §1 table that the simulator implements is a field of :class:`SimulatorConfig`.
 Defaults are the simulator defaults of that table; the other values are the documented or
@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from .faultrules import FaultRule, OutageSpec
 
-#: Key format accepted by the API (oec-api.md §1 row 26, §4).
+#: Key format accepted by the API (docs/oec-api.md §1 row 26, §4).
 KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
 
 #: Demo project seeded by the CLI when no project is configured.
@@ -34,7 +34,7 @@ def server_id_for(project_id: uuid.UUID) -> uuid.UUID:
 
 
 class ProjectConfig(BaseModel):
-    """A project known to the simulator (Project object, oec-api.md §9.5).
+    """A project known to the simulator (Project object, docs/oec-api.md §9.5).
 
     ``server_id`` omitted → a deterministic server id is generated; ``server_id: null`` → the project
     has no server, so environments created in it stay ``pending`` with ``last_deploy: null``
@@ -59,7 +59,7 @@ class ProjectConfig(BaseModel):
 
 
 class KeyConfig(BaseModel):
-    """An API key accepted by the simulator (oec-api.md §4).
+    """An API key accepted by the simulator (docs/oec-api.md §4).
 
     ``key`` must match :data:`KEY_PATTERN`; its ``ro``/``rw`` infix gives the tier. ``scope`` is
     ``org`` (all projects) or ``project`` (only ``project_id``). ``expires_at`` (optional, aware or
@@ -91,7 +91,7 @@ class KeyConfig(BaseModel):
 
 
 class SimulatorConfig(BaseModel):
-    """Runtime configuration of the simulator (oec-api.md §1; rate limits §6; idempotency §7).
+    """Runtime configuration of the simulator (docs/oec-api.md §1; rate limits §6; idempotency §7).
 
     Mutable at runtime through ``PATCH /_sim/config`` (assignment is validated). Fields:
 

@@ -1,4 +1,4 @@
-"""The public API's endpoints as data (oec-api.md §11): method, path and route name, no handlers.
+"""The public API's endpoints as data (docs/oec-api.md §11): method, path and route name, no handlers.
 
 A leaf module (no aiohttp, nothing of the simulator): the fault rules (``faultrules.py``) check
 route names against it without importing the handlers, whose module imports the simulator state,

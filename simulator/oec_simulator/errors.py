@@ -1,4 +1,4 @@
-"""Error values and their wire shapes (oec-api.md §5, §1 rows 2 and 18).
+"""Error values and their wire shapes (docs/oec-api.md §5, §1 rows 2 and 18).
 
 Logic modules raise :class:`ApiError` or :class:`RequestValidationError`; :func:`render` turns them
 into ``(status, json_body, headers)`` in the configured envelope:

@@ -1,4 +1,4 @@
-"""Shapes of injected faults and outages (oec-api.md §1 rows 8, 19, 29; §5.3, §5.4; §6; §7).
+"""Shapes of injected faults and outages (docs/oec-api.md §1 rows 8, 19, 29; §5.3, §5.4; §6; §7).
 
 A :class:`FaultRule` is what ``POST /_sim/faults``, ``--fault`` and the config field ``faults``
 accept. Every rule has a ``kind``:

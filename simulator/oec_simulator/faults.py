@@ -1,5 +1,5 @@
 """Fault injection state: the installed :class:`~.faultrules.FaultRule` list, the seeded draws of their
-``share`` and the outage window (rule shapes and semantics in ``faultrules.py``; oec-api.md §1 row 29).
+``share`` and the outage window (rule shapes and semantics in ``faultrules.py``; docs/oec-api.md §1 row 29).
 
 :meth:`FaultInjector.take` is called once per authenticated public-API request; it returns the first
 rule that fires for the request (its ``count`` and ``fired`` updated) or ``None``. Rules whose count

@@ -1,4 +1,4 @@
-"""Idempotency keys (oec-api.md §7, §1 rows 4-5).
+"""Idempotency keys (docs/oec-api.md §7, §1 rows 4-5).
 
 Scope = (organization, method, path, key). The first request with a scope is processed; a 2xx answer
 is cached for ``ttl`` seconds and replayed (same status, same body, no marker header) to any later

@@ -1,4 +1,4 @@
-"""Per-key rate limiting (oec-api.md §6, §1 rows 7-8).
+"""Per-key rate limiting (docs/oec-api.md §6, §1 rows 7-8).
 
 * ``split`` (default, current API per MCP): every key has a read bucket (``read_limit`` per calendar
   minute); rw keys also have a separate write bucket (``write_limit`` per calendar minute). Windows

@@ -1,4 +1,4 @@
-"""Request-body models and JSON parsing for the public API (oec-api.md §2, §11) and the admin API.
+"""Request-body models and JSON parsing for the public API (docs/oec-api.md §2, §11) and the admin API.
 
 :func:`parse_body` turns raw bytes into a validated model: malformed JSON → 400 ``invalid_json``;
 schema problems → 422 in the pydantic shape with locations under ``body`` (§5.2 shape 2).

@@ -1,4 +1,4 @@
-"""In-memory OEC.sh state with a lazy lifecycle (oec-api.md §2, §9, §10, §11; §1 rows 10-23).
+"""In-memory OEC.sh state with a lazy lifecycle (docs/oec-api.md §2, §9, §10, §11; §1 rows 10-23).
 
 Pure logic, no HTTP. State advances on access: every public method first calls :meth:`Store.tick`,
 which completes tasks whose end time (per the injected clock) has passed and applies their effect on

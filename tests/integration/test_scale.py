@@ -130,7 +130,7 @@ def test_the_operator_slows_down_before_the_budget_runs_out_even_when_another_cl
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
     project, names, _ = _steady_project(cluster, simulator, "budget", 3)
-    # 20 reads per calendar minute (oec-api.md §6): the fleet's floor keeps the lists within half
+    # 20 reads per calendar minute (docs/oec-api.md §6): the fleet's floor keeps the lists within half
     # of that (one every 6 s). The first minute after the switch may refuse a request the operator
     # could not see coming. After a whole window (60.5 s) under the new limit the operator lists
     # as a steady stream, so its log still holds the previous minute when the next one starts.
@@ -161,7 +161,7 @@ def test_creates_waiting_for_the_write_budget_say_so_and_all_complete(
     cluster: Cluster, simulator: Simulator, operator: OperatorProcess
 ) -> None:
     project = simulator.new_project("write-budget")
-    simulator.configure(write_limit=2)  # writes per calendar minute (oec-api.md §6)
+    simulator.configure(write_limit=2)  # writes per calendar minute (docs/oec-api.md §6)
     try:
         names = [f"queued-{i}" for i in range(5)]
         for name in names:

@@ -1,4 +1,4 @@
-"""Authentication, key tiers, key scopes and the brute-force block (oec-api.md §4)."""
+"""Authentication, key tiers, key scopes and the brute-force block (docs/oec-api.md §4)."""
 
 from __future__ import annotations
 

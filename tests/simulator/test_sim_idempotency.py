@@ -1,4 +1,4 @@
-"""Idempotency keys (oec-api.md §7, §1 rows 4-5)."""
+"""Idempotency keys (docs/oec-api.md §7, §1 rows 4-5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Environment lifecycle over HTTP: create, deploy, patch, actions, delete (oec-api.md §2, §9-§11)."""
+"""Environment lifecycle over HTTP: create, deploy, patch, actions, delete (docs/oec-api.md §2, §9-§11)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rate limits (oec-api.md §6, §1 rows 7-8). The manual clock stands 10 s into a calendar minute."""
+"""Rate limits (docs/oec-api.md §6, §1 rows 7-8). The manual clock stands 10 s into a calendar minute."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request validation shapes (oec-api.md §5.2) and the remaining §1 variant switches."""
+"""Request validation shapes (docs/oec-api.md §5.2) and the remaining §1 variant switches."""
 
 from __future__ import annotations
 

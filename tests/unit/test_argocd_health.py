@@ -1,6 +1,6 @@
 """The Argo CD health check (``deploy/argocd/health.lua``) and the GitOps examples in ``deploy/``.
 
-Every case of ``status-contract.md`` §3 is a fixture in ``fixtures/argocd/``: an ``OdooEnvironment``
+Every case of ``docs/status-contract.md`` §3 is a fixture in ``fixtures/argocd/``: an ``OdooEnvironment``
 (``object``) beside the health Argo CD must report for it (``expected``). The script runs under
 Lua 5.1 (the dialect of gopher-lua, Argo CD's interpreter) the way Argo CD runs it: the object as
 the global ``obj``, the script as a chunk whose return value is the health; and in a sandbox without

@@ -1,4 +1,4 @@
-"""Parsing of every error body shape and the 429 wait-time chain (oec-api.md §5.2, §6)."""
+"""Parsing of every error body shape and the 429 wait-time chain (docs/oec-api.md §5.2, §6)."""
 
 from __future__ import annotations
 

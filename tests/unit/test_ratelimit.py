@@ -88,7 +88,7 @@ async def test_remaining_below_our_count_books_the_difference_as_spent_elsewhere
 
 
 async def test_another_client_is_noticed_when_the_log_still_holds_the_previous_minute() -> None:
-    # A steady stream at the whole budget (20 a minute, oec-api.md §6) fills the sliding log with
+    # A steady stream at the whole budget (20 a minute, docs/oec-api.md §6) fills the sliding log with
     # the previous calendar minute; another client then spends half of the key right after the
     # full minute. The API counts only this minute, so our share of it must shrink to what is left.
     clock = [940.5]
@@ -213,7 +213,7 @@ async def test_a_clock_a_second_ahead_of_the_api_books_nothing_at_the_full_minut
 
 
 async def test_a_rolling_window_api_counts_our_previous_minute_and_that_books_nothing() -> None:
-    # single mode (older API, oec-api.md §1 row 7): the API counts the last 60 s, not the minute.
+    # single mode (older API, docs/oec-api.md §1 row 7): the API counts the last 60 s, not the minute.
     clock = [900.0]
     limiter = RateLimiter(read_limit=20, write_limit=20, window=60, mode="single", clock=lambda: clock[0],
                           wall=lambda: 6_000_000 + clock[0] - 1000.0)

@@ -1,4 +1,4 @@
-"""How failures become conditions and retry delays (``status-contract.md`` §3, ``oec-api.md`` §5, §6).
+"""How failures become conditions and retry delays (``docs/status-contract.md`` §3, ``docs/oec-api.md`` §5, §6).
 
 Transient failures (429, 5xx, timeouts, connection errors, 409 conflicts) are retried: a 429 waits
 exactly as long as the API says, the others back off exponentially with jitter. Failures that need
@@ -36,7 +36,7 @@ def backoff(base: float, failures: int) -> float:
 def retry_delay(exc: OecError, failures: int, base: float) -> float:
     """Seconds before retrying after a transient error.
 
-    A 429 waits what the API said (``oec-api.md`` §6), plus up to 10 % (at most 3 s) so that
+    A 429 waits what the API said (``docs/oec-api.md`` §6), plus up to 10 % (at most 3 s) so that
     resources limited together do not all retry in the same second; anything else grows from
     ``base`` by doubling per consecutive failure (``failures`` >= 1), capped at 300 s, with +-20 %
     jitter.
@@ -78,7 +78,7 @@ def classify(exc: OecError, credentials_hint: str) -> tuple[bool, str, str]:
 def error_outcome(
     exc: OecError, *, had_ready: bool, credentials_hint: str, failures: int, fast_poll: float, slow_poll: float
 ) -> Outcome:
-    """Conditions and next poll for a reconcile ended by ``exc`` (``status-contract.md`` §3).
+    """Conditions and next poll for a reconcile ended by ``exc`` (``docs/status-contract.md`` §3).
 
     Transient: ``Reconciling=True`` (``RateLimited``/``ProgressingWithRetry``), Ready untouched
     unless it was never written (then ``Ready=False``), next poll by :func:`retry_delay` with

@@ -64,7 +64,7 @@ def create_key(uid: str, recreate_token: str | None = None) -> str:
 def desired_changes(spec: OdooEnvironmentSpec, metadata_name: str, env: Environment) -> dict[str, str]:
     """Fields to PATCH so that ``env`` matches the spec: ``{"name": ..., "branch": ...}`` subsets.
 
-    ``branch`` is enforced only when the spec sets it (``oec-api.md`` §2: PATCH takes name and
+    ``branch`` is enforced only when the spec sets it (``docs/oec-api.md`` §2: PATCH takes name and
     branch; the environment type cannot change).
     """
     changes: dict[str, str] = {}
@@ -279,7 +279,7 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
 
     The request (key and body) is written to ``status.createRequest`` before the POST and replayed
     unchanged after a crash, so the API's idempotency cache answers it even in its strict mode
-    (a different body under the same key is refused there, ``oec-api.md`` §1 decision 5).
+    (a different body under the same key is refused there, ``docs/oec-api.md`` §1 decision 5).
     """
     spec, api = ctx.spec, ctx.api
     if spec.observe_only:
@@ -464,11 +464,11 @@ async def finalize(api: OecClient, environment_id: str) -> str:
     """One step of deleting the environment; call until it returns ``"gone"``.
 
     Reads the environment first, so a DELETE is sent only once and never while a task runs
-    (each refused DELETE would spend the key's write budget, ``oec-api.md`` §6):
+    (each refused DELETE would spend the key's write budget, ``docs/oec-api.md`` §6):
     404 -> ``"gone"``; ``destroying`` -> ``"destroying"``; a deploy or other task still running
     (``pending``, ``deploying``, ``cloning``) -> ``"waiting"``; otherwise ``DELETE`` with
     ``X-Confirm-Delete: true`` -> ``"destroying"`` (a 404 answer -> ``"gone"``; a
-    ``409 task_in_progress`` -> ``"waiting"``), ``oec-api.md`` §1 decisions 3 and 19.
+    ``409 task_in_progress`` -> ``"waiting"``), ``docs/oec-api.md`` §1 decisions 3 and 19.
 
     Raises:
         OecError: any other API failure.

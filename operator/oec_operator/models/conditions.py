@@ -1,4 +1,4 @@
-"""``metav1.Condition`` bookkeeping for ``status.conditions`` (``status-contract.md`` §5).
+"""``metav1.Condition`` bookkeeping for ``status.conditions`` (``docs/status-contract.md`` §5).
 
 Pure functions over plain dicts, so that the same code serves handlers and tests.
 """

@@ -2,7 +2,7 @@
 
 It knows nothing of Kubernetes. One ``httpx.AsyncClient`` (connection pool, timeouts, base URL)
 is shared by every :class:`OecClient`; an ``OecClient`` binds it to one API key. Every method
-maps to one endpoint of ``oec-api.md`` §11 and raises the typed errors of
+maps to one endpoint of ``docs/oec-api.md`` §11 and raises the typed errors of
 :mod:`oec_operator.oec.errors` for any non-2xx answer or transport failure.
 """
 
@@ -27,11 +27,11 @@ from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHeal
 from oec_operator.oec.ratelimit import Priority, RateLimiter
 from oec_operator.oec.transport import BoundedTransport
 
-#: Production base URL (``oec-api.md`` §2).
+#: Production base URL (``docs/oec-api.md`` §2).
 DEFAULT_BASE_URL = "https://api.oec.sh/api/public/v1"
-#: Accepted API key format (``oec-api.md`` §4, decision 26).
+#: Accepted API key format (``docs/oec-api.md`` §4, decision 26).
 API_KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
-#: The client never asks for more log lines than the vendor client allows (``oec-api.md`` §2).
+#: The client never asks for more log lines than the vendor client allows (``docs/oec-api.md`` §2).
 MAX_LOG_LINES = 1000
 #: Connections to the API at once (httpx's default pool size).
 MAX_CONNECTIONS = 100
@@ -52,7 +52,7 @@ def _parse(model: type[M], response: httpx.Response) -> M:
 
 
 def validate_api_key(api_key: str) -> str:
-    """Check an API key's format before any request (``oec-api.md`` §4).
+    """Check an API key's format before any request (``docs/oec-api.md`` §4).
 
     Args:
         api_key: the key, ``oec_live_ro_...`` or ``oec_live_rw_...``.
@@ -80,13 +80,13 @@ def make_http_client(base_url: str = DEFAULT_BASE_URL, *, timeout: float = 30.0,
         base_url: API root, e.g. ``https://api.oec.sh/api/public/v1`` or a simulator's
             ``http://127.0.0.1:8765/api/public/v1``.
         timeout: per-request timeout in seconds (connect timeout is capped at 10 s); the vendor
-            client uses 30 s (``oec-api.md`` §3). Time spent waiting for a free connection is
+            client uses 30 s (``docs/oec-api.md`` §3). Time spent waiting for a free connection is
             not part of it (:class:`~oec_operator.oec.transport.BoundedTransport`).
         max_connections: connections to the API at most; further requests wait for one.
 
     Returns:
         An ``httpx.AsyncClient`` that never follows redirects (the API never redirects,
-        ``oec-api.md`` §3) and ignores proxy environment variables.
+        ``docs/oec-api.md`` §3) and ignores proxy environment variables.
     """
     limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=min(20, max_connections))
     return httpx.AsyncClient(
@@ -202,7 +202,7 @@ class OecClient:
         if self._limiter is not None:
             if isinstance(error, OecRateLimitError):
                 # The wait is what the API says (not "remaining 0" of a whole window); an IP
-                # block stops every request, not just this bucket (``oec-api.md`` §4).
+                # block stops every request, not just this bucket (``docs/oec-api.md`` §4).
                 for bucket in (True, False) if error.code == "ip_blocked" else (write,):
                     self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, headers=response.headers)
             else:

@@ -1,6 +1,6 @@
 """Typed errors of the OEC.sh public API and the parsing of its error bodies.
 
-The API sends errors in five body shapes (``oec-api.md`` §5.2); :func:`error_from_response`
+The API sends errors in five body shapes (``docs/oec-api.md`` §5.2); :func:`error_from_response`
 turns any of them, plus the status code and headers, into one exception class per kind of
 failure so that callers decide on the class, never on raw bodies.
 
@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 
-#: Seconds to wait after ``ip_blocked`` when the API gives no hint (``oec-api.md`` §6).
+#: Seconds to wait after ``ip_blocked`` when the API gives no hint (``docs/oec-api.md`` §6).
 IP_BLOCK_SECONDS = 900.0
-#: Seconds to wait after a webhook / per-target limit with no hint (``oec-api.md`` §6).
+#: Seconds to wait after a webhook / per-target limit with no hint (``docs/oec-api.md`` §6).
 TARGET_LIMIT_SECONDS = 60.0
 _MESSAGE_LIMIT = 300
 
@@ -58,15 +58,15 @@ class OecTransportError(OecError):
 
 
 class OecBadRequestError(OecError):
-    """HTTP 400: malformed request or a missing confirmation header (``oec-api.md`` §5.3)."""
+    """HTTP 400: malformed request or a missing confirmation header (``docs/oec-api.md`` §5.3)."""
 
 
 class OecAuthError(OecError):
-    """HTTP 401: missing, malformed, unknown, revoked or expired API key (``oec-api.md`` §4)."""
+    """HTTP 401: missing, malformed, unknown, revoked or expired API key (``docs/oec-api.md`` §4)."""
 
 
 class OecPaymentRequiredError(OecError):
-    """HTTP 402: the organization's subscription is blocked (``oec-api.md`` §5.2 shape 4)."""
+    """HTTP 402: the organization's subscription is blocked (``docs/oec-api.md`` §5.2 shape 4)."""
 
 
 class OecPermissionError(OecError):
@@ -74,12 +74,12 @@ class OecPermissionError(OecError):
 
 
 class OecNotFoundError(OecError):
-    """HTTP 404: not found, deleted, or not visible to this key (``oec-api.md`` §5.3)."""
+    """HTTP 404: not found, deleted, or not visible to this key (``docs/oec-api.md`` §5.3)."""
 
 
 class OecConflictError(OecError):
     """HTTP 409: ``task_in_progress`` (``task_id`` holds the active task), ``concurrent_action``,
-    ``invalid_state`` or ``name_conflict`` (``oec-api.md`` §5.4, §11.3)."""
+    ``invalid_state`` or ``name_conflict`` (``docs/oec-api.md`` §5.4, §11.3)."""
 
     @property
     def task_id(self) -> str | None:
@@ -107,7 +107,7 @@ class OecValidationError(OecError):
 
 
 class OecRateLimitError(OecError):
-    """HTTP 429: rate limit or IP block (``oec-api.md`` §6).
+    """HTTP 429: rate limit or IP block (``docs/oec-api.md`` §6).
 
     Attributes:
         retry_after: seconds to wait before the next request may succeed (always > 0), derived
@@ -120,7 +120,7 @@ class OecRateLimitError(OecError):
 
 
 class OecServerError(OecError):
-    """HTTP 5xx (or any other unexpected status): retry with backoff (``oec-api.md`` §5.3)."""
+    """HTTP 5xx (or any other unexpected status): retry with backoff (``docs/oec-api.md`` §5.3)."""
 
 
 _BY_STATUS: dict[int, type[OecError]] = {
@@ -135,7 +135,7 @@ _BY_STATUS: dict[int, type[OecError]] = {
 
 
 def parse_error_body(body: Any) -> tuple[str | None, str, dict[str, Any], list[tuple[str | None, str]]]:
-    """Parse an API error body in any of the five shapes of ``oec-api.md`` §5.2.
+    """Parse an API error body in any of the five shapes of ``docs/oec-api.md`` §5.2.
 
     Args:
         body: the decoded JSON body (any type; non-JSON bodies are passed as ``None``).
@@ -195,7 +195,7 @@ def _str_or_none(value: Any) -> str | None:
 def retry_after_seconds(
     headers: Mapping[str, str], body_extras: Mapping[str, Any], code: str | None, now: float | None = None
 ) -> float:
-    """Seconds to wait after a 429, by the fallback chain of ``oec-api.md`` §6.
+    """Seconds to wait after a 429, by the fallback chain of ``docs/oec-api.md`` §6.
 
     ``Retry-After`` (seconds or HTTP-date) -> body ``retry_after`` -> ``X-RateLimit-Reset``
     (seconds or epoch) -> for ``ip_blocked`` 900 s, for webhook/target limits 60 s -> otherwise

@@ -1,4 +1,4 @@
-"""Pydantic models of the OEC.sh API objects the operator reads (``oec-api.md`` §9).
+"""Pydantic models of the OEC.sh API objects the operator reads (``docs/oec-api.md`` §9).
 
 The API's schema is loose: unknown fields are ignored and every field the operator does not
 strictly need is optional, so a new API version cannot break parsing.
@@ -16,7 +16,7 @@ class _ApiModel(BaseModel):
 
 
 class EnvironmentState(StrEnum):
-    """Environment ``status`` values (``oec-api.md`` §10). Unknown values are kept as strings."""
+    """Environment ``status`` values (``docs/oec-api.md`` §10). Unknown values are kept as strings."""
 
     PENDING = "pending"
     DEPLOYING = "deploying"
@@ -30,14 +30,14 @@ class EnvironmentState(StrEnum):
     CLONING = "cloning"
 
 
-#: Statuses in which work is still in flight on the OEC side (``oec-api.md`` §10).
+#: Statuses in which work is still in flight on the OEC side (``docs/oec-api.md`` §10).
 TRANSITIONAL_STATES = frozenset({"pending", "deploying", "cloning", "destroying"})
-#: Terminal task states (``oec-api.md`` §9.3, decision 23).
+#: Terminal task states (``docs/oec-api.md`` §9.3, decision 23).
 TERMINAL_TASK_STATES = frozenset({"completed", "failed", "cancelled"})
 
 
 class Environment(_ApiModel):
-    """An environment (``oec-api.md`` §2, §9.1). Times are ISO 8601 strings as sent."""
+    """An environment (``docs/oec-api.md`` §2, §9.1). Times are ISO 8601 strings as sent."""
 
     id: str
     name: str
@@ -56,7 +56,7 @@ class Environment(_ApiModel):
 
 
 class LastDeploy(_ApiModel):
-    """The ``last_deploy`` object of the status endpoint (``oec-api.md`` §9.2)."""
+    """The ``last_deploy`` object of the status endpoint (``docs/oec-api.md`` §9.2)."""
 
     id: str
     status: str
@@ -65,7 +65,7 @@ class LastDeploy(_ApiModel):
 
 
 class EnvironmentHealth(_ApiModel):
-    """``GET /environments/{id}/status`` (``oec-api.md`` §9.2)."""
+    """``GET /environments/{id}/status`` (``docs/oec-api.md`` §9.2)."""
 
     environment_id: str | None = None
     status: str | None = None
@@ -77,7 +77,7 @@ class EnvironmentHealth(_ApiModel):
 
 
 class Task(_ApiModel):
-    """A deploy/destroy/... task, ``GET /deployments/{task_id}`` (``oec-api.md`` §9.3)."""
+    """A deploy/destroy/... task, ``GET /deployments/{task_id}`` (``docs/oec-api.md`` §9.3)."""
 
     id: str
     status: str
@@ -96,7 +96,7 @@ class Task(_ApiModel):
 
 
 class ActionAccepted(_ApiModel):
-    """HTTP 202 answer of an action or of DELETE (``oec-api.md`` §9.4)."""
+    """HTTP 202 answer of an action or of DELETE (``docs/oec-api.md`` §9.4)."""
 
     task_id: str
     status: str = "queued"
@@ -105,7 +105,7 @@ class ActionAccepted(_ApiModel):
 
 
 class TaskLog(_ApiModel):
-    """``GET /environments/{id}/logs`` (``oec-api.md`` §11.4)."""
+    """``GET /environments/{id}/logs`` (``docs/oec-api.md`` §11.4)."""
 
     task_id: str | None = None
     log: str = ""

@@ -1,6 +1,6 @@
 """One client-side rate limiter per OEC.sh API key, shared by every request made with that key.
 
-The API counts reads and writes of a key in separate buckets (``oec-api.md`` §6 and §1 row 7:
+The API counts reads and writes of a key in separate buckets (``docs/oec-api.md`` §6 and §1 row 7:
 120 reads and 20 writes per calendar minute by default; older API versions: one rolling 60 s
 bucket per key). The limiter keeps a sliding log of the requests it let through: at most
 ``limit`` in any ``window`` seconds. That is never more than the API allows in a calendar minute
@@ -16,7 +16,7 @@ It is fed by what the API answers:
   limiter has in its log for that frame means another client spends the same key: the difference
   is booked as used for one window. (Comparing with the whole sliding log instead would miss it
   whenever the log still holds the previous minute's requests.)
-* a 429 closes the bucket until its ``retry_after`` has passed (``oec-api.md`` §6 fallback chain,
+* a 429 closes the bucket until its ``retry_after`` has passed (``docs/oec-api.md`` §6 fallback chain,
   computed by :func:`oec_operator.oec.errors.retry_after_seconds`).
 
 Waiting requests are served by :class:`Priority` (deletes, then creates, then user changes, then
@@ -156,7 +156,7 @@ class RateLimiter:
     """The read and write budget of one API key.
 
     Args:
-        read_limit: reads per window (``oec-api.md`` §6: 120).
+        read_limit: reads per window (``docs/oec-api.md`` §6: 120).
         write_limit: writes per window (§6: 20 for a full-access key).
         window: window length in seconds (§6: 60).
         mode: ``"split"`` (reads and writes counted apart, the current API) or ``"single"``
