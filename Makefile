@@ -38,7 +38,7 @@ test: venv k8s-bin ## Unit, simulator and integration tests (starts its own cont
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 test-unit: venv ## Only the tests that need no control plane
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/simulator
+	$(PY) -m pytest -q -p no:cacheprovider -m "not integration" tests
 
 .PHONY: bench
 $(VENV)/.bench-installed: $(VENV)/.installed

@@ -24,6 +24,19 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 
+#: Test directories whose modules need the control plane: each must carry ``pytestmark =
+#: pytest.mark.integration`` so that ``-m "not integration"`` selects exactly the fast tests.
+INTEGRATION_DIRS = ("integration", "chaos")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Refuse a test module under an integration directory that lacks the ``integration`` marker."""
+    unmarked = sorted({str(item.path) for item in items
+                       if item.path.parent.name in INTEGRATION_DIRS and item.get_closest_marker("integration") is None})
+    if unmarked:
+        raise pytest.UsageError(f"integration test modules without pytestmark = pytest.mark.integration: {unmarked}")
+
+
 @dataclass
 class Kube:
     """Handle on the test cluster.

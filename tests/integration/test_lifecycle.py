@@ -5,7 +5,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from .conftest import RW_KEY, Cluster, OperatorProcess, Simulator, environment, wait_for
+
+pytestmark = pytest.mark.integration
 
 #: Deploy time (s) of tests that must see the ``deploying`` phase through kubectl polls: long
 #: enough for an operator write and a kubectl read that each take a second or more under load.

@@ -8,8 +8,11 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from .conftest import RW_KEY, Cluster, OperatorProcess, Simulator, environment, wait_for
+
+pytestmark = pytest.mark.integration
 
 PLUGIN_DIR = Path(sys.executable).parent  # kubectl-oec is installed beside the venv's python
 

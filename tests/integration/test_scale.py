@@ -14,6 +14,8 @@ import pytest
 from .conftest import GROUP, PLURAL, Cluster, OperatorProcess, Simulator, environment, wait_for
 from .test_gitops import at
 
+pytestmark = pytest.mark.integration
+
 RESOURCES = 6
 STEADY = 3.0  # OEC_POLL_INTERVAL of the operator fixture
 #: A status that changed in nothing but ``lastSyncTime`` is written again after this many seconds

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .conftest import CRD, Cluster, OperatorProcess, Simulator, environment, kubectl_run, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def test_deleting_the_crd_orphans_every_environment(
