@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from .api import SIM_KEY
+from .api import SIM_KEY, Handler
 from .errors import ApiError
 from .runtime import Simulator
 
@@ -65,13 +65,12 @@ def validate(adapter: TypeAdapter[T], data: Any, *, status: int = 422) -> T:
 
 
 @web.middleware
-async def admin_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+async def admin_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Render admin failures as ``{"error", "message", "detail"?}``."""
     if not request.path.startswith(ADMIN_PREFIX + "/"):
         return await handler(request)
     try:
-        response: web.StreamResponse = await handler(request)
-        return response
+        return await handler(request)
     except AdminError as exc:
         body: dict[str, Any] = {"error": exc.error, "message": exc.message}
         if exc.detail is not None:

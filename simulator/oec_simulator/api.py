@@ -52,7 +52,8 @@ def _principal(request: web.Request) -> Principal:
 
 
 def _raw(request: web.Request) -> bytes:
-    return request.get(RAW_BODY_KEY, b"")
+    raw: bytes = request.get(RAW_BODY_KEY, b"")  # aiohttp types get() as Any even for a RequestKey
+    return raw
 
 
 def _json(data: Any, status: int = 200) -> web.Response:

@@ -185,6 +185,7 @@ class ControlPlane:
         self.etcd_url = ""
         self.ca_pem = ""
         self._children: dict[str, Child] = {}
+        self._client_ca: TinyCA | None = None  # set by start(); an attached instance has none
 
     # paths -----------------------------------------------------------------
     @property
@@ -423,6 +424,7 @@ class ControlPlane:
         self.etcd_url = info["etcd_url"]
         self.ca_pem = self.ca_file.read_text() if self.ca_file.exists() else ""
         self._children = {k: Child(int(v), self.log_file(k), group=True) for k, v in info["pids"].items()}
+        self._client_ca = None
         return self
 
     def running(self) -> dict[str, bool]:
@@ -468,7 +470,7 @@ class ControlPlane:
 
         Only for a control plane started by this instance (the client CA key is not stored).
         """
-        ca = getattr(self, "_client_ca", None)
+        ca = self._client_ca
         if ca is None:
             raise ControlPlaneError("client CA key not available (not started by this instance)")
         return ca.issue(user, organizations=groups)
@@ -562,7 +564,10 @@ class ControlPlane:
     def _etcd_healthy(self) -> bool:
         try:
             with urllib.request.urlopen(self.etcd_url + "/health", timeout=2.0) as resp:  # noqa: S310
-                return resp.status == 200 and json.loads(resp.read()).get("health") == "true"
+                if resp.status != 200:
+                    return False
+                health: object = json.loads(resp.read()).get("health")
+                return health == "true"
         except (OSError, ValueError):
             return False
 

@@ -30,7 +30,7 @@ MAX_BACKOFF_SECONDS = 300.0
 def backoff(base: float, failures: int) -> float:
     """``base`` seconds doubled per consecutive failure after the first, capped at 300 s (no
     overflow however long an outage lasts)."""
-    return min(MAX_BACKOFF_SECONDS, base * 2 ** min(max(0, failures - 1), 30))
+    return min(MAX_BACKOFF_SECONDS, base * 2.0 ** min(max(0, failures - 1), 30))
 
 
 def retry_delay(exc: OecError, failures: int, base: float) -> float:
