@@ -12,6 +12,7 @@ from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.errors import (
     OecAuthError,
     OecConflictError,
+    OecError,
     OecNotFoundError,
     OecPaymentRequiredError,
     OecPermissionError,
@@ -159,7 +160,7 @@ async def test_429_without_any_hint_waits_past_the_next_minute(start_sim: StartS
 
 @pytest.mark.parametrize(("status", "cls"), [(503, OecServerError), (502, OecServerError), (500, OecServerError),
                                               (402, OecPaymentRequiredError)])
-async def test_injected_server_failures(sim: Sim, http: httpx.AsyncClient, status: int, cls: type) -> None:
+async def test_injected_server_failures(sim: Sim, http: httpx.AsyncClient, status: int, cls: type[OecError]) -> None:
     response = await sim.admin.post("/faults", json={"status": status, "count": 1})
     assert response.status_code == 201
     with pytest.raises(cls) as caught:

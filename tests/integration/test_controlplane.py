@@ -8,10 +8,13 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from kubernetes import client
+
+if TYPE_CHECKING:
+    from tests.conftest import Kube
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +33,7 @@ def _retry(fn: Callable[[], T], *, until: float = 10.0, statuses: tuple[int, ...
         time.sleep(0.1)
 
 
-def test_version_is_1_36(kube):
+def test_version_is_1_36(kube: Kube) -> None:
     with kube.api_client() as api:
         info = client.VersionApi(api).get_code()
     assert (info.major, info.minor) == ("1", "36")
@@ -48,7 +51,7 @@ def test_version_is_1_36(kube):
     assert versions["serverVersion"]["gitVersion"] == info.git_version
 
 
-def test_crd_cel_rule_is_enforced(kube, namespace):
+def test_crd_cel_rule_is_enforced(kube: Kube, namespace: str) -> None:
     group = f"cel-{uuid.uuid4().hex[:8]}.test.oec.sh"
     crd: Any = {
         "apiVersion": "apiextensions.k8s.io/v1",
@@ -102,7 +105,7 @@ def test_crd_cel_rule_is_enforced(kube, namespace):
                 assert time.monotonic() < deadline, f"CRD not Established: {conds}"
                 time.sleep(0.1)
 
-            def widget(name, lo, hi):
+            def widget(name: str, lo: int, hi: int) -> dict[str, Any]:
                 return {
                     "apiVersion": f"{group}/v1",
                     "kind": "Widget",
@@ -124,7 +127,7 @@ def test_crd_cel_rule_is_enforced(kube, namespace):
             ext.delete_custom_resource_definition(f"widgets.{group}")
 
 
-def test_rbac_is_enforced_for_service_account_tokens(kube, namespace):
+def test_rbac_is_enforced_for_service_account_tokens(kube: Kube, namespace: str) -> None:
     sa = "probe"
     role_name = f"oec-test-list-ns-{uuid.uuid4().hex[:8]}"
     with kube.api_client() as admin_api:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from .conftest import RW_KEY, Cluster, Simulator, environment, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def test_deletion_without_any_credentials_orphans_after_the_grace_period(
@@ -27,7 +31,9 @@ def test_deletion_without_any_credentials_orphans_after_the_grace_period(
     assert [e["id"] for e in simulator.environments(project)] == [env_id]  # kept, not destroyed
     assert simulator.requests("DELETE", f"/environments/{env_id}") == []
     # kopf posts Events from a queue of its own: the Warning may land just after the finalizer went.
-    events = wait_for(lambda: (out := cluster.kubectl("get", "events", "--field-selector", "reason=Orphaned",
-                                                      "-o", "json").stdout) and env_id in out and out,
-                      timeout=20, what="the Orphaned Event")
+    def orphaned_events() -> str | None:
+        out = cluster.kubectl("get", "events", "--field-selector", "reason=Orphaned", "-o", "json").stdout
+        return out if env_id in out else None
+
+    events = wait_for(orphaned_events, timeout=20, what="the Orphaned Event")
     assert "Warning" in events

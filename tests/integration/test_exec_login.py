@@ -31,7 +31,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from oec_operator import handlers
+from oec_operator.kube import login as kubelogin
 
 from .conftest import Cluster, OperatorProcess, Simulator, environment, kubectl_run, wait_for
 from .test_rbac import (
@@ -223,7 +223,7 @@ async def test_exec_plugin_client_certificate(kube: Any, tmp_path: Path, monkeyp
     command = write_plugin(tmp_path / "cert-plugin", f"#!{sys.executable}\nimport json\nprint(json.dumps("
                            f"{{'apiVersion': {API_VERSION!r}, 'kind': 'ExecCredential', 'status': {status!r}}}))\n")
     monkeypatch.setenv("KUBECONFIG", str(exec_kubeconfig(Path(kube.kubeconfig), tmp_path / "kc", "cert", command)))
-    session = await handlers.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
+    session = await kubelogin.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
     assert session is not None and session.expiration is None
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
     url = f"{session.server}/apis/authentication.k8s.io/v1/selfsubjectreviews"

@@ -536,7 +536,7 @@ def test_redeploy_token_deploys_once_per_new_token(
     cluster.annotate("redo", "oec.sh/redeploy-requested-at", "t2")
     wait_for(lambda: (cluster.get("redo") or {}).get("status", {}).get("lastHandledRedeployAt") == "t2",
              timeout=15, what="lastHandledRedeployAt t2")
-    posted = wait_for(lambda: (d := deploys(simulator, env_id, since)) and len(d) >= 2 and d,
+    posted = wait_for(lambda: d if len(d := deploys(simulator, env_id, since)) >= 2 else None,
                       timeout=10, what="the t2 deploy")
     assert len(posted) == 2
     assert all(p["status"] == 202 for p in posted)
@@ -727,8 +727,11 @@ def test_rotated_secret_is_used_for_the_next_requests(
     simulator.revoke_key(old)
     since = simulator.last_seq()
     # The steady poll (3 s) reads again; with the old key the API would answer 401.
-    after = wait_for(lambda: (r := project_lists(simulator, project, since) + env_requests(simulator, env_id, since))
-                     and len(r) >= 2 and r, timeout=15, what="requests after the revocation")
+    def requests_since() -> list[dict[str, Any]] | None:
+        r = project_lists(simulator, project, since) + env_requests(simulator, env_id, since)
+        return r if len(r) >= 2 else None
+
+    after = wait_for(requests_since, timeout=15, what="requests after the revocation")
     assert all(r["status"] == 200 for r in after), [(r["path"], r["status"]) for r in after]
     obj = cluster.get("rotate") or {}
     assert conditions(obj)["Ready"]["status"] == "True"

@@ -6,8 +6,11 @@ import socket
 from typing import Any
 
 import httpx
+import pytest
 
 from .conftest import RW_KEY, Cluster, Simulator, environment, wait_for
+
+pytestmark = pytest.mark.integration
 
 
 def free_port() -> int:
@@ -31,7 +34,8 @@ def test_metrics_count_reconciles_api_calls_and_phases(
         except httpx.HTTPError:
             return ""
 
-    text = wait_for(lambda: (t := scrape()) and 'oec_operator_resources{phase="running"} 1.0' in t and t,
+    running = 'oec_operator_resources{phase="running"} 1.0'
+    text = wait_for(lambda: t if running in (t := scrape()) else None,
                     timeout=20, what="metrics showing one running resource")
     assert 'oec_operator_reconciles_total{result="success"}' in text
     created = 'oec_operator_api_requests_total{code="201",endpoint="/projects/{id}/environments",method="POST"} 1.0'

@@ -72,6 +72,7 @@ def argo_health(obj: dict[str, Any]) -> dict[str, Any]:
 
 def load_fixture(path: Path) -> dict[str, Any]:
     data = yaml.safe_load(path.read_text())
+    assert isinstance(data, dict), f"{path.name}: not a mapping"
     assert set(data) == {"expected", "object"}, f"{path.name}: needs exactly 'expected' and 'object'"
     return data
 

@@ -1,6 +1,6 @@
-"""The exec-plugin login (:mod:`oec_operator.kube.login`, :func:`handlers.login`) with real plugin
-processes: small Python scripts written into ``tmp_path``, no apiserver (the integration test
-``tests/integration/test_exec_login.py`` has one)."""
+"""The exec-plugin login (:mod:`oec_operator.kube.login`, which kopf's login handler
+:func:`handlers.login` calls) with real plugin processes: small Python scripts written into
+``tmp_path``, no apiserver (the integration test ``tests/integration/test_exec_login.py`` has one)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import kopf
 import pytest
 import yaml
 
-from oec_operator import handlers
 from oec_operator.kube import login as kubelogin
 
 API_VERSION = "client.authentication.k8s.io/v1"
@@ -157,7 +156,7 @@ async def test_the_login_handler_retries_a_failing_plugin(tmp_path: Path, monkey
     script = plugin(tmp_path, "sys.stderr.write('no credentials'); sys.exit(3)")
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, exec_user(str(script)))))
     with pytest.raises(kopf.TemporaryError) as raised:
-        await handlers.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
+        await kubelogin.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
     assert raised.value.delay == kubelogin.EXEC_RETRY_DELAY
     message = str(raised.value)
     assert "kubeconfig user 'eks-admin'" in message and "process returned 3. no credentials" in message
@@ -168,7 +167,7 @@ async def test_the_login_handler_session_is_bounded_and_expires(tmp_path: Path,
     expiry = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
     script = plugin(tmp_path, credential(token=TOKEN, expirationTimestamp=expiry.isoformat()))
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig(tmp_path, exec_user(str(script)))))
-    session = await handlers.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
+    session = await kubelogin.login(settings=kopf.OperatorSettings(), logger=logging.getLogger("test"))
     assert session is not None
     try:
         assert session.expiration == expiry
@@ -192,5 +191,7 @@ async def test_a_login_right_after_the_last_credential_does_not_run_the_plugin_a
     assert "refused the credential" in str(refused.value) and "'eks-admin'" in str(refused.value)
     assert TOKEN not in str(refused.value)
     assert runs.read_text() == "x", "the plugin ran again right after its credential"
-    monkeypatch.setattr(kubelogin, "_last_credential_at", kubelogin._last_credential_at - kubelogin.RELOGIN_AFTER)
+    last_credential_at = kubelogin._last_credential_at
+    assert last_credential_at is not None, "the plugin's credential was not recorded"
+    monkeypatch.setattr(kubelogin, "_last_credential_at", last_credential_at - kubelogin.RELOGIN_AFTER)
     assert (await login(monkeypatch, path)).token == TOKEN, "a later login runs the plugin again"

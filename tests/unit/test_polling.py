@@ -4,6 +4,7 @@ get calls it makes (pure logic: the real HTTP path is covered by the integration
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, cast
 
 import pytest
@@ -63,7 +64,7 @@ async def test_only_the_resources_whose_entry_changed_are_woken() -> None:
     woken: list[str] = []
     await watch.refresh()
     for n in (1, 2):
-        watch.subscribe(f"env-{n}", f"uid-{n}", Interest(wake=lambda n=n: woken.append(f"env-{n}"), steady=60))
+        watch.subscribe(f"env-{n}", f"uid-{n}", Interest(wake=functools.partial(woken.append, f"env-{n}"), steady=60))
     api.envs["env-2"] = env(2, status="stopped")
     await watch.refresh()
     assert woken == ["env-2"]
