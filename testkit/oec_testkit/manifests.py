@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from oec_operator.settings import CRD_NAME, GROUP, PLURAL, VERSION
+
 __all__ = [
     "CRD",
     "GROUP",
@@ -23,9 +25,9 @@ __all__ = [
 #: The repository (the test support is installed editable from ``testkit/``).
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"
-GROUP, VERSION, PLURAL, KIND = "oec.sh", "v1alpha1", "odooenvironments", "OdooEnvironment"
+KIND = "OdooEnvironment"
 #: ``odooenvironments.oec.sh``: the name kubectl takes (and the CRD's name).
-RESOURCE = f"{PLURAL}.{GROUP}"
+RESOURCE = CRD_NAME
 
 
 def environment(name: str, project_id: str, /, *, namespace: str | None = None, **spec: Any) -> dict[str, Any]:

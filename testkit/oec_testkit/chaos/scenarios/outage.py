@@ -6,6 +6,8 @@ import math
 import random
 import time
 
+from oec_operator.settings import FINALIZER
+
 from ..lab import FAST_POLL, Lab, new_key
 from ..ledger import Ledger, ready_pool
 from ..results import Result
@@ -73,7 +75,7 @@ def scenario_api_outage(lab: Lab, trials: int, form: str, outage: float = 12.0, 
         ledger.delete(dele)  # deleted while the API is down
         time.sleep(max(0.0, outage - (time.monotonic() - started)))
         obj = kube.get(dele)
-        if obj is None or "oec.sh/finalizer" not in obj["metadata"].get("finalizers", []):
+        if obj is None or FINALIZER not in obj["metadata"].get("finalizers", []):
             held.append(f"trial {t}: {dele} lost its finalizer while the API was down")
         env_now = next(e for e in sim.environments() if e["id"] == env_of_dele["id"])
         if env_now.get("deleted"):
