@@ -5,9 +5,10 @@ reconcile's result, an intent recorded before an action, a deletion's progress) 
 Why a memory: kopf hands a handler the body of the last watch event, which can be older than the
 operator's own last write (the write's watch event has not arrived yet). The writer keeps the
 status as the apiserver returned it after each successful write and :meth:`StatusWriter.view`
-serves it in preference to an older body, so a reconcile never acts on a status older than its
-own writes. It holds only what the apiserver accepted; after a failed write it forgets the
-object and the body is the truth again.
+serves it in preference to a body that does not show it yet, so a reconcile never acts on a
+status older than its own writes. Once a body shows the written status the memory is dropped and
+bodies are the truth again (so a status changed by anyone else is seen at the next reconcile);
+after a failed write it is dropped too.
 """
 
 from __future__ import annotations
@@ -31,9 +32,16 @@ class StatusWriter:
         self._written: dict[str, Status] = {}
 
     def view(self, uid: str, body_status: Mapping[str, Any] | None) -> Status:
-        """The object's current status: the last one this process wrote, else the body's."""
+        """The object's current status: the last one this process wrote while the body does not
+        show it yet, else the body's."""
+        body = Status.from_body(body_status)
         written = self._written.get(uid)
-        return written if written is not None else Status.from_body(body_status)
+        if written is None:
+            return body
+        if written == body:  # the body caught up with the write: it is the truth from now on
+            del self._written[uid]
+            return body
+        return written
 
     async def write(self, namespace: str, name: str, uid: str, update: Status) -> Status:
         """Write ``update`` (its fields set; ``None`` removes one) to the object's status.
