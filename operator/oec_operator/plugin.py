@@ -128,7 +128,7 @@ async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_
         key = await resolve_api_key(secret_reader(api), obj["metadata"]["namespace"], spec.credentials_secret_ref,
                                     config)
     except CredentialsError as exc:
-        raise PluginError(f"no credentials: {exc}") from None
+        raise PluginError(str(exc)) from None
     url = api_url or config.api_url
     async with make_http_client(url, timeout=config.request_timeout) as http:
         try:

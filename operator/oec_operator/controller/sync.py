@@ -27,7 +27,7 @@ from oec_operator import metrics
 from oec_operator.controller.state import Claims, EventSink, Handle, ResourceState
 from oec_operator.domain.assess import merge_status
 from oec_operator.domain.failures import backoff, error_outcome, stalled_outcome
-from oec_operator.domain.outcome import Outcome, ResourceRef
+from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.ownership import claimed_by, claims_of
 from oec_operator.domain.polling import EnvironmentSource, Interest, WatchedSource
 from oec_operator.domain.reconcile import Context, reconcile
@@ -64,12 +64,17 @@ def owner_of(claims: Claims, body: Mapping[str, Any]) -> str | None:
     return claimed_by(claims.get(target, []), claim)
 
 
-def post_events(events: EventSink, outcome: Outcome, previous: Status) -> None:
-    """Post the outcome's Events; a Warning already shown by the Ready condition is not repeated
-    (a stalled resource would otherwise post it on every poll)."""
+def shown(previous: Status, failure: Event | Condition) -> bool:
+    """Whether the Ready condition already says this failure (same reason and message): then it
+    is not reported again (a stalled resource would otherwise repeat it on every poll)."""
     ready = previous.condition(cond.READY) or {}
+    return (ready.get("reason"), ready.get("message")) == (failure.reason, failure.message)
+
+
+def post_events(events: EventSink, outcome: Outcome, previous: Status) -> None:
+    """Post the outcome's Events; a Warning the Ready condition already shows is not repeated."""
     for event in outcome.events:
-        if event.type == "Warning" and (ready.get("reason"), ready.get("message")) == (event.reason, event.message):
+        if event.type == "Warning" and shown(previous, event):
             continue
         events(event)
 
@@ -159,7 +164,7 @@ class SyncController:
         now = cond.now_rfc3339()
         outcome, ctx, source = await self._reconcile(obj, ref, previous, requests, force, slow, now)
         base = ctx.status if ctx is not None else previous  # intents written meanwhile included
-        if outcome.failed and outcome.conditions:
+        if outcome.failed and outcome.conditions and not shown(previous, outcome.conditions[0]):
             obj.logger.warning(f"{outcome.conditions[0].reason}: {outcome.conditions[0].message}")
         metrics.RECONCILES.labels(result_label(outcome, requests.paused)).inc()
         state.failures = state.failures + 1 if outcome.transient else 0
