@@ -186,7 +186,8 @@ class ProjectWatch:
             failure = self._failure
             if isinstance(failure, OecRateLimitError):  # tell what is left of the wait
                 raise OecRateLimitError(failure.message, retry_after=max(1.0, self._retry_at - self._clock()),
-                                        status=failure.status, code=failure.code, extras=failure.extras)
+                                        status=failure.status, code=failure.code, extras=failure.extras,
+                                        stated=failure.stated)
             raise failure
         inflight: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight = inflight

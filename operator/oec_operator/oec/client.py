@@ -197,7 +197,8 @@ class OecClient:
             self._observe(method, path, None, started, None, None)
             # The exception text may carry the URL but never headers; keep only its kind.
             raise OecTransportError(f"{type(exc).__name__} on {method} {path}", code="transport") from None
-        error = error_from_response(response) if response.status_code >= 300 else None
+        wall = self._limiter.wall_time() if self._limiter is not None else None
+        error = error_from_response(response, now=wall) if response.status_code >= 300 else None
         retry_after = getattr(error, "retry_after", None)
         if self._limiter is not None:
             if isinstance(error, OecRateLimitError):

@@ -235,6 +235,11 @@ class RateLimiter:
         """The limiter's clock (seconds): pass it as ``granted_at`` to :meth:`observe`."""
         return self._clock()
 
+    def wall_time(self) -> float:
+        """The limiter's wall clock (seconds since the epoch): the API's calendar minute is read
+        from it, and so is the fallback wait after a 429 that states none (§6)."""
+        return self._wall()
+
     def observe(self, *, write: bool, headers: Mapping[str, str], granted_at: float | None = None) -> None:
         """Learn from an answer's ``X-RateLimit-Limit``/``-Remaining``/``-Window`` (§6).
 
