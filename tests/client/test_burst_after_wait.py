@@ -76,7 +76,8 @@ async def test_after_an_unstated_wait_one_probe_goes_first_and_the_queue_drains_
     times = [at for at, _ in after]
     refused = [at - refused_at for at, status in after if status == 429]
     busiest = _busiest_second(times)
-    print(f"after the wait: {len(after)} requests, busiest second {busiest}, 429s {len(refused)}")
+    print(f"after the wait: {len(after)} requests, busiest second {busiest}, 429s {len(refused)}",
+          [(round(at - refused_at, 2), status) for at, status in after])
     assert busiest <= 2, f"{busiest} requests in one second after the wait: a burst"
     assert len(refused) <= 1, f"{len(refused)} requests refused after the wait (at {refused})"
     assert sum(1 for _, status in after if status == 200) >= 6, "the queue did not drain after the probe"
