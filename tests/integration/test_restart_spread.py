@@ -23,7 +23,7 @@ def _settled(cluster: Cluster, names: list[str]) -> None:
     def done() -> bool:
         for name in names:
             status = (cluster.get(name) or {}).get("status", {})
-            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
+            ready: dict[str, Any] = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), {})
             if ready.get("status") != "True" or (status.get("health") or {}).get("phase") != status.get("phase"):
                 return False
         return True
