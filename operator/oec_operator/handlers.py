@@ -3,11 +3,13 @@ parses what kopf hands it, calls the controller (:mod:`oec_operator.controller`)
 result (Events, a retry, the released finalizer). See ``docs/architecture.md``.
 
 Run with ``oec-operator`` (:mod:`oec_operator.__main__`) or
-``kopf run -m oec_operator.handlers --standalone --all-namespaces``.
+``kopf run -m oec_operator.handlers --all-namespaces``; several processes may run at once, kopf's
+peering lets one act (``docs/kopf.md`` §6).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Mapping
 from typing import Any, cast
@@ -22,6 +24,7 @@ from oec_operator.controller.uninstall import orphan_all
 from oec_operator.domain.outcome import Event
 from oec_operator.domain.ownership import Claim, claims_of
 from oec_operator.kube import login as kube_login
+from oec_operator.kube import peering
 from oec_operator.runtime import Runtime
 from oec_operator.settings import COMPONENT, CRD_NAME, FINALIZER, PREFIX, RESOURCE, HandlerId, load_config
 
@@ -49,7 +52,7 @@ def _events(body: Mapping[str, Any]) -> EventSink:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Own finalizer and annotation prefix (``docs/kopf.md`` §1), logging, the shared runtime."""
+    """Own finalizer and annotation prefix (``docs/kopf.md`` §1), peering (§6), logging, the shared runtime."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX, v1=False)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, v1=False)
@@ -60,7 +63,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
     logs.configure()
+    peering.configure(settings, CONFIG)
     memo.runtime = Runtime.create(CONFIG, settings)
+    # A task: the Kubernetes client has credentials only once the start-up handlers are done.
+    memo.announce = asyncio.create_task(peering.announce(memo.runtime.kube, settings), name="peering announce")
     memo.sync = SyncController(memo.runtime)
     memo.deletion = DeleteController(memo.runtime)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
@@ -69,6 +75,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the HTTP clients and stop the project watches."""
+    announce: asyncio.Task[None] | None = memo.get("announce")
+    if announce is not None:
+        announce.cancel()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()
