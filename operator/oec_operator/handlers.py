@@ -10,6 +10,7 @@ peering lets one act (``docs/kopf.md`` §6).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Mapping
 from typing import Any, cast
@@ -104,9 +105,25 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwa
 
 @kopf.daemon(*RESOURCE, id=HandlerId.POLL, cancellation_timeout=10.0,
              initial_delay=lambda **_: random.uniform(0, CONFIG.fast_poll_interval))  # noqa: S311 - spread restarts
-async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
-    """Keep the status true until kopf stops the daemon (deletion, shutdown)."""
-    await memo.sync.run(_handle(body, memo, logger, kwargs))
+async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
+               **kwargs: Any) -> None:
+    """Keep the status true until kopf stops the daemon (deletion, shutdown, a pause by a peer)."""
+    try:
+        await memo.sync.run(_handle(body, memo, logger, kwargs))
+    finally:
+        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+            _forget(memo, body)
+
+
+def _forget(memo: kopf.Memo, body: kopf.Body) -> None:
+    """Paused by a peer with a higher priority (``docs/kopf.md`` §6): another process may act on the
+    object meanwhile, so what this one remembers of it (its last status write, the schedule, the
+    environment as last read) is not to be trusted when it resumes; the next body is."""
+    memo.runtime.status.forget(str(body["metadata"]["uid"]))
+    state, fresh = _state(memo), ResourceState()
+    for item in dataclasses.fields(ResourceState):
+        if item.name not in ("lock", "wake"):  # kept: a handler still running may hold them
+            setattr(state, item.name, getattr(fresh, item.name))
 
 
 @kopf.on.delete(*RESOURCE, id=HandlerId.DELETE)
