@@ -134,6 +134,8 @@ def test_two_replicas_never_act_twice_and_the_standby_takes_over(
     wait_for(lambda: ready("warm-up"), timeout=60, what="warm-up Ready (served by the first replica)")
     b = replica(proxy_b)
     wait_for(lambda: b.extra_env["POD_ID"] in peers(cluster, peering), timeout=30, what="the standby in the peering")
+    wait_for(lambda: f"standby: {a.extra_env['POD_ID']} with a higher priority is active" in b.output(), timeout=10,
+             what="the standby saying so in its log")
 
     # Phase 1: creates in flight when the active replica dies.
     simulator.configure(latency={"create_environment": CREATE_HELD})

@@ -3,10 +3,12 @@ priorities, the oldest process first, and the command line's choices kept."""
 
 from __future__ import annotations
 
+import datetime
+
 import kopf
 
 from oec_operator.__main__ import kopf_args
-from oec_operator.kube.peering import configure, start_priority
+from oec_operator.kube.peering import configure, outranking, start_priority
 from oec_operator.settings import OperatorConfig
 
 
@@ -39,3 +41,14 @@ def test_explicit_choices_are_kept() -> None:
     settings.peering.standalone = True  # kopf run --standalone: no peering at all
     configure(settings, OperatorConfig())
     assert settings.peering.standalone and not settings.peering.mandatory
+
+
+def test_a_standby_names_the_live_process_that_outranks_it() -> None:
+    now = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+    entries = {
+        "old-pod": {"priority": 10, "lifetime": 15, "lastseen": (now - datetime.timedelta(seconds=5)).isoformat()},
+        "dead-pod": {"priority": 20, "lifetime": 15, "lastseen": (now - datetime.timedelta(seconds=20)).isoformat()},
+        "new-pod": {"priority": 1, "lifetime": 15, "lastseen": now.isoformat()},
+        "me": {"priority": 5, "lifetime": 15, "lastseen": now.isoformat()},
+    }
+    assert outranking(entries, "me", 5, now) == ["old-pod"]

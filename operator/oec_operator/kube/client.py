@@ -147,11 +147,15 @@ class KubeClient:
             raise
         return True
 
-    async def patch_cluster_peering(self, name: str, status: Mapping[str, Any]) -> None:
+    async def patch_cluster_peering(self, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         """Merge-patch the ``status`` of the ``ClusterKopfPeering`` ``name`` (kopf's keep-alive format).
+
+        Returns:
+            The object's ``status`` after the patch (every peer's entry).
 
         Raises:
             KubeError: the write failed (404: no such object).
         """
-        await self._call("patch", f"/apis/{PEERING_GROUP}/{PEERING_VERSION}/clusterkopfpeerings/{name}",
-                         {"status": dict(status)}, MERGE_PATCH)
+        body = await self._call("patch", f"/apis/{PEERING_GROUP}/{PEERING_VERSION}/clusterkopfpeerings/{name}",
+                                {"status": dict(status)}, MERGE_PATCH)
+        return dict(body.get("status") or {})

@@ -65,6 +65,24 @@ def entry(priority: int, lifetime: int, now: datetime.datetime | None = None) ->
     return {"priority": priority, "lifetime": lifetime, "lastseen": lastseen.isoformat()}
 
 
+def outranking(entries: dict[str, Any], identity: str | None, priority: int,
+               now: datetime.datetime | None = None) -> list[str]:
+    """The identities among ``entries`` (a peering object's ``status``) that are alive and have a
+    higher priority than ``priority``: while there is one, kopf keeps this process paused."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    found = []
+    for peer, info in entries.items():
+        try:
+            alive = datetime.datetime.fromisoformat(info["lastseen"]) + datetime.timedelta(
+                seconds=int(info.get("lifetime", 60))) > moment
+            higher = int(info.get("priority", 0)) > priority
+        except (TypeError, KeyError, ValueError):
+            continue
+        if peer != identity and alive and higher:
+            found.append(peer)
+    return found
+
+
 async def announce(kube: KubeClient, settings: kopf.OperatorSettings) -> None:
     """Create the peering object with this process's entry, or add the entry if it exists.
 
@@ -83,7 +101,10 @@ async def announce(kube: KubeClient, settings: kopf.OperatorSettings) -> None:
     while True:
         try:
             if not await kube.create_cluster_peering(peering.name, status) and status:
-                await kube.patch_cluster_peering(peering.name, status)
+                active = outranking(await kube.patch_cluster_peering(peering.name, status), identity, peering.priority)
+                if active:
+                    logger.info("standby: %s with a higher priority is active; this process waits and takes over "
+                                "at most %d s after it stops", ", ".join(active), peering.lifetime)
             return
         except KubeError as exc:
             problem = str(exc)
