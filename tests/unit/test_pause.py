@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import kopf
 from kopf._core.intents.stoppers import DaemonStopper
@@ -37,7 +38,8 @@ async def stop_daemon(reason: kopf.DaemonStoppingReason) -> tuple[StatusWriter, 
     state = memo["resource_state"] = ResourceState(environment_id="env-1", failures=3)
     stopper = DaemonStopper()
     stopper.set(reason=reason)
-    await handlers.poll(body=body, memo=memo, logger=logging.getLogger("t"), stopped=kopf.DaemonStopped(stopper),
+    poll = cast(Callable[..., Awaitable[None]], handlers.poll)  # kopf's decorator types it as DaemonFn
+    await poll(body=body, memo=memo, logger=logging.getLogger("t"), stopped=kopf.DaemonStopped(stopper),
                         claims={})
     return memo.runtime.status, state
 
