@@ -167,6 +167,8 @@ def test_two_replicas_never_act_twice_and_the_standby_takes_over(
     proxy_c = proxies()
     c = replica(proxy_c)
     wait_for(lambda: c.extra_env["POD_ID"] in peers(cluster, peering), timeout=30, what="the new standby")
+    wait_for(lambda: any(b.extra_env["POD_ID"] in line for line in c.output().splitlines() if "standby: " in line),
+             timeout=10, what="the new standby saying so in its log")
     seq = simulator.last_seq()
     for name in ids:
         cluster.delete(name)
