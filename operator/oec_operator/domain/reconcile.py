@@ -25,9 +25,11 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from oec_operator.domain import refusals
 from oec_operator.domain.assess import assess, observed_status, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
@@ -49,6 +51,7 @@ from oec_operator.oec.ratelimit import Priority
 
 #: ``persist(update)`` writes a status update right away (an intent, before its action).
 Persist = Callable[[Status], Awaitable[object]]
+T = TypeVar("T")
 
 
 def _digest(token: str) -> str:
@@ -120,6 +123,8 @@ class Context:
     source: EnvironmentSource
     fresh: bool = False
     detailed: Environment | None = None
+    #: A refused write was recorded or held back in this reconcile (``status.refusedWrite`` stays).
+    refused: bool = field(default=False, init=False)
 
     @property
     def recorded_id(self) -> str | None:
@@ -160,6 +165,37 @@ class Context:
         await self.write(update)
         self.status = self.status.merged(update)
 
+    def hold_back(self, request: str, body: Mapping[str, Any]) -> str:
+        """Raise the remembered refusal of this write when nothing changed since
+        (:mod:`oec_operator.domain.refusals`); else return the write's fingerprint.
+
+        Raises:
+            OecError: the write was refused for good and would be refused again.
+        """
+        print_ = refusals.fingerprint(request, body, self.api.key_id, self.ref.generation, self.requests)
+        known = refusals.held_back(self.status.refused_write, print_)
+        if known is not None:
+            self.refused = True
+            raise known
+        return print_
+
+    async def attempt(self, request: str, body: Mapping[str, Any], send: Callable[[], Awaitable[T]]) -> T:
+        """Send a write (``send()``) unless it was refused for good with nothing changed since;
+        a new refusal for good is recorded in ``status.refusedWrite`` before it is raised.
+
+        Raises:
+            OecError: the API's answer, or the remembered one (nothing sent).
+        """
+        print_ = self.hold_back(request, body)
+        try:
+            return await send()
+        except OecError as exc:
+            refused = refusals.refusal(exc, request, print_, self.now)
+            if refused is not None:
+                self.refused = True
+                await self.persist(Status(refused_write=refused))
+            raise
+
     def stall(self, reason: str, message: str) -> Outcome:
         """A stalled outcome looked at again after the steady interval."""
         return stalled_outcome(reason, message, next_poll=self.slow_poll)
@@ -186,6 +222,8 @@ async def reconcile(ctx: Context) -> Outcome:
     if ctx.requests.paused:
         return paused_outcome(ctx)
     outcome = await _reconcile(ctx)
+    if ctx.status.refused_write is not None and not ctx.refused:  # nothing refused any more
+        outcome.status = outcome.status.merged(Status(refused_write=None))
     if ctx.requests.reconcile_token:
         outcome.status = outcome.status.merged(Status(last_handled_reconcile_at=ctx.requests.reconcile_token))
     return outcome
@@ -284,11 +322,15 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     spec, api = ctx.spec, ctx.api
     if spec.observe_only:
         return ctx.stall("InvalidSpec", "managementPolicy Observe needs spec.environmentId")
-    request = None if ctx.status.environment_id else ctx.status.create_request
+    recorded = None if ctx.status.environment_id else ctx.status.create_request
     recreate = ctx.pending_recreate
+    request = recorded or CreateRequest(key=create_key(ctx.ref.uid, recreate), name=spec.display_name(ctx.ref.name),
+                                        environment_type=spec.environment_type, branch=spec.branch,
+                                        requested_at=ctx.now)
+    ctx.hold_back(*_create_write(spec.project_id, request))  # refused for good and nothing changed: not again
     try:
-        if request is None:
-            name = spec.display_name(ctx.ref.name)
+        if recorded is None:
+            name = request.name
             same = [e.id for e in await ctx.source.environments() if e.name == name]
             if same:
                 return ctx.stall(
@@ -296,8 +338,6 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
                     f"OEC.sh project {spec.project_id} already has an environment named {name!r} ({', '.join(same)}); "
                     f"set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
                 )
-            request = CreateRequest(key=create_key(ctx.ref.uid, recreate), name=name,
-                                    environment_type=spec.environment_type, branch=spec.branch, requested_at=ctx.now)
             await ctx.persist(Status(create_request=request, environment_id=None))
         wait = api.budget_wait(write=True)
         if wait > ctx.fast_poll:  # say so now rather than after a long silent wait
@@ -307,7 +347,8 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
                        Condition(RECONCILING, "True", "RateLimited", message)]
             await ctx.persist(Status(conditions=tuple(merge_conditions(
                 ctx.status.conditions, waiting, generation=ctx.ref.generation, now=ctx.now))))
-        env = await replay_create(api, spec.project_id, request)
+        env = await ctx.attempt(*_create_write(spec.project_id, request),
+                                lambda: replay_create(api, spec.project_id, request))
         ctx.source.record(env)
     except OecNotFoundError:
         return ctx.stall(
@@ -320,6 +361,11 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     if recreate:
         extra.add(Status(last_handled_recreate_at=recreate))
     return env
+
+
+def _create_write(project_id: str, request: CreateRequest) -> tuple[str, dict[str, Any]]:
+    """The create as a write to remember a refusal of (:meth:`Context.attempt`)."""
+    return f"POST /projects/{project_id}/environments", request.model_dump(exclude={"requested_at"})
 
 
 async def replay_create(api: OecClient, project_id: str, request: CreateRequest) -> Environment:
@@ -381,8 +427,9 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
             pending = PendingDeploy(key=f"oec-operator-deploy-{uuid.uuid4()}",
                                     reason=f"branch changed to {changes['branch']}", requested_at=ctx.now)
             await ctx.persist(Status(pending_deploy=pending))
-        before = env
-        env = await api.update_environment(env.id, **changes)
+        before, patched = env, env.id
+        env = await ctx.attempt(f"PATCH /environments/{patched}", changes,
+                                lambda: api.update_environment(patched, **changes))
         ctx.source.record(env)
         listed = ", ".join(f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in sorted(changes.items()))
         if ctx.reconciled_before:
@@ -396,12 +443,16 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
         await ctx.persist(Status(pending_deploy=pending))
     if not pending:
         return env, False
+    target, owed = env.id, pending
     try:
-        accepted = await api.deploy(env.id, idempotency_key=pending.key)
+        accepted = await ctx.attempt(f"POST /environments/{target}/deploy", {"key": owed.key, "phase": env.status},
+                                     lambda: api.deploy(target, idempotency_key=owed.key))
     except OecConflictError as exc:
         if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
             raise
-        extra.add(Status(pending_deploy=pending))  # another task runs: deploy when it is done
+        # Another task runs, or the phase forbids a deploy (kept as a refusal until the phase
+        # changes): deploy later.
+        extra.add(Status(pending_deploy=pending))
         return env, False
     extra.add(Status(pending_deploy=None))
     if redeploy:

@@ -8,6 +8,7 @@ maps to one endpoint of ``docs/oec-api.md`` §11 and raises the typed errors of
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -136,6 +137,8 @@ class OecClient:
                  limiter: RateLimiter | None = None, priority: Priority = Priority.CHANGE) -> None:
         self._http = http
         self._auth = {"Authorization": f"Bearer {api_key.strip()}"}
+        #: Identifies the key without revealing it (16 hex digits of its SHA-256).
+        self.key_id = hashlib.sha256(api_key.strip().encode()).hexdigest()[:16]
         self._observer = observer
         self._limiter = limiter
         self.priority = priority

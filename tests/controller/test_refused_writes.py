@@ -1,0 +1,91 @@
+"""Writes the API refuses are not sent again and again (issue 11, sections 3 and 4): a write the key
+may not make waits for a change, an owed deploy waits for the running task, and the message of a
+create queued behind the write budget stays true while it waits."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from oec_operator.controller.state import ResourceState
+from oec_operator.models.status import Status
+from tests.controller.conftest import Harness
+from tests.simulator.sim_helpers import RO, RW
+
+
+def status(h: Harness, name: str, namespace: str = "team") -> Status:
+    return Status.from_body(h.kube.objects[(namespace, name)].get("status"))
+
+
+async def requests(h: Harness, method: str, pattern: str) -> list[dict[str, Any]]:
+    """The simulator's log of public-API requests with this method whose path matches ``pattern``."""
+    response = await h.sim.admin.get("/requests")
+    assert response.status_code == 200
+    return [r for r in response.json() if r["method"] == method and re.fullmatch(pattern, r["path"])]
+
+
+CREATE = r"/api/public/v1/projects/[^/]+/environments"
+PATCH = r"/api/public/v1/environments/[^/]+"
+DEPLOY = r"/api/public/v1/environments/[^/]+/deploy"
+
+
+async def test_a_create_refused_to_a_read_only_key_is_sent_once_until_the_key_changes(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness()
+    h.kube.set_key(RO)
+    body = h.add("shop")
+    body["metadata"]["annotations"]["oec.sh/poll-interval"] = "15"
+    await h.change(body)
+    for _ in range(6):  # six steady polls (90 s at this poll interval)
+        await h.list_project(RO)
+        await h.poll(body)
+    refused = await requests(h, "POST", CREATE)
+    assert [r["status"] for r in refused] == [403]
+    stalled = status(h, "shop").condition("Stalled")
+    assert stalled is not None and stalled["reason"] == "AuthFailed"
+    assert h.reasons("shop").count("AuthFailed") == 1  # one Warning, not one per poll
+    assert RO not in str(h.kube.status_patches)  # the key is never in the status
+    h.kube.set_key(RW)  # the Secret now holds a full-access key
+    await h.poll(body)  # the next steady poll
+    assert [r["status"] for r in await requests(h, "POST", CREATE)] == [403, 201]
+    assert status(h, "shop").environment_id
+    assert status(h, "shop").condition("Stalled") is None
+    assert "Created" in h.reasons("shop")
+
+
+async def test_a_refusal_is_remembered_across_a_restart(make_harness: Callable[..., Harness]) -> None:
+    h = make_harness()
+    h.kube.set_key(RO)
+    body = h.add("shop")
+    await h.change(body)
+    restarted = make_harness()  # a new process: no memory but the status
+    restarted.kube.objects, restarted.kube.secrets = h.kube.objects, h.kube.secrets
+    restarted.states[body["metadata"]["uid"]] = ResourceState()
+    for _ in range(3):
+        await restarted.poll(body)
+    assert [r["status"] for r in await requests(h, "POST", CREATE)] == [403]
+    stalled = status(restarted, "shop").condition("Stalled")
+    assert stalled is not None and stalled["reason"] == "AuthFailed"
+
+
+async def test_a_refused_patch_is_sent_again_only_for_a_new_generation(make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(secret_cache_ttl=0)
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    h.kube.set_key(RO)  # rotated by mistake to a read-only key
+    body["spec"]["branch"] = "feature"
+    body["metadata"]["generation"] = 2
+    await h.change(body)
+    for _ in range(4):
+        await h.list_project(RO)
+        await h.poll(body)
+    assert [r["status"] for r in await requests(h, "PATCH", PATCH)] == [403]
+    stalled = status(h, "shop").condition("Stalled")
+    assert stalled is not None and stalled["reason"] == "AuthFailed"
+    body["spec"]["branch"] = "feature-2"  # a new change is tried once more
+    body["metadata"]["generation"] = 3
+    await h.change(body)
+    await h.poll(body)
+    assert [r["status"] for r in await requests(h, "PATCH", PATCH)] == [403, 403]
