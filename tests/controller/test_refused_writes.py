@@ -89,3 +89,52 @@ async def test_a_refused_patch_is_sent_again_only_for_a_new_generation(make_harn
     await h.change(body)
     await h.poll(body)
     assert [r["status"] for r in await requests(h, "PATCH", PATCH)] == [403, 403]
+
+
+async def test_an_owed_deploy_waits_for_the_running_first_deploy(harness: Harness) -> None:
+    h = harness
+    await h.sim.patch_config(deploy_seconds=60.0)
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(2)
+    body["spec"]["branch"] = "feature"  # changed while the first deploy runs
+    body["metadata"]["generation"] = 2
+    await h.change(body)
+    assert status(h, "shop").pending_deploy is not None  # the owed deploy is recorded
+    for _ in range(40):  # a fast poll every 2 s for 80 s
+        h.sim.clock.advance(2)
+        await h.list_project()
+        await h.poll(body)
+    deploys = await requests(h, "POST", DEPLOY)
+    assert sum(r["status"] == 409 for r in deploys) <= 1, [r["status"] for r in deploys]
+    assert [r["status"] for r in deploys if r["status"] != 409] == [202]
+    h.sim.clock.advance(61)  # the new deploy is done
+    await h.list_project()
+    await h.poll(body)
+    final = status(h, "shop")
+    assert final.phase == "running" and final.branch == "feature" and final.pending_deploy is None
+    assert "DeployStarted" in h.reasons("shop")
+    assert [r["status"] for r in await requests(h, "POST", DEPLOY)] == [r["status"] for r in deploys]
+
+
+async def test_an_owed_deploy_waits_for_a_task_that_does_not_show_in_the_phase(harness: Harness) -> None:
+    h = harness
+    await h.sim.patch_config(action_seconds=30.0)
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    await h.list_project()
+    await h.poll(body)
+    env_id = status(h, "shop").environment_id
+    restart = await h.sim.api.post(f"/environments/{env_id}/restart")  # someone restarts it: phase stays running
+    assert restart.status_code == 202, restart.text
+    body["spec"]["branch"] = "feature"
+    body["metadata"]["generation"] = 2
+    await h.change(body)
+    for _ in range(20):
+        h.sim.clock.advance(2)
+        await h.list_project()
+        await h.poll(body)
+    statuses = [r["status"] for r in await requests(h, "POST", DEPLOY)]
+    assert statuses == [409, 202]  # one refusal names the task; the deploy follows once it ended
+    assert "DeployStarted" in h.reasons("shop")

@@ -443,6 +443,9 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
         await ctx.persist(Status(pending_deploy=pending))
     if not pending:
         return env, False
+    if await _task_running(ctx, env, pending):
+        extra.add(Status(pending_deploy=pending))  # deploy once that task ended
+        return env, False
     target, owed = env.id, pending
     try:
         accepted = await ctx.attempt(f"POST /environments/{target}/deploy", {"key": owed.key, "phase": env.status},
@@ -450,15 +453,36 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
     except OecConflictError as exc:
         if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
             raise
-        # Another task runs, or the phase forbids a deploy (kept as a refusal until the phase
-        # changes): deploy later.
-        extra.add(Status(pending_deploy=pending))
+        # Another task runs (wait for the one the API named) or the phase forbids a deploy
+        # (kept as a refusal until the phase changes): deploy later.
+        extra.add(Status(pending_deploy=pending.model_copy(update={"blocked_by": exc.task_id})))
         return env, False
     extra.add(Status(pending_deploy=None))
     if redeploy:
         extra.add(Status(last_handled_redeploy_at=redeploy))
     events.append(Event("Normal", "DeployStarted", f"deploy task {accepted.task_id} started: {pending.reason}"))
     return env, True
+
+
+async def _task_running(ctx: Context, env: Environment, pending: PendingDeploy) -> bool:
+    """Whether a task still runs on the environment, so that the owed deploy would be refused
+    (one task at a time, 409 ``task_in_progress``, ``docs/oec-api.md`` §11.3, §1 row 19).
+
+    ``deploying``, ``cloning`` and ``destroying`` say so themselves. ``pending`` does not (a
+    create without a server queues no task, row 12, and a deploy is allowed then), nor do tasks
+    that leave the phase alone (restart, start, stop); for those the deploy is sent once, and a
+    409 names the task (``pending.blocked_by``): it is read (``GET /deployments/{id}``, a read)
+    until it ended.
+    """
+    if env.status in TRANSITIONAL_STATES - {"pending"}:
+        return True
+    if not pending.blocked_by:
+        return False
+    try:
+        task = await ctx.api.get_task(pending.blocked_by)
+    except OecNotFoundError:
+        return False
+    return not task.finished
 
 
 async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth | None) -> str | None:

@@ -43,6 +43,9 @@ class PendingDeploy(_StatusModel):
     key: str
     reason: str
     requested_at: str | None = None
+    #: The task the API named when it refused the deploy (409 ``task_in_progress``): the deploy
+    #: is sent again only once that task ended (``docs/reconciliation.md``, Waiting for a task).
+    blocked_by: str | None = None
 
 
 class RefusedWrite(_StatusModel):
