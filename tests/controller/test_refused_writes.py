@@ -4,6 +4,8 @@ create queued behind the write budget stays true while it waits."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime
 import re
 from collections.abc import Callable
 from typing import Any
@@ -138,3 +140,25 @@ async def test_an_owed_deploy_waits_for_a_task_that_does_not_show_in_the_phase(h
     statuses = [r["status"] for r in await requests(h, "POST", DEPLOY)]
     assert statuses == [409, 202]  # one refusal names the task; the deploy follows once it ended
     assert "DeployStarted" in h.reasons("shop")
+
+
+async def test_the_write_budget_wait_message_follows_the_wait(make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(fast_poll_interval=0.5)
+    h.runtime.client(RW)  # the key's limiter
+    limiter = next(iter(h.runtime.limiters.values()))
+    announced = {"x-ratelimit-limit": "20"}
+    limiter.rate_limited(write=True, retry_after=2.0, headers=announced)  # the write budget is spent for 2 s
+    body = h.add("shop")
+    create = asyncio.create_task(h.change(body))
+    await asyncio.sleep(1.0)
+    limiter.rate_limited(write=True, retry_after=4.0, headers=announced)  # ... and then for longer
+    await create
+    created = datetime.datetime.now(datetime.UTC)
+    waiting = [c["message"] for p in h.kube.status_patches for c in p.get("conditions") or ()
+               if c["type"] == "Ready" and c["reason"] == "RateLimited"]
+    assert len(set(waiting)) >= 2, waiting  # the estimate was updated while it waited
+    said = re.search(r"until about (\d\d:\d\d:\d\d) UTC", waiting[-1])
+    assert said is not None, waiting[-1]
+    at = datetime.datetime.combine(created.date(), datetime.time.fromisoformat(said.group(1)), datetime.UTC)
+    assert abs((at - created).total_seconds()) < 3, (waiting, created)  # the last word was about right
+    assert status(h, "shop").environment_id

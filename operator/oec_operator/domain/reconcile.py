@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from oec_operator.domain import refusals
+from oec_operator.domain import refusals, waiting
 from oec_operator.domain.assess import assess, observed_status, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
@@ -339,16 +339,12 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
                     f"set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
                 )
             await ctx.persist(Status(create_request=request, environment_id=None))
-        wait = api.budget_wait(write=True)
-        if wait > ctx.fast_poll:  # say so now rather than after a long silent wait
-            message = (f"waiting about {wait:.0f}s for the API key's write budget (OEC.sh rate limit) "
-                       "to create the environment; nothing to do")
-            waiting = [Condition(READY, "False", "RateLimited", message),
-                       Condition(RECONCILING, "True", "RateLimited", message)]
-            await ctx.persist(Status(conditions=tuple(merge_conditions(
-                ctx.status.conditions, waiting, generation=ctx.ref.generation, now=ctx.now))))
-        env = await ctx.attempt(*_create_write(spec.project_id, request),
-                                lambda: replay_create(api, spec.project_id, request))
+        # Say at once when the POST waits for the write budget, and keep saying until when.
+        env = await waiting.announced(
+            ctx.attempt(*_create_write(spec.project_id, request),
+                        lambda: replay_create(api, spec.project_id, request)),
+            estimate=lambda queued: api.budget_wait(write=True, queued=queued),
+            say=lambda wait: _say_waiting(ctx, wait), threshold=ctx.fast_poll, every=max(1.0, ctx.fast_poll))
         ctx.source.record(env)
     except OecNotFoundError:
         return ctx.stall(
@@ -366,6 +362,16 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
 def _create_write(project_id: str, request: CreateRequest) -> tuple[str, dict[str, Any]]:
     """The create as a write to remember a refusal of (:meth:`Context.attempt`)."""
     return f"POST /projects/{project_id}/environments", request.model_dump(exclude={"requested_at"})
+
+
+async def _say_waiting(ctx: Context, wait: float) -> None:
+    """Write that the create waits ``wait`` seconds for the write budget (``RateLimited``)."""
+    message = (f"waiting until about {waiting.until(wait)} for the API key's write budget (OEC.sh rate limit) "
+               "to create the environment; nothing to do")
+    conditions = [Condition(READY, "False", "RateLimited", message),
+                  Condition(RECONCILING, "True", "RateLimited", message)]
+    await ctx.persist(Status(conditions=tuple(merge_conditions(
+        ctx.status.conditions, conditions, generation=ctx.ref.generation, now=ctx.now))))
 
 
 async def replay_create(api: OecClient, project_id: str, request: CreateRequest) -> Environment:

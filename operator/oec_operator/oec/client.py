@@ -25,7 +25,7 @@ from oec_operator.oec.errors import (
     error_from_response,
 )
 from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
-from oec_operator.oec.ratelimit import Priority, RateLimiter
+from oec_operator.oec.ratelimit import WINDOW_MARGIN, Priority, RateLimiter
 from oec_operator.oec.transport import BoundedTransport
 
 #: Production base URL (``docs/oec-api.md`` §2).
@@ -153,9 +153,16 @@ class OecClient:
         clone.priority = priority
         return clone
 
-    def budget_wait(self, *, write: bool) -> float:
-        """Seconds a request sent now would wait for the key's budget (0 without a limiter)."""
-        return self._limiter.estimated_wait(write=write) if self._limiter is not None else 0.0
+    def budget_wait(self, *, write: bool, queued: bool = False) -> float:
+        """Seconds a request sent now would wait for the key's budget (0 without a limiter);
+        ``queued``: for a request that is already waiting (it is not counted ahead of itself)."""
+        if self._limiter is None:
+            return 0.0
+        wait = self._limiter.estimated_wait(write=write)
+        bucket = self._limiter.bucket(write)
+        if queued and bucket.waiting:
+            wait -= (bucket.window + WINDOW_MARGIN) / bucket.limit
+        return max(0.0, wait)
 
     async def _admit(self, method: str, path: str) -> bool:
         """Wait for (or, for detail reads, check) the key's budget; returns whether it is a write.
