@@ -14,7 +14,9 @@ One :func:`reconcile` is level-based and safe to repeat at any time:
    project's batched list, or a direct read for a user's change);
 3. ``Manage``: PATCH what differs from the spec (a spec change, or drift when this generation was
    already reconciled), then deploy if a branch changed (``deployPolicy: OnChange``) or a redeploy
-   token is new, through a ``pendingDeploy`` intent and an idempotency key;
+   token is new, through a ``pendingDeploy`` intent and an idempotency key, once no task runs;
+   a write the API refused for good is not sent again until something changes
+   (:mod:`oec_operator.domain.refusals`);
 4. read ``GET /environments/{id}/status`` when the source wants it (in flight, changed, after a
    deploy) and map the environment onto conditions; the status read is a detail: when the key's
    budget is short it is deferred, never waited for.
