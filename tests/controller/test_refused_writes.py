@@ -162,3 +162,27 @@ async def test_the_write_budget_wait_message_follows_the_wait(make_harness: Call
     at = datetime.datetime.combine(created.date(), datetime.time.fromisoformat(said.group(1)), datetime.UTC)
     assert abs((at - created).total_seconds()) < 3, (waiting, created)  # the last word was about right
     assert status(h, "shop").environment_id
+
+
+async def test_a_deploy_refused_in_this_phase_waits_for_the_phase_to_change(harness: Harness) -> None:
+    h = harness
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    env_id = status(h, "shop").environment_id
+    paused = await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "paused"})  # by the platform
+    assert paused.status_code == 200, paused.text
+    body["metadata"]["annotations"]["oec.sh/redeploy-requested-at"] = "r1"
+    await h.change(body)
+    for _ in range(5):
+        h.sim.clock.advance(2)
+        await h.list_project()
+        await h.poll(body)
+    assert [r["status"] for r in await requests(h, "POST", DEPLOY)] == [409]  # invalid_state, once
+    assert status(h, "shop").pending_deploy is not None  # still owed
+    resumed = await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "running"})
+    assert resumed.status_code == 200, resumed.text
+    await h.list_project()
+    await h.poll(body)
+    assert [r["status"] for r in await requests(h, "POST", DEPLOY)] == [409, 202]
+    assert status(h, "shop").pending_deploy is None and "DeployStarted" in h.reasons("shop")
