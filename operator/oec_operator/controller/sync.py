@@ -38,7 +38,7 @@ from oec_operator.models.conditions import Condition
 from oec_operator.models.requests import Requests
 from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.models.status import Status
-from oec_operator.oec.errors import OecAuthError, OecError
+from oec_operator.oec.errors import OecAuthError, OecError, OecPermissionError
 from oec_operator.oec.ratelimit import Priority
 from oec_operator.runtime import Runtime
 
@@ -248,8 +248,10 @@ class SyncController:
         except OecError as exc:
             if isinstance(exc, OecAuthError):
                 state.last_good_key = None
-                if spec is not None:
-                    runtime.key_refused(ref.namespace, spec.credentials_secret_ref)
+            if isinstance(exc, OecAuthError | OecPermissionError) and spec is not None:
+                # Read the Secret again at the next poll: a rotated key changes what a held-back
+                # refused write waits for (domain/refusals.py), so it is sent with the new key.
+                runtime.key_refused(ref.namespace, spec.credentials_secret_ref)
             outcome = error_outcome(
                 exc, had_ready=previous.condition(cond.READY) is not None, credentials_hint=hint,
                 failures=state.failures + 1, fast_poll=config.fast_poll_interval, slow_poll=slow,

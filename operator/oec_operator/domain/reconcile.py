@@ -14,7 +14,9 @@ One :func:`reconcile` is level-based and safe to repeat at any time:
    project's batched list, or a direct read for a user's change);
 3. ``Manage``: PATCH what differs from the spec (a spec change, or drift when this generation was
    already reconciled), then deploy if a branch changed (``deployPolicy: OnChange``) or a redeploy
-   token is new, through a ``pendingDeploy`` intent and an idempotency key;
+   token is new, through a ``pendingDeploy`` intent and an idempotency key, once no task runs;
+   a write the API refused for good is not sent again until something changes
+   (:mod:`oec_operator.domain.refusals`);
 4. read ``GET /environments/{id}/status`` when the source wants it (in flight, changed, after a
    deploy) and map the environment onto conditions; the status read is a detail: when the key's
    budget is short it is deferred, never waited for.
@@ -25,9 +27,11 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
+from oec_operator.domain import refusals, waiting
 from oec_operator.domain.assess import assess, observed_status, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
@@ -49,6 +53,7 @@ from oec_operator.oec.ratelimit import Priority
 
 #: ``persist(update)`` writes a status update right away (an intent, before its action).
 Persist = Callable[[Status], Awaitable[object]]
+T = TypeVar("T")
 
 
 def _digest(token: str) -> str:
@@ -120,6 +125,8 @@ class Context:
     source: EnvironmentSource
     fresh: bool = False
     detailed: Environment | None = None
+    #: A refused write was recorded or held back in this reconcile (``status.refusedWrite`` stays).
+    refused: bool = field(default=False, init=False)
 
     @property
     def recorded_id(self) -> str | None:
@@ -160,6 +167,37 @@ class Context:
         await self.write(update)
         self.status = self.status.merged(update)
 
+    def hold_back(self, request: str, body: Mapping[str, Any]) -> str:
+        """Raise the remembered refusal of this write when nothing changed since
+        (:mod:`oec_operator.domain.refusals`); else return the write's fingerprint.
+
+        Raises:
+            OecError: the write was refused for good and would be refused again.
+        """
+        print_ = refusals.fingerprint(request, body, self.api.key_id, self.ref.generation, self.requests)
+        known = refusals.held_back(self.status.refused_write, print_)
+        if known is not None:
+            self.refused = True
+            raise known
+        return print_
+
+    async def attempt(self, request: str, body: Mapping[str, Any], send: Callable[[], Awaitable[T]]) -> T:
+        """Send a write (``send()``) unless it was refused for good with nothing changed since;
+        a new refusal for good is recorded in ``status.refusedWrite`` before it is raised.
+
+        Raises:
+            OecError: the API's answer, or the remembered one (nothing sent).
+        """
+        print_ = self.hold_back(request, body)
+        try:
+            return await send()
+        except OecError as exc:
+            refused = refusals.refusal(exc, request, print_, self.now)
+            if refused is not None:
+                self.refused = True
+                await self.persist(Status(refused_write=refused))
+            raise
+
     def stall(self, reason: str, message: str) -> Outcome:
         """A stalled outcome looked at again after the steady interval."""
         return stalled_outcome(reason, message, next_poll=self.slow_poll)
@@ -186,6 +224,8 @@ async def reconcile(ctx: Context) -> Outcome:
     if ctx.requests.paused:
         return paused_outcome(ctx)
     outcome = await _reconcile(ctx)
+    if ctx.status.refused_write is not None and not ctx.refused:  # nothing refused any more
+        outcome.status = outcome.status.merged(Status(refused_write=None))
     if ctx.requests.reconcile_token:
         outcome.status = outcome.status.merged(Status(last_handled_reconcile_at=ctx.requests.reconcile_token))
     return outcome
@@ -284,11 +324,15 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     spec, api = ctx.spec, ctx.api
     if spec.observe_only:
         return ctx.stall("InvalidSpec", "managementPolicy Observe needs spec.environmentId")
-    request = None if ctx.status.environment_id else ctx.status.create_request
+    recorded = None if ctx.status.environment_id else ctx.status.create_request
     recreate = ctx.pending_recreate
+    request = recorded or CreateRequest(key=create_key(ctx.ref.uid, recreate), name=spec.display_name(ctx.ref.name),
+                                        environment_type=spec.environment_type, branch=spec.branch,
+                                        requested_at=ctx.now)
+    ctx.hold_back(*_create_write(spec.project_id, request))  # refused for good and nothing changed: not again
     try:
-        if request is None:
-            name = spec.display_name(ctx.ref.name)
+        if recorded is None:
+            name = request.name
             same = [e.id for e in await ctx.source.environments() if e.name == name]
             if same:
                 return ctx.stall(
@@ -296,18 +340,13 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
                     f"OEC.sh project {spec.project_id} already has an environment named {name!r} ({', '.join(same)}); "
                     f"set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
                 )
-            request = CreateRequest(key=create_key(ctx.ref.uid, recreate), name=name,
-                                    environment_type=spec.environment_type, branch=spec.branch, requested_at=ctx.now)
             await ctx.persist(Status(create_request=request, environment_id=None))
-        wait = api.budget_wait(write=True)
-        if wait > ctx.fast_poll:  # say so now rather than after a long silent wait
-            message = (f"waiting about {wait:.0f}s for the API key's write budget (OEC.sh rate limit) "
-                       "to create the environment; nothing to do")
-            waiting = [Condition(READY, "False", "RateLimited", message),
-                       Condition(RECONCILING, "True", "RateLimited", message)]
-            await ctx.persist(Status(conditions=tuple(merge_conditions(
-                ctx.status.conditions, waiting, generation=ctx.ref.generation, now=ctx.now))))
-        env = await replay_create(api, spec.project_id, request)
+        # Say at once when the POST waits for the write budget, and keep saying until when.
+        env = await waiting.announced(
+            ctx.attempt(*_create_write(spec.project_id, request),
+                        lambda: replay_create(api, spec.project_id, request)),
+            estimate=lambda queued: api.budget_wait(write=True, queued=queued),
+            say=lambda wait: _say_waiting(ctx, wait), threshold=ctx.fast_poll, every=max(1.0, ctx.fast_poll))
         ctx.source.record(env)
     except OecNotFoundError:
         return ctx.stall(
@@ -320,6 +359,21 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     if recreate:
         extra.add(Status(last_handled_recreate_at=recreate))
     return env
+
+
+def _create_write(project_id: str, request: CreateRequest) -> tuple[str, dict[str, Any]]:
+    """The create as a write to remember a refusal of (:meth:`Context.attempt`)."""
+    return f"POST /projects/{project_id}/environments", request.model_dump(exclude={"requested_at"})
+
+
+async def _say_waiting(ctx: Context, wait: float) -> None:
+    """Write that the create waits ``wait`` seconds for the write budget (``RateLimited``)."""
+    message = (f"waiting until about {waiting.until(wait)} for the API key's write budget (OEC.sh rate limit) "
+               "to create the environment; nothing to do")
+    conditions = [Condition(READY, "False", "RateLimited", message),
+                  Condition(RECONCILING, "True", "RateLimited", message)]
+    await ctx.persist(Status(conditions=tuple(merge_conditions(
+        ctx.status.conditions, conditions, generation=ctx.ref.generation, now=ctx.now))))
 
 
 async def replay_create(api: OecClient, project_id: str, request: CreateRequest) -> Environment:
@@ -381,8 +435,9 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
             pending = PendingDeploy(key=f"oec-operator-deploy-{uuid.uuid4()}",
                                     reason=f"branch changed to {changes['branch']}", requested_at=ctx.now)
             await ctx.persist(Status(pending_deploy=pending))
-        before = env
-        env = await api.update_environment(env.id, **changes)
+        before, patched = env, env.id
+        env = await ctx.attempt(f"PATCH /environments/{patched}", changes,
+                                lambda: api.update_environment(patched, **changes))
         ctx.source.record(env)
         listed = ", ".join(f"{k} {getattr(before, k)!r} -> {v!r}" for k, v in sorted(changes.items()))
         if ctx.reconciled_before:
@@ -396,18 +451,46 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
         await ctx.persist(Status(pending_deploy=pending))
     if not pending:
         return env, False
+    if await _task_running(ctx, env, pending):
+        extra.add(Status(pending_deploy=pending))  # deploy once that task ended
+        return env, False
+    target, owed = env.id, pending
     try:
-        accepted = await api.deploy(env.id, idempotency_key=pending.key)
+        accepted = await ctx.attempt(f"POST /environments/{target}/deploy", {"key": owed.key, "phase": env.status},
+                                     lambda: api.deploy(target, idempotency_key=owed.key))
     except OecConflictError as exc:
         if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
             raise
-        extra.add(Status(pending_deploy=pending))  # another task runs: deploy when it is done
+        # Another task runs (wait for the one the API named) or the phase forbids a deploy
+        # (kept as a refusal until the phase changes): deploy later.
+        extra.add(Status(pending_deploy=pending.model_copy(update={"blocked_by": exc.task_id})))
         return env, False
     extra.add(Status(pending_deploy=None))
     if redeploy:
         extra.add(Status(last_handled_redeploy_at=redeploy))
     events.append(Event("Normal", "DeployStarted", f"deploy task {accepted.task_id} started: {pending.reason}"))
     return env, True
+
+
+async def _task_running(ctx: Context, env: Environment, pending: PendingDeploy) -> bool:
+    """Whether a task still runs on the environment, so that the owed deploy would be refused
+    (one task at a time, 409 ``task_in_progress``, ``docs/oec-api.md`` §11.3, §1 row 19).
+
+    ``deploying``, ``cloning`` and ``destroying`` say so themselves. ``pending`` does not (a
+    create without a server queues no task, row 12, and a deploy is allowed then), nor do tasks
+    that leave the phase alone (restart, start, stop); for those the deploy is sent once, and a
+    409 names the task (``pending.blocked_by``): it is read (``GET /deployments/{id}``, a read)
+    until it ended.
+    """
+    if env.status in TRANSITIONAL_STATES - {"pending"}:
+        return True
+    if not pending.blocked_by:
+        return False
+    try:
+        task = await ctx.api.get_task(pending.blocked_by)
+    except OecNotFoundError:
+        return False
+    return not task.finished
 
 
 async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth | None) -> str | None:

@@ -43,6 +43,28 @@ class PendingDeploy(_StatusModel):
     key: str
     reason: str
     requested_at: str | None = None
+    #: The task the API named when it refused the deploy (409 ``task_in_progress``): the deploy
+    #: is sent again only once that task ended (``docs/reconciliation.md``, Waiting for a task).
+    blocked_by: str | None = None
+
+
+class RefusedWrite(_StatusModel):
+    """``status.refusedWrite``: a write the API refused for good (401, 402, 403, 400, 422), kept so
+    that it is not sent again until something changes (``docs/reconciliation.md``, Refused writes).
+
+    ``request`` names the write (method and path); ``fingerprint`` is a digest of the write and of
+    what could make it succeed (the API key's digest, the generation, the request annotations),
+    never the key itself; ``status``, ``code``, ``message`` and ``field`` are the API's answer,
+    from which the same condition is reported while the write is held back.
+    """
+
+    request: str
+    fingerprint: str
+    status: int
+    code: str
+    message: str = ""
+    field: str | None = None
+    refused_at: str | None = None
 
 
 class Health(_StatusModel):
@@ -94,6 +116,7 @@ class Status(_StatusModel):
     last_deploy: LastDeploy | None = None
     create_request: CreateRequest | None = None
     pending_deploy: PendingDeploy | None = None
+    refused_write: RefusedWrite | None = None
     last_handled_reconcile_at: str | None = None
     last_handled_redeploy_at: str | None = None
     last_handled_recreate_at: str | None = None

@@ -9,6 +9,7 @@ maps to one endpoint of ``docs/oec-api.md`` §11 and raises the typed errors of
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -25,7 +26,7 @@ from oec_operator.oec.errors import (
     error_from_response,
 )
 from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
-from oec_operator.oec.ratelimit import Priority, RateLimiter
+from oec_operator.oec.ratelimit import WINDOW_MARGIN, Priority, RateLimiter
 from oec_operator.oec.transport import BoundedTransport
 
 #: Production base URL (``docs/oec-api.md`` §2).
@@ -137,6 +138,8 @@ class OecClient:
                  limiter: RateLimiter | None = None, priority: Priority = Priority.CHANGE) -> None:
         self._http = http
         self._auth = {"Authorization": f"Bearer {api_key.strip()}"}
+        #: Identifies the key without revealing it (16 hex digits of its SHA-256).
+        self.key_id = hashlib.sha256(api_key.strip().encode()).hexdigest()[:16]
         self._observer = observer
         self._limiter = limiter
         self.priority = priority
@@ -151,9 +154,16 @@ class OecClient:
         clone.priority = priority
         return clone
 
-    def budget_wait(self, *, write: bool) -> float:
-        """Seconds a request sent now would wait for the key's budget (0 without a limiter)."""
-        return self._limiter.estimated_wait(write=write) if self._limiter is not None else 0.0
+    def budget_wait(self, *, write: bool, queued: bool = False) -> float:
+        """Seconds a request sent now would wait for the key's budget (0 without a limiter);
+        ``queued``: for a request that is already waiting (it is not counted ahead of itself)."""
+        if self._limiter is None:
+            return 0.0
+        wait = self._limiter.estimated_wait(write=write)
+        bucket = self._limiter.bucket(write)
+        if queued and bucket.waiting:
+            wait -= (bucket.window + WINDOW_MARGIN) / bucket.limit
+        return max(0.0, wait)
 
     async def _admit(self, method: str, path: str) -> bool:
         """Wait for (or, for detail reads, check) the key's budget; returns whether it is a write.

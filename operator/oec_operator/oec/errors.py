@@ -261,6 +261,15 @@ def _parse_delay(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+def error_for(status: int, code: str, message: str, field: str | None = None) -> OecError:
+    """The typed exception of an answer remembered by its status, code, message and field (a
+    refusal recorded earlier, reported again without sending the request); not raised.
+    Not for 429 (its wait is not remembered)."""
+    if status == 422:
+        return OecValidationError(message, errors=[(field, message)] if field else [], status=status, code=code)
+    return _BY_STATUS.get(status, OecServerError)(message, status=status, code=code)
+
+
 def error_from_response(response: httpx.Response, *, now: float | None = None) -> OecError:
     """Build the typed exception for a non-2xx API response.
 
