@@ -22,6 +22,7 @@ One :func:`reconcile` is level-based and safe to repeat at any time:
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import random
 import uuid
@@ -32,7 +33,7 @@ from oec_operator.domain.assess import assess, observed_status, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.polling import EnvironmentSource
-from oec_operator.models.conditions import READY, RECONCILING, Condition, merge_conditions
+from oec_operator.models.conditions import READY, RECONCILING, STALLED, Condition, merge_conditions
 from oec_operator.models.requests import Requests
 from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.models.status import CreateRequest, PendingDeploy, Status
@@ -104,6 +105,8 @@ class Context:
         source: where environments are read from (batched list or direct reads).
         fresh: a user's change triggered this reconcile: read the environment now.
         detailed: the environment as it was when its ``/status`` was last read (``None``: never).
+        gone_grace: seconds after an environment's create during which no 404 means "deleted"
+            (``OEC_EXTERNAL_DELETE_GRACE_PERIOD``).
     """
 
     api: OecClient
@@ -120,6 +123,7 @@ class Context:
     source: EnvironmentSource
     fresh: bool = False
     detailed: Environment | None = None
+    gone_grace: float = 30.0
 
     @property
     def recorded_id(self) -> str | None:
@@ -250,8 +254,10 @@ async def _read_health(ctx: Context, env: Environment, detailed: Environment | N
     started, where the read is part of it; otherwise it is a detail that may wait).
 
     Returns:
-        ``(health or None, the environment as last detailed, seconds to wait for budget or
-        None)``, or the outcome of an environment that answered 404.
+        ``(health or None, the environment as last detailed, seconds until the detail is worth
+        reading again or None)``, or the outcome of an environment that is gone: the read answered
+        404 and the project's list, read now, no longer shows it. A 404 while the list still shows
+        it, or within the grace period after the create, is a detail lagging behind: read again soon.
     """
     if not (deployed or ctx.source.wants_detail(env, detailed)):
         return None, detailed, None
@@ -259,6 +265,8 @@ async def _read_health(ctx: Context, env: Environment, detailed: Environment | N
     try:
         health = await api.get_environment_status(env.id)
     except OecNotFoundError:
+        if _in_grace(ctx, env) or await ctx.source.listed(env.id) is not None:
+            return None, detailed, ctx.fast_poll
         return _gone(ctx, env.id)
     except OecRateLimitError as exc:
         return None, detailed, exc.retry_after
@@ -339,7 +347,8 @@ async def replay_create(api: OecClient, project_id: str, request: CreateRequest)
 
 
 async def _find(ctx: Context, target: str, events: list[Event], extra: Settled) -> Environment | Outcome:
-    """Read the known or adopted environment; a vanished one is recreated only on request."""
+    """Read the known or adopted environment; a vanished one (the source's 404 needs the project's
+    list and a direct read to agree) is recreated only on request."""
     spec = ctx.spec
     adopting = not ctx.status.environment_id and spec.environment_id == target
     try:
@@ -423,7 +432,11 @@ async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth
 
 
 def _gone(ctx: Context, environment_id: str) -> Outcome:
-    """The recorded environment answers 404: deleted outside Kubernetes. Never recreated silently."""
+    """The recorded environment is absent from the project's list and answers 404: deleted outside
+    Kubernetes, unless it was created less than ``ctx.gone_grace`` seconds ago (then it is read
+    again soon, :func:`_unconfirmed`). Never recreated silently."""
+    if _in_grace(ctx):
+        return _unconfirmed(ctx, environment_id)
     outcome = ctx.stall(
         "ExternallyDeleted",
         f"OEC.sh environment {environment_id} no longer exists (deleted outside Kubernetes); set the annotation "
@@ -431,6 +444,51 @@ def _gone(ctx: Context, environment_id: str) -> Outcome:
     )
     outcome.status = Status(phase="deleted", health=None)
     return outcome
+
+
+def _unconfirmed(ctx: Context, environment_id: str) -> Outcome:
+    """A 404 that does not prove the environment gone yet: keep it as known, read again after the
+    fast interval, no Event. A user's change stays owed: no condition is written for a generation
+    not reconciled yet (a condition's ``observedGeneration`` would make its PATCH look like drift)."""
+    outcome = Outcome(next_poll=ctx.fast_poll, failed=True, transient=True)
+    if ctx.reconciled_before:
+        outcome.conditions = [Condition(RECONCILING, "True", "ProgressingWithRetry",
+                                        f"OEC.sh environment {environment_id} answered 404 within "
+                                        f"{ctx.gone_grace:.0f}s of its create; reading it again")]
+        outcome.remove = (STALLED,)
+    return outcome
+
+
+def created_age(ctx: Context, env: Environment | None = None) -> float | None:
+    """Seconds since the environment's create by the latest evidence, ``None`` when unknown.
+
+    Evidence: the API's ``createdAt`` (in the status, so it survives a restart, or in ``env``) and
+    the operator's own ``createRequest.requestedAt`` (still recorded when the status write after the
+    create failed), against the operator's clock. The API's clock and the operator's may differ
+    by their skew; the latest stamp wins, so a skew lengthens the grace rather than shortens it.
+    """
+    request = ctx.status.create_request
+    stamps = (ctx.status.created_at, env.created_at if env else None, request.requested_at if request else None)
+    times = [t for t in map(_parse_time, stamps) if t is not None]
+    if not times:
+        return None
+    return (datetime.datetime.now(datetime.UTC) - max(times)).total_seconds()
+
+
+def _in_grace(ctx: Context, env: Environment | None = None) -> bool:
+    age = created_age(ctx, env)
+    return age is not None and age < ctx.gone_grace
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    """An RFC 3339 time (naive ones taken as UTC), ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def deletion_action(spec: OdooEnvironmentSpec, requests: Requests, *, crd_deleting: bool) -> str:
