@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ import pytest
 from oec_simulator import ManualClock
 from tests.controller.conftest import Harness
 from tests.controller.test_sync import environments, status
+from tests.simulator.sim_helpers import PROJECT_A
 
 
 @pytest.fixture
@@ -138,3 +139,97 @@ async def test_no_external_delete_within_the_grace_period(harness: Harness) -> N
     await h.poll(body)
     stalled = status(h, "shop").condition("Stalled")
     assert stalled is not None and stalled["reason"] == "ExternallyDeleted"
+
+
+# -- §2: a refused create leaves nothing to replay -------------------------------------------------
+async def refuse_validation(h: Harness) -> Callable[[], Awaitable[None]]:
+    await inject(h, kind="error", status=422, code="validation_error", route="create_environment", count=1)
+
+    async def fix() -> None:  # one refusal only: the branch was pushed meanwhile
+        return None
+    return fix
+
+
+async def refuse_not_found(h: Harness) -> Callable[[], Awaitable[None]]:
+    await inject(h, kind="error", status=404, code="not_found", route="create_environment", count=1)
+
+    async def fix() -> None:  # the project became visible to the key meanwhile
+        return None
+    return fix
+
+
+async def refuse_quota(h: Harness) -> Callable[[], Awaitable[None]]:
+    await h.sim.patch_config(max_environments=0)
+
+    async def fix() -> None:  # the plan's quota was raised
+        await h.sim.patch_config(max_environments=None)
+    return fix
+
+
+async def refuse_project(h: Harness) -> Callable[[], Awaitable[None]]:
+    async def fix() -> None:  # the project was created afterwards
+        response = await h.sim.admin.post("/projects", json={"id": UNKNOWN_PROJECT, "name": "late"})
+        assert response.status_code == 201, response.text
+    return fix
+
+
+UNKNOWN_PROJECT = "44444444-4444-4444-8444-444444444444"
+
+
+@pytest.mark.parametrize(("refuse", "project", "reason"), [
+    (refuse_validation, PROJECT_A, "InvalidSpec"),
+    (refuse_quota, PROJECT_A, "PlanLimit"),
+    (refuse_not_found, PROJECT_A, "InvalidSpec"),
+    (refuse_project, UNKNOWN_PROJECT, "InvalidSpec"),
+], ids=["validation_error", "quota_exceeded", "not_found", "unknown_project"])
+async def test_deleting_after_a_refused_create_creates_nothing(
+        harness: Harness, refuse: Callable[[Harness], Awaitable[Callable[[], Awaitable[None]]]],
+        project: str, reason: str) -> None:
+    h = harness
+    fix = await refuse(h)
+    body = h.add("shop", projectId=project)
+    await h.change(body)
+    stalled = status(h, "shop").condition("Stalled")
+    assert stalled is not None and stalled["reason"] == reason
+    await fix()
+    seq = await last_seq(h)
+    step = await h.delete_step(body)
+    assert step.done  # the finalizer is released at once
+    assert [r for r in await requests_since(h, seq) if r[0] in ("POST", "DELETE")] == []
+    assert await environments(h) == []
+
+
+async def test_deleting_after_an_ambiguous_create_still_finds_its_environment(harness: Harness) -> None:
+    h = harness
+    # The API created it but the answer was lost (a 503 after the change).
+    await inject(h, kind="error", status=503, route="create_environment", when="after", count=1)
+    body = h.add("shop")
+    await h.change(body)
+    assert status(h, "shop").create_request is not None
+    [created] = await environments(h)
+    step = await h.delete_step(body)
+    assert not step.done
+    h.sim.clock.advance(10)
+    while not step.done:
+        h.sim.clock.advance(5)
+        step = await h.delete_step(body)
+    assert await environments(h) == []
+    assert "Deleted" in h.reasons("shop") and created["name"] == "shop"
+
+
+async def test_a_busy_answer_to_the_deletions_replay_is_asked_again(harness: Harness) -> None:
+    h = harness
+    await inject(h, kind="error", status=503, route="create_environment", when="after", count=1)
+    body = h.add("shop")
+    await h.change(body)
+    assert len(await environments(h)) == 1
+    # The replay meets 409 concurrent_action (the older API's idempotency lock): not "nothing exists".
+    await inject(h, kind="conflict", code="concurrent_action", route="create_environment", count=1)
+    step = await h.delete_step(body)
+    assert not step.done
+    for _ in range(20):
+        h.sim.clock.advance(5)
+        step = await h.delete_step(body)
+        if step.done:
+            break
+    assert step.done and await environments(h) == []

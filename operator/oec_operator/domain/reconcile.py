@@ -288,11 +288,16 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     The request (key and body) is written to ``status.createRequest`` before the POST and replayed
     unchanged after a crash, so the API's idempotency cache answers it even in its strict mode
     (a different body under the same key is refused there, ``docs/oec-api.md`` §1 decision 5).
+    A definitive refusal (:func:`refused_create`) of the first POST under the key drops the
+    request, so a deletion sends nothing; a refused replay keeps it, since the earlier attempt's
+    outcome is unknown (an API that checks the key or the quota before its idempotency cache
+    refuses the replay of a create that did happen).
     """
     spec, api = ctx.spec, ctx.api
     if spec.observe_only:
         return ctx.stall("InvalidSpec", "managementPolicy Observe needs spec.environmentId")
     request = None if ctx.status.environment_id else ctx.status.create_request
+    first = request is None  # no earlier POST under this key can have created anything
     recreate = ctx.pending_recreate
     try:
         if request is None:
@@ -317,17 +322,35 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
                 ctx.status.conditions, waiting, generation=ctx.ref.generation, now=ctx.now))))
         env = await replay_create(api, spec.project_id, request)
         ctx.source.record(env)
-    except OecNotFoundError:
-        return ctx.stall(
-            "InvalidSpec",
-            f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
-            "check the credentials, or delete this resource and create one with a valid projectId",
-        )
+    except OecError as exc:
+        forget = first and refused_create(exc)
+        if isinstance(exc, OecNotFoundError):
+            outcome = ctx.stall(
+                "InvalidSpec",
+                f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
+                "check the credentials, or delete this resource and create one with a valid projectId",
+            )
+            if forget:
+                outcome.status = Status(create_request=None)
+            return outcome
+        if forget:  # the caller reports the refusal; the request is dropped first, a deletion sends nothing
+            await ctx.persist(Status(create_request=None))
+        raise
     events.append(Event("Normal", "Created", f"created OEC.sh environment {env.id} ({env.name})"))
     extra.add(Status(create_request=None))
     if recreate:
         extra.add(Status(last_handled_recreate_at=recreate))
     return env
+
+
+def refused_create(exc: OecError) -> bool:
+    """Whether the answer to a create proves that it created nothing: a definitive 4xx (400, 401,
+    402, 403, 404, 422 but ``idempotency_key_mismatch``, which says an earlier request under the key
+    was accepted). Timeouts, lost connections, 5xx, 429 and 409 (``concurrent_action``: the first
+    request may still be running) prove nothing (``docs/oec-api.md`` §5.3, §7)."""
+    if exc.status is None or exc.status in (409, 429) or not 400 <= exc.status < 500:
+        return False
+    return exc.code != "idempotency_key_mismatch"
 
 
 async def replay_create(api: OecClient, project_id: str, request: CreateRequest) -> Environment:
@@ -509,11 +532,20 @@ async def created_environment(api: OecClient, project_id: str, request: CreateRe
     caller deletes it.
 
     Returns:
-        The environment id, or ``None`` when the API refuses the create (nothing exists then).
+        The environment id, or ``None`` when the API refuses the create (nothing exists then: a
+        create accepted under this key within 24 h would be answered from the idempotency cache).
+
+    Raises:
+        OecError: any other failure, ``409 concurrent_action`` included (the first request may
+            still be running: ask again).
     """
     try:
         env = await replay_create(api, project_id, request)
-    except (OecNotFoundError, OecConflictError, OecValidationError):
+    except OecConflictError as exc:
+        if exc.code != "name_conflict":
+            raise
+        return None
+    except (OecNotFoundError, OecValidationError):
         return None
     return env.id
 
