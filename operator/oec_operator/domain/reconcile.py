@@ -265,7 +265,7 @@ async def _read_health(ctx: Context, env: Environment, detailed: Environment | N
     try:
         health = await api.get_environment_status(env.id)
     except OecNotFoundError:
-        if _in_grace(ctx, env) or await ctx.source.listed(env.id) is not None:
+        if await _still_listed(ctx, env):
             return None, detailed, ctx.fast_poll
         return _gone(ctx, env.id)
     except OecRateLimitError as exc:
@@ -273,6 +273,18 @@ async def _read_health(ctx: Context, env: Environment, detailed: Environment | N
     except OecError:
         return None, detailed, None  # health is informative; the environment itself was read fine
     return health, None if deployed else env, None
+
+
+async def _still_listed(ctx: Context, env: Environment) -> bool:
+    """After a detail read of ``env`` answered 404: whether that may be a lag rather than a
+    deletion (within the grace period after the create, the project's list read now still shows
+    it, or that list cannot be read now)."""
+    if _in_grace(ctx, env):
+        return True
+    try:
+        return await ctx.source.listed(env.id) is not None
+    except OecError:
+        return True  # no second observation: read again soon
 
 
 def _status_shows(status: Status, env: Environment) -> bool:
