@@ -12,8 +12,9 @@ from .conftest import Cluster, OperatorProcess, Simulator, environment, wait_for
 
 pytestmark = pytest.mark.integration
 
-#: Seconds the simulator's detail routes answer 404 after a create (``detail_lag_seconds``).
-LAG_SECONDS = 10.0
+#: Seconds the simulator's detail routes answer 404 after a create (``detail_lag_seconds``): long
+#: enough that the first `/status` reads fall inside it even on a loaded machine.
+LAG_SECONDS = 20.0
 
 
 def test_detail_routes_lagging_behind_a_create_never_report_a_deletion(
