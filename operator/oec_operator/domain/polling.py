@@ -164,15 +164,17 @@ class ProjectWatch:
         return env
 
     async def listed(self, env_id: str) -> Environment | None:
-        """The environment's entry in a list of the project read now (shared with a list already
-        in flight), ``None`` when that list does not show it or the project is gone: the second
-        observation after a direct read answered 404 (``docs/reconciliation.md``, Decisions: Gone).
+        """The environment's entry in a list of the project no older than the fast interval
+        (shared with a list in flight), ``None`` when that list does not show it or the project is
+        gone: the second observation after a direct read answered 404 (``docs/reconciliation.md``,
+        Decisions: Externally deleted). A list from just before a deletion only delays the verdict
+        to the next read.
 
         Raises:
             OecError: the list failed (now or recently), except 404.
         """
         try:
-            await self.refresh()
+            await self.refresh(max_age=self.fast)
         except OecNotFoundError:
             return None
         return self._present.get(env_id)
