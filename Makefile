@@ -72,7 +72,7 @@ demo-status: venv ## Show the demo's processes and resources
 demo-down: venv ## Stop everything `make demo` started
 	$(PY) tools/demo.py down --state-dir $(DEMO_DIR)
 
-kind-up: ## (needs Docker) Create a kind cluster and install the CRD
+kind-up: ## (needs Docker) Create a kind cluster and install the CRDs (OdooEnvironment, kopf peering)
 	kind create cluster --name $(KIND_CLUSTER)
 	kubectl apply -f crds/
 

@@ -3,11 +3,14 @@ parses what kopf hands it, calls the controller (:mod:`oec_operator.controller`)
 result (Events, a retry, the released finalizer). See ``docs/architecture.md``.
 
 Run with ``oec-operator`` (:mod:`oec_operator.__main__`) or
-``kopf run -m oec_operator.handlers --standalone --all-namespaces``.
+``kopf run -m oec_operator.handlers --all-namespaces``; several processes may run at once, kopf's
+peering lets one act (``docs/kopf.md`` §6).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import random
 from collections.abc import Mapping
 from typing import Any, cast
@@ -22,6 +25,7 @@ from oec_operator.controller.uninstall import orphan_all
 from oec_operator.domain.outcome import Event
 from oec_operator.domain.ownership import Claim, claims_of
 from oec_operator.kube import login as kube_login
+from oec_operator.kube import peering
 from oec_operator.runtime import Runtime
 from oec_operator.settings import COMPONENT, CRD_NAME, FINALIZER, PREFIX, RESOURCE, HandlerId, load_config
 
@@ -49,7 +53,7 @@ def _events(body: Mapping[str, Any]) -> EventSink:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Own finalizer and annotation prefix (``docs/kopf.md`` §1), logging, the shared runtime."""
+    """Own finalizer and annotation prefix (``docs/kopf.md`` §1), peering (§6), logging, the shared runtime."""
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX, v1=False)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, v1=False)
@@ -60,7 +64,10 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 310
     logs.configure()
+    peering.configure(settings, CONFIG)
     memo.runtime = Runtime.create(CONFIG, settings)
+    # A task: the Kubernetes client has credentials only once the start-up handlers are done.
+    memo.announce = asyncio.create_task(peering.announce(memo.runtime.kube, settings), name="peering announce")
     memo.sync = SyncController(memo.runtime)
     memo.deletion = DeleteController(memo.runtime)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
@@ -69,6 +76,9 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the HTTP clients and stop the project watches."""
+    announce: asyncio.Task[None] | None = memo.get("announce")
+    if announce is not None:
+        announce.cancel()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()
@@ -95,9 +105,25 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwa
 
 @kopf.daemon(*RESOURCE, id=HandlerId.POLL, cancellation_timeout=10.0,
              initial_delay=lambda **_: random.uniform(0, CONFIG.fast_poll_interval))  # noqa: S311 - spread restarts
-async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwargs: Any) -> None:
-    """Keep the status true until kopf stops the daemon (deletion, shutdown)."""
-    await memo.sync.run(_handle(body, memo, logger, kwargs))
+async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
+               **kwargs: Any) -> None:
+    """Keep the status true until kopf stops the daemon (deletion, shutdown, a pause by a peer)."""
+    try:
+        await memo.sync.run(_handle(body, memo, logger, kwargs))
+    finally:
+        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+            _forget(memo, body)
+
+
+def _forget(memo: kopf.Memo, body: kopf.Body) -> None:
+    """Paused by a peer with a higher priority (``docs/kopf.md`` §6): another process may act on the
+    object meanwhile, so what this one remembers of it (its last status write, the schedule, the
+    environment as last read) is not to be trusted when it resumes; the next body is."""
+    memo.runtime.status.forget(str(body["metadata"]["uid"]))
+    state, fresh = _state(memo), ResourceState()
+    for item in dataclasses.fields(ResourceState):
+        if item.name not in ("lock", "wake"):  # kept: a handler still running may hold them
+            setattr(state, item.name, getattr(fresh, item.name))
 
 
 @kopf.on.delete(*RESOURCE, id=HandlerId.DELETE)

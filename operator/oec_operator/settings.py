@@ -63,6 +63,12 @@ class OperatorConfig(BaseSettings):
     rate_limit_mode: Literal["split", "single"] = "split"
     polling: Literal["batched", "direct"] = "batched"
     secret_cache_ttl: float = Field(default=10.0, ge=0, le=3600.0)
+    # kopf peering (docs/kopf.md §6): the ClusterKopfPeering shared by the replicas, an explicit
+    # priority (default: from the start time, so the oldest replica is the active one) and how long
+    # a replica that stopped sending keep-alives still counts as alive (seconds).
+    peering_name: str = Field(default="oec-operator", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+    peering_priority: int | None = Field(default=None, ge=-(2**62), le=2**62)
+    peering_lifetime: int = Field(default=15, ge=5, le=600)
 
     @field_validator("api_key")
     @classmethod

@@ -30,8 +30,10 @@ __all__ = ["DEMO_KEY", "down", "status", "up"]
 DEMO_KEY = "oec_live_rw_demo_simulator_key_0000000000000000"
 SAMPLE = ROOT / "deploy" / "samples" / "odooenvironment.yaml"
 SAMPLE_NAME = "acme-dev"
-#: The demo operator polls faster than the defaults, so that changes show quickly.
-OPERATOR_ENV = {"OEC_POLL_INTERVAL": "15", "OEC_FAST_POLL_INTERVAL": "1", "OEC_METRICS_ADDRESS": "127.0.0.1"}
+#: The demo operator polls faster than the defaults, so that changes show quickly; it peers like the
+#: Deployment (the default peering object), so a second `oec-operator` started by hand waits.
+OPERATOR_ENV = {"OEC_POLL_INTERVAL": "15", "OEC_FAST_POLL_INTERVAL": "1", "OEC_METRICS_ADDRESS": "127.0.0.1",
+                "OEC_PEERING_NAME": "oec-operator"}
 
 
 def log(message: str) -> None:
@@ -98,7 +100,7 @@ def up(state: Path) -> None:
         ["--deploy-seconds", "10"], port_file=port_file, log=state / "simulator.log", isolation="session").proc)
     api_url = f"http://127.0.0.1:{int(port_file.read_text())}/api/public/v1"
 
-    log("installing the OdooEnvironment CRD")
+    log("installing the OdooEnvironment CRD and kopf's peering CRDs")
     kubectl.install_crd(ROOT / "crds")
 
     log(f"starting the operator against {api_url}")

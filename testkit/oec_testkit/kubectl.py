@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from .controlplane import default_bin_dir
-from .manifests import CRD, RESOURCE
+from .manifests import CRD, PEERING_CRD, PEERING_CRDS, RESOURCE
 
 __all__ = ["Kubectl", "KubectlError", "default_kubectl"]
 
@@ -40,6 +40,10 @@ class Kubectl:
         return proc
 
     def install_crd(self, crd: Path = CRD) -> None:
-        """Apply the OdooEnvironment CRD (a file or a directory) and wait until it is Established (60 s)."""
+        """Apply the OdooEnvironment CRD (a file or a directory) and kopf's peering CRDs (the operator
+        needs them), and wait until they are Established (60 s)."""
         self("apply", "-f", str(crd))
-        self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{RESOURCE}")
+        if crd.is_file():
+            self("apply", "-f", str(PEERING_CRD))
+        self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{RESOURCE}",
+             *(f"crd/{name}" for name in PEERING_CRDS))

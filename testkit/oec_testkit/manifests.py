@@ -12,6 +12,8 @@ __all__ = [
     "CRD",
     "GROUP",
     "KIND",
+    "PEERING_CRD",
+    "PEERING_CRDS",
     "PLURAL",
     "RESOURCE",
     "ROOT",
@@ -25,6 +27,10 @@ __all__ = [
 #: The repository (the test support is installed editable from ``testkit/``).
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"
+#: kopf's peering CRDs (several operator processes: ``docs/kopf.md`` §6).
+PEERING_CRD = ROOT / "crds" / "kopfpeerings.kopf.dev.yaml"
+#: Their names, for ``kubectl wait``.
+PEERING_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
 KIND = "OdooEnvironment"
 #: ``odooenvironments.oec.sh``: the name kubectl takes (and the CRD's name).
 RESOURCE = CRD_NAME

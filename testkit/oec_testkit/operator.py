@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -32,7 +34,15 @@ class OperatorProcess:
     more ``OEC_*`` variables (over the inherited environment); ``args``: its command line (e.g.
     ``["-n", namespace]``); output is appended to ``log``. It can be started again after a stop
     or a kill (``starts`` counts the starts).
+
+    Peering (``docs/kopf.md`` §6): each instance is one "pod": one kopf identity (``POD_ID``) over
+    all its starts, so a restart does not wait for its own last keep-alive to expire. Unless ``env``
+    names one, it has a peering object of its own (``OEC_PEERING_NAME``), so that operators of
+    different tests in one control plane do not pause each other; give several instances the same
+    ``OEC_PEERING_NAME`` to make them replicas of one operator.
     """
+
+    _ids = itertools.count(1)
 
     def __init__(self, kubeconfig: str | Path, api_url: str, log: Path, *, args: Sequence[str] = (),
                  api_key: str | None = None, key_secret: str | None = None, env: Mapping[str, str] | None = None,
@@ -43,6 +53,8 @@ class OperatorProcess:
             self.extra_env["OEC_API_KEY"] = api_key
         if key_secret is not None:
             self.extra_env["OEC_API_KEY_SECRET"] = key_secret
+        pod = f"op-{uuid.uuid4().hex[:8]}-{next(self._ids)}"
+        self.extra_env.update({"POD_ID": pod, "OEC_PEERING_NAME": pod})
         self.extra_env.update(env or {})
         self.isolation, self.cwd = isolation, cwd
         self.child: Child | None = None

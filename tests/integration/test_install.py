@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from oec_testkit.manifests import PEERING_CRD
+
 from .conftest import CRD, ROOT, kubectl_run
 
 pytestmark = pytest.mark.integration
@@ -36,8 +38,11 @@ def dry_run(kube: Any, objects: list[dict[str, Any]], namespace: str) -> str:
 
 
 def test_crd_base_is_the_crd_and_apply_f_crds_still_works(kube: Any, crd: Path) -> None:
-    assert render(kube, DEPLOY / "crd") == [yaml.safe_load(CRD.read_text())]
-    # crds/Kustomization has no .yaml suffix, so `kubectl apply -f crds/` applies only the CRD.
+    peering = [d for d in yaml.safe_load_all(PEERING_CRD.read_text()) if d]
+    by_name = lambda docs: sorted(docs, key=lambda d: d["metadata"]["name"])  # noqa: E731
+    assert by_name(render(kube, DEPLOY / "crd")) == by_name([yaml.safe_load(CRD.read_text()), *peering])
+    assert {d["spec"]["names"]["kind"] for d in peering} == {"ClusterKopfPeering", "KopfPeering"}
+    # crds/Kustomization has no .yaml suffix, so `kubectl apply -f crds/` applies only the CRDs.
     kubectl_run(kube, "apply", "--dry-run=server", "-f", str(ROOT / "crds"))
 
 
@@ -71,11 +76,15 @@ def test_deployment_matches_the_contract(kube: Any) -> None:
     objects = render(kube, DEPLOY / "default")
     (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    # Two replicas, one acting (kopf peering, docs/kopf.md §6); a surge pod waits as the standby.
+    assert spec["replicas"] == 2 and spec["strategy"]["type"] == "RollingUpdate"
     pod = spec["template"]["spec"]
     assert pod["serviceAccountName"] == "oec-operator"
     (container,) = pod["containers"]
     assert container["image"] == "oec-operator:latest"
+    assert "--standalone" not in container["command"]
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    assert not [e for e in container["env"] if e["name"] == "OEC_PEERING_PRIORITY"]  # equal: all would pause
     context = container["securityContext"]
     assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
     assert context["capabilities"] == {"drop": ["ALL"]} and context["runAsNonRoot"] is True

@@ -117,3 +117,12 @@ def test_rate_limit_error_from_body_only_429() -> None:
                                                     "retry_after": 42}})
     exc = error_from_response(response)
     assert isinstance(exc, OecRateLimitError) and exc.retry_after == 42
+    assert exc.stated, "the body stated the wait"
+
+
+def test_a_429_without_any_hint_is_a_guessed_wait_from_the_given_clock() -> None:
+    response = httpx.Response(429, json={"detail": {"error": "rate_limit_exceeded", "message": "slow down"}})
+    exc = error_from_response(response, now=NOW)
+    assert isinstance(exc, OecRateLimitError)
+    assert not exc.stated, "the fallback guessed the wait (docs/oec-api.md §6): the limiter must probe"
+    assert exc.retry_after == pytest.approx(31)

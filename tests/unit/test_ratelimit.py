@@ -4,6 +4,7 @@ windows of a fraction of a second."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 import pytest
@@ -233,3 +234,51 @@ async def test_an_answer_slower_than_the_window_books_nothing() -> None:
     limiter.observe(write=False, granted_at=1055.0, headers={
         "x-ratelimit-limit": "100", "x-ratelimit-remaining": "39", "x-ratelimit-window": "60"})
     assert limiter.snapshot()["read"]["used"] == 1, "requests that left the log were booked as another client's"
+
+
+async def _granted_within(limiter: RateLimiter, tasks: list[asyncio.Task[None]], seconds: float) -> int:
+    await asyncio.sleep(seconds)
+    return sum(1 for t in tasks if t.done())
+
+
+async def test_after_an_unstated_wait_one_probe_goes_first_and_the_rest_waits_for_its_answer() -> None:
+    # docs/oec-api.md §6: a 429 without Retry-After, body retry_after or X-RateLimit-Reset.
+    limiter = RateLimiter(read_limit=30, write_limit=30, window=WINDOW)
+    limiter.rate_limited(write=False, retry_after=0.1, stated=False)
+    tasks = [asyncio.create_task(limiter.acquire(write=False, priority=Priority.POLL)) for _ in range(5)]
+    assert await _granted_within(limiter, tasks, 0.05) == 0, "sent before the wait was over"
+    assert await _granted_within(limiter, tasks, 0.15) == 1, "not exactly one probe after the wait"
+    before_second_probe = limiter.now()
+    limiter.rate_limited(write=False, retry_after=0.1, stated=False)  # the probe got 429 again
+    assert await _granted_within(limiter, tasks, 0.05) == 1, "the queue went on after the probe's 429"
+    assert await _granted_within(limiter, tasks, 0.1) == 2, "not one new probe after the second wait"
+    limiter.observe(write=False, headers={}, granted_at=before_second_probe)  # an answer to a request before the probe
+    assert await _granted_within(limiter, tasks, 0.05) == 2, "an older request's answer opened the bucket"
+    limiter.observe(write=False, headers={})  # the probe's answer: open, paced (one per 0.01 s)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=1)
+
+
+async def test_a_probe_without_an_answer_lets_the_next_request_probe() -> None:
+    limiter = RateLimiter(read_limit=30, write_limit=30, window=WINDOW)
+    limiter.rate_limited(write=False, retry_after=0.01, stated=False)
+    await limiter.acquire(write=False, priority=Priority.POLL)
+    granted_at = limiter.now()
+    second = asyncio.create_task(limiter.acquire(write=False, priority=Priority.POLL))
+    third = asyncio.create_task(limiter.acquire(write=False, priority=Priority.POLL))
+    await asyncio.sleep(0.05)
+    assert not second.done(), "a second request went out while the probe was unanswered"
+    limiter.unanswered(write=False, granted_at=granted_at)  # e.g. the connection was reset
+    await asyncio.wait_for(second, timeout=0.1)
+    await asyncio.sleep(0.05)
+    assert not third.done(), "the second request is the new probe: the third waits for its answer"
+    third.cancel()
+
+
+async def test_a_reopened_bucket_drains_its_queue_at_the_budgets_pace() -> None:
+    # Stated wait (the current API's Retry-After): no probe, but no burst either: 6 per 0.3 s
+    # window means one every 0.05 s for the window after the reopening.
+    limiter = RateLimiter(read_limit=6, write_limit=6, window=WINDOW)
+    limiter.rate_limited(write=False, retry_after=0.1)
+    times = await _grant_times(limiter, 4)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) >= WINDOW / 6 - 0.01, f"granted {gaps} apart: a burst after the reopening"

@@ -161,6 +161,8 @@ class SyncController:
             return
         requests = Requests.from_annotations(body["metadata"].get("annotations"))
         slow = requests.steady_interval(config.poll_interval, config.min_poll_interval)
+        if not force and await self._resume(obj, ref, previous, requests, slow):
+            return
         now = cond.now_rfc3339()
         outcome, ctx, source = await self._reconcile(obj, ref, previous, requests, force, slow, now)
         base = ctx.status if ctx is not None else previous  # intents written meanwhile included
@@ -182,6 +184,37 @@ class SyncController:
         elif isinstance(source, WatchedSource) and current.environment_id:
             runtime.fleet.subscribe(source.watch, current.environment_id, ref.uid,
                                     Interest(wake=state.mark_changed, steady=slow, busy=current.busy))
+
+    async def _resume(self, obj: Handle, ref: ResourceRef, previous: Status, requests: Requests,
+                      slow: float) -> bool:
+        """The first poll in this process of a steady resource whose status is complete (Ready
+        for its generation, nothing in flight): instead of reading now, which would make every
+        project list at once after a restart, join the project's watch, whose first list comes at
+        a random offset within the interval and wakes the resource (``docs/reliability.md``).
+
+        Returns:
+            True when the resource was resumed this way (no reconcile now).
+        """
+        state, runtime = obj.state, self.runtime
+        ready = previous.condition(cond.READY) or {}
+        if (state.environment_id is not None or not runtime.batched or requests.paused or previous.busy
+                or not previous.environment_id or previous.observed_generation != ref.generation
+                or ready.get("status") != "True"):
+            return False
+        try:
+            spec = OdooEnvironmentSpec.from_body(obj.body["spec"])
+            key, _ = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
+        except (CredentialsError, ValueError, KubeError):
+            return False  # the reconcile says what is wrong
+        source = runtime.source(key, spec.project_id, runtime.client(key, Priority.POLL))
+        if not isinstance(source, WatchedSource):
+            return False
+        state.environment_id = previous.environment_id
+        state.next_poll_at = asyncio.get_running_loop().time() + slow
+        runtime.phases.set(ref.uid, previous.phase)
+        runtime.fleet.subscribe(source.watch, previous.environment_id, ref.uid,
+                                Interest(wake=state.mark_changed, steady=slow))
+        return True
 
     async def _reconcile(self, obj: Handle, ref: ResourceRef, previous: Status, requests: Requests, force: bool,
                          slow: float, now: str) -> tuple[Outcome, Context | None, EnvironmentSource | None]:

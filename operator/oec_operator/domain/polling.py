@@ -7,7 +7,9 @@ from it instead of calling the API, and are woken when their entry changes. The 
 the fast interval while any resource of the project has work in flight, the shortest steady
 interval its resources ask for otherwise, never below a floor that keeps all lists of one key
 within a share of its read budget (:class:`Fleet`), each interval with +-10 % jitter and the first
-one at a random offset, so a restart does not make every project poll at once.
+one at a random offset, so a restart does not make every project poll at once (a resumed resource
+whose status is complete subscribes without reading and waits for that first list:
+:meth:`oec_operator.controller.sync.SyncController._sync`).
 
 So the reads a minute of a key are about ``P * 60 / T`` for ``P`` projects at a steady interval
 of ``T`` seconds, plus one read per change (a user's spec change, a detail read after an
@@ -203,7 +205,8 @@ class ProjectWatch:
             failure = self._failure
             if isinstance(failure, OecRateLimitError):  # tell what is left of the wait
                 raise OecRateLimitError(failure.message, retry_after=max(1.0, self._retry_at - self._clock()),
-                                        status=failure.status, code=failure.code, extras=failure.extras)
+                                        status=failure.status, code=failure.code, extras=failure.extras,
+                                        stated=failure.stated)
             raise failure
         inflight: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight = inflight

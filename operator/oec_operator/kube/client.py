@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 RETRY_BACKOFFS = (0.5, 1.0, 2.0)
 #: A ``merge-patch`` content type (``application/json`` would be read as a strategic merge).
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+#: API group and version of kopf's peering resources (``crds/kopfpeerings.kopf.dev.yaml``).
+PEERING_GROUP, PEERING_VERSION = "kopf.dev", "v1"
 
 
 class KubeError(Exception):
@@ -125,3 +127,35 @@ class KubeClient:
         """
         secret = await self._call("get", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         return dict(secret.get("data") or {})
+
+    async def create_cluster_peering(self, name: str, status: Mapping[str, Any]) -> bool:
+        """Create kopf's ``ClusterKopfPeering`` ``name`` (``kopf.dev/v1``) with ``status``.
+
+        Returns:
+            False when it exists already (HTTP 409), True when it was created.
+
+        Raises:
+            KubeError: the write failed (404: the peering CRD is not installed).
+        """
+        body = {"apiVersion": f"{PEERING_GROUP}/{PEERING_VERSION}", "kind": "ClusterKopfPeering",
+                "metadata": {"name": name}, "status": dict(status)}
+        try:
+            await self._call("post", f"/apis/{PEERING_GROUP}/{PEERING_VERSION}/clusterkopfpeerings", body)
+        except KubeError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        return True
+
+    async def patch_cluster_peering(self, name: str, status: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge-patch the ``status`` of the ``ClusterKopfPeering`` ``name`` (kopf's keep-alive format).
+
+        Returns:
+            The object's ``status`` after the patch (every peer's entry).
+
+        Raises:
+            KubeError: the write failed (404: no such object).
+        """
+        body = await self._call("patch", f"/apis/{PEERING_GROUP}/{PEERING_VERSION}/clusterkopfpeerings/{name}",
+                                {"status": dict(status)}, MERGE_PATCH)
+        return dict(body.get("status") or {})

@@ -8,6 +8,7 @@ maps to one endpoint of ``docs/oec-api.md`` §11 and raises the typed errors of
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Callable, Mapping
@@ -194,17 +195,25 @@ class OecClient:
                 headers={**self._auth, **(headers or {})},
             )
         except httpx.TransportError as exc:
+            if self._limiter is not None:
+                self._limiter.unanswered(write=write, granted_at=granted_at)
             self._observe(method, path, None, started, None, None)
             # The exception text may carry the URL but never headers; keep only its kind.
             raise OecTransportError(f"{type(exc).__name__} on {method} {path}", code="transport") from None
-        error = error_from_response(response) if response.status_code >= 300 else None
+        except asyncio.CancelledError:
+            if self._limiter is not None:
+                self._limiter.unanswered(write=write, granted_at=granted_at)
+            raise
+        wall = self._limiter.wall_time() if self._limiter is not None else None
+        error = error_from_response(response, now=wall) if response.status_code >= 300 else None
         retry_after = getattr(error, "retry_after", None)
         if self._limiter is not None:
             if isinstance(error, OecRateLimitError):
                 # The wait is what the API says (not "remaining 0" of a whole window); an IP
                 # block stops every request, not just this bucket (``docs/oec-api.md`` §4).
                 for bucket in (True, False) if error.code == "ip_blocked" else (write,):
-                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, headers=response.headers)
+                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, headers=response.headers,
+                                               stated=error.stated)
             else:
                 self._limiter.observe(write=write, headers=response.headers, granted_at=granted_at)
         self._observe(method, path, response.status_code, started, response.headers.get("x-ratelimit-remaining"),

@@ -112,10 +112,13 @@ class OecRateLimitError(OecError):
     Attributes:
         retry_after: seconds to wait before the next request may succeed (always > 0), derived
             by :func:`retry_after_seconds`.
+        stated: whether the API stated that time (``Retry-After``, body ``retry_after`` or
+            ``X-RateLimit-Reset``) rather than it being guessed by the fallback chain (§6).
     """
 
-    def __init__(self, message: str, *, retry_after: float, **kw: Any) -> None:
+    def __init__(self, message: str, *, retry_after: float, stated: bool = True, **kw: Any) -> None:
         self.retry_after = retry_after
+        self.stated = stated
         super().__init__(message, **kw)
 
 
@@ -211,13 +214,7 @@ def retry_after_seconds(
         A delay in seconds, at least 1.
     """
     now = time.time() if now is None else now
-    value = _parse_delay(headers.get("retry-after"), now)
-    if value is None:
-        value = _number(body_extras.get("retry_after"))
-    if value is None:
-        reset = _number(headers.get("x-ratelimit-reset"))
-        if reset is not None:
-            value = reset - now if reset > 1_000_000_000 else reset
+    value = stated_retry_after(headers, body_extras, now)
     if value is None and code == "ip_blocked":
         value = IP_BLOCK_SECONDS
     if value is None and code in ("webhook_mutation_rate_limit", "target_rate_limit"):
@@ -228,6 +225,19 @@ def retry_after_seconds(
         if window:
             value = min(value, window)
     return max(1.0, float(value))
+
+
+def stated_retry_after(headers: Mapping[str, str], body_extras: Mapping[str, Any], now: float) -> float | None:
+    """The wait the API itself stated after a 429 (the first three steps of the fallback chain of
+    ``docs/oec-api.md`` §6), in seconds, or ``None`` when it stated none (``now``: Unix time)."""
+    value = _parse_delay(headers.get("retry-after"), now)
+    if value is None:
+        value = _number(body_extras.get("retry_after"))
+    if value is None:
+        reset = _number(headers.get("x-ratelimit-reset"))
+        if reset is not None:
+            value = reset - now if reset > 1_000_000_000 else reset
+    return value
 
 
 def _number(value: Any) -> float | None:
@@ -251,11 +261,12 @@ def _parse_delay(value: str | None, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-def error_from_response(response: httpx.Response) -> OecError:
+def error_from_response(response: httpx.Response, *, now: float | None = None) -> OecError:
     """Build the typed exception for a non-2xx API response.
 
     Args:
         response: an ``httpx.Response`` with status >= 300.
+        now: current Unix time in seconds for a 429's wait (defaults to ``time.time()``).
 
     Returns:
         An instance of the :class:`OecError` subclass for the status code (not raised).
@@ -270,8 +281,10 @@ def error_from_response(response: httpx.Response) -> OecError:
         message = response.reason_phrase or "error"
     kwargs: dict[str, Any] = {"status": status, "code": code or f"http_{status}", "extras": extras}
     if status == 429:
+        at = time.time() if now is None else now
         return OecRateLimitError(
-            message, retry_after=retry_after_seconds(response.headers, extras, code), **kwargs
+            message, retry_after=retry_after_seconds(response.headers, extras, code, now=at),
+            stated=stated_retry_after(response.headers, extras, at) is not None, **kwargs
         )
     if status == 422:
         return OecValidationError(message, errors=fields, **kwargs)

@@ -17,7 +17,12 @@ It is fed by what the API answers:
   is booked as used for one window. (Comparing with the whole sliding log instead would miss it
   whenever the log still holds the previous minute's requests.)
 * a 429 closes the bucket until its ``retry_after`` has passed (``docs/oec-api.md`` §6 fallback chain,
-  computed by :func:`oec_operator.oec.errors.retry_after_seconds`).
+  computed by :func:`oec_operator.oec.errors.retry_after_seconds`). When the API did not state
+  that time (the fallback guessed it), the bucket reopens with one *probe*: nothing else is sent
+  until the probe is answered (:meth:`RateLimiter.observe`); another 429 closes it again.
+* after any closed bucket reopens (after the probe, when there is one), grants are *paced* for
+  one window: at most one per ``window / limit`` seconds, so a queue built up during the wait
+  drains at the budget's pace instead of in one burst the API may refuse again.
 
 Waiting requests are served by :class:`Priority` (deletes, then creates, then user changes, then
 routine polls), first come first served within a priority. Detail reads (health, logs) never
@@ -50,6 +55,8 @@ LEARN_AFTER = 2.0
 LEARNED_FLOOR = 0.1
 #: Share of a bucket that detail reads (:meth:`RateLimiter.try_acquire`) leave to everything else.
 DETAIL_RESERVE = 0.25
+#: Windows after which a probe that got no answer (lost, cancelled) is given up and another sent.
+PROBE_TIMEOUT_WINDOWS = 1.0
 
 
 class Priority(IntEnum):
@@ -82,6 +89,14 @@ class _Bucket:
         #: client made with the key (``booked=True``), oldest first.
         self._grants: deque[tuple[float, bool]] = deque()
         self.closed_until = 0.0
+        #: The API did not state when the bucket reopens: the next grant is a probe.
+        self.probing = False
+        #: Clock time the outstanding probe was granted (``None``: none outstanding).
+        self.probe_at: float | None = None
+        #: Until this clock time grants are paced (one per ``window / limit`` seconds).
+        self.paced_until = 0.0
+        self._last_grant = -math.inf
+        self._probe_fut: asyncio.Future[None] | None = None
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -102,7 +117,12 @@ class _Bucket:
         at = now
         if len(self._grants) >= self.limit:
             at = self._grants[len(self._grants) - self.limit][0] + self.window + WINDOW_MARGIN
-        return max(at, self.closed_until)
+        at = max(at, self.closed_until)
+        if self.probe_at is not None:  # nothing more until the probe is answered (or lost)
+            at = max(at, self.probe_at + PROBE_TIMEOUT_WINDOWS * self.window)
+        if at < self.paced_until and self._last_grant >= self.closed_until:  # since the reopening
+            at = max(at, self._last_grant + self.window / self.limit)
+        return at
 
     def grants(self) -> list[float]:
         """Clock times of the requests this limiter let through in the current window."""
@@ -110,7 +130,29 @@ class _Bucket:
         return [at for at, booked in self._grants if not booked]
 
     def grant(self) -> None:
-        self._grants.append((self._clock(), False))
+        now = self._clock()
+        self._grants.append((now, False))
+        self._last_grant = now
+        if self.probing:
+            self.probe_at = now
+
+    def close(self, seconds: float, *, stated: bool) -> None:
+        """Send nothing for ``seconds``; then pace the grants for one window, after a probe
+        when the API did not state the time (``stated=False``)."""
+        self.closed_until = max(self.closed_until, self._clock() + max(0.0, seconds))
+        self.probing, self.probe_at = self.probing or not stated, None
+        self.paced_until = max(self.paced_until, self.closed_until + self.window)
+
+    def answered(self, granted_at: float, *, ok: bool) -> None:
+        """A request granted at ``granted_at`` got an answer other than 429 (``ok``) or none at all.
+        The outstanding probe's answer opens the bucket (paced for one window); without an answer
+        the next grant is a probe again."""
+        if self.probe_at is None or granted_at < self.probe_at:
+            return
+        self.probe_at, self._probe_fut = None, None
+        if ok:
+            self.probing = False
+            self.paced_until = max(self.paced_until, self._clock() + self.window)
 
     def book(self, count: int) -> None:
         """Count ``count`` requests made elsewhere with the same key as made now."""
@@ -149,7 +191,16 @@ class _Bucket:
                 return
             heapq.heappop(self._waiters)
             self.grant()
+            if self.probe_at is not None:
+                self._probe_fut = fut
             fut.set_result(None)
+
+    def dropped(self, fut: asyncio.Future[None]) -> None:
+        """A granted waiter was cancelled before it could send: if it held the probe, the next
+        grant probes again."""
+        if fut is self._probe_fut and self.probe_at is not None:
+            self.answered(self.probe_at, ok=False)
+            self.pump()
 
 
 class RateLimiter:
@@ -205,7 +256,7 @@ class RateLimiter:
             await fut
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
-                pass  # granted just before the cancellation: the slot stays used (conservative)
+                bucket.dropped(fut)  # granted just before: the slot stays used (conservative)
             raise
         waited = self._clock() - started
         if waited > 0 and self._on_wait is not None:
@@ -235,6 +286,11 @@ class RateLimiter:
         """The limiter's clock (seconds): pass it as ``granted_at`` to :meth:`observe`."""
         return self._clock()
 
+    def wall_time(self) -> float:
+        """The limiter's wall clock (seconds since the epoch): the API's calendar minute is read
+        from it, and so is the fallback wait after a 429 that states none (§6)."""
+        return self._wall()
+
     def observe(self, *, write: bool, headers: Mapping[str, str], granted_at: float | None = None) -> None:
         """Learn from an answer's ``X-RateLimit-Limit``/``-Remaining``/``-Window`` (§6).
 
@@ -245,6 +301,7 @@ class RateLimiter:
         another client.
         """
         bucket = self.bucket(write)
+        bucket.answered(self._clock() if granted_at is None else granted_at, ok=True)
         limit, remaining, window = (_int(headers.get(h)) for h in
                                     ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-window"))
         if window and window > 0:
@@ -279,8 +336,14 @@ class RateLimiter:
         wall_at = self._wall() - (now - at) - skew
         return at - skew - wall_at % bucket.window
 
-    def rate_limited(self, *, write: bool, retry_after: float, headers: Mapping[str, str] | None = None) -> None:
+    def rate_limited(self, *, write: bool, retry_after: float, headers: Mapping[str, str] | None = None,
+                     stated: bool = True) -> None:
         """The API answered 429: send nothing in this bucket for ``retry_after`` seconds.
+
+        ``stated``: the API said when requests succeed again (``Retry-After``, body
+        ``retry_after``, ``X-RateLimit-Reset``); otherwise the time is a guess (§6 fallback) and
+        the bucket reopens with one probe request: the others wait for its answer. Either way the
+        grants after the reopening are paced for one window (module docstring).
 
         The answer's ``X-RateLimit-Limit`` (``headers``), if any, becomes the bucket's limit.
         Without it (older API versions, §1 row 8) the limit is learned from the refusal itself:
@@ -299,7 +362,14 @@ class RateLimiter:
         if not bucket.announced and into_minute >= LEARN_AFTER:
             accepted = sum(1 for g in bucket.grants() if g >= self._clock() - into_minute) - 1
             bucket.limit = max(bucket.floor, min(bucket.limit, accepted))
-        bucket.closed_until = max(bucket.closed_until, self._clock() + max(0.0, retry_after))
+        bucket.close(retry_after, stated=stated)
+        bucket.pump()
+
+    def unanswered(self, *, write: bool, granted_at: float) -> None:
+        """The request granted at ``granted_at`` (:meth:`now`) got no answer (transport failure,
+        cancellation): if it was the probe, the next request probes again."""
+        bucket = self.bucket(write)
+        bucket.answered(granted_at, ok=False)
         bucket.pump()
 
     def snapshot(self) -> dict[str, dict[str, float]]:
