@@ -494,13 +494,13 @@ def _unconfirmed(ctx: Context, environment_id: str) -> Outcome:
     return outcome
 
 
-def created_age(ctx: Context, env: Environment | None = None) -> float | None:
+def _created_age(ctx: Context, env: Environment | None = None) -> float | None:
     """Seconds since the environment's create by the latest evidence, ``None`` when unknown.
 
     Evidence: the API's ``createdAt`` (in the status, so it survives a restart, or in ``env``) and
     the operator's own ``createRequest.requestedAt`` (still recorded when the status write after the
-    create failed), against the operator's clock. The API's clock and the operator's may differ
-    by their skew; the latest stamp wins, so a skew lengthens the grace rather than shortens it.
+    create failed), against the operator's clock; the later stamp counts. An operator clock
+    behind the API's lengthens the grace by the skew, one ahead shortens it (keep both on NTP).
     """
     request = ctx.status.create_request
     stamps = (ctx.status.created_at, env.created_at if env else None, request.requested_at if request else None)
@@ -511,7 +511,7 @@ def created_age(ctx: Context, env: Environment | None = None) -> float | None:
 
 
 def _in_grace(ctx: Context, env: Environment | None = None) -> bool:
-    age = created_age(ctx, env)
+    age = _created_age(ctx, env)
     return age is not None and age < ctx.gone_grace
 
 
