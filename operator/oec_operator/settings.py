@@ -55,6 +55,7 @@ class OperatorConfig(BaseSettings):
     min_poll_interval: float = Field(default=10.0, ge=0.5, le=86400.0)
     request_timeout: float = Field(default=30.0, gt=0, le=300.0)
     credentials_grace_period: float = Field(default=600.0, ge=0, le=7 * 86400.0)
+    external_delete_grace_period: float = Field(default=30.0, ge=0, le=86400.0)
     metrics_port: int = Field(default=8081, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"  # noqa: S104 - inside a pod; set 127.0.0.1 on a workstation
     rate_limit_reads: int = Field(default=120, ge=1, le=1_000_000)

@@ -111,6 +111,16 @@ def _visible_env(request: web.Request) -> Environment:
     return env
 
 
+def _readable_env(request: web.Request) -> Environment:
+    """:func:`_visible_env` for the GET detail routes: 404 for ``detail_lag_seconds`` after the
+    environment's create (§1 row 30: the detail routes lag behind the project's list)."""
+    env = _visible_env(request)
+    sim = _sim(request)
+    if sim.clock.now() - env.created_at < sim.config.detail_lag_seconds:
+        raise not_found()
+    return env
+
+
 def _int_query(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None:
@@ -257,7 +267,7 @@ async def create_environment(request: web.Request) -> web.Response:
 
 async def get_environment(request: web.Request) -> web.Response:
     """``GET /environments/{env_id}`` → Environment; 404 once gone."""
-    env = _visible_env(request)
+    env = _readable_env(request)
     return _json(_sim(request).store.environment_view(env))
 
 
@@ -283,14 +293,14 @@ async def delete_environment(request: web.Request) -> web.Response:
 
 async def environment_status(request: web.Request) -> web.Response:
     """``GET /environments/{env_id}/status`` → health object (§9.2)."""
-    env = _visible_env(request)
+    env = _readable_env(request)
     return _json(_sim(request).store.health_view(env))
 
 
 async def environment_logs(request: web.Request) -> web.Response:
     """``GET /environments/{env_id}/logs?task_id=&lines=`` → ``{task_id, log, lines, truncated}``."""
     sim = _sim(request)
-    env = _visible_env(request)
+    env = _readable_env(request)
     lines = _int_query(request, "lines", 200, 1, sim.config.logs_max_lines)
     raw_task = request.query.get("task_id")
     task_id = None
@@ -331,7 +341,7 @@ async def get_deployment(request: web.Request) -> web.Response:
 async def list_deployments(request: web.Request) -> web.Response:
     """``GET /environments/{env_id}/deployments`` → cursor page of Tasks, newest first."""
     sim = _sim(request)
-    env = _visible_env(request)
+    env = _readable_env(request)
     page, pagination = _cursor_page(request, sim.store.list_tasks(env.id))
     return _json({"data": [sim.store.task_view(t) for t in page], "pagination": pagination})
 

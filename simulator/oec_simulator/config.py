@@ -122,7 +122,7 @@ class SimulatorConfig(BaseModel):
       ``idempotency_inflight``, ``idempotency_headers``, ``rate_limit_mode``, ``rate_limit_headers``,
       ``not_visible_status``, ``failed_deploy_status``, ``name_uniqueness``, ``list_hides_inactive``,
       ``status_filter``, ``unknown_fields``, ``quota_status``, ``logs_max_lines``,
-      ``confirm_status``, ``action_aliases``, ``deployments_list``.
+      ``confirm_status``, ``action_aliases``, ``deployments_list``, ``detail_lag_seconds``.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
@@ -186,6 +186,9 @@ class SimulatorConfig(BaseModel):
     action_aliases: bool = False
     # §1 row 22: deployments list shows every task type, or deploy tasks only.
     deployments_list: Literal["all", "deploy_only"] = "all"
+    # §1 row 30: eventual consistency; for N s after a create the environment's GET detail routes
+    # answer 404 while the project's list already shows it (0 = consistent at once).
+    detail_lag_seconds: float = Field(0.0, ge=0)
 
     @field_validator("rate_limit_headers", mode="before")
     @classmethod

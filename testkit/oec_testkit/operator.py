@@ -15,11 +15,13 @@ from .processes import Child, Isolation
 __all__ = ["TEST_TIMINGS", "OperatorProcess"]
 
 #: Poll timings of the tests and the chaos suite (seconds): steady poll 3, fast poll 0.5 (also the
-#: base of the error backoff), lowest per-resource poll 1; metrics on a free port.
+#: base of the error backoff), lowest per-resource poll 1, no "deleted outside" within 5 s of a
+#: create (scaled down from 30 like the polls); metrics on a free port.
 TEST_TIMINGS = {
     "OEC_POLL_INTERVAL": "3",
     "OEC_FAST_POLL_INTERVAL": "0.5",
     "OEC_MIN_POLL_INTERVAL": "1",
+    "OEC_EXTERNAL_DELETE_GRACE_PERIOD": "5",
     "OEC_METRICS_PORT": "0",
 }
 

@@ -153,3 +153,25 @@ async def test_mcp_status_filter_variant(sim: Sim) -> None:
     await sim.patch_config(status_filter="mcp")
     assert (await sim.api.get(CREATE, params={"status": "failed"})).status_code == 422
     assert (await sim.api.get(CREATE, params={"status": "Cloning"})).status_code == 200
+
+
+async def test_detail_routes_lag_behind_a_create(sim: Sim, clock: ManualClock) -> None:
+    """§1 row 30: with ``detail_lag_seconds`` the GET detail routes answer 404 for that long after
+    the create while the project's list already shows the environment; writes are not delayed."""
+    await sim.patch_config(detail_lag_seconds=10)
+    env_id = (await sim.create_env())["id"]
+    details = [f"/environments/{env_id}", f"/environments/{env_id}/status", f"/environments/{env_id}/logs",
+               f"/environments/{env_id}/deployments"]
+    for path in details:
+        assert (await sim.api.get(path)).status_code == 404, path
+    assert [e["id"] for e in (await sim.api.get(CREATE)).json()] == [env_id]
+    renamed = await sim.api.patch(f"/environments/{env_id}", json={"name": "renamed"})
+    assert renamed.status_code == 200
+    clock.advance(9.9)
+    assert (await sim.api.get(f"/environments/{env_id}")).status_code == 404
+    clock.advance(0.1)
+    for path in details:
+        assert (await sim.api.get(path)).status_code == 200, path
+    assert (await sim.api.get(f"/environments/{env_id}")).json()["name"] == "renamed"
+    await sim.patch_config(detail_lag_seconds=0)
+    assert (await sim.api.get(f"/environments/{env_id}/status")).status_code == 200

@@ -7,11 +7,11 @@ import httpx
 from oec_operator.domain.assess import assess, merge_status
 from oec_operator.domain.failures import error_outcome, retry_delay
 from oec_operator.domain.outcome import Outcome
-from oec_operator.domain.reconcile import desired_changes
+from oec_operator.domain.reconcile import desired_changes, refused_create
 from oec_operator.models.conditions import merge_conditions
 from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.models.status import Status
-from oec_operator.oec.errors import error_from_response
+from oec_operator.oec.errors import OecError, OecTransportError, error_from_response
 from oec_operator.oec.models import Environment, EnvironmentHealth
 
 PROJECT = "3f0c9a52-7a1e-4c1b-9d2e-5b8f6a4e2c10"
@@ -112,3 +112,22 @@ def test_transition_time_only_changes_with_status() -> None:
     assert c["conditions"][0]["lastTransitionTime"] == "t3"
     assert c["conditions"][0]["observedGeneration"] == 2 and c["observedGeneration"] == 2
     assert "observedGeneration" not in a
+
+
+def test_only_a_definitive_refusal_proves_a_create_made_nothing() -> None:
+    def answer(status: int, body: object) -> OecError:
+        return error_from_response(httpx.Response(status, json=body))
+
+    refused = [answer(422, {"detail": {"error": "quota_exceeded", "message": "limit"}}),
+               answer(422, {"detail": [{"loc": ["body", "name"], "msg": "too long", "type": "string_too_long"}]}),
+               answer(404, {"detail": {"error": "not_found", "message": "no"}}),
+               answer(403, {"detail": {"error": "read_only_key", "message": "no"}}),
+               answer(401, {"detail": {"error": "invalid_key", "message": "no"}}),
+               answer(400, {"detail": {"error": "invalid_json", "message": "no"}})]
+    ambiguous = [answer(422, {"detail": {"error": "idempotency_key_mismatch", "message": "other body"}}),
+                 answer(409, {"detail": {"error": "concurrent_action", "message": "busy"}}),
+                 answer(429, {"detail": {"error": "rate_limit_exceeded", "retry_after": 3}}),
+                 answer(503, {"detail": {"error": "enqueue_failed", "message": "later"}}),
+                 OecTransportError("timed out", code="timeout")]
+    assert [refused_create(e) for e in refused] == [True] * len(refused)
+    assert [refused_create(e) for e in ambiguous] == [False] * len(ambiguous)

@@ -240,6 +240,7 @@ class SyncController:
                 fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
                 write=lambda update: runtime.status.write(ref.namespace, ref.name, ref.uid, update),
                 source=source, fresh=force, detailed=state.detailed,
+                gone_grace=config.external_delete_grace_period,
             )
             outcome = await reconcile(ctx)
             state.last_good_key = key

@@ -29,13 +29,13 @@ import contextlib
 import hashlib
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from oec_operator.domain.failures import backoff
 from oec_operator.oec.client import OecClient
-from oec_operator.oec.errors import OecError, OecRateLimitError, OecTransportError
+from oec_operator.oec.errors import OecError, OecNotFoundError, OecRateLimitError, OecTransportError
 from oec_operator.oec.models import Environment
 
 #: Share of a key's read budget that the lists of all its projects may use together.
@@ -84,6 +84,7 @@ class ProjectWatch:
         self._floor = floor
         self._clock = clock
         self._seen: dict[str, _Seen] = {}
+        self._present: dict[str, Environment] = {}  # the entries of the last list, as listed
         self._listed_at: float | None = None
         self._failure: OecError | None = None
         self._failures = 0
@@ -164,6 +165,22 @@ class ProjectWatch:
         self.record(env)
         return env
 
+    async def listed(self, env_id: str) -> Environment | None:
+        """The environment's entry in a list of the project no older than the fast interval
+        (shared with a list in flight), ``None`` when that list does not show it or the project is
+        gone: the second observation after a direct read answered 404 (``docs/reconciliation.md``,
+        Decisions: Externally deleted). A list from just before a deletion only delays the verdict
+        to the next read.
+
+        Raises:
+            OecError: the list failed (now or recently), except 404.
+        """
+        try:
+            await self.refresh(max_age=self.fast)
+        except OecNotFoundError:
+            return None
+        return self._present.get(env_id)
+
     async def environments(self, *, max_age: float) -> list[Environment]:
         """Every environment of the project, from a list no older than ``max_age`` seconds."""
         if self._listed_at is None or self._clock() - self._listed_at > max_age:
@@ -218,7 +235,8 @@ class ProjectWatch:
             raise
         self._failure, self._failures = None, 0
         changed: set[str] = set()
-        present = {env.id for env in listed}
+        present = {env.id: env for env in listed}
+        self._present = present
         for env in listed:
             seen = self._seen.get(env.id)
             if seen is not None and seen.at > started:
@@ -325,11 +343,21 @@ class EnvironmentSource(Protocol):
         """The environment (``fresh``: read now, for a user's change).
 
         Raises:
-            OecNotFoundError: it is gone. OecError: the read failed.
+            OecNotFoundError: it is gone: a direct read answered 404 and the project's list does not
+                show it (two observations; a 404 alone may be a read lagging behind a create).
+            OecError: the read failed.
         """
 
     async def environments(self) -> list[Environment]:
         """Every environment of the resource's project (the name-conflict check before a create)."""
+
+    async def listed(self, env_id: str) -> Environment | None:
+        """The environment's entry in the project's list read now, ``None`` when absent (the second
+        observation after a direct read answered 404).
+
+        Raises:
+            OecError: the list failed (a 404 of the project means absent).
+        """
 
     def record(self, env: Environment) -> None:
         """An environment the reconcile got from a write's answer."""
@@ -337,6 +365,25 @@ class EnvironmentSource(Protocol):
     def wants_detail(self, env: Environment, detailed: Environment | None) -> bool:
         """Whether to read ``GET /environments/{id}/status`` for ``env``; ``detailed`` is the
         environment as it was when its status was last read (``None``: never)."""
+
+
+async def confirmed_read(api: OecClient, env_id: str,
+                         listed: Callable[[str], Awaitable[Environment | None]]) -> Environment:
+    """``GET /environments/{id}``; a 404 counts only when ``listed(env_id)`` (the project's list
+    read now) does not show the environment either, else its listed entry is the answer (the
+    detail read may lag behind a create; the mirror of :meth:`ProjectWatch.environment`, which
+    confirms a list's absence with this read).
+
+    Raises:
+        OecNotFoundError: both observations agree that it is gone. OecError: a read failed.
+    """
+    try:
+        return await api.get_environment(env_id)
+    except OecNotFoundError:
+        entry = await listed(env_id)
+        if entry is None:
+            raise
+        return entry
 
 
 class WatchedSource:
@@ -349,13 +396,16 @@ class WatchedSource:
 
     async def environment(self, env_id: str, *, fresh: bool) -> Environment:
         if fresh:
-            env = await self.api.get_environment(env_id)
+            env = await confirmed_read(self.api, env_id, self.listed)
             self.watch.record(env)
             return env
         return await self.watch.environment(env_id, max_age=self.watch.stale_after())
 
     async def environments(self) -> list[Environment]:
         return await self.watch.environments(max_age=self.watch.interval())
+
+    async def listed(self, env_id: str) -> Environment | None:
+        return await self.watch.listed(env_id)
 
     def record(self, env: Environment) -> None:
         self.watch.record(env)
@@ -372,10 +422,16 @@ class DirectSource:
         self.project_id = project_id
 
     async def environment(self, env_id: str, *, fresh: bool) -> Environment:
-        return await self.api.get_environment(env_id)
+        return await confirmed_read(self.api, env_id, self.listed)
 
     async def environments(self) -> list[Environment]:
         return await self.api.list_environments(self.project_id)
+
+    async def listed(self, env_id: str) -> Environment | None:
+        try:
+            return next((env for env in await self.environments() if env.id == env_id), None)
+        except OecNotFoundError:
+            return None
 
     def record(self, env: Environment) -> None:
         return None

@@ -24,6 +24,7 @@ One :func:`reconcile` is level-based and safe to repeat at any time:
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import random
 import uuid
@@ -36,7 +37,7 @@ from oec_operator.domain.assess import assess, observed_status, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.polling import EnvironmentSource
-from oec_operator.models.conditions import READY, RECONCILING, Condition, merge_conditions
+from oec_operator.models.conditions import READY, RECONCILING, STALLED, Condition, merge_conditions
 from oec_operator.models.requests import Requests
 from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.models.status import CreateRequest, PendingDeploy, Status
@@ -109,6 +110,8 @@ class Context:
         source: where environments are read from (batched list or direct reads).
         fresh: a user's change triggered this reconcile: read the environment now.
         detailed: the environment as it was when its ``/status`` was last read (``None``: never).
+        gone_grace: seconds after an environment's create during which no 404 means "deleted"
+            (``OEC_EXTERNAL_DELETE_GRACE_PERIOD``).
     """
 
     api: OecClient
@@ -125,6 +128,7 @@ class Context:
     source: EnvironmentSource
     fresh: bool = False
     detailed: Environment | None = None
+    gone_grace: float = 30.0
     #: A refused write was recorded or held back in this reconcile (``status.refusedWrite`` stays).
     refused: bool = field(default=False, init=False)
 
@@ -290,8 +294,10 @@ async def _read_health(ctx: Context, env: Environment, detailed: Environment | N
     started, where the read is part of it; otherwise it is a detail that may wait).
 
     Returns:
-        ``(health or None, the environment as last detailed, seconds to wait for budget or
-        None)``, or the outcome of an environment that answered 404.
+        ``(health or None, the environment as last detailed, seconds until the detail is worth
+        reading again or None)``, or the outcome of an environment that is gone: the read answered
+        404 and the project's list, read now, no longer shows it. A 404 while the list still shows
+        it, or within the grace period after the create, is a detail lagging behind: read again soon.
     """
     if not (deployed or ctx.source.wants_detail(env, detailed)):
         return None, detailed, None
@@ -299,12 +305,26 @@ async def _read_health(ctx: Context, env: Environment, detailed: Environment | N
     try:
         health = await api.get_environment_status(env.id)
     except OecNotFoundError:
+        if await _still_listed(ctx, env):
+            return None, detailed, ctx.fast_poll
         return _gone(ctx, env.id)
     except OecRateLimitError as exc:
         return None, detailed, exc.retry_after
     except OecError:
         return None, detailed, None  # health is informative; the environment itself was read fine
     return health, None if deployed else env, None
+
+
+async def _still_listed(ctx: Context, env: Environment) -> bool:
+    """After a detail read of ``env`` answered 404: whether that may be a lag rather than a
+    deletion (within the grace period after the create, the project's list read now still shows
+    it, or that list cannot be read now)."""
+    if _in_grace(ctx, env):
+        return True
+    try:
+        return await ctx.source.listed(env.id) is not None
+    except OecError:
+        return True  # no second observation: read again soon
 
 
 def _status_shows(status: Status, env: Environment) -> bool:
@@ -320,11 +340,16 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     The request (key and body) is written to ``status.createRequest`` before the POST and replayed
     unchanged after a crash, so the API's idempotency cache answers it even in its strict mode
     (a different body under the same key is refused there, ``docs/oec-api.md`` §1 decision 5).
+    A definitive refusal (:func:`refused_create`) of the first POST under the key drops the
+    request, so a deletion sends nothing; a refused replay keeps it, since the earlier attempt's
+    outcome is unknown (an API that checks the key or the quota before its idempotency cache
+    refuses the replay of a create that did happen).
     """
     spec, api = ctx.spec, ctx.api
     if spec.observe_only:
         return ctx.stall("InvalidSpec", "managementPolicy Observe needs spec.environmentId")
     recorded = None if ctx.status.environment_id else ctx.status.create_request
+    first = recorded is None  # no earlier POST under this key can have created anything
     recreate = ctx.pending_recreate
     request = recorded or CreateRequest(key=create_key(ctx.ref.uid, recreate), name=spec.display_name(ctx.ref.name),
                                         environment_type=spec.environment_type, branch=spec.branch,
@@ -348,12 +373,20 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
             estimate=lambda queued: api.budget_wait(write=True, queued=queued),
             say=lambda wait: _say_waiting(ctx, wait), threshold=ctx.fast_poll, every=max(1.0, ctx.fast_poll))
         ctx.source.record(env)
-    except OecNotFoundError:
-        return ctx.stall(
-            "InvalidSpec",
-            f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
-            "check the credentials, or delete this resource and create one with a valid projectId",
-        )
+    except OecError as exc:
+        forget = first and refused_create(exc)
+        if isinstance(exc, OecNotFoundError):
+            outcome = ctx.stall(
+                "InvalidSpec",
+                f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
+                "check the credentials, or delete this resource and create one with a valid projectId",
+            )
+            if forget:
+                outcome.status = Status(create_request=None)
+            return outcome
+        if forget:  # the caller reports the refusal; the request is dropped first, a deletion sends nothing
+            await ctx.persist(Status(create_request=None))
+        raise
     events.append(Event("Normal", "Created", f"created OEC.sh environment {env.id} ({env.name})"))
     extra.add(Status(create_request=None))
     if recreate:
@@ -376,6 +409,16 @@ async def _say_waiting(ctx: Context, wait: float) -> None:
         ctx.status.conditions, conditions, generation=ctx.ref.generation, now=ctx.now))))
 
 
+def refused_create(exc: OecError) -> bool:
+    """Whether the answer to a create proves that it created nothing: a definitive 4xx (400, 401,
+    402, 403, 404, 422 but ``idempotency_key_mismatch``, which says an earlier request under the key
+    was accepted). Timeouts, lost connections, 5xx, 429 and 409 (``concurrent_action``: the first
+    request may still be running) prove nothing (``docs/oec-api.md`` §5.3, §7)."""
+    if exc.status is None or exc.status in (409, 429) or not 400 <= exc.status < 500:
+        return False
+    return exc.code != "idempotency_key_mismatch"
+
+
 async def replay_create(api: OecClient, project_id: str, request: CreateRequest) -> Environment:
     """``POST /projects/{id}/environments`` exactly as recorded in ``status.createRequest``; a
     repeat within 24 h creates nothing (``docs/oec-api.md`` §7).
@@ -393,7 +436,8 @@ async def replay_create(api: OecClient, project_id: str, request: CreateRequest)
 
 
 async def _find(ctx: Context, target: str, events: list[Event], extra: Settled) -> Environment | Outcome:
-    """Read the known or adopted environment; a vanished one is recreated only on request."""
+    """Read the known or adopted environment; a vanished one (the source's 404 needs the project's
+    list and a direct read to agree) is recreated only on request."""
     spec = ctx.spec
     adopting = not ctx.status.environment_id and spec.environment_id == target
     try:
@@ -506,7 +550,11 @@ async def _failure_log(ctx: Context, env: Environment, health: EnvironmentHealth
 
 
 def _gone(ctx: Context, environment_id: str) -> Outcome:
-    """The recorded environment answers 404: deleted outside Kubernetes. Never recreated silently."""
+    """The recorded environment is absent from the project's list and answers 404: deleted outside
+    Kubernetes, unless it was created less than ``ctx.gone_grace`` seconds ago (then it is read
+    again soon, :func:`_unconfirmed`). Never recreated silently."""
+    if _in_grace(ctx):
+        return _unconfirmed(ctx, environment_id)
     outcome = ctx.stall(
         "ExternallyDeleted",
         f"OEC.sh environment {environment_id} no longer exists (deleted outside Kubernetes); set the annotation "
@@ -514,6 +562,51 @@ def _gone(ctx: Context, environment_id: str) -> Outcome:
     )
     outcome.status = Status(phase="deleted", health=None)
     return outcome
+
+
+def _unconfirmed(ctx: Context, environment_id: str) -> Outcome:
+    """A 404 that does not prove the environment gone yet: keep it as known, read again after the
+    fast interval, no Event. A user's change stays owed: no condition is written for a generation
+    not reconciled yet (a condition's ``observedGeneration`` would make its PATCH look like drift)."""
+    outcome = Outcome(next_poll=ctx.fast_poll, failed=True, transient=True)
+    if ctx.reconciled_before:
+        outcome.conditions = [Condition(RECONCILING, "True", "ProgressingWithRetry",
+                                        f"OEC.sh environment {environment_id} answered 404 within "
+                                        f"{ctx.gone_grace:.0f}s of its create; reading it again")]
+        outcome.remove = (STALLED,)
+    return outcome
+
+
+def _created_age(ctx: Context, env: Environment | None = None) -> float | None:
+    """Seconds since the environment's create by the latest evidence, ``None`` when unknown.
+
+    Evidence: the API's ``createdAt`` (in the status, so it survives a restart, or in ``env``) and
+    the operator's own ``createRequest.requestedAt`` (still recorded when the status write after the
+    create failed), against the operator's clock; the later stamp counts. An operator clock
+    behind the API's lengthens the grace by the skew, one ahead shortens it (keep both on NTP).
+    """
+    request = ctx.status.create_request
+    stamps = (ctx.status.created_at, env.created_at if env else None, request.requested_at if request else None)
+    times = [t for t in map(_parse_time, stamps) if t is not None]
+    if not times:
+        return None
+    return (datetime.datetime.now(datetime.UTC) - max(times)).total_seconds()
+
+
+def _in_grace(ctx: Context, env: Environment | None = None) -> bool:
+    age = _created_age(ctx, env)
+    return age is not None and age < ctx.gone_grace
+
+
+def _parse_time(value: str | None) -> datetime.datetime | None:
+    """An RFC 3339 time (naive ones taken as UTC), ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def deletion_action(spec: OdooEnvironmentSpec, requests: Requests, *, crd_deleting: bool) -> str:
@@ -534,11 +627,20 @@ async def created_environment(api: OecClient, project_id: str, request: CreateRe
     caller deletes it.
 
     Returns:
-        The environment id, or ``None`` when the API refuses the create (nothing exists then).
+        The environment id, or ``None`` when the API refuses the create (nothing exists then: a
+        create accepted under this key within 24 h would be answered from the idempotency cache).
+
+    Raises:
+        OecError: any other failure, ``409 concurrent_action`` included (the first request may
+            still be running: ask again).
     """
     try:
         env = await replay_create(api, project_id, request)
-    except (OecNotFoundError, OecConflictError, OecValidationError):
+    except OecConflictError as exc:
+        if exc.code != "name_conflict":
+            raise
+        return None
+    except (OecNotFoundError, OecValidationError):
         return None
     return env.id
 
