@@ -186,3 +186,24 @@ async def test_a_deploy_refused_in_this_phase_waits_for_the_phase_to_change(harn
     await h.poll(body)
     assert [r["status"] for r in await requests(h, "POST", DEPLOY)] == [409, 202]
     assert status(h, "shop").pending_deploy is None and "DeployStarted" in h.reasons("shop")
+
+
+async def test_a_delete_refused_to_a_read_only_key_waits_for_the_key_to_change(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(secret_cache_ttl=0)
+    body = h.add("shop")
+    await h.change(body)
+    h.sim.clock.advance(60)  # running
+    h.kube.set_key(RO)  # rotated by mistake to a read-only key, then the resource is deleted
+    steps = [await h.delete_step(body) for _ in range(5)]
+    assert not any(step.done for step in steps)
+    assert all(step.retry_after == 60.0 for step in steps)  # the steady interval, not a fast backoff
+    assert [r["status"] for r in await requests(h, "DELETE", PATCH)] == [403]
+    ready = status(h, "shop").condition("Ready")
+    assert ready is not None and ready["reason"] == "AuthFailed" and "full-access key" in ready["message"]
+    assert RO not in str(h.kube.status_patches)
+    h.kube.set_key(RW)  # fixed
+    await h.delete_step(body)
+    h.sim.clock.advance(10)  # the destroy is done
+    assert (await h.delete_step(body)).done
+    assert [r["status"] for r in await requests(h, "DELETE", PATCH)] == [403, 202]

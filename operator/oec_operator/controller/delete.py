@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import datetime
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from oec_operator.controller.state import Handle
 from oec_operator.controller.sync import owner_of, resource_ref
+from oec_operator.domain import refusals
 from oec_operator.domain.assess import merge_status
-from oec_operator.domain.failures import retry_delay
+from oec_operator.domain.failures import classify, retry_delay
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.reconcile import created_environment, deletion_action, finalize
 from oec_operator.kube.client import KubeError
@@ -28,7 +30,7 @@ from oec_operator.models import conditions as cond
 from oec_operator.models.conditions import Condition
 from oec_operator.models.requests import Requests
 from oec_operator.models.spec import OdooEnvironmentSpec
-from oec_operator.models.status import Status
+from oec_operator.models.status import RefusedWrite, Status
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecError
 from oec_operator.oec.ratelimit import Priority
@@ -94,8 +96,14 @@ class DeleteController:
                 if environment_id is None:
                     return DONE
                 state.environment_id = environment_id
-            progress = await finalize(api, environment_id)
+            send_delete = self._guarded_delete(obj, ref, previous, api, environment_id)
+            progress = await finalize(api, environment_id, send_delete)
         except OecError as exc:
+            if refusals.for_good(exc):  # sent again only once the key, the spec or a token changed
+                _, reason, message = classify(exc, "the credentials")
+                message = f"deleting environment {environment_id}: {message}"
+                await self._report(obj, ref, previous, reason, message)
+                return DeletionStep(self.config.poll_interval, message)
             state.failures += 1
             await self._report(obj, ref, previous, "ApiError", f"deleting: {exc}")
             return DeletionStep(retry_delay(exc, state.failures, self.config.fast_poll_interval),
@@ -108,6 +116,24 @@ class DeleteController:
             return DeletionStep(self.config.fast_poll_interval, message)
         events(Event("Normal", "Deleted", f"OEC.sh environment {environment_id} is deleted"))
         return DONE
+
+    def _guarded_delete(self, obj: Handle, ref: ResourceRef, previous: Status, api: OecClient,
+                        environment_id: str) -> Callable[[], Awaitable[object]]:
+        """The DELETE of ``environment_id``, held back while the API refused it for good and nothing
+        changed since (``docs/reconciliation.md``, Refused writes); a new refusal is recorded in
+        ``status.refusedWrite`` (best effort: if that write fails, the DELETE is refused once more)."""
+        request = f"DELETE /environments/{environment_id}"
+        requests = Requests.from_annotations(obj.body["metadata"].get("annotations"))
+        print_ = refusals.fingerprint(request, {}, api.key_id, ref.generation, requests)
+
+        async def record(refused: RefusedWrite) -> None:
+            try:
+                await self.runtime.status.write(ref.namespace, ref.name, ref.uid, Status(refused_write=refused))
+            except KubeError as exc:
+                obj.logger.info(f"cannot record the refused DELETE ({exc})")
+
+        return lambda: refusals.send_unless_refused(previous.refused_write, print_, request, cond.now_rfc3339(),
+                                                    lambda: api.delete_environment(environment_id), record)
 
     async def _without_destroy(self, obj: Handle, previous: Status, spec: OdooEnvironmentSpec,
                                environment_id: str | None) -> DeletionStep | None:

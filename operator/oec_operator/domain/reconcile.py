@@ -40,7 +40,7 @@ from oec_operator.domain.polling import EnvironmentSource
 from oec_operator.models.conditions import READY, RECONCILING, STALLED, Condition, merge_conditions
 from oec_operator.models.requests import Requests
 from oec_operator.models.spec import OdooEnvironmentSpec
-from oec_operator.models.status import CreateRequest, PendingDeploy, Status
+from oec_operator.models.status import CreateRequest, PendingDeploy, RefusedWrite, Status
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import (
     OecConflictError,
@@ -192,15 +192,12 @@ class Context:
         Raises:
             OecError: the API's answer, or the remembered one (nothing sent).
         """
-        print_ = self.hold_back(request, body)
-        try:
-            return await send()
-        except OecError as exc:
-            refused = refusals.refusal(exc, request, print_, self.now)
-            if refused is not None:
-                self.refused = True
-                await self.persist(Status(refused_write=refused))
-            raise
+        return await refusals.send_unless_refused(self.status.refused_write, self.hold_back(request, body), request,
+                                                  self.now, send, self._record_refusal)
+
+    async def _record_refusal(self, refused: RefusedWrite) -> None:
+        self.refused = True
+        await self.persist(Status(refused_write=refused))
 
     def stall(self, reason: str, message: str) -> Outcome:
         """A stalled outcome looked at again after the steady interval."""
@@ -645,7 +642,8 @@ async def created_environment(api: OecClient, project_id: str, request: CreateRe
     return env.id
 
 
-async def finalize(api: OecClient, environment_id: str) -> str:
+async def finalize(api: OecClient, environment_id: str,
+                   send_delete: Callable[[], Awaitable[object]] | None = None) -> str:
     """One step of deleting the environment; call until it returns ``"gone"``.
 
     Reads the environment first, so a DELETE is sent only once and never while a task runs
@@ -654,6 +652,9 @@ async def finalize(api: OecClient, environment_id: str) -> str:
     (``pending``, ``deploying``, ``cloning``) -> ``"waiting"``; otherwise ``DELETE`` with
     ``X-Confirm-Delete: true`` -> ``"destroying"`` (a 404 answer -> ``"gone"``; a
     ``409 task_in_progress`` -> ``"waiting"``), ``docs/oec-api.md`` §1 decisions 3 and 19.
+
+    ``send_delete`` sends the DELETE (default: :meth:`OecClient.delete_environment`; the deletion
+    passes one that holds back a DELETE refused for good, :mod:`oec_operator.domain.refusals`).
 
     Raises:
         OecError: any other API failure.
@@ -667,7 +668,7 @@ async def finalize(api: OecClient, environment_id: str) -> str:
     if env.status in TRANSITIONAL_STATES:
         return "waiting"
     try:
-        await api.delete_environment(environment_id)
+        await (send_delete or (lambda: api.delete_environment(environment_id)))()
     except OecNotFoundError:
         return "gone"
     except OecConflictError as exc:

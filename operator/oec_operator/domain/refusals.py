@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
 from oec_operator.models.requests import Requests
 from oec_operator.models.status import RefusedWrite
@@ -31,6 +31,8 @@ from oec_operator.oec.errors import (
     OecValidationError,
     error_for,
 )
+
+T = TypeVar("T")
 
 #: Answers that a repeat of the same write gets again (``docs/oec-api.md`` §5.3).
 FOR_GOOD = (OecAuthError, OecPaymentRequiredError, OecPermissionError, OecBadRequestError, OecValidationError)
@@ -59,12 +61,41 @@ def held_back(known: RefusedWrite | None, print_: str) -> OecError | None:
     return error_for(known.status, known.code, known.message, known.field)
 
 
+def for_good(exc: OecError) -> bool:
+    """Whether ``exc`` refuses a write for good: a repeat gets the same answer until something
+    changes (a 401, 402, 403, 400 or 422, or a 409 ``invalid_state`` in the same phase)."""
+    kept = isinstance(exc, FOR_GOOD) or (isinstance(exc, OecConflictError) and exc.code == "invalid_state")
+    return kept and exc.status is not None
+
+
 def refusal(exc: OecError, request: str, print_: str, now: str) -> RefusedWrite | None:
     """The record of ``exc`` when it refuses the write for good, else ``None`` (a transient
     failure, a 404 or a 409 about a running task are not kept)."""
-    kept = isinstance(exc, FOR_GOOD) or (isinstance(exc, OecConflictError) and exc.code == "invalid_state")
-    if not kept or exc.status is None:
+    if not for_good(exc):
         return None
+    assert exc.status is not None  # for_good answers are HTTP answers
     field = exc.field if isinstance(exc, OecValidationError) else None
     return RefusedWrite(request=request, fingerprint=print_, status=exc.status, code=exc.code,
                         message=exc.message, field=field, refused_at=now)
+
+
+async def send_unless_refused(known: RefusedWrite | None, print_: str, request: str, now: str,
+                              send: Callable[[], Awaitable[T]],
+                              record: Callable[[RefusedWrite], Awaitable[object]]) -> T:
+    """Send a write (``send()``) unless ``known`` refused the same fingerprint ``print_``; a new
+    refusal for good is handed to ``record`` (which keeps it in ``status.refusedWrite``) before it
+    is raised.
+
+    Raises:
+        OecError: the API's answer, or the remembered one (nothing sent).
+    """
+    remembered = held_back(known, print_)
+    if remembered is not None:
+        raise remembered
+    try:
+        return await send()
+    except OecError as exc:
+        refused = refusal(exc, request, print_, now)
+        if refused is not None:
+            await record(refused)
+        raise
