@@ -233,3 +233,20 @@ async def test_a_busy_answer_to_the_deletions_replay_is_asked_again(harness: Har
         if step.done:
             break
     assert step.done and await environments(h) == []
+
+
+async def test_a_spec_change_whose_first_read_failed_is_reported_as_updated(harness: Harness) -> None:
+    h = harness
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    await running(h, body)
+    await inject(h, kind="error", status=503, code="service_unavailable", route="get_environment", count=1)
+    body["spec"]["branch"] = "feature"
+    body["metadata"]["generation"] = 2
+    await h.change(body)  # the fresh read answers 503: retried later
+    assert "Updated" not in h.reasons("shop")
+    for _ in range(2):
+        await h.list_project()
+        await h.poll(body)
+    assert "Updated" in h.reasons("shop")  # the user's change, not drift
+    assert "DriftCorrected" not in h.reasons("shop")

@@ -10,6 +10,14 @@ from oec_operator.models.status import Health, LastDeploy, Status
 from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
 
 
+#: The reasons :func:`assess` gives the ``Ready`` condition. It runs only after the spec was applied
+#: (PATCH and deploy sent) in the same reconcile, so a ``Ready`` condition of a generation with one
+#: of these reasons shows that generation was reconciled; a failure before that (a 5xx, a refused
+#: write, a 404 not confirmed yet) leaves another reason or the previous generation.
+ASSESSED_REASONS = frozenset({"Provisioning", "Available", "Unavailable", "DeployFailed", "ExternallyDeleted",
+                              "UnknownPhase"})
+
+
 def observed_status(env: Environment, health: EnvironmentHealth | None, now: str) -> Status:
     """The status update mirrored from the API (``docs/oec-api.md`` §9.1, §9.2); ``health`` and
     ``lastDeploy`` only when the status endpoint was read."""

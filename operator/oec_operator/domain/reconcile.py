@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from oec_operator.domain import refusals, waiting
-from oec_operator.domain.assess import assess, observed_status, phase_events
+from oec_operator.domain.assess import ASSESSED_REASONS, assess, observed_status, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.polling import EnvironmentSource
@@ -139,8 +139,12 @@ class Context:
 
     @property
     def reconciled_before(self) -> bool:
-        """True when the current generation was reconciled already (a difference is then drift)."""
-        return any(c.get("observedGeneration") == self.ref.generation for c in self.status.conditions)
+        """True when the current generation was reconciled already (a difference is then drift): its
+        ``Ready`` condition was written by :func:`assess` for this generation. A condition stamped
+        with it by a failed attempt (a transient error, a refusal) does not count: the user's change
+        is still owed and is reported as ``Updated`` once applied."""
+        ready = self.status.condition(READY) or {}
+        return ready.get("observedGeneration") == self.ref.generation and ready.get("reason") in ASSESSED_REASONS
 
     @property
     def read_fresh(self) -> bool:
