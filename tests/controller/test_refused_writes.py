@@ -207,3 +207,28 @@ async def test_a_delete_refused_to_a_read_only_key_waits_for_the_key_to_change(
     h.sim.clock.advance(10)  # the destroy is done
     assert (await h.delete_step(body)).done
     assert [r["status"] for r in await requests(h, "DELETE", PATCH)] == [403, 202]
+
+
+async def test_a_create_refused_for_quota_goes_out_again_once_the_project_changed(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness()
+    old = h.add("old")
+    await h.change(old)
+    h.sim.clock.advance(60)
+    await h.sim.patch_config(max_environments=1)  # the plan's quota is used up by "old"
+    body = h.add("shop")
+    await h.change(body)
+    for _ in range(3):
+        await h.list_project()
+        await h.poll(body)
+    assert [r["status"] for r in await requests(h, "POST", CREATE)] == [201, 422]  # refused once
+    ready = status(h, "shop").condition("Ready")
+    assert ready is not None and ready["reason"] == "PlanLimit"
+    assert "not sent again until" in ready["message"]  # says why nothing happens and what to change
+    old_id = status(h, "old").environment_id
+    assert (await h.sim.admin.delete(f"/environments/{old_id}")).status_code in (200, 202, 204)
+    h.sim.clock.advance(10)  # "old" is gone: the quota has room again
+    await h.list_project()  # the project's list shows it
+    await h.poll(body)
+    assert [r["status"] for r in await requests(h, "POST", CREATE)] == [201, 422, 201]
+    assert status(h, "shop").environment_id

@@ -256,6 +256,7 @@ class SyncController:
             outcome = error_outcome(
                 exc, had_ready=previous.condition(cond.READY) is not None, credentials_hint=hint,
                 failures=state.failures + 1, fast_poll=config.fast_poll_interval, slow_poll=slow,
+                refused_write=ctx is not None and ctx.refused,
             )
         except KubeError as exc:
             outcome = self._retry_outcome(f"cannot write the status before acting ({exc})", state)

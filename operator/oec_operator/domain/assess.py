@@ -9,7 +9,6 @@ from oec_operator.models.conditions import Condition
 from oec_operator.models.status import Health, LastDeploy, Status
 from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
 
-
 #: The reasons :func:`assess` gives the ``Ready`` condition. It runs only after the spec was applied
 #: (PATCH and deploy sent) in the same reconcile, so a ``Ready`` condition of a generation with one
 #: of these reasons shows that generation was reconciled; a failure before that (a 5xx, a refused

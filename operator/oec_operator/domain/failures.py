@@ -75,8 +75,14 @@ def classify(exc: OecError, credentials_hint: str) -> tuple[bool, str, str]:
     return True, "ApiError", f"{what}: {exc.message}; retrying with backoff"
 
 
+#: Said of a write refused for good (``docs/reconciliation.md``, Refused writes).
+NOT_AGAIN = ("; this write is not sent again until the API key, the spec, the project's environments or the "
+             "annotation oec.sh/reconcile-requested-at changes")
+
+
 def error_outcome(
-    exc: OecError, *, had_ready: bool, credentials_hint: str, failures: int, fast_poll: float, slow_poll: float
+    exc: OecError, *, had_ready: bool, credentials_hint: str, failures: int, fast_poll: float, slow_poll: float,
+    refused_write: bool = False,
 ) -> Outcome:
     """Conditions and next poll for a reconcile ended by ``exc`` (``docs/status-contract.md`` §3).
 
@@ -84,11 +90,12 @@ def error_outcome(
     unless it was never written (then ``Ready=False``), next poll by :func:`retry_delay` with
     ``failures`` (consecutive transient failures, including this one). Permanent: ``Ready=False``
     and ``Stalled=True`` with the same reason, the generation counts as observed, and the next
-    poll is a steady one (``slow_poll`` seconds) so fixed credentials are picked up.
+    poll is a steady one (``slow_poll`` seconds) so fixed credentials are picked up;
+    ``refused_write``: ``exc`` refused a write that is held back now, the message says until when.
     """
     transient, reason, message = classify(exc, credentials_hint)
     if not transient:
-        return stalled_outcome(reason, message, next_poll=slow_poll)
+        return stalled_outcome(reason, message + (NOT_AGAIN if refused_write else ""), next_poll=slow_poll)
     outcome = Outcome(failed=True, transient=True, next_poll=retry_delay(exc, failures, fast_poll))
     reconciling_reason = "RateLimited" if reason == "RateLimited" else "ProgressingWithRetry"
     outcome.conditions.append(Condition(cond.RECONCILING, "True", reconciling_reason, message))

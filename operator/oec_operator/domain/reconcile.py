@@ -355,33 +355,34 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     request = recorded or CreateRequest(key=create_key(ctx.ref.uid, recreate), name=spec.display_name(ctx.ref.name),
                                         environment_type=spec.environment_type, branch=spec.branch,
                                         requested_at=ctx.now)
-    ctx.hold_back(*_create_write(spec.project_id, request))  # refused for good and nothing changed: not again
+    listed: list[Environment] | None = None
+    if recorded is None:
+        try:
+            listed = await ctx.source.environments()
+        except OecNotFoundError:
+            return _unknown_project(ctx)
+        same = [e.id for e in listed if e.name == request.name]
+        if same:
+            return ctx.stall(
+                "Conflict",
+                f"OEC.sh project {spec.project_id} already has an environment named {request.name!r} "
+                f"({', '.join(same)}); set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
+            )
+    write = _create_write(spec.project_id, request, listed)
+    ctx.hold_back(*write)  # refused for good and nothing changed: not again
     try:
         if recorded is None:
-            name = request.name
-            same = [e.id for e in await ctx.source.environments() if e.name == name]
-            if same:
-                return ctx.stall(
-                    "Conflict",
-                    f"OEC.sh project {spec.project_id} already has an environment named {name!r} ({', '.join(same)}); "
-                    f"set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
-                )
             await ctx.persist(Status(create_request=request, environment_id=None))
         # Say at once when the POST waits for the write budget, and keep saying until when.
         env = await waiting.announced(
-            ctx.attempt(*_create_write(spec.project_id, request),
-                        lambda: replay_create(api, spec.project_id, request)),
+            ctx.attempt(*write, lambda: replay_create(api, spec.project_id, request)),
             estimate=lambda queued: api.budget_wait(write=True, queued=queued),
             say=lambda wait: _say_waiting(ctx, wait), threshold=ctx.fast_poll, every=max(1.0, ctx.fast_poll))
         ctx.source.record(env)
     except OecError as exc:
         forget = first and refused_create(exc)
         if isinstance(exc, OecNotFoundError):
-            outcome = ctx.stall(
-                "InvalidSpec",
-                f"OEC.sh project {spec.project_id} does not exist or is not visible to this API key; "
-                "check the credentials, or delete this resource and create one with a valid projectId",
-            )
+            outcome = _unknown_project(ctx)
             if forget:
                 outcome.status = Status(create_request=None)
             return outcome
@@ -395,9 +396,23 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     return env
 
 
-def _create_write(project_id: str, request: CreateRequest) -> tuple[str, dict[str, Any]]:
-    """The create as a write to remember a refusal of (:meth:`Context.attempt`)."""
-    return f"POST /projects/{project_id}/environments", request.model_dump(exclude={"requested_at"})
+def _unknown_project(ctx: Context) -> Outcome:
+    return ctx.stall(
+        "InvalidSpec",
+        f"OEC.sh project {ctx.spec.project_id} does not exist or is not visible to this API key; "
+        "check the credentials, or delete this resource and create one with a valid projectId",
+    )
+
+
+def _create_write(project_id: str, request: CreateRequest,
+                  listed: list[Environment] | None) -> tuple[str, dict[str, Any]]:
+    """The create as a write to remember a refusal of (:meth:`Context.attempt`). With the
+    project's environments as listed before it, so that a change there (an environment removed,
+    freeing quota) lets a refused create go out once more."""
+    body = request.model_dump(exclude={"requested_at"})
+    if listed is not None:
+        body["project_environments"] = sorted(env.id for env in listed)
+    return f"POST /projects/{project_id}/environments", body
 
 
 async def _say_waiting(ctx: Context, wait: float) -> None:
