@@ -18,6 +18,7 @@ from oec_operator.kube.secrets import SecretCache
 from oec_operator.kube.status import StatusWriter
 from oec_operator.models.spec import SecretKeyRef
 from oec_operator.oec.client import OecClient, make_http_client
+from oec_operator.oec.keygate import KeyGate
 from oec_operator.oec.ratelimit import Priority, RateLimiter
 from oec_operator.settings import OperatorConfig
 
@@ -37,6 +38,7 @@ class Runtime:
         status: the one status writer.
         limiters: one :class:`RateLimiter` per API key (by the key's SHA-256), ``batched`` only.
         fleet: the project watches of the batched design.
+        keys: the process-wide gate on refused API keys (``docs/oec-api.md`` §4 brute-force block).
     """
 
     config: OperatorConfig
@@ -46,6 +48,7 @@ class Runtime:
     status: StatusWriter = field(init=False)
     phases: metrics.PhaseTracker = field(default_factory=metrics.PhaseTracker)
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
+    keys: KeyGate = field(default_factory=KeyGate)
     fleet: Fleet = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,9 +81,11 @@ class Runtime:
 
     def client(self, api_key: str, priority: Priority = Priority.CHANGE) -> OecClient:
         """An OEC client for ``api_key`` on the shared connection pool, through the key's shared
-        rate limiter (batched design), at ``priority``."""
+        rate limiter (batched design), at ``priority``, through the process-wide :class:`KeyGate`
+        (a refused key is not sent again while it could get the address blocked)."""
         limiter = self._limiter(api_key) if self.batched else None
-        return OecClient(self.http, api_key, observer=metrics.observe_api_call, limiter=limiter, priority=priority)
+        return OecClient(self.http, api_key, observer=metrics.observe_api_call, limiter=limiter, priority=priority,
+                         gate=self.keys)
 
     def source(self, api_key: str, project_id: str, api: OecClient) -> EnvironmentSource:
         """Where a reconcile with this key reads the environments of ``project_id``."""

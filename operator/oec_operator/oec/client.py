@@ -25,6 +25,7 @@ from oec_operator.oec.errors import (
     OecTransportError,
     error_from_response,
 )
+from oec_operator.oec.keygate import KeyGate
 from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
 from oec_operator.oec.ratelimit import WINDOW_MARGIN, Priority, RateLimiter
 from oec_operator.oec.transport import BoundedTransport
@@ -132,16 +133,20 @@ class OecClient:
         priority: the priority of this client's requests (see :func:`request_priority`);
             :attr:`Priority.DETAIL` requests are never queued: without spare budget they raise
             :class:`OecBudgetDeferred`.
+        gate: the process-wide :class:`KeyGate` (``None`` = none): a key the API refused is not
+            sent again until the refusals can no longer get the address blocked (§4).
     """
 
     def __init__(self, http: httpx.AsyncClient, api_key: str, observer: Observer | None = None,
-                 limiter: RateLimiter | None = None, priority: Priority = Priority.CHANGE) -> None:
+                 limiter: RateLimiter | None = None, priority: Priority = Priority.CHANGE,
+                 gate: KeyGate | None = None) -> None:
         self._http = http
         self._auth = {"Authorization": f"Bearer {api_key.strip()}"}
         #: Identifies the key without revealing it (16 hex digits of its SHA-256).
         self.key_id = hashlib.sha256(api_key.strip().encode()).hexdigest()[:16]
         self._observer = observer
         self._limiter = limiter
+        self._gate = gate
         self.priority = priority
 
     def __repr__(self) -> str:
@@ -192,6 +197,30 @@ class OecClient:
         json: Mapping[str, Any] | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        if self._gate is None:
+            return await self._send(method, path, json=json, params=params, headers=headers)
+        tracked = self._gate.admit(self.key_id)
+        status: int | None = None
+        error: OecError | None = None
+        try:
+            response = await self._send(method, path, json=json, params=params, headers=headers)
+            status = response.status_code
+            return response
+        except OecError as exc:
+            status, error = exc.status, exc
+            raise
+        finally:
+            self._gate.answered(self.key_id, tracked=tracked, status=status, error=error)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Mapping[str, Any] | None,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
     ) -> httpx.Response:
         write = await self._admit(method, path)
         granted_at = self._limiter.now() if self._limiter is not None else 0.0
