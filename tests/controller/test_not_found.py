@@ -141,6 +141,42 @@ async def test_no_external_delete_within_the_grace_period(harness: Harness) -> N
     assert stalled is not None and stalled["reason"] == "ExternallyDeleted"
 
 
+async def test_adopting_an_environment_whose_detail_read_lags_behind_its_create(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(fast_poll_interval=5.0)
+    await h.sim.patch_config(detail_lag_seconds=20)
+    await h.list_project()  # the project's watch listed it just before the environment's create
+    created = await h.sim.create_env(name="legacy")
+    body = h.add("legacy", environmentId=created["id"])
+    await h.change(body)  # GET /environments/{id} answers 404 while the project's list shows it
+    assert "Adopted" in h.reasons("legacy")
+    assert not [e for _, e in h.events if e.type == "Warning"]
+    current = status(h, "legacy")
+    assert current.environment_id == created["id"]
+    assert current.condition("Stalled") is None
+    h.sim.clock.advance(21)  # the detail routes answer now
+    await h.list_project()
+    await h.poll(body)
+    current = status(h, "legacy")
+    assert current.condition("Stalled") is None and current.environment_id == created["id"]
+    assert h.reasons("legacy").count("Adopted") == 1
+    assert not [e for _, e in h.events if e.type == "Warning"]
+
+
+async def test_adopting_an_environment_that_does_not_exist_stalls(harness: Harness) -> None:
+    h = harness
+    missing = "d4b490d2-d00f-4c66-a1a8-000000000000"
+    body = h.add("legacy", environmentId=missing)
+    await h.change(body)
+    current = status(h, "legacy")
+    stalled = current.condition("Stalled")
+    assert stalled is not None and stalled["reason"] == "InvalidSpec"
+    assert missing in stalled["message"]
+    assert current.environment_id is None
+    assert [e.type for _, e in h.events if e.reason == "InvalidSpec"] == ["Warning"]
+    assert await environments(h) == []  # nothing created in its place
+
+
 # -- §2: a refused create leaves nothing to replay -------------------------------------------------
 async def refuse_validation(h: Harness) -> Callable[[], Awaitable[None]]:
     await inject(h, kind="error", status=422, code="validation_error", route="create_environment", count=1)

@@ -189,3 +189,24 @@ async def test_the_watched_source_reads_fresh_for_a_users_change_and_from_the_li
     assert source.wants_detail(env(1, status="running"), deploying)
     assert source.wants_detail(env(1, branch="x"), seen)
     assert source.wants_detail(seen, None)
+
+
+async def test_a_404_is_confirmed_only_by_a_list_started_after_the_read() -> None:
+    api = FakeApi([])
+    watch = watch_of(api, fast=60)
+    source = WatchedSource(watch, cast(OecClient, api))
+    await watch.refresh()  # a list from just before the environment's create
+    api.envs["env-1"] = env(1)
+
+    async def lagging(env_id: str) -> Environment:  # the detail read lags behind the create
+        api.gets += 1
+        raise OecNotFoundError("not yet", status=404, code="not_found")
+    api.get_environment = lagging  # type: ignore[method-assign]
+    api.delay = 0.05
+    found = await asyncio.gather(*(source.environment("env-1", fresh=True) for _ in range(5)))
+    assert [e.id for e in found] == ["env-1"] * 5, "the earlier list does not show it; a later one does"
+    # Five 404s, two lists: the one in flight is shared by the reads sent before it started.
+    assert api.lists - 1 <= 2, f"concurrent confirmations share the lists in flight ({api.lists - 1})"
+    del api.envs["env-1"]
+    with pytest.raises(OecNotFoundError):  # both observations agree
+        await source.environment("env-1", fresh=True)

@@ -165,18 +165,28 @@ class ProjectWatch:
         self.record(env)
         return env
 
-    async def listed(self, env_id: str) -> Environment | None:
-        """The environment's entry in a list of the project no older than the fast interval
-        (shared with a list in flight), ``None`` when that list does not show it or the project is
-        gone: the second observation after a direct read answered 404 (``docs/reconciliation.md``,
-        Decisions: Externally deleted). A list from just before a deletion only delays the verdict
-        to the next read.
+    def now(self) -> float:
+        """The watch's clock, seconds (for :meth:`listed`'s ``since``)."""
+        return self._clock()
+
+    async def listed(self, env_id: str, *, since: float | None = None) -> Environment | None:
+        """The environment's entry in a list of the project started at or after ``since`` (the
+        watch's clock, default: now), shared with such a list in flight (at most one list per
+        call), ``None`` when that list does not show it or the project is gone: the second
+        observation after a direct read sent at ``since`` answered 404 (``docs/reconciliation.md``,
+        Decisions: Adopt, Externally deleted). An older list may predate the environment's create,
+        so it is never the answer.
 
         Raises:
             OecError: the list failed (now or recently), except 404.
         """
+        since = self._clock() if since is None else since
         try:
-            await self.refresh(max_age=self.fast)
+            while self._listed_at is None or self._listed_at < since:
+                if self._inflight is not None:  # shared; one started before ``since`` is not enough
+                    await asyncio.shield(self._inflight)
+                    continue
+                await self.refresh(max_age=self._clock() - since)
         except OecNotFoundError:
             return None
         return self._present.get(env_id)
@@ -352,8 +362,9 @@ class EnvironmentSource(Protocol):
         """Every environment of the resource's project (the name-conflict check before a create)."""
 
     async def listed(self, env_id: str) -> Environment | None:
-        """The environment's entry in the project's list read now, ``None`` when absent (the second
-        observation after a direct read answered 404).
+        """The environment's entry in a list of the project started now (never an older one, which
+        may predate the environment's create), ``None`` when absent (the second observation after
+        a direct read answered 404).
 
         Raises:
             OecError: the list failed (a 404 of the project means absent).
@@ -396,7 +407,8 @@ class WatchedSource:
 
     async def environment(self, env_id: str, *, fresh: bool) -> Environment:
         if fresh:
-            env = await confirmed_read(self.api, env_id, self.listed)
+            asked = self.watch.now()  # a 404 is confirmed by a list started after the read was sent
+            env = await confirmed_read(self.api, env_id, lambda listed: self.watch.listed(listed, since=asked))
             self.watch.record(env)
             return env
         return await self.watch.environment(env_id, max_age=self.watch.stale_after())

@@ -453,7 +453,13 @@ async def replay_create(api: OecClient, project_id: str, request: CreateRequest)
 
 async def _find(ctx: Context, target: str, events: list[Event], extra: Settled) -> Environment | Outcome:
     """Read the known or adopted environment; a vanished one (the source's 404 needs the project's
-    list and a direct read to agree) is recreated only on request."""
+    list and a direct read to agree) is recreated only on request.
+
+    Adopting (``spec.environmentId``, nothing recorded yet) reads it directly; a 404 there while a
+    list of the project started after that read shows it is a read lagging behind the create
+    (``docs/oec-api.md`` §1 row 30): it is adopted from the listed entry. Only when both agree is
+    the id called nonexistent (``Stalled InvalidSpec``, ``docs/reconciliation.md``, Decisions: Adopt).
+    """
     spec = ctx.spec
     adopting = not ctx.status.environment_id and spec.environment_id == target
     try:
@@ -462,7 +468,9 @@ async def _find(ctx: Context, target: str, events: list[Event], extra: Settled) 
         if adopting:
             return ctx.stall(
                 "InvalidSpec",
-                f"spec.environmentId {target} does not exist or is not visible to this API key",
+                f"spec.environmentId {target} does not exist or is not visible to this API key "
+                f"(GET /environments/{target} answered 404 and project {spec.project_id} does not list it); "
+                "check the credentials, or delete this resource and create one with a valid spec.environmentId",
             )
         if ctx.pending_recreate and not spec.observe_only and not spec.environment_id:
             return await _create(ctx, events, extra)
