@@ -232,3 +232,62 @@ async def test_a_create_refused_for_quota_goes_out_again_once_the_project_change
     await h.poll(body)
     assert [r["status"] for r in await requests(h, "POST", CREATE)] == [201, 422, 201]
     assert status(h, "shop").environment_id
+
+
+async def test_not_ready_while_a_deploy_is_owed_behind_a_running_task(harness: Harness) -> None:
+    h = harness
+    await h.sim.patch_config(action_seconds=30.0)
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    await h.list_project()
+    await h.poll(body)
+    env_id = status(h, "shop").environment_id
+    restart = await h.sim.api.post(f"/environments/{env_id}/restart")  # phase stays running
+    assert restart.status_code == 202, restart.text
+    body["spec"]["branch"] = "feature"
+    body["metadata"]["generation"] = 2
+    await h.change(body)  # PATCH done, deploy refused 409: owed until the restart ended
+    owed = status(h, "shop")
+    ready, reconciling = owed.condition("Ready"), owed.condition("Reconciling")
+    assert ready is not None and ready["status"] == "False" and ready["reason"] == "DeployPending"
+    assert reconciling is not None and reconciling["status"] == "True"
+    assert owed.observed_generation != 2  # kubectl wait / kstatus keep waiting
+    for _ in range(20):
+        h.sim.clock.advance(2)
+        await h.list_project()
+        await h.poll(body)
+    h.sim.clock.advance(120)  # the deploy of "feature" is done
+    await h.list_project()
+    await h.poll(body)
+    done = status(h, "shop")
+    ready = done.condition("Ready")
+    assert ready is not None and ready["status"] == "True" and done.branch == "feature"
+    assert done.observed_generation == 2
+
+
+async def test_not_ready_after_a_deploy_whose_status_read_failed(harness: Harness) -> None:
+    h = harness
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    await h.list_project()
+    await h.poll(body)
+    # The detail route lags behind (a 404 while the list shows the environment): no health read.
+    response = await h.sim.admin.post("/faults", json={"kind": "error", "status": 404, "code": "not_found",
+                                                       "route": "environment_status", "count": 1})
+    assert response.status_code == 201, response.text
+    body["spec"]["branch"] = "feature"
+    body["metadata"]["generation"] = 2
+    await h.change(body)  # PATCH, deploy accepted, its /status read answered 404
+    assert "DeployStarted" in h.reasons("shop")
+    started = status(h, "shop")
+    ready = started.condition("Ready")
+    assert ready is not None and ready["status"] != "True", ready  # the old code still runs
+    assert started.phase == "deploying"
+    h.sim.clock.advance(60)  # the deploy of "feature" is done
+    await h.list_project()
+    await h.poll(body)
+    done = status(h, "shop")
+    ready = done.condition("Ready")
+    assert ready is not None and ready["status"] == "True" and done.branch == "feature"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from oec_operator.domain.outcome import Event, Outcome
 from oec_operator.models import conditions as cond
 from oec_operator.models.conditions import Condition
-from oec_operator.models.status import Health, LastDeploy, Status
+from oec_operator.models.status import Health, LastDeploy, PendingDeploy, Status
 from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, EnvironmentHealth
 
 #: The reasons :func:`assess` gives the ``Ready`` condition. It runs only after the spec was applied
@@ -14,7 +14,7 @@ from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, Environmen
 #: of these reasons shows that generation was reconciled; a failure before that (a 5xx, a refused
 #: write, a 404 not confirmed yet) leaves another reason or the previous generation.
 ASSESSED_REASONS = frozenset({"Provisioning", "Available", "Unavailable", "DeployFailed", "ExternallyDeleted",
-                              "UnknownPhase"})
+                              "UnknownPhase", "DeployPending"})
 
 
 def observed_status(env: Environment, health: EnvironmentHealth | None, now: str) -> Status:
@@ -86,6 +86,24 @@ def assess(env: Environment, health: EnvironmentHealth | None, outcome: Outcome,
         )
         outcome.remove = (cond.STALLED,)
         outcome.next_poll = fast
+
+
+def owe_deploy(outcome: Outcome, pending: PendingDeploy) -> None:
+    """A deploy the operator still owes (``status.pendingDeploy``, waiting for a running task):
+    the environment does not run the spec yet, so an outcome :func:`assess` judged ``Ready=True``
+    becomes ``Ready=False`` and ``Reconciling=True`` with reason ``DeployPending``, and the
+    generation does not count as observed (``kubectl wait`` and kstatus keep waiting,
+    ``docs/status-contract.md`` §3). Other outcomes already say why the resource is not ready."""
+    if not any(c.type == cond.READY and c.status == "True" for c in outcome.conditions):
+        return
+    task = f"task {pending.blocked_by}" if pending.blocked_by else "the running task"
+    message = f"a deploy is owed ({pending.reason}); it is sent once {task} ended"
+    outcome.conditions = [c for c in outcome.conditions if c.type not in (cond.READY, cond.RECONCILING)] + [
+        Condition(cond.READY, "False", "DeployPending", message),
+        Condition(cond.RECONCILING, "True", "DeployPending", message),
+    ]
+    outcome.remove = (cond.STALLED,)
+    outcome.observed = False
 
 
 def _stall(outcome: Outcome, reason: str, message: str, slow: float) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from oec_operator.domain import refusals, waiting
-from oec_operator.domain.assess import ASSESSED_REASONS, assess, observed_status, phase_events
+from oec_operator.domain.assess import ASSESSED_REASONS, assess, observed_status, owe_deploy, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.polling import EnvironmentSource
@@ -269,6 +269,8 @@ async def _reconcile(ctx: Context) -> Outcome:
     env, deployed = found, False
     if not ctx.spec.observe_only:
         env, deployed = await _converge(ctx, env, events, extra)
+    if deployed:  # the API accepted a deploy: it is under way, whatever the list showed before
+        env = env.model_copy(update={"status": "deploying"})
     detailed = ctx.detailed
     if any(e.reason == "Created" for e in events) or (detailed is None and _status_shows(ctx.status, env)):
         detailed = env  # just created (nothing runs yet), or the status holds this entry's health
@@ -281,6 +283,8 @@ async def _reconcile(ctx: Context) -> Outcome:
     log_tail = await _failure_log(ctx, env, health)
     outcome = Outcome(status=observed_status(env, health, ctx.now).merged(extra.update), detailed=detailed)
     assess(env, health, outcome, ctx.fast_poll, ctx.slow_poll)
+    if extra.update.pending_deploy is not None:
+        owe_deploy(outcome, extra.update.pending_deploy)
     if extra.update.pending_deploy is not None or deployed:
         outcome.next_poll = ctx.fast_poll  # a deploy is owed or was just started
     if deferred is not None:  # try the detail again once the budget frees up, spread out
