@@ -13,7 +13,7 @@ from typing import Any
 from oec_operator.controller.state import ResourceState
 from oec_operator.models.status import Status
 from tests.controller.conftest import Harness
-from tests.simulator.sim_helpers import RO, RW
+from tests.simulator.sim_helpers import PROJECT_A, RO, RW
 
 
 def status(h: Harness, name: str, namespace: str = "team") -> Status:
@@ -291,3 +291,19 @@ async def test_not_ready_after_a_deploy_whose_status_read_failed(harness: Harnes
     done = status(h, "shop")
     ready = done.condition("Ready")
     assert ready is not None and ready["status"] == "True" and done.branch == "feature"
+
+
+async def test_a_read_only_keys_create_is_not_resent_when_another_environment_appears(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness()
+    h.kube.set_key(RO)
+    body = h.add("shop")
+    await h.change(body)
+    created = await h.sim.api.post(f"/projects/{PROJECT_A}/environments",  # someone else's, with a full key
+                                   json={"name": "elsewhere", "environment_type": "development"},
+                                   headers={"X-Idempotency-Key": "other-1"})
+    assert created.status_code == 201, created.text
+    for _ in range(3):
+        await h.list_project(RO)
+        await h.poll(body)
+    assert [r["status"] for r in await requests(h, "POST", CREATE) if r["status"] != 201] == [403]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oec_operator.domain.failures import classify
-from oec_operator.domain.refusals import fingerprint, held_back, refusal
+from oec_operator.domain.refusals import Prints, held_back, prints, refusal
 from oec_operator.models.requests import Requests
 from oec_operator.oec.errors import (
     OecAuthError,
@@ -22,9 +22,9 @@ WRITE = "PATCH /environments/env-1"
 
 
 def print_(key_id: str = "k1", generation: int = 1, reconcile_token: str | None = None,
-           redeploy_token: str | None = None, recreate_token: str | None = None) -> str:
+           redeploy_token: str | None = None, recreate_token: str | None = None, situation: object = None) -> Prints:
     requests = Requests(reconcile_token=reconcile_token, redeploy_token=redeploy_token, recreate_token=recreate_token)
-    return fingerprint(WRITE, {"branch": "b"}, key_id, generation, requests)
+    return prints(WRITE, {"branch": "b"}, key_id, generation, requests, situation)
 
 
 @pytest.mark.parametrize("exc", [
@@ -59,3 +59,13 @@ def test_a_new_key_generation_or_token_sends_the_write_again() -> None:
                     print_(redeploy_token="t"), print_(recreate_token="t")):
         assert held_back(kept, changed) is None
     assert held_back(None, print_()) is None
+
+
+def test_only_a_quota_refusal_is_lifted_by_a_change_the_read_showed() -> None:
+    quota = OecValidationError("quota", status=422, code="quota_exceeded", errors=[])
+    read_only = OecPermissionError("read only", status=403, code="read_only_key")
+    kept_quota = refusal(quota, WRITE, print_(situation=["e1"]), "now")
+    kept_ro = refusal(read_only, WRITE, print_(situation=["e1"]), "now")
+    assert held_back(kept_quota, print_(situation=["e1"])) is not None
+    assert held_back(kept_quota, print_(situation=["e1", "e2"])) is None  # the project changed: try again
+    assert held_back(kept_ro, print_(situation=["e1", "e2"])) is not None  # a new environment frees no key

@@ -124,7 +124,7 @@ class DeleteController:
         ``status.refusedWrite`` (best effort: if that write fails, the DELETE is refused once more)."""
         request = f"DELETE /environments/{environment_id}"
         requests = Requests.from_annotations(obj.body["metadata"].get("annotations"))
-        print_ = refusals.fingerprint(request, {}, api.key_id, ref.generation, requests)
+        print_ = refusals.prints(request, {}, api.key_id, ref.generation, requests)
 
         async def record(refused: RefusedWrite) -> None:
             try:

@@ -53,6 +53,7 @@ def classify(exc: OecError, credentials_hint: str) -> tuple[bool, str, str]:
     Messages name the API's status and code and say what to do, never a body or a key.
     """
     what = f"OEC.sh answered {exc.status} {exc.code}" if exc.status else f"OEC.sh unreachable ({exc.code})"
+    detail = exc.message.rstrip(". ")  # joined to advice with "; "
     if isinstance(exc, OecAuthError):
         return False, "AuthFailed", f"{what}: the API key was refused; fix {credentials_hint}"
     if isinstance(exc, OecPermissionError):
@@ -63,16 +64,16 @@ def classify(exc: OecError, credentials_hint: str) -> tuple[bool, str, str]:
         return False, "PlanLimit", f"{what}: the OEC.sh subscription is blocked; settle it in the dashboard"
     if isinstance(exc, OecValidationError):
         if exc.code == "quota_exceeded":
-            return False, "PlanLimit", f"{what}: {exc.message}; raise the plan's quota or remove environments"
+            return False, "PlanLimit", f"{what}: {detail}; raise the plan's quota or remove environments"
         where = f" (field {exc.field})" if exc.field else ""
-        return False, "InvalidSpec", f"{what}{where}: {exc.message}; fix the spec"
+        return False, "InvalidSpec", f"{what}{where}: {detail}; fix the spec"
     if isinstance(exc, OecBadRequestError):
-        return False, "InvalidSpec", f"{what}: {exc.message}"
+        return False, "InvalidSpec", f"{what}: {detail}"
     if isinstance(exc, OecRateLimitError):
         return True, "RateLimited", f"{what}: rate limited, retrying in {exc.retry_after:.0f}s"
     if isinstance(exc, OecConflictError):
-        return True, "ApiError", f"{what}: {exc.message}; retrying"
-    return True, "ApiError", f"{what}: {exc.message}; retrying with backoff"
+        return True, "ApiError", f"{what}: {detail}; retrying"
+    return True, "ApiError", f"{what}: {detail}; retrying with backoff"
 
 
 #: Said of a write refused for good (``docs/reconciliation.md``, Refused writes).

@@ -175,29 +175,31 @@ class Context:
         await self.write(update)
         self.status = self.status.merged(update)
 
-    def hold_back(self, request: str, body: Mapping[str, Any]) -> str:
+    def hold_back(self, request: str, body: Mapping[str, Any], situation: Any = None) -> refusals.Prints:
         """Raise the remembered refusal of this write when nothing changed since
-        (:mod:`oec_operator.domain.refusals`); else return the write's fingerprint.
+        (:mod:`oec_operator.domain.refusals`); else return the write's fingerprints
+        (``situation``: what a read showed that could lift a refusal, e.g. the project's environments).
 
         Raises:
             OecError: the write was refused for good and would be refused again.
         """
-        print_ = refusals.fingerprint(request, body, self.api.key_id, self.ref.generation, self.requests)
+        print_ = refusals.prints(request, body, self.api.key_id, self.ref.generation, self.requests, situation)
         known = refusals.held_back(self.status.refused_write, print_)
         if known is not None:
             self.refused = True
             raise known
         return print_
 
-    async def attempt(self, request: str, body: Mapping[str, Any], send: Callable[[], Awaitable[T]]) -> T:
+    async def attempt(self, request: str, body: Mapping[str, Any], send: Callable[[], Awaitable[T]],
+                      situation: Any = None) -> T:
         """Send a write (``send()``) unless it was refused for good with nothing changed since;
         a new refusal for good is recorded in ``status.refusedWrite`` before it is raised.
 
         Raises:
             OecError: the API's answer, or the remembered one (nothing sent).
         """
-        return await refusals.send_unless_refused(self.status.refused_write, self.hold_back(request, body), request,
-                                                  self.now, send, self._record_refusal)
+        return await refusals.send_unless_refused(self.status.refused_write, self.hold_back(request, body, situation),
+                                                  request, self.now, send, self._record_refusal)
 
     async def _record_refusal(self, refused: RefusedWrite) -> None:
         self.refused = True
@@ -372,14 +374,16 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
                 f"OEC.sh project {spec.project_id} already has an environment named {request.name!r} "
                 f"({', '.join(same)}); set spec.environmentId: {same[0]} to adopt it, or choose another spec.name",
             )
-    write = _create_write(spec.project_id, request, listed)
-    ctx.hold_back(*write)  # refused for good and nothing changed: not again
+    write = _create_write(spec.project_id, request)
+    # The project's environments: removing one may free the quota that refused the create.
+    situation = None if listed is None else sorted(env.id for env in listed)
+    ctx.hold_back(*write, situation)  # refused for good and nothing changed: not again
     try:
         if recorded is None:
             await ctx.persist(Status(create_request=request, environment_id=None))
         # Say at once when the POST waits for the write budget, and keep saying until when.
         env = await waiting.announced(
-            ctx.attempt(*write, lambda: replay_create(api, spec.project_id, request)),
+            ctx.attempt(*write, lambda: replay_create(api, spec.project_id, request), situation),
             estimate=lambda queued: api.budget_wait(write=True, queued=queued),
             say=lambda wait: _say_waiting(ctx, wait), threshold=ctx.fast_poll, every=max(1.0, ctx.fast_poll))
         ctx.source.record(env)
@@ -408,15 +412,9 @@ def _unknown_project(ctx: Context) -> Outcome:
     )
 
 
-def _create_write(project_id: str, request: CreateRequest,
-                  listed: list[Environment] | None) -> tuple[str, dict[str, Any]]:
-    """The create as a write to remember a refusal of (:meth:`Context.attempt`). With the
-    project's environments as listed before it, so that a change there (an environment removed,
-    freeing quota) lets a refused create go out once more."""
-    body = request.model_dump(exclude={"requested_at"})
-    if listed is not None:
-        body["project_environments"] = sorted(env.id for env in listed)
-    return f"POST /projects/{project_id}/environments", body
+def _create_write(project_id: str, request: CreateRequest) -> tuple[str, dict[str, Any]]:
+    """The create as a write to remember a refusal of (:meth:`Context.attempt`)."""
+    return f"POST /projects/{project_id}/environments", request.model_dump(exclude={"requested_at"})
 
 
 async def _say_waiting(ctx: Context, wait: float) -> None:

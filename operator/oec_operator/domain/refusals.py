@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from oec_operator.models.requests import Requests
@@ -53,10 +54,43 @@ def fingerprint(request: str, body: Mapping[str, Any], key_id: str, generation: 
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
 
-def held_back(known: RefusedWrite | None, print_: str) -> OecError | None:
-    """The remembered refusal to raise instead of sending the write with fingerprint ``print_``,
+#: Refusals that a read can show lifted: a quota freed shows in the project's environments.
+SITUATIONAL = frozenset({"quota_exceeded"})
+
+
+@dataclass(frozen=True)
+class Prints:
+    """The fingerprints of one write: ``plain`` (:func:`fingerprint`) and, when the caller knows
+    what the API's situation looked like (the project's environments before a create),
+    ``situational``, which also covers that. A :data:`SITUATIONAL` refusal is remembered by the
+    situational one, so a change there lets the write go out again; any other by the plain one,
+    so a read-only key is not tried again because an unrelated environment appeared."""
+
+    plain: str
+    situational: str | None = None
+
+    def matches(self, known: str) -> bool:
+        """Whether a refusal remembered with fingerprint ``known`` applies to this write."""
+        return known in (self.plain, self.situational)
+
+    def of(self, exc: OecError) -> str:
+        """The fingerprint to remember ``exc`` by."""
+        return self.situational if self.situational and exc.code in SITUATIONAL else self.plain
+
+
+def prints(request: str, body: Mapping[str, Any], key_id: str, generation: int, requests: Requests,
+           situation: Any = None) -> Prints:
+    """:class:`Prints` of a write; ``situation`` (JSON-able) is what a read showed, ``None``: nothing."""
+    plain = fingerprint(request, body, key_id, generation, requests)
+    if situation is None:
+        return Prints(plain)
+    return Prints(plain, fingerprint(request, {"write": body, "situation": situation}, key_id, generation, requests))
+
+
+def held_back(known: RefusedWrite | None, print_: Prints) -> OecError | None:
+    """The remembered refusal to raise instead of sending the write with fingerprints ``print_``,
     or ``None`` when the write may be sent (nothing refused, or something changed since)."""
-    if known is None or known.fingerprint != print_:
+    if known is None or not print_.matches(known.fingerprint):
         return None
     return error_for(known.status, known.code, known.message, known.field)
 
@@ -68,18 +102,18 @@ def for_good(exc: OecError) -> bool:
     return kept and exc.status is not None
 
 
-def refusal(exc: OecError, request: str, print_: str, now: str) -> RefusedWrite | None:
+def refusal(exc: OecError, request: str, print_: Prints, now: str) -> RefusedWrite | None:
     """The record of ``exc`` when it refuses the write for good, else ``None`` (a transient
     failure, a 404 or a 409 about a running task are not kept)."""
     if not for_good(exc):
         return None
     assert exc.status is not None  # for_good answers are HTTP answers
     field = exc.field if isinstance(exc, OecValidationError) else None
-    return RefusedWrite(request=request, fingerprint=print_, status=exc.status, code=exc.code,
+    return RefusedWrite(request=request, fingerprint=print_.of(exc), status=exc.status, code=exc.code,
                         message=exc.message, field=field, refused_at=now)
 
 
-async def send_unless_refused(known: RefusedWrite | None, print_: str, request: str, now: str,
+async def send_unless_refused(known: RefusedWrite | None, print_: Prints, request: str, now: str,
                               send: Callable[[], Awaitable[T]],
                               record: Callable[[RefusedWrite], Awaitable[object]]) -> T:
     """Send a write (``send()``) unless ``known`` refused the same fingerprint ``print_``; a new
