@@ -307,3 +307,29 @@ async def test_a_read_only_keys_create_is_not_resent_when_another_environment_ap
         await h.list_project(RO)
         await h.poll(body)
     assert [r["status"] for r in await requests(h, "POST", CREATE) if r["status"] != 201] == [403]
+
+
+async def test_a_second_branch_change_while_a_deploy_is_owed_deploys_the_last_branch(harness: Harness) -> None:
+    h = harness
+    await h.sim.patch_config(action_seconds=30.0)
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    await h.list_project()
+    await h.poll(body)
+    env_id = status(h, "shop").environment_id
+    restart = await h.sim.api.post(f"/environments/{env_id}/restart")  # a task runs: deploys are owed
+    assert restart.status_code == 202, restart.text
+    for generation, branch in ((2, "first"), (3, "second")):
+        body["spec"]["branch"] = branch
+        body["metadata"]["generation"] = generation
+        await h.change(body)
+    owed = status(h, "shop").pending_deploy
+    assert owed is not None and "second" in owed.reason
+    for _ in range(20):
+        h.sim.clock.advance(2)
+        await h.list_project()
+        await h.poll(body)
+    started = [e.message for n, e in h.events if n == "shop" and e.reason == "DeployStarted"]
+    assert len(started) == 1 and "second" in started[0], started
+    assert [r["status"] for r in await requests(h, "POST", DEPLOY)] == [409, 202]  # one refusal per task
