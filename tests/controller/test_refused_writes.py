@@ -32,6 +32,25 @@ PATCH = r"/api/public/v1/environments/[^/]+"
 DEPLOY = r"/api/public/v1/environments/[^/]+/deploy"
 
 
+async def running(h: Harness) -> dict[str, Any]:
+    """A resource "shop" on branch main whose environment runs."""
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    await h.list_project()
+    await h.poll(body)
+    return body
+
+
+async def restarting(h: Harness) -> dict[str, Any]:
+    """:func:`running`, then someone restarts the environment: a 30 s task, the phase stays running."""
+    await h.sim.patch_config(action_seconds=30.0)
+    body = await running(h)
+    restart = await h.sim.api.post(f"/environments/{status(h, 'shop').environment_id}/restart")
+    assert restart.status_code == 202, restart.text
+    return body
+
+
 async def test_a_create_refused_to_a_read_only_key_is_sent_once_until_the_key_changes(
         make_harness: Callable[..., Harness]) -> None:
     h = make_harness()
@@ -121,15 +140,7 @@ async def test_an_owed_deploy_waits_for_the_running_first_deploy(harness: Harnes
 
 async def test_an_owed_deploy_waits_for_a_task_that_does_not_show_in_the_phase(harness: Harness) -> None:
     h = harness
-    await h.sim.patch_config(action_seconds=30.0)
-    body = h.add("shop", branch="main")
-    await h.change(body)
-    h.sim.clock.advance(60)
-    await h.list_project()
-    await h.poll(body)
-    env_id = status(h, "shop").environment_id
-    restart = await h.sim.api.post(f"/environments/{env_id}/restart")  # someone restarts it: phase stays running
-    assert restart.status_code == 202, restart.text
+    body = await restarting(h)  # someone restarts it: a 30 s task, the phase stays running
     body["spec"]["branch"] = "feature"
     body["metadata"]["generation"] = 2
     await h.change(body)
@@ -236,15 +247,7 @@ async def test_a_create_refused_for_quota_goes_out_again_once_the_project_change
 
 async def test_not_ready_while_a_deploy_is_owed_behind_a_running_task(harness: Harness) -> None:
     h = harness
-    await h.sim.patch_config(action_seconds=30.0)
-    body = h.add("shop", branch="main")
-    await h.change(body)
-    h.sim.clock.advance(60)
-    await h.list_project()
-    await h.poll(body)
-    env_id = status(h, "shop").environment_id
-    restart = await h.sim.api.post(f"/environments/{env_id}/restart")  # phase stays running
-    assert restart.status_code == 202, restart.text
+    body = await restarting(h)  # someone restarts it: a 30 s task, the phase stays running
     body["spec"]["branch"] = "feature"
     body["metadata"]["generation"] = 2
     await h.change(body)  # PATCH done, deploy refused 409: owed until the restart ended
@@ -268,11 +271,7 @@ async def test_not_ready_while_a_deploy_is_owed_behind_a_running_task(harness: H
 
 async def test_not_ready_after_a_deploy_whose_status_read_failed(harness: Harness) -> None:
     h = harness
-    body = h.add("shop", branch="main")
-    await h.change(body)
-    h.sim.clock.advance(60)
-    await h.list_project()
-    await h.poll(body)
+    body = await running(h)
     # The detail route lags behind (a 404 while the list shows the environment): no health read.
     response = await h.sim.admin.post("/faults", json={"kind": "error", "status": 404, "code": "not_found",
                                                        "route": "environment_status", "count": 1})
@@ -307,3 +306,21 @@ async def test_a_read_only_keys_create_is_not_resent_when_another_environment_ap
         await h.list_project(RO)
         await h.poll(body)
     assert [r["status"] for r in await requests(h, "POST", CREATE) if r["status"] != 201] == [403]
+
+
+async def test_a_second_branch_change_while_a_deploy_is_owed_deploys_the_last_branch(harness: Harness) -> None:
+    h = harness
+    body = await restarting(h)  # someone restarts it: a 30 s task, the phase stays running
+    for generation, branch in ((2, "first"), (3, "second")):
+        body["spec"]["branch"] = branch
+        body["metadata"]["generation"] = generation
+        await h.change(body)
+    owed = status(h, "shop").pending_deploy
+    assert owed is not None and "second" in owed.reason
+    for _ in range(20):
+        h.sim.clock.advance(2)
+        await h.list_project()
+        await h.poll(body)
+    started = [e.message for n, e in h.events if n == "shop" and e.reason == "DeployStarted"]
+    assert len(started) == 1 and "second" in started[0], started
+    assert [r["status"] for r in await requests(h, "POST", DEPLOY)] == [409, 202]  # one refusal per task

@@ -148,3 +148,20 @@ async def test_paused_makes_no_api_call(harness: Harness) -> None:
     paused = status(harness, "shop").condition("Paused")
     assert paused is not None and paused["status"] == "True"
     assert await environments(harness) == []
+
+
+async def test_the_project_watches_stop_at_once_with_a_deploy_in_flight(harness: Harness) -> None:
+    h = harness
+    body = h.add("shop", branch="main")
+    await h.change(body)
+    h.sim.clock.advance(60)
+    await h.list_project()
+    await h.poll(body)
+    body["spec"]["branch"] = "feature"
+    body["metadata"]["generation"] = 2
+    await h.change(body)  # a deploy runs; the project's watch polls fast
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await h.runtime.fleet.aclose()  # what a shutdown (or the operator's cleanup) does
+    assert loop.time() - started < 5.0  # it hung until cancelled from outside before
+    assert not any(w.running for w in h.runtime.fleet._watches.values())

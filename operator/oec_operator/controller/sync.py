@@ -129,8 +129,9 @@ class SyncController:
         loop, state = asyncio.get_running_loop(), obj.state
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(state.wake.wait(), timeout=max(0.0, state.next_poll_at - loop.time()))
+                with contextlib.suppress(TimeoutError):  # not wait_for: no inner task to outlive a cancel
+                    async with asyncio.timeout(max(0.0, state.next_poll_at - loop.time())):
+                        await state.wake.wait()
                 state.wake.clear()
                 if state.changed:
                     state.changed = False

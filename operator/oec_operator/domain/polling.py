@@ -275,7 +275,8 @@ class ProjectWatch:
                 delay = max(delay, self._retry_at - now)
             self._kick.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=max(0.0, delay))
+                async with asyncio.timeout(max(0.0, delay)):  # not wait_for: no inner task to outlive a cancel
+                    await self._kick.wait()
                 continue  # kicked: the interval or the interests changed, compute the delay again
             if self._interests:
                 with contextlib.suppress(OecError):

@@ -501,9 +501,12 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
     pending = ctx.status.pending_deploy
     changes = desired_changes(spec, ctx.ref.name, env)
     if changes and env.status not in ("destroying", "deleted"):
-        if "branch" in changes and spec.deploy_policy == "OnChange" and not pending:
+        if "branch" in changes and spec.deploy_policy == "OnChange":
+            # A new deploy even when one is owed already: under the old key the API may have
+            # accepted a deploy of the previous branch, and a replay would answer with that one.
             pending = PendingDeploy(key=f"oec-operator-deploy-{uuid.uuid4()}",
-                                    reason=f"branch changed to {changes['branch']}", requested_at=ctx.now)
+                                    reason=f"branch changed to {changes['branch']}", requested_at=ctx.now,
+                                    blocked_by=pending.blocked_by if pending else None)  # still waits for it
             await ctx.persist(Status(pending_deploy=pending))
         before, patched = env, env.id
         env = await ctx.attempt(f"PATCH /environments/{patched}", changes,
