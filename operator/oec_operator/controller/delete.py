@@ -12,7 +12,6 @@ Knows nothing of kopf: the caller turns a :class:`DeletionStep` into "release th
 
 from __future__ import annotations
 
-import datetime
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -179,8 +178,7 @@ class DeleteController:
             fallback = state.last_good_key or await runtime.default_api_key()
             if fallback:
                 return runtime.client(fallback, Priority.DELETE)
-            started = datetime.datetime.fromisoformat(str(body["metadata"]["deletionTimestamp"]).replace("Z", "+00:00"))
-            waited = (datetime.datetime.now(datetime.UTC) - started).total_seconds()
+            waited = cond.seconds_since(str(body["metadata"]["deletionTimestamp"])) or 0.0
             grace = self.config.credentials_grace_period
             if waited < grace:
                 return DeletionStep(min(self.config.poll_interval, grace - waited + 1),

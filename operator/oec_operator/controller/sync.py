@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import hashlib
 from collections.abc import Mapping
 from typing import Any
@@ -86,10 +85,8 @@ def has_news(previous: Status, update: Status, refresh_after: float) -> bool:
         return True
     if "last_sync_time" not in update.model_fields_set:
         return False
-    if not previous.last_sync_time:
-        return True
-    synced = datetime.datetime.fromisoformat(previous.last_sync_time.replace("Z", "+00:00"))
-    return (datetime.datetime.now(datetime.UTC) - synced).total_seconds() >= refresh_after
+    age = cond.seconds_since(previous.last_sync_time)
+    return age is None or age >= refresh_after
 
 
 def spread(uid: str) -> float:

@@ -24,7 +24,6 @@ One :func:`reconcile` is level-based and safe to repeat at any time:
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import random
 import uuid
@@ -37,7 +36,7 @@ from oec_operator.domain.assess import ASSESSED_REASONS, assess, observed_status
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.polling import EnvironmentSource
-from oec_operator.models.conditions import READY, RECONCILING, STALLED, Condition, merge_conditions
+from oec_operator.models.conditions import READY, RECONCILING, STALLED, Condition, merge_conditions, seconds_since
 from oec_operator.models.requests import Requests
 from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.models.status import CreateRequest, PendingDeploy, RefusedWrite, Status
@@ -616,26 +615,13 @@ def _created_age(ctx: Context, env: Environment | None = None) -> float | None:
     """
     request = ctx.status.create_request
     stamps = (ctx.status.created_at, env.created_at if env else None, request.requested_at if request else None)
-    times = [t for t in map(_parse_time, stamps) if t is not None]
-    if not times:
-        return None
-    return (datetime.datetime.now(datetime.UTC) - max(times)).total_seconds()
+    ages = [age for age in map(seconds_since, stamps) if age is not None]
+    return min(ages, default=None)  # the latest stamp
 
 
 def _in_grace(ctx: Context, env: Environment | None = None) -> bool:
     age = _created_age(ctx, env)
     return age is not None and age < ctx.gone_grace
-
-
-def _parse_time(value: str | None) -> datetime.datetime | None:
-    """An RFC 3339 time (naive ones taken as UTC), ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def deletion_action(spec: OdooEnvironmentSpec, requests: Requests, *, crd_deleting: bool) -> str:
