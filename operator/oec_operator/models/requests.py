@@ -9,6 +9,7 @@ PAUSED = "oec.sh/paused"
 RECONCILE_REQUESTED_AT = "oec.sh/reconcile-requested-at"
 REDEPLOY_REQUESTED_AT = "oec.sh/redeploy-requested-at"
 RECREATE_REQUESTED_AT = "oec.sh/recreate-requested-at"
+RESTART_REQUESTED_AT = "oec.sh/restart-requested-at"
 POLL_INTERVAL = "oec.sh/poll-interval"
 #: Longest steady poll interval the annotation may ask for, seconds (as ``OEC_POLL_INTERVAL``).
 MAX_POLL_INTERVAL = 86400.0
@@ -20,7 +21,7 @@ class Requests:
 
     Attributes:
         paused: ``oec.sh/paused: "true"``.
-        reconcile_token / redeploy_token / recreate_token: the tokens, or ``None``.
+        reconcile_token / redeploy_token / recreate_token / restart_token: the tokens, or ``None``.
         poll_interval: requested steady poll interval in seconds, or ``None`` when absent or
             not a positive number.
     """
@@ -29,6 +30,7 @@ class Requests:
     reconcile_token: str | None = None
     redeploy_token: str | None = None
     recreate_token: str | None = None
+    restart_token: str | None = None
     poll_interval: float | None = None
 
     @classmethod
@@ -44,6 +46,7 @@ class Requests:
             reconcile_token=a.get(RECONCILE_REQUESTED_AT) or None,
             redeploy_token=a.get(REDEPLOY_REQUESTED_AT) or None,
             recreate_token=a.get(RECREATE_REQUESTED_AT) or None,
+            restart_token=a.get(RESTART_REQUESTED_AT) or None,
             poll_interval=min(interval, MAX_POLL_INTERVAL) if interval and interval > 0 else None,
         )
 

@@ -24,6 +24,61 @@ class SecretKeyRef(_SpecModel):
     key: str = "apiKey"
 
 
+#: Modes of ``spec.deploy.request.mode``: a full deploy, or a quick update's mode
+#: (``POST /environments/{id}/quick-update``, ``docs/oec-api.md`` §11.3).
+DEPLOY_MODES = {"Deploy": "deploy", "PullRestart": "pull_restart", "UpdateAll": "update_all",
+                "UpdateSpecific": "update_specific", "ReinitializeSpecific": "reinitialize_specific"}
+
+
+class DeployRequest(_SpecModel):
+    """``spec.deploy.request``: a one-shot deploy or quick update, one task per new ``id``.
+
+    Attributes:
+        id: any token (a commit SHA, a CI run id); a new value asks for one more task.
+        mode: ``Deploy`` (full deploy) or a quick-update mode (``PullRestart``, ``UpdateAll``,
+            ``UpdateSpecific``, ``ReinitializeSpecific``).
+        update_modules: for ``Deploy``, the modules to update with this deploy (instead of
+            ``spec.deploy.updateModules``); for the ``*Specific`` modes, the modules (required).
+        confirm: ``ReinitializeSpecific`` only: the environment's name, typed out, because
+            reinitializing modules (``odoo -i``) can reset their data.
+    """
+
+    id: str
+    mode: Literal["Deploy", "PullRestart", "UpdateAll", "UpdateSpecific", "ReinitializeSpecific"] = "Deploy"
+    update_modules: tuple[str, ...] | None = Field(default=None, alias="updateModules")
+    confirm: str | None = None
+
+    @property
+    def api_mode(self) -> str:
+        """The API's name of the mode: ``deploy`` or the quick-update ``mode`` value."""
+        return DEPLOY_MODES[self.mode]
+
+
+class DeploySpec(_SpecModel):
+    """``spec.deploy``: modules updated with every deploy the operator starts, and a deploy request."""
+
+    update_modules: tuple[str, ...] | None = Field(default=None, alias="updateModules")
+    request: DeployRequest | None = None
+
+
+class Resources(_SpecModel):
+    """``spec.resources``: the size to run with, in the API's units (each optional: unset = not managed).
+
+    Attributes:
+        cpu_cores: CPU cores (0.25-32); ram_mb: RAM in MB (256-131072); disk_gb: disk in GB
+            (1-1000, never shrinks), ``docs/oec-api.md`` §11.2.
+    """
+
+    cpu_cores: float | None = Field(default=None, alias="cpuCores")
+    ram_mb: int | None = Field(default=None, alias="ramMb")
+    disk_gb: int | None = Field(default=None, alias="diskGb")
+
+    def api_fields(self) -> dict[str, float | int]:
+        """The fields set, as the API names them: ``{"cpu_cores": ..., "ram_mb": ..., "disk_gb": ...}``."""
+        values = {"cpu_cores": self.cpu_cores, "ram_mb": self.ram_mb, "disk_gb": self.disk_gb}
+        return {k: v for k, v in values.items() if v is not None}
+
+
 class OdooEnvironmentSpec(_SpecModel):
     """Desired state of one OEC.sh environment.
 
@@ -37,6 +92,12 @@ class OdooEnvironmentSpec(_SpecModel):
         management_policy: ``Manage`` (default) or ``Observe`` (status only).
         deletion_policy: ``Delete`` or ``Orphan``; ``None`` (absent) means ``Delete``.
         deploy_policy: ``OnChange`` (deploy after a branch PATCH, default) or ``Manual``.
+        power_state: ``Running`` (default) or ``Stopped``: started / stopped until the environment
+            matches.
+        deploy: modules to update with every deploy, and a one-shot deploy request.
+        resources: the size to run with; resize_policy: ``Restart`` (restart after a resize,
+            default) or ``NextDeploy`` (the size applies at the next deploy).
+        domain: custom hostname, ``""`` = the platform subdomain, ``None`` (absent) = not managed.
     """
 
     project_id: str = Field(alias="projectId")
@@ -50,6 +111,11 @@ class OdooEnvironmentSpec(_SpecModel):
     management_policy: Literal["Manage", "Observe"] = Field(default="Manage", alias="managementPolicy")
     deletion_policy: Literal["Delete", "Orphan"] | None = Field(default=None, alias="deletionPolicy")
     deploy_policy: Literal["OnChange", "Manual"] = Field(default="OnChange", alias="deployPolicy")
+    power_state: Literal["Running", "Stopped"] = Field(default="Running", alias="powerState")
+    deploy: DeploySpec = Field(default_factory=DeploySpec)
+    resources: Resources = Field(default_factory=Resources)
+    resize_policy: Literal["Restart", "NextDeploy"] = Field(default="Restart", alias="resizePolicy")
+    domain: str | None = None
 
     @property
     def observe_only(self) -> bool:

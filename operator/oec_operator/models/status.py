@@ -46,6 +46,13 @@ class PendingDeploy(_StatusModel):
     #: The task the API named when it refused the deploy (409 ``task_in_progress``): the deploy
     #: is sent again only once that task ended (``docs/reconciliation.md``, Waiting for a task).
     blocked_by: str | None = None
+    #: ``update_modules`` sent with the deploy, or the quick update's ``modules``.
+    update_modules: tuple[str, ...] | None = None
+    #: ``deploy`` or a quick-update mode (``pull_restart``, ``update_all``, ``update_specific``,
+    #: ``reinitialize_specific``); ``None`` = ``deploy``.
+    mode: str | None = None
+    #: The ``spec.deploy.request.id`` this task answers (``status.lastHandledDeployRequest`` once sent).
+    request_id: str | None = None
 
 
 class RefusedWrite(_StatusModel):
@@ -65,6 +72,29 @@ class RefusedWrite(_StatusModel):
     message: str = ""
     field: str | None = None
     refused_at: str | None = None
+
+
+class TaskRef(_StatusModel):
+    """``status.task``: a task the operator started that leaves the environment's phase alone
+    (``restart``, ``start``, ``stop``, ``quick_update``): read (``GET /deployments/{id}``) until it
+    ended, so that it is neither sent again nor taken as done too early."""
+
+    id: str
+    action: str
+    reason: str = ""
+    requested_at: str | None = None
+
+
+class PendingResources(_StatusModel):
+    """``status.pendingResources``: a size sent with ``PATCH /environments/{id}`` that the environment
+    does not run with yet; it applies when a deploy, restart or start completes after ``since``
+    (``docs/oec-api.md`` §11.2). ``applies_on``: ``Restart`` or ``NextDeploy`` (``spec.resizePolicy``)."""
+
+    cpu_cores: float | None = None
+    ram_mb: int | None = None
+    disk_gb: int | None = None
+    applies_on: str = "Restart"
+    since: str | None = None
 
 
 class Health(_StatusModel):
@@ -117,6 +147,16 @@ class Status(_StatusModel):
     create_request: CreateRequest | None = None
     pending_deploy: PendingDeploy | None = None
     refused_write: RefusedWrite | None = None
+    #: Day-2 writes (size, domain, power, deploy requests) refused for good, one per write: each
+    #: stalls only its own field (``docs/reconciliation.md``, Refused writes).
+    refused_fields: tuple[RefusedWrite, ...] | None = None
+    power_state: str | None = None
+    task: TaskRef | None = None
+    pending_resources: PendingResources | None = None
+    custom_domain: str | None = None
+    custom_domain_verified: bool | None = None
+    last_handled_deploy_request: str | None = None
+    last_handled_restart_at: str | None = None
     last_handled_reconcile_at: str | None = None
     last_handled_redeploy_at: str | None = None
     last_handled_recreate_at: str | None = None
