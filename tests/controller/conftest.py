@@ -18,6 +18,7 @@ from oec_operator.controller.delete import DeleteController
 from oec_operator.controller.state import Handle, ResourceState
 from oec_operator.controller.sync import SyncController
 from oec_operator.domain.outcome import Event
+from oec_operator.domain.ownership import Claim, claims_of
 from oec_operator.kube.client import KubeClient, KubeError
 from oec_operator.oec.client import make_http_client
 from oec_operator.runtime import Runtime
@@ -117,8 +118,13 @@ class Harness:
         return [e.reason for n, e in self.events if n == name]
 
     def handle(self, body: Mapping[str, Any]) -> Handle:
-        """The object as the registrations hand it to the controllers."""
-        return Handle(body=body, state=self.state(body), claims={}, events=self.sink(body),
+        """The object as the registrations hand it to the controllers, with the ownership index
+        over every object in the fake apiserver (as kopf's index ``claims``)."""
+        claims: dict[str, list[Claim]] = {}
+        for obj in self.kube.objects.values():
+            for key, claim in claims_of(obj).items():
+                claims.setdefault(key, []).append(claim)
+        return Handle(body=body, state=self.state(body), claims=claims, events=self.sink(body),
                       logger=logging.getLogger("tests.controller"))
 
     async def change(self, body: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from oec_operator.controller.state import Claims, EventSink, Handle, ResourceSta
 from oec_operator.domain.assess import merge_status
 from oec_operator.domain.failures import backoff, error_outcome, stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
-from oec_operator.domain.ownership import claimed_by, claims_of
+from oec_operator.domain.ownership import DOMAIN_PREFIX, claimed_by, claims_of
 from oec_operator.domain.polling import EnvironmentSource, Interest, WatchedSource
 from oec_operator.domain.reconcile import Context, reconcile
 from oec_operator.kube.client import KubeError
@@ -54,9 +54,10 @@ def resource_ref(body: Mapping[str, Any]) -> ResourceRef:
                        generation=int(meta.get("generation") or 0))
 
 
-def owner_of(claims: Claims, body: Mapping[str, Any]) -> str | None:
-    """``namespace/name`` of another resource that owns the environment this one points at."""
-    mine = claims_of(body)
+def owner_of(claims: Claims, body: Mapping[str, Any], *, domain: bool = False) -> str | None:
+    """``namespace/name`` of another resource that owns the environment this one points at
+    (``domain``: the custom domain in its ``spec.domain``)."""
+    mine = {key: claim for key, claim in claims_of(body).items() if key.startswith(DOMAIN_PREFIX) == domain}
     if not mine:
         return None
     target, claim = next(iter(mine.items()))
@@ -239,6 +240,7 @@ class SyncController:
                 write=lambda update: runtime.status.write(ref.namespace, ref.name, ref.uid, update),
                 source=source, fresh=force, detailed=state.detailed,
                 gone_grace=config.external_delete_grace_period,
+                domain_claimed_by=owner_of(obj.claims, body, domain=True),
             )
             outcome = await reconcile(ctx)
             state.last_good_key = key

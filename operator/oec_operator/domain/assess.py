@@ -14,7 +14,10 @@ from oec_operator.oec.models import TRANSITIONAL_STATES, Environment, Environmen
 #: of these reasons shows that generation was reconciled; a failure before that (a 5xx, a refused
 #: write, a 404 not confirmed yet) leaves another reason or the previous generation.
 ASSESSED_REASONS = frozenset({"Provisioning", "Available", "Unavailable", "DeployFailed", "ExternallyDeleted",
-                              "UnknownPhase", "DeployPending"})
+                              "UnknownPhase", "DeployPending",
+                              # day-2 reasons (domain/operations.py), also written after the spec was applied
+                              "Stopped", "Starting", "Stopping", "Restarting", "Updating", "TaskRunning",
+                              "PlatformPaused", "Resizing", "FieldRefused"})
 
 
 def observed_status(env: Environment, health: EnvironmentHealth | None, now: str) -> Status:
@@ -64,7 +67,8 @@ def assess(env: Environment, health: EnvironmentHealth | None, outcome: Outcome,
         message = (
             f"the last deploy of the environment {phase}"
             + (f" (task {task})" if task else "")
-            + "; fix the branch or code, then redeploy (annotation oec.sh/redeploy-requested-at)"
+            + "; fix the branch or code, then redeploy (a new spec.deploy.request.id, or the annotation "
+            "oec.sh/redeploy-requested-at)"
         )
         _stall(outcome, "DeployFailed", message, slow)
     elif phase in ("stopped", "paused"):

@@ -24,17 +24,35 @@ class Claim(NamedTuple):
     created: str  # metadata.creationTimestamp (RFC 3339, sorts in time order)
 
 
+#: Index keys of domain claims start with this (environment ids are UUIDs, never with it).
+DOMAIN_PREFIX = "domain:"
+
+
+def domain_key(domain: str) -> str:
+    """The index key of a custom domain (DNS names are case-insensitive)."""
+    return DOMAIN_PREFIX + domain.lower().rstrip(".")
+
+
 def claims_of(body: Mapping[str, Any]) -> dict[str, Claim]:
-    """The index entry of one ``OdooEnvironment`` body: ``{environment_id: Claim}`` or ``{}``."""
+    """The index entry of one ``OdooEnvironment`` body: ``{environment_id: Claim}`` and, when
+    ``spec.domain`` names a custom domain, ``{domain_key(domain): Claim}`` (owned once the
+    environment has the domain, ``status.customDomain``); ``{}`` for none."""
     spec, meta = body.get("spec") or {}, body.get("metadata") or {}
     if spec.get("managementPolicy") == "Observe":
         return {}
-    owned, wanted = Status.from_body(body.get("status")).environment_id, spec.get("environmentId")
+    status = Status.from_body(body.get("status"))
+    owned, wanted = status.environment_id, spec.get("environmentId")
     target = owned or wanted
-    if not target:
-        return {}
-    name = f"{meta.get('namespace')}/{meta.get('name')}"
-    return {str(target): Claim(name, str(meta.get("uid")), bool(owned), str(meta.get("creationTimestamp", "")))}
+    name, uid, created = f"{meta.get('namespace')}/{meta.get('name')}", str(meta.get("uid")), str(
+        meta.get("creationTimestamp", ""))
+    entries: dict[str, Claim] = {}
+    if target:
+        entries[str(target)] = Claim(name, uid, bool(owned), created)
+    domain = spec.get("domain")
+    if domain:
+        has_it = bool(status.custom_domain) and domain_key(status.custom_domain or "") == domain_key(domain)
+        entries[domain_key(domain)] = Claim(name, uid, has_it, created)
+    return entries
 
 
 def claimed_by(claims: Iterable[Claim], mine: Claim) -> str | None:

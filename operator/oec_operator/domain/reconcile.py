@@ -31,14 +31,16 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from oec_operator.domain import refusals, waiting
+from oec_operator.domain import refusals, resources, tasks, waiting
 from oec_operator.domain.assess import ASSESSED_REASONS, assess, observed_status, owe_deploy, phase_events
 from oec_operator.domain.failures import stalled_outcome
+from oec_operator.domain.fieldwrites import FieldWrites
+from oec_operator.domain.operations import Day2, assess_day2
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.polling import EnvironmentSource
 from oec_operator.models.conditions import READY, RECONCILING, STALLED, Condition, merge_conditions, seconds_since
 from oec_operator.models.requests import Requests
-from oec_operator.models.spec import OdooEnvironmentSpec
+from oec_operator.models.spec import DeployRequest, OdooEnvironmentSpec
 from oec_operator.models.status import CreateRequest, PendingDeploy, RefusedWrite, Status
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import (
@@ -111,6 +113,8 @@ class Context:
         detailed: the environment as it was when its ``/status`` was last read (``None``: never).
         gone_grace: seconds after an environment's create during which no 404 means "deleted"
             (``OEC_EXTERNAL_DELETE_GRACE_PERIOD``).
+        domain_claimed_by: ``namespace/name`` of another resource that has the same ``spec.domain``.
+        fields: the day-2 writes of this reconcile (refused per field, :mod:`oec_operator.domain.fieldwrites`).
     """
 
     api: OecClient
@@ -128,8 +132,14 @@ class Context:
     fresh: bool = False
     detailed: Environment | None = None
     gone_grace: float = 30.0
+    domain_claimed_by: str | None = None
+    fields: FieldWrites = field(init=False)
     #: A refused write was recorded or held back in this reconcile (``status.refusedWrite`` stays).
     refused: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.fields = FieldWrites(self.status.refused_fields or (), self.api.key_id, self.ref.generation,
+                                  self.requests, self.now)
 
     @property
     def recorded_id(self) -> str | None:
@@ -149,7 +159,8 @@ class Context:
     def read_fresh(self) -> bool:
         """Read the environment now rather than from the project's list: a user's change (a new
         generation or a new token), not a repeated or annotation-only run of a change handler."""
-        return self.fresh and (not self.reconciled_before or bool(self.pending_redeploy or self.pending_recreate)
+        owed = self.pending_redeploy or self.pending_recreate or self.pending_restart or self.pending_request
+        return self.fresh and (not self.reconciled_before or bool(owed)
                                or self.requests.reconcile_token != self.status.last_handled_reconcile_at)
 
     @property
@@ -163,6 +174,18 @@ class Context:
         """A redeploy token not handled yet."""
         token = self.requests.redeploy_token
         return token if token and token != self.status.last_handled_redeploy_at else None
+
+    @property
+    def pending_restart(self) -> str | None:
+        """A restart token (``oec.sh/restart-requested-at``) not handled yet."""
+        token = self.requests.restart_token
+        return token if token and token != self.status.last_handled_restart_at else None
+
+    @property
+    def pending_request(self) -> DeployRequest | None:
+        """``spec.deploy.request`` when its ``id`` was not handled yet."""
+        request = self.spec.deploy.request
+        return request if request is not None and request.id != self.status.last_handled_deploy_request else None
 
     async def persist(self, update: Status) -> None:
         """Write ``update`` to the status now (an intent, before its action) and keep it in
@@ -270,6 +293,10 @@ async def _reconcile(ctx: Context) -> Outcome:
     env, deployed = found, False
     if not ctx.spec.observe_only:
         env, deployed = await _converge(ctx, env, events, extra)
+    finished = await tasks.follow(ctx, extra, events)
+    running = ctx.status.task is not None and finished is None
+    if not (ctx.spec.observe_only or deployed or running or extra.update.pending_deploy is not None):
+        await tasks.start_next(ctx, env, extra, events)
     if deployed:  # the API accepted a deploy: it is under way, whatever the list showed before
         env = env.model_copy(update={"status": "deploying"})
     detailed = ctx.detailed
@@ -291,6 +318,12 @@ async def _reconcile(ctx: Context) -> Outcome:
     if deferred is not None:  # try the detail again once the budget frees up, spread out
         outcome.next_poll = min(outcome.next_poll, max(ctx.fast_poll, deferred * random.uniform(1.0, 2.0)))  # noqa: S311
     outcome.events = events + phase_events(ctx.status.phase, env, health, log_tail)
+    pending = resources.settle(ctx, extra, finished, health, outcome.events)
+    outcome.status = outcome.status.merged(extra.update).merged(Status(refused_fields=ctx.fields.status()))
+    task = extra.update.task if "task" in extra.update.model_fields_set else ctx.status.task
+    assess_day2(ctx.spec, ctx.status, env, Day2(task=task, pending=pending, refused=ctx.fields.message(),
+                                                invalid="; ".join(ctx.fields.invalid) or None,
+                                                domain_claimed_by=ctx.domain_claimed_by), outcome, ctx.fast_poll)
     return outcome
 
 
@@ -359,7 +392,7 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
     recreate = ctx.pending_recreate
     request = recorded or CreateRequest(key=create_key(ctx.ref.uid, recreate), name=spec.display_name(ctx.ref.name),
                                         environment_type=spec.environment_type, branch=spec.branch,
-                                        requested_at=ctx.now)
+                                        requested_at=ctx.now, **spec.resources.api_fields())
     listed: list[Environment] | None = None
     if recorded is None:
         try:
@@ -398,6 +431,11 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
         raise
     events.append(Event("Normal", "Created", f"created OEC.sh environment {env.id} ({env.name})"))
     extra.add(Status(create_request=None))
+    # The create deploys and starts the environment: requests made with it are answered.
+    if ctx.pending_request is not None:
+        extra.add(Status(last_handled_deploy_request=ctx.pending_request.id))
+    if ctx.pending_restart:
+        extra.add(Status(last_handled_restart_at=ctx.pending_restart))
     if recreate:
         extra.add(Status(last_handled_recreate_at=recreate))
     return env
@@ -413,7 +451,9 @@ def _unknown_project(ctx: Context) -> Outcome:
 
 def _create_write(project_id: str, request: CreateRequest) -> tuple[str, dict[str, Any]]:
     """The create as a write to remember a refusal of (:meth:`Context.attempt`)."""
-    return f"POST /projects/{project_id}/environments", request.model_dump(exclude={"requested_at"})
+    body = request.model_dump(exclude={"requested_at"})
+    return f"POST /projects/{project_id}/environments", {k: v for k, v in body.items()
+                                                         if v is not None or k not in resources.SIZE_FIELDS}
 
 
 async def _say_waiting(ctx: Context, wait: float) -> None:
@@ -449,6 +489,7 @@ async def replay_create(api: OecClient, project_id: str, request: CreateRequest)
         environment_type=request.environment_type,
         branch=request.branch,
         idempotency_key=request.key,
+        **request.model_dump(include={"cpu_cores", "ram_mb", "disk_gb"}, exclude_none=True),
     )
 
 
@@ -491,7 +532,8 @@ async def _find(ctx: Context, target: str, events: list[Event], extra: Settled) 
 
 async def _converge(ctx: Context, env: Environment, events: list[Event],
                     extra: Settled) -> tuple[Environment, bool]:
-    """PATCH what differs from the spec, then deploy when a branch changed or a redeploy is asked.
+    """PATCH what differs from the spec (name and branch, then size and domain), then deploy when a
+    branch changed, a redeploy or a deploy request is asked.
 
     Returns:
         The environment after the PATCH, and whether a deploy was started.
@@ -505,6 +547,7 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
             # accepted a deploy of the previous branch, and a replay would answer with that one.
             pending = PendingDeploy(key=f"oec-operator-deploy-{uuid.uuid4()}",
                                     reason=f"branch changed to {changes['branch']}", requested_at=ctx.now,
+                                    update_modules=spec.deploy.update_modules,
                                     blocked_by=pending.blocked_by if pending else None)  # still waits for it
             await ctx.persist(Status(pending_deploy=pending))
         before, patched = env, env.id
@@ -516,10 +559,23 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
             events.append(Event("Normal", "DriftCorrected", f"set back what changed outside Kubernetes: {listed}"))
         else:
             events.append(Event("Normal", "Updated", f"updated OEC.sh environment {env.id}: {listed}"))
+    # Size and domain before a deploy, so that the deploy applies the size (docs/oec-api.md §11.2).
+    env = await resources.converge_size(ctx, env, events)
+    env = await resources.converge_domain(ctx, env, events)
     redeploy = ctx.pending_redeploy
     if redeploy and not pending:
         pending = PendingDeploy(key=f"oec-operator-redeploy-{ctx.ref.uid}-{_digest(redeploy)}",
-                                reason=f"redeploy requested ({redeploy})", requested_at=ctx.now)
+                                reason=f"redeploy requested ({redeploy})", requested_at=ctx.now,
+                                update_modules=spec.deploy.update_modules)
+        await ctx.persist(Status(pending_deploy=pending))
+    request = ctx.pending_request
+    if request is not None and request.mode == "Deploy" and (pending is None or pending.request_id != request.id):
+        # One deploy per request id (its key names the id); a deploy already owed is folded in.
+        reason = f"deploy requested ({request.id})" + (f"; {pending.reason}" if pending else "")
+        modules = request.update_modules or spec.deploy.update_modules
+        pending = PendingDeploy(key=f"oec-operator-deploy-{ctx.ref.uid}-{_digest(request.id)}", reason=reason,
+                                requested_at=ctx.now, update_modules=modules, request_id=request.id,
+                                blocked_by=pending.blocked_by if pending else None)
         await ctx.persist(Status(pending_deploy=pending))
     if not pending:
         return env, False
@@ -529,7 +585,8 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
     target, owed = env.id, pending
     try:
         accepted = await ctx.attempt(f"POST /environments/{target}/deploy", {"key": owed.key, "phase": env.status},
-                                     lambda: api.deploy(target, idempotency_key=owed.key))
+                                     lambda: api.deploy(target, idempotency_key=owed.key,
+                                                        update_modules=list(owed.update_modules or ()) or None))
     except OecConflictError as exc:
         if exc.code not in ("task_in_progress", "invalid_state", "concurrent_action"):
             raise
@@ -540,7 +597,11 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
     extra.add(Status(pending_deploy=None))
     if redeploy:
         extra.add(Status(last_handled_redeploy_at=redeploy))
-    events.append(Event("Normal", "DeployStarted", f"deploy task {accepted.task_id} started: {pending.reason}"))
+    if pending.request_id:
+        extra.add(Status(last_handled_deploy_request=pending.request_id))
+    modules = f"; updating modules {', '.join(pending.update_modules)}" if pending.update_modules else ""
+    events.append(Event("Normal", "DeployStarted",
+                        f"deploy task {accepted.task_id} started: {pending.reason}{modules}"))
     return env, True
 
 

@@ -34,6 +34,10 @@ class CreateRequest(_StatusModel):
     environment_type: str
     branch: str | None = None
     requested_at: str | None = None
+    #: ``spec.resources`` at the create (sent with it, so the first deploy has the size).
+    cpu_cores: float | None = None
+    ram_mb: int | None = None
+    disk_gb: int | None = None
 
 
 class PendingDeploy(_StatusModel):
@@ -87,14 +91,18 @@ class TaskRef(_StatusModel):
 
 class PendingResources(_StatusModel):
     """``status.pendingResources``: a size sent with ``PATCH /environments/{id}`` that the environment
-    does not run with yet; it applies when a deploy, restart or start completes after ``since``
-    (``docs/oec-api.md`` §11.2). ``applies_on``: ``Restart`` or ``NextDeploy`` (``spec.resizePolicy``)."""
+    does not run with yet; it applies when a deploy, restart or start completes after it was sent
+    (``docs/oec-api.md`` §11.2). ``applies_on``: ``Restart`` or ``NextDeploy`` (``spec.resizePolicy``);
+    ``since``: when it was sent (the operator's clock); ``after_deploy``: the id of the last deploy
+    known then (a deploy with another id that completed is a later one: no clock comparison
+    across machines)."""
 
     cpu_cores: float | None = None
     ram_mb: int | None = None
     disk_gb: int | None = None
     applies_on: str = "Restart"
     since: str | None = None
+    after_deploy: str | None = None
 
 
 class Health(_StatusModel):
@@ -180,8 +188,11 @@ class Status(_StatusModel):
 
     @property
     def busy(self) -> bool:
-        """Work in flight (a transitional phase or a deploy owed): the project is polled fast."""
-        return self.phase in TRANSITIONAL_STATES or self.pending_deploy is not None
+        """Work in flight (a transitional phase, a deploy owed, a task of the operator's running or a
+        size waiting for a restart): the project is polled fast."""
+        resizing = self.pending_resources is not None and self.pending_resources.applies_on == "Restart"
+        return (self.phase in TRANSITIONAL_STATES or self.pending_deploy is not None or self.task is not None
+                or resizing)
 
     def merged(self, update: Status) -> Status:
         """This status with the fields set in ``update`` applied (``None`` removes a field)."""

@@ -1,0 +1,186 @@
+"""Tasks the operator starts that leave the environment's phase alone: a quick update, a restart,
+a start or a stop (``docs/reconciliation.md``, Power state and requests).
+
+One task at a time runs on an environment (409 ``task_in_progress``, ``docs/oec-api.md`` §11.3), and
+these tasks do not show in the environment's status while they run (a stop leaves it ``running``
+until it is done). So a task the operator started is kept in ``status.task`` and read
+(``GET /deployments/{id}``) until it ended; nothing else is sent meanwhile. Then the next owed task
+is chosen, in this order: a quick-update request (``spec.deploy.request`` with a quick-update
+mode), a restart (the annotation ``oec.sh/restart-requested-at``, or a size that applies on
+restart), the power state (``spec.powerState``). A deploy is not one of them: it moves the phase and
+is owed through ``status.pendingDeploy`` (:mod:`oec_operator.domain.reconcile`).
+
+Every task goes out with an ``Idempotency-Key`` that names what it answers (the request id, the
+token, the time the size was sent, or the environment's ``updated_at`` for a start or stop), so a
+lost answer is asked again under the same key and never starts a second task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from oec_operator.domain.outcome import Event
+from oec_operator.models.status import Status, TaskRef
+from oec_operator.oec.errors import OecConflictError, OecNotFoundError
+from oec_operator.oec.models import ActionAccepted, Environment
+
+if TYPE_CHECKING:
+    from oec_operator.domain.reconcile import Context, Settled
+
+#: What each task is called in Events: (requested, completed, failed) reasons.
+EVENT_REASONS = {
+    "quick_update": ("QuickUpdateStarted", "QuickUpdated", "QuickUpdateFailed"),
+    "restart": ("RestartRequested", "Restarted", "RestartFailed"),
+    "start": ("StartRequested", "Started", "StartFailed"),
+    "stop": ("StopRequested", "Stopped", "StopFailed"),
+}
+#: ``status.task.action`` of a task the API named in a 409 that someone else started.
+OTHER = "other"
+
+
+def task_key(action: str, uid: str, token: str) -> str:
+    """``Idempotency-Key`` of one task: the action, the resource's UID and what it answers."""
+    return f"oec-operator-{action.replace('_', '-')}-{uid}-{hashlib.sha256(token.encode()).hexdigest()[:16]}"
+
+
+@dataclass(frozen=True)
+class Owed:
+    """The next task owed: the API call and what it settles once accepted.
+
+    Attributes:
+        action: ``quick_update``, ``restart``, ``start`` or ``stop``.
+        key: its ``Idempotency-Key``; reason: said in its Event and condition.
+        handled: the status fields it settles (a handled token or request id).
+        mode / modules: a quick update's ``mode`` and ``modules``.
+    """
+
+    action: str
+    key: str
+    reason: str
+    handled: Status
+    mode: str | None = None
+    modules: tuple[str, ...] | None = None
+
+
+async def follow(ctx: Context, extra: Settled, events: list[Event]) -> tuple[str, str, str | None] | None:
+    """Read the task in ``status.task``: while it runs nothing else is sent; once it ended it is
+    cleared and reported (an Event; a failure as a Warning with the API's message).
+
+    Returns:
+        ``(action, final task status, requested at)`` of a task that ended now, else ``None``.
+
+    Raises:
+        OecError: the read failed (the task stays recorded).
+    """
+    ref = ctx.status.task
+    if ref is None:
+        return None
+    try:
+        task = await ctx.api.get_task(ref.id)
+    except OecNotFoundError:
+        state = "unknown"  # the API no longer knows the task: nothing to wait for
+    else:
+        if not task.finished:
+            return None
+        state = task.status
+    extra.add(Status(task=None))
+    if ref.action in EVENT_REASONS:
+        _, done, failed = EVENT_REASONS[ref.action]
+        if state == "completed":
+            events.append(Event("Normal", done, f"task {ref.id} completed: {ref.reason}"))
+        else:
+            error = f": {task.error_message}" if state != "unknown" and task.error_message else ""
+            events.append(Event("Warning", failed, f"task {ref.id} ({ref.reason}) ended {state}{error}"))
+    return ref.action, state, ref.requested_at
+
+
+def owed(ctx: Context, env: Environment) -> Owed | None:
+    """The next task the spec and annotations ask for, given the environment's phase, or ``None``.
+
+    Only in ``running`` and ``stopped``: a transitional phase is waited for, ``failed``/``error``
+    need a deploy, and ``paused`` is the platform's (never started by the operator).
+    """
+    uid, request, restart = ctx.ref.uid, ctx.pending_request, ctx.pending_restart
+    quick = request if request is not None and request.mode != "Deploy" else None
+    if env.status == "running":
+        if quick is not None:
+            return Owed("quick_update", task_key("quick-update", uid, quick.id),
+                        f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
+                        mode=quick.api_mode, modules=quick.update_modules if quick.mode.endswith("Specific") else None)
+        pending = ctx.status.pending_resources
+        resize = pending is not None and pending.applies_on == "Restart"
+        if restart or resize:
+            token = restart or f"resize {pending.since if pending else ''}"
+            reason = f"restart requested ({restart})" if restart else "restart to apply the new size"
+            return Owed("restart", task_key("restart", uid, token), reason,
+                        Status(last_handled_restart_at=restart) if restart else Status())
+        if ctx.spec.power_state == "Stopped":
+            return Owed("stop", task_key("stop", uid, env.updated_at or ""), "spec.powerState is Stopped", Status())
+    elif env.status == "stopped" and ctx.spec.power_state == "Running":
+        handled = Status(last_handled_restart_at=restart) if restart else Status()  # a start is a restart
+        return Owed("start", task_key("start", uid, env.updated_at or ""), "spec.powerState is Running", handled)
+    return None
+
+
+def skipped(ctx: Context, env: Environment, extra: Settled, events: list[Event]) -> None:
+    """Requests that cannot run on an environment stopped on purpose (``spec.powerState:
+    Stopped``): a restart or a quick update is marked handled with an Event saying why, so that
+    a stopped environment stays ``Ready``."""
+    if env.status != "stopped" or ctx.spec.power_state != "Stopped":
+        return
+    if ctx.pending_restart:
+        extra.add(Status(last_handled_restart_at=ctx.pending_restart))
+        events.append(Event("Normal", "RestartSkipped", "the environment is stopped (spec.powerState: Stopped); "
+                                                        "nothing to restart"))
+    request = ctx.pending_request
+    if request is not None and request.mode != "Deploy":
+        extra.add(Status(last_handled_deploy_request=request.id))
+        events.append(Event("Warning", "RequestSkipped", f"{request.mode} request {request.id} not run: the "
+                            "environment is stopped (spec.powerState: Stopped); use mode Deploy or start it"))
+
+
+def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[ActionAccepted]]:
+    api = ctx.api
+    if task.action == "quick_update":
+        return lambda: api.quick_update(env_id, mode=task.mode or "pull_restart", modules=task.modules,
+                                        idempotency_key=task.key)
+    action = {"restart": api.restart, "start": api.start, "stop": api.stop}[task.action]
+    return lambda: action(env_id, idempotency_key=task.key)
+
+
+async def start_next(ctx: Context, env: Environment, extra: Settled, events: list[Event]) -> None:
+    """Send the next owed task (:func:`owed`) and record it in ``status.task``; a 409
+    ``task_in_progress`` records the task the API named instead, to wait for its end.
+
+    Raises:
+        OecError: a transient failure (a refusal for good stalls the field instead).
+    """
+    skipped(ctx, env, extra, events)
+    task = owed(ctx, env)
+    if task is None:
+        return
+    if task.action == "quick_update" and ctx.spec.deploy.request and ctx.spec.deploy.request.mode == (
+            "ReinitializeSpecific") and ctx.spec.deploy.request.confirm != env.name:
+        ctx.fields.invalid.append(
+            f"spec.deploy.request.confirm must be the environment's name {env.name!r} to reinitialize modules "
+            "(odoo -i can reset their data)")
+        return
+    body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
+    try:
+        accepted = await ctx.fields.send(f"POST /environments/{env.id}/{task.action.replace('_', '-')}", body,
+                                         _send(ctx, env.id, task))
+    except OecConflictError as exc:
+        if exc.code != "task_in_progress" or not exc.task_id:
+            raise
+        extra.add(Status(task=TaskRef(id=exc.task_id, action=OTHER, reason="a task started outside this resource",
+                                      requested_at=ctx.now)))
+        return
+    if accepted is None:
+        return
+    extra.add(task.handled)
+    extra.add(Status(task=TaskRef(id=accepted.task_id, action=task.action, reason=task.reason,
+                                  requested_at=ctx.now)))
+    events.append(Event("Normal", EVENT_REASONS[task.action][0], f"task {accepted.task_id} started: {task.reason}"))
