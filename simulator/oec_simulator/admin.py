@@ -10,11 +10,17 @@ Endpoints (JSON in, JSON out; errors ``{"error", "message", "detail"?}`` with 40
   by_key: {key_id: {reads, writes, rate_limited}}, time}`` (see ``stats.py``; cumulative since start
   or the last ``DELETE /_sim/stats`` → ``{"cleared": int}``; ``POST /_sim/reset`` keeps them)
 * ``GET /_sim/environments`` → ``[environment + {deleted, deleted_at, active_task_id, fail_next_deploy,
-  fail_log, fail_message, destroy_seconds}]`` (gone ones included)
-* ``PATCH /_sim/environments/{id}`` ``{name?, branch?, status?, fail_next_deploy?, fail_log?: [str],
-  fail_message?, destroy_seconds?}`` → that object (``fail_log``/``fail_message``: the next deploy
-  fails with these ``/logs`` lines and task ``error_message``; ``destroy_seconds``: this
-  environment's destroy duration, s, null = the configured one)
+  fail_log, fail_message, destroy_seconds, requested, applied, sizes_pending, domain_verify_at}]``
+  (gone ones included; ``requested``/``applied``: ``{cpu_cores, ram_mb, disk_gb}`` asked for vs
+  running with)
+* ``PATCH /_sim/environments/{id}`` ``{name?, branch?, status?, domain?, cpu_cores?, ram_mb?,
+  disk_gb?, custom_domain_verified?, apply_sizes?, fail_next_deploy?, fail_log?: [str],
+  fail_message?, destroy_seconds?}`` → that object (dashboard edits: sizes are requested, applied
+  by the next deploy/restart or at once with ``apply_sizes: true``; ``fail_log``/``fail_message``:
+  the next deploy fails with these ``/logs`` lines and task ``error_message``; ``destroy_seconds``:
+  this environment's destroy duration, s, null = the configured one)
+* ``GET /_sim/environments/{id}/tasks`` → its tasks, newest first: the §9.3 task object +
+  ``{update_modules, mode, modules, applied_sizes}`` (what each was asked; sizes it applied)
 * ``DELETE /_sim/environments/{id}`` → that object with ``deleted: true`` (gone at once)
 * ``GET /_sim/projects`` → ``[Project]``; ``POST /_sim/projects`` ``{id?, name, default_branch?,
   odoo_version?, server_id?, git_repo_url?, git_provider?}`` → 201 Project (409 if the id exists)
@@ -95,6 +101,11 @@ async def patch_environment(request: web.Request) -> web.Response:
     body = await read_body(request, AdminEnvironmentPatch)
     env = store.admin_update(request.match_info["env_id"], body.model_dump(exclude_unset=True))
     return web.json_response(store.admin_view(env))
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    """``GET /_sim/environments/{id}/tasks`` → tasks with what they were asked, newest first."""
+    return web.json_response(sim_of(request).store.admin_tasks(request.match_info["env_id"]))
 
 
 async def remove_environment(request: web.Request) -> web.Response:
@@ -201,6 +212,7 @@ def add_admin_routes(app: web.Application) -> None:
         ("GET", "/environments", list_environments),
         ("PATCH", "/environments/{env_id}", patch_environment),
         ("DELETE", "/environments/{env_id}", remove_environment),
+        ("GET", "/environments/{env_id}/tasks", list_tasks),
         ("GET", "/projects", list_projects),
         ("POST", "/projects", create_project),
         ("GET", "/keys", list_keys),

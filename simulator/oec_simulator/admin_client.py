@@ -137,14 +137,30 @@ class SimulatorAdmin:
     def environments(self) -> list[JSON]:
         """``GET /_sim/environments`` → every environment the simulator had, in the API's shape plus
         ``deleted``, ``deleted_at``, ``active_task_id``, ``fail_next_deploy``, ``fail_log``,
-        ``fail_message`` and ``destroy_seconds``."""
+        ``fail_message``, ``destroy_seconds``, ``requested`` and ``applied`` (``{cpu_cores, ram_mb,
+        disk_gb}`` asked for vs running with), ``sizes_pending`` and ``domain_verify_at``."""
         return list(self._call("GET", "/environments"))
+
+    def environment(self, env_id: str) -> JSON:
+        """One environment's admin view (see :meth:`environments`); ``KeyError`` if unknown."""
+        for env in self.environments():
+            if env["id"] == env_id:
+                return env
+        raise KeyError(env_id)
+
+    def tasks(self, env_id: str) -> list[JSON]:
+        """``GET /_sim/environments/{env_id}/tasks`` → its tasks, newest first: the API's task object
+        plus ``update_modules`` (a deploy's), ``mode``/``modules`` (a quick-update's) and
+        ``applied_sizes`` (``{cpu_cores, ram_mb, disk_gb}`` its completion applied, or None)."""
+        return list(self._call("GET", f"/environments/{env_id}/tasks"))
 
     def patch_environment(self, env_id: str, **fields: Any) -> JSON:
         """``PATCH /_sim/environments/{env_id}``, as an edit in the OEC.sh dashboard → its admin view.
 
-        ``fields``: ``name``, ``branch``, ``status``, ``fail_next_deploy``, ``fail_log`` (lines of the
-        next failing deploy's ``/logs``), ``fail_message``, ``destroy_seconds`` (s; None: configured).
+        ``fields``: ``name``, ``branch``, ``status``, ``domain`` (``""`` removes it), ``cpu_cores``,
+        ``ram_mb``, ``disk_gb`` (requested, as a PATCH), ``apply_sizes`` (True: they run at once),
+        ``custom_domain_verified``, ``fail_next_deploy``, ``fail_log`` (lines of the next failing
+        deploy's ``/logs``), ``fail_message``, ``destroy_seconds`` (s; None: configured).
         """
         return dict(self._call("PATCH", f"/environments/{env_id}", fields))
 

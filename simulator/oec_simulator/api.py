@@ -31,6 +31,7 @@ from .schemas import (
     QuickUpdateBody,
     StrictCreateEnvironmentBody,
     parse_body,
+    refuse_mcp_patch_fields,
 )
 from .store import MCP_FILTER_STATUSES, SEED_STATUSES, Environment, Project
 
@@ -261,6 +262,7 @@ async def create_environment(request: web.Request) -> web.Response:
         ram_mb=body.ram_mb,
         disk_gb=body.disk_gb,
         server_id=str(body.vm_id) if body.vm_id else None,
+        domain=body.domain,
     )
     return _json(sim.store.environment_view(env), status=201)
 
@@ -272,11 +274,16 @@ async def get_environment(request: web.Request) -> web.Response:
 
 
 async def patch_environment(request: web.Request) -> web.Response:
-    """``PATCH /environments/{env_id}`` body ``{name?, branch?}`` → 200 Environment, no redeploy."""
+    """``PATCH /environments/{env_id}`` body ``{name?, branch?, domain?, cpu_cores?, ram_mb?, disk_gb?}``
+    → 200 Environment, no redeploy (sizes apply at the next deploy or restart; §1 rows 31-35)."""
     sim = _sim(request)
     env = _visible_env(request)
+    if sim.config.patch_fields == "seed":
+        refuse_mcp_patch_fields(_raw(request))
     body = parse_body(_raw(request), PatchEnvironmentBody)
-    env = sim.store.update_environment(env.id, name=body.name, branch=body.branch)
+    env = sim.store.update_environment(
+        env.id, name=body.name, branch=body.branch, domain=body.domain, sizes=body.sizes()
+    )
     return _json(sim.store.environment_view(env))
 
 
@@ -317,11 +324,14 @@ def _action(task_type: str) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         sim = _sim(request)
         env = _visible_env(request)
+        asked: dict[str, Any] = {}
         if task_type == "deploy":
-            parse_body(_raw(request), DeployBody, required=False)
+            deploy = parse_body(_raw(request), DeployBody, required=False)
+            asked = {"update_modules": deploy.update_modules}
         elif task_type == "quick_update":
-            parse_body(_raw(request), QuickUpdateBody, required=False)
-        task = sim.store.start_action(env.id, task_type)
+            quick = parse_body(_raw(request), QuickUpdateBody, required=False)
+            asked = {"mode": quick.mode, "modules": quick.modules}
+        task = sim.store.start_action(env.id, task_type, **asked)
         return _accepted(task.id, env.id)
 
     handler.__name__ = f"{task_type}_action"

@@ -107,6 +107,10 @@ class SimulatorConfig(BaseModel):
       ``deploy``, ``restart``, ``start``, ``stop``, ``quick_update``, ``get_deployment``,
       ``list_deployments``.
     * ``max_environments`` (None = unlimited): organisation quota (§1 row 16).
+    * ``max_cpu_cores``, ``max_ram_mb``, ``max_disk_gb`` (None = unlimited): the plan's largest size
+      of one environment; above → 422 ``quota_exceeded`` (§1 row 34).
+    * ``domain_verify_seconds`` (5.0; None = never by itself): a new custom domain becomes
+      ``custom_domain_verified`` this long after it was set (§1 row 35).
     * ``fail_next_deploys`` (0): the next N deploy tasks fail (decremented as they are queued);
       ``fail_deploy_step`` (``build``) is the step they fail at, ``fail_deploy_log`` the lines their
       ``/logs`` show at the failure (default: two pip ``ERROR`` lines), ``fail_deploy_message`` the
@@ -122,7 +126,8 @@ class SimulatorConfig(BaseModel):
       ``idempotency_inflight``, ``idempotency_headers``, ``rate_limit_mode``, ``rate_limit_headers``,
       ``not_visible_status``, ``failed_deploy_status``, ``name_uniqueness``, ``list_hides_inactive``,
       ``status_filter``, ``unknown_fields``, ``quota_status``, ``logs_max_lines``,
-      ``confirm_status``, ``action_aliases``, ``deployments_list``, ``detail_lag_seconds``.
+      ``confirm_status``, ``action_aliases``, ``deployments_list``, ``detail_lag_seconds``,
+      ``patch_fields``, ``size_view``, ``disk_shrink``.
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
@@ -138,6 +143,10 @@ class SimulatorConfig(BaseModel):
     idempotency_ttl_seconds: float = Field(86400.0, gt=0)
     latency: dict[str, float] = Field(default_factory=dict)
     max_environments: int | None = Field(None, ge=0)
+    max_cpu_cores: float | None = Field(None, gt=0)
+    max_ram_mb: int | None = Field(None, gt=0)
+    max_disk_gb: int | None = Field(None, gt=0)
+    domain_verify_seconds: float | None = Field(5.0, ge=0)
     fail_next_deploys: int = Field(0, ge=0)
     fail_deploy_step: Literal["prepare", "pull", "build", "migrate", "start", "healthcheck"] = "build"
     fail_deploy_log: list[str] | None = None
@@ -189,6 +198,14 @@ class SimulatorConfig(BaseModel):
     # §1 row 30: eventual consistency; for N s after a create the environment's GET detail routes
     # answer 404 while the project's list already shows it (0 = consistent at once).
     detail_lag_seconds: float = Field(0.0, ge=0)
+    # §1 row 31: PATCH /environments/{id} takes the vendor client's six fields, or (older API, SEED)
+    # only name and branch: domain/cpu_cores/ram_mb/disk_gb → 422 extra_forbidden naming the field.
+    patch_fields: Literal["mcp", "seed"] = "mcp"
+    # §1 row 32: the environment object shows the PATCHed (requested) sizes at once, or the applied
+    # (running) ones until a deploy, start, restart or quick-update completes.
+    size_view: Literal["requested", "applied"] = "requested"
+    # §1 row 33: a smaller disk_gb → 422 validation error on disk_gb, or accepted.
+    disk_shrink: Literal["refuse", "allow"] = "refuse"
 
     @field_validator("rate_limit_headers", mode="before")
     @classmethod

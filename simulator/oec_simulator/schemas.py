@@ -12,11 +12,19 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from .envsettings import DOMAIN_PATTERN
 from .errors import ApiError, FieldError, RequestValidationError, from_pydantic
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 Name = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 ModuleName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,64}$")]
+#: A custom domain (hostname, optional leading ``*.``, ≤ 253 characters) or ``""`` (remove it).
+Domain = Annotated[str, StringConstraints(max_length=253, pattern=f"^$|{DOMAIN_PATTERN}")]
+CpuCores = Annotated[float, Field(ge=0.25, le=32)]
+RamMb = Annotated[int, Field(ge=256, le=131072)]
+DiskGb = Annotated[int, Field(ge=1, le=1000)]
+#: PATCH fields the older API (SEED: name and branch only) refuses (§1 row 31).
+MCP_ONLY_PATCH_FIELDS = ("domain", "cpu_cores", "ram_mb", "disk_gb")
 
 
 class CreateEnvironmentBody(BaseModel):
@@ -29,10 +37,10 @@ class CreateEnvironmentBody(BaseModel):
     branch: Name | None = None
     environment_type: Literal["development", "staging", "production"] = "development"
     vm_id: uuid.UUID | None = None
-    domain: Annotated[str, StringConstraints(max_length=255)] | None = None
-    cpu_cores: float | None = Field(None, ge=0.25, le=32)
-    ram_mb: int | None = Field(None, ge=256, le=131072)
-    disk_gb: int | None = Field(None, ge=1, le=1000)
+    domain: Domain | None = None
+    cpu_cores: CpuCores | None = None
+    ram_mb: RamMb | None = None
+    disk_gb: DiskGb | None = None
     postgres_version: Annotated[str, StringConstraints(max_length=10)] | None = None
     enable_pgtune: bool | None = None
     enable_pgbouncer: bool | None = None
@@ -47,12 +55,37 @@ class StrictCreateEnvironmentBody(CreateEnvironmentBody):
 
 
 class PatchEnvironmentBody(BaseModel):
-    """Body of ``PATCH /environments/{id}``: ``name`` and/or ``branch`` (≤ 255 each, §2)."""
+    """Body of ``PATCH /environments/{id}``: ``name``, ``branch`` (≤ 255 each, §2) and the vendor
+    client's ``domain`` (``""`` removes it), ``cpu_cores`` (0.25-32), ``ram_mb`` (256-131072),
+    ``disk_gb`` (1-1000) (§11.2); each optional, unknown fields ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
     name: Name | None = None
     branch: Name | None = None
+    domain: Domain | None = None
+    cpu_cores: CpuCores | None = None
+    ram_mb: RamMb | None = None
+    disk_gb: DiskGb | None = None
+
+    def sizes(self) -> dict[str, float | int | None]:
+        """``{cpu_cores, ram_mb, disk_gb}`` as given (``None`` = not given)."""
+        return {"cpu_cores": self.cpu_cores, "ram_mb": self.ram_mb, "disk_gb": self.disk_gb}
+
+
+def refuse_mcp_patch_fields(raw: bytes) -> None:
+    """Older API (``patch_fields=seed``, §1 row 31): a PATCH body naming ``domain``, ``cpu_cores``,
+    ``ram_mb`` or ``disk_gb`` → 422 ``extra_forbidden`` on each such field."""
+    data = load_json(raw)
+    if not isinstance(data, dict):
+        return
+    errors = [
+        FieldError(("body", name), "Extra inputs are not permitted", "extra_forbidden")
+        for name in MCP_ONLY_PATCH_FIELDS
+        if name in data
+    ]
+    if errors:
+        raise RequestValidationError(errors)
 
 
 class DeployBody(BaseModel):
@@ -108,8 +141,10 @@ AdminStatus = Literal[
 
 
 class AdminEnvironmentPatch(BaseModel):
-    """Body of ``PATCH /_sim/environments/{id}``: direct edits (``deleted`` is set with DELETE), and the
-    simulator-only ``fail_log`` (lines the next deploy's ``/logs`` show at its failure),
+    """Body of ``PATCH /_sim/environments/{id}``: direct edits as in the dashboard (``deleted`` is set
+    with DELETE; ``domain``/sizes as a PATCH without its shrink and plan checks;
+    ``custom_domain_verified``), and the simulator-only ``apply_sizes`` (true: requested sizes run at
+    once), ``fail_log`` (lines the next deploy's ``/logs`` show at its failure),
     ``fail_message`` (its task ``error_message``) and ``destroy_seconds`` (this environment's destroy
     duration, s; null = the configured ``destroy_seconds``)."""
 
@@ -118,6 +153,12 @@ class AdminEnvironmentPatch(BaseModel):
     name: Name | None = None
     branch: Name | None = None
     status: AdminStatus | None = None
+    domain: Domain | None = None
+    cpu_cores: CpuCores | None = None
+    ram_mb: RamMb | None = None
+    disk_gb: DiskGb | None = None
+    apply_sizes: bool | None = None
+    custom_domain_verified: bool | None = None
     fail_next_deploy: bool | None = None
     fail_log: list[Annotated[str, StringConstraints(max_length=2000)]] | None = Field(None, max_length=200)
     fail_message: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None

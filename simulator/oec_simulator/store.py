@@ -1,11 +1,13 @@
-"""In-memory OEC.sh state with a lazy lifecycle (docs/oec-api.md §2, §9, §10, §11; §1 rows 10-23).
+"""In-memory OEC.sh state with a lazy lifecycle (docs/oec-api.md §2, §9, §10, §11; §1 rows 10-23, 31-35).
 
 Pure logic, no HTTP. State advances on access: every public method first calls :meth:`Store.tick`,
 which completes tasks whose end time (per the injected clock) has passed and applies their effect on
 the environment (deploy → ``running``/failed status, destroy → gone, start/restart/quick-update →
-``running``, stop → ``stopped``). Timestamps of those effects are the task's end time, not the time of
-the access. Errors are raised as :class:`~oec_simulator.errors.ApiError` with the contract's
-codes. Visibility of resources for project-scoped keys is the caller's job.
+``running``, stop → ``stopped``; a successful deploy/start/restart/quick-update also makes the
+requested sizes the running ones), and verifies custom domains whose time has come. Timestamps of
+those effects are the task's end time, not the time of the access. Errors are raised as
+:class:`~oec_simulator.errors.ApiError` with the contract's codes. Visibility of resources for
+project-scoped keys is the caller's job.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import envsettings
 from .clock import Clock, iso
 from .config import ProjectConfig, SimulatorConfig
 from .errors import ApiError, not_found
@@ -48,6 +51,9 @@ TASK_STEPS: dict[str, tuple[str, ...]] = {
     "restart": ("stop", "start", "healthcheck"),
     "quick_update": ("pull", "update", "restart", "healthcheck"),
 }
+#: Tasks whose completion applies the requested sizes (§11.2: "takes effect on the next deploy or
+#: restart"); a stop leaves them pending.
+APPLIES_SIZES = frozenset({"deploy", "start", "restart", "quick_update"})
 #: States from which each action may start (§1 row 19); destroy is allowed from any state.
 ALLOWED_FROM: dict[str, frozenset[str]] = {
     "deploy": frozenset({"pending", "running", "stopped", "error", "failed"}),
@@ -105,7 +111,9 @@ class Task:
 
     ``queued`` until ``start_at``, ``running`` until ``end_at``, then ``completed`` (or ``failed`` if
     ``fail_step`` is set; ``fail_lines`` are then logged at the failure); ``cancelled_at`` overrides.
-    ``lines`` are ``(time, text)`` log lines, visible once their time has come.
+    ``lines`` are ``(time, text)`` log lines, visible once their time has come. What the task was
+    asked (admin view only): ``update_modules`` of a deploy, ``mode``/``modules`` of a quick-update;
+    ``applied_sizes``: the sizes its completion applied (``None`` = none).
     """
 
     id: str
@@ -123,6 +131,10 @@ class Task:
     cancelled_at: float | None = None
     finalized: bool = False
     lines: list[tuple[float, str]] = field(default_factory=list)
+    update_modules: list[str] | None = None
+    mode: str | None = None
+    modules: list[str] | None = None
+    applied_sizes: dict[str, float | int] | None = None
 
     def status_at(self, now: float) -> str:
         """Task status at ``now``: queued, running, completed, failed or cancelled (§9.3)."""
@@ -142,6 +154,11 @@ class Task:
 @dataclass
 class Environment:
     """An environment (§2, §9.1). ``deleted`` ones answer 404 on every ``/environments/{id}`` route.
+
+    ``cpu_cores``/``ram_mb``/``disk_gb`` are the requested sizes (PATCH), ``applied_*`` the ones the
+    environment runs with (set when a deploy, start, restart or quick-update completes, §11.2).
+    ``domain_set_at``: when the custom domain was set (its automatic verification starts then;
+    ``None`` = no automatic verification).
 
     Simulator-only: ``fail_next_deploy`` (+ ``fail_log`` lines and ``fail_message``, used once by the
     next deploy) and ``destroy_seconds`` (this environment's destroy duration, s; None = config's).
@@ -170,6 +187,12 @@ class Environment:
     fail_message: str | None = None
     destroy_seconds: float | None = None
     ever_deployed: bool = False
+    applied_cpu_cores: float = 0.0
+    applied_ram_mb: int = 0
+    applied_disk_gb: int = 0
+    custom_domain: str | None = None
+    custom_domain_verified: bool = False
+    domain_set_at: float | None = None
 
 
 def slugify(name: str) -> str:
@@ -206,9 +229,14 @@ class Store:
         self.tasks.clear()
 
     def tick(self) -> None:
-        """Complete every task whose end time has passed and apply its effect (lazy lifecycle)."""
+        """Complete every task whose end time has passed and apply its effect, and verify custom
+        domains whose verification time has come (lazy lifecycle)."""
         now = self.clock.now()
         for env in self.environments.values():
+            due = envsettings.verification_due(self.config, env)
+            if due is not None and now >= due and not env.deleted:
+                env.custom_domain_verified = True
+                env.updated_at = max(env.updated_at, due)
             if env.active_task_id is None:
                 continue
             task = self.tasks[env.active_task_id]
@@ -233,6 +261,8 @@ class Store:
             env.status = "stopped"
         else:  # start, restart, quick_update
             env.status = "running"
+        if task.type in APPLIES_SIZES and task.fail_step is None:
+            task.applied_sizes = envsettings.apply_sizes(env)
         env.updated_at = at
 
     # ------------------------------------------------------------------ projects
@@ -318,12 +348,15 @@ class Store:
         ram_mb: int | None = None,
         disk_gb: int | None = None,
         server_id: str | None = None,
+        domain: str | None = None,
     ) -> Environment:
-        """Create an environment (§11.2 POST; §1 rows 12, 15, 16).
+        """Create an environment (§11.2 POST; §1 rows 12, 15, 16, 34, 35).
 
         With a server (``server_id`` or the project's): status ``deploying`` and a queued deploy task.
-        Without: status ``pending``, no task. Raises 404, 409 ``name_conflict`` (variant) or
-        ``quota_exceeded`` (status per ``config.quota_status``).
+        Without: status ``pending``, no task. The sizes (given or by type) are requested and applied
+        at once; ``domain`` (non-empty) is set unverified. Raises 404, 409 ``name_conflict``
+        (variant), ``quota_exceeded`` (status per ``config.quota_status``; sizes above the plan: 422),
+        409 ``domain_in_use``.
         """
         self.tick()
         project = self.get_project(project_id)
@@ -338,6 +371,9 @@ class Store:
             )
         if self.config.name_uniqueness and any(e.project_id == project.id and e.name == name for e in live):
             raise ApiError(409, "name_conflict", "An environment with this name already exists in the project.")
+        envsettings.check_plan_limits(self.config, {"cpu_cores": cpu_cores, "ram_mb": ram_mb, "disk_gb": disk_gb})
+        if domain:
+            envsettings.check_domain_free(live, "", domain)
         now = self.clock.now()
         env_id = str(uuid.uuid4())
         size = SIZES[environment_type]
@@ -358,6 +394,9 @@ class Store:
             updated_at=now,
             seq=self._next_seq(),
         )
+        envsettings.apply_sizes(env)
+        if domain:
+            envsettings.set_domain(env, domain, now)
         self.environments[env.id] = env
         if server is not None:
             self._queue(env, "deploy", now)
@@ -386,14 +425,31 @@ class Store:
             result.append(env)
         return result
 
-    def update_environment(self, env_id: str, *, name: str | None = None, branch: str | None = None) -> Environment:
-        """Store a new ``name``/``branch`` (no redeploy) and bump ``updated_at`` (§11.2 PATCH).
+    def update_environment(
+        self,
+        env_id: str,
+        *,
+        name: str | None = None,
+        branch: str | None = None,
+        domain: str | None = None,
+        sizes: dict[str, Any] | None = None,
+    ) -> Environment:
+        """Store a new ``name``/``branch``/``domain`` (``""`` removes it) and requested ``sizes``
+        (``cpu_cores``/``ram_mb``/``disk_gb``, applied by the next deploy, start, restart or
+        quick-update), no redeploy, and bump ``updated_at`` (§11.2 PATCH; §1 rows 31-35).
 
-        409 ``invalid_state`` while destroying; 409 ``name_conflict`` with the uniqueness variant.
+        Checked before anything is stored: 409 ``invalid_state`` while destroying; 409
+        ``name_conflict`` with the uniqueness variant; 422 on ``disk_gb`` for a shrink
+        (``disk_shrink=refuse``); 422 ``quota_exceeded`` above the plan; 409 ``domain_in_use``.
         """
         env = self.get_environment(env_id)
+        sizes = sizes or {}
         if env.status == "destroying":
             raise ApiError(409, "invalid_state", "The environment is being destroyed.")
+        envsettings.check_no_shrink(self.config, env, sizes.get("disk_gb"))
+        envsettings.check_plan_limits(self.config, sizes)
+        if domain:
+            envsettings.check_domain_free(self.environments.values(), env.id, domain)
         if name is not None and self.config.name_uniqueness:
             clash = any(
                 e.project_id == env.project_id and e.name == name and e.id != env.id and not e.deleted
@@ -405,15 +461,28 @@ class Store:
             env.name = name
         if branch is not None:
             env.branch = branch
-        env.updated_at = self.clock.now()
+        now = self.clock.now()
+        if domain is not None:
+            envsettings.set_domain(env, domain, now)
+        envsettings.set_sizes(env, sizes)
+        env.updated_at = now
         return env
 
     # ------------------------------------------------------------------ tasks
-    def start_action(self, env_id: str, action: str) -> Task:
+    def start_action(
+        self,
+        env_id: str,
+        action: str,
+        *,
+        update_modules: list[str] | None = None,
+        mode: str | None = None,
+        modules: list[str] | None = None,
+    ) -> Task:
         """Queue ``deploy``/``start``/``stop``/``restart``/``quick_update``/``destroy`` (§11.3, §1 row 19).
 
-        409 ``task_in_progress`` (extra ``task_id``) while a task is queued or running, otherwise 409
-        ``invalid_state`` when the current status does not allow the action.
+        ``update_modules`` (deploy), ``mode`` and ``modules`` (quick-update) are recorded on the
+        task (admin view). 409 ``task_in_progress`` (extra ``task_id``) while a task is queued or
+        running, otherwise 409 ``invalid_state`` when the current status does not allow the action.
         """
         env = self.get_environment(env_id)
         if env.active_task_id is not None:
@@ -431,7 +500,9 @@ class Store:
                 f"Cannot {action.replace('_', '-')} an environment in status '{env.status}'.",
                 extras={"status": env.status},
             )
-        return self._queue(env, action)
+        task = self._queue(env, action)
+        task.update_modules, task.mode, task.modules = update_modules, mode, modules
+        return task
 
     def _duration(self, env: Environment, task_type: str) -> float:
         if task_type == "deploy":
@@ -537,7 +608,8 @@ class Store:
 
     # ------------------------------------------------------------------ views
     def environment_view(self, env: Environment) -> dict[str, Any]:
-        """Environment object: exactly the §2/§9.1 fields."""
+        """Environment object: the §2/§9.1 fields and the vendor client's ``custom_domain``,
+        ``custom_domain_verified``; sizes requested or applied per ``size_view`` (§1 row 32)."""
         return {
             "id": env.id,
             "name": env.name,
@@ -546,13 +618,13 @@ class Store:
             "odoo_version": env.odoo_version,
             "branch": env.branch,
             "last_commit": None,
-            "cpu_cores": env.cpu_cores,
-            "ram_mb": env.ram_mb,
-            "disk_gb": env.disk_gb,
+            **(envsettings.applied_sizes if self.config.size_view == "applied" else envsettings.requested_sizes)(env),
             "project_id": env.project_id,
             "server_id": env.server_id,
             "created_at": iso(env.created_at),
             "updated_at": iso(env.updated_at),
+            "custom_domain": env.custom_domain,
+            "custom_domain_verified": env.custom_domain_verified,
         }
 
     def task_view(self, task: Task) -> dict[str, Any]:
@@ -648,9 +720,16 @@ class Store:
     # ------------------------------------------------------------------ admin (dashboard-side edits)
     def admin_view(self, env: Environment) -> dict[str, Any]:
         """Environment object plus ``deleted``, ``deleted_at``, ``active_task_id``, ``fail_next_deploy``,
-        ``fail_log``, ``fail_message``, ``destroy_seconds``."""
+        ``fail_log``, ``fail_message``, ``destroy_seconds``, ``requested`` and ``applied`` (each
+        ``{cpu_cores, ram_mb, disk_gb}``: asked for vs running with), ``sizes_pending`` (they differ)
+        and ``domain_verify_at`` (ISO time the custom domain verifies by itself, or null)."""
+        requested, applied = envsettings.requested_sizes(env), envsettings.applied_sizes(env)
         return {
             **self.environment_view(env),
+            "requested": requested,
+            "applied": applied,
+            "sizes_pending": requested != applied,
+            "domain_verify_at": iso(envsettings.verification_due(self.config, env)),
             "deleted": env.deleted,
             "deleted_at": iso(env.deleted_at),
             "active_task_id": env.active_task_id,
@@ -660,19 +739,55 @@ class Store:
             "destroy_seconds": env.destroy_seconds,
         }
 
+    def admin_tasks(self, env_id: str) -> list[dict[str, Any]]:
+        """Every task of an environment (gone ones included), newest first: the §9.3 object plus
+        what it was asked (``update_modules``, ``mode``, ``modules``) and ``applied_sizes``.
+        404 ``not_found`` for an unknown id."""
+        self.tick()
+        env = self.environments.get(env_id)
+        if env is None:
+            raise not_found()
+        tasks = sorted((self.tasks[t] for t in env.task_ids), key=lambda t: t.seq, reverse=True)
+        return [
+            {
+                **self.task_view(task),
+                "update_modules": task.update_modules,
+                "mode": task.mode,
+                "modules": task.modules,
+                "applied_sizes": task.applied_sizes,
+            }
+            for task in tasks
+        ]
+
     def all_environments(self) -> list[Environment]:
         """Every environment ever created, gone ones included, oldest first."""
         self.tick()
         return sorted(self.environments.values(), key=lambda e: e.seq)
 
     def admin_update(self, env_id: str, changes: dict[str, Any]) -> Environment:
-        """Set ``name``/``branch``/``status``/``fail_next_deploy`` directly (edits in the OEC dashboard),
-        and the simulator-only ``fail_log``, ``fail_message`` and ``destroy_seconds`` (null = config's).
+        """Set ``name``/``branch``/``status``/``fail_next_deploy``/``domain``/``cpu_cores``/``ram_mb``/
+        ``disk_gb``/``custom_domain_verified`` directly (edits in the OEC dashboard), and the
+        simulator-only ``fail_log``, ``fail_message``, ``destroy_seconds`` (null = config's) and
+        ``apply_sizes`` (true: the requested sizes run at once, as after a restart).
 
-        Setting ``status`` does not touch an active task (its completion still applies its effect).
-        Giving ``fail_log`` or ``fail_message`` also sets ``fail_next_deploy``.
+        Sizes are requested like a PATCH (no shrink or plan check); a new ``domain`` starts
+        unverified (409 ``domain_in_use`` if another environment has it);
+        ``custom_domain_verified: false`` also stops the automatic verification (a DNS record
+        removed). Setting ``status`` does not touch an active task (its completion still applies its
+        effect). Giving ``fail_log`` or ``fail_message`` also sets ``fail_next_deploy``.
         """
         env = self.get_environment(env_id)
+        now = self.clock.now()
+        if changes.get("domain"):
+            envsettings.check_domain_free(self.environments.values(), env.id, changes["domain"])
+        if changes.get("domain") is not None:
+            envsettings.set_domain(env, changes["domain"], now)
+        envsettings.set_sizes(env, changes)
+        if changes.get("apply_sizes"):
+            envsettings.apply_sizes(env)
+        if changes.get("custom_domain_verified") is not None and env.custom_domain is not None:
+            env.custom_domain_verified = bool(changes["custom_domain_verified"])
+            env.domain_set_at = None
         for name in ("name", "branch", "status", "fail_next_deploy"):
             if name in changes and changes[name] is not None:
                 setattr(env, name, changes[name])
@@ -681,8 +796,10 @@ class Store:
                 setattr(env, name, changes[name])
         if changes.get("fail_log") is not None or changes.get("fail_message") is not None:
             env.fail_next_deploy = True
-        if {"name", "branch", "status"} & set(changes):
-            env.updated_at = self.clock.now()
+        if {"name", "branch", "status", "domain", "cpu_cores", "ram_mb", "disk_gb", "custom_domain_verified"} & set(
+            changes
+        ):
+            env.updated_at = now
         return env
 
     def admin_remove(self, env_id: str) -> Environment:

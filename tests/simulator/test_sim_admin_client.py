@@ -93,6 +93,18 @@ def test_environments_edit_and_delete(admin: SimulatorAdmin, api: httpx.Client) 
     assert info.value.response.status_code == 404
 
 
+def test_environment_tasks_and_sizes(admin: SimulatorAdmin, api: httpx.Client) -> None:
+    project_id = admin.new_project("client-tasks")
+    created = api.post(f"/projects/{project_id}/environments", json={"name": "sized", "ram_mb": 1024}).json()
+    edited = admin.patch_environment(created["id"], ram_mb=4096, domain="erp.example.com")
+    assert (edited["requested"]["ram_mb"], edited["applied"]["ram_mb"]) == (4096, 1024)
+    assert admin.environment(created["id"])["custom_domain"] == "erp.example.com"
+    [deploy] = admin.tasks(created["id"])
+    assert (deploy["type"], deploy["update_modules"], deploy["applied_sizes"]) == ("deploy", None, None)
+    with pytest.raises(KeyError):
+        admin.environment("00000000-0000-4000-8000-000000000000")
+
+
 def test_faults(admin: SimulatorAdmin, api: httpx.Client) -> None:
     rules = admin.inject(status=503, count=1, route="list_projects")
     assert [(r["status"], r["count"]) for r in rules] == [(503, 1)]

@@ -25,6 +25,8 @@ ENV_FIELDS = {
     "server_id",
     "created_at",
     "updated_at",
+    "custom_domain",
+    "custom_domain_verified",
 }
 TASK_FIELDS = {
     "id",
