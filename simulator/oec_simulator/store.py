@@ -157,8 +157,8 @@ class Environment:
 
     ``cpu_cores``/``ram_mb``/``disk_gb`` are the requested sizes (PATCH), ``applied_*`` the ones the
     environment runs with (set when a deploy, start, restart or quick-update completes, §11.2).
-    ``domain_set_at``: when the custom domain was set (its automatic verification starts then;
-    ``None`` = no automatic verification).
+    ``domain_set_at``: when the custom domain was set, while its automatic verification is pending
+    (``None``: verified, none, or verification switched off through the admin API).
 
     Simulator-only: ``fail_next_deploy`` (+ ``fail_log`` lines and ``fail_message``, used once by the
     next deploy) and ``destroy_seconds`` (this environment's destroy duration, s; None = config's).
@@ -233,10 +233,11 @@ class Store:
         domains whose verification time has come (lazy lifecycle)."""
         now = self.clock.now()
         for env in self.environments.values():
-            due = envsettings.verification_due(self.config, env)
-            if due is not None and now >= due and not env.deleted:
-                env.custom_domain_verified = True
-                env.updated_at = max(env.updated_at, due)
+            if env.domain_set_at is not None:  # a custom domain waits for its verification
+                due = envsettings.verification_due(self.config, env)
+                if due is not None and now >= due:
+                    env.custom_domain_verified, env.domain_set_at = True, None
+                    env.updated_at = max(env.updated_at, due)
             if env.active_task_id is None:
                 continue
             task = self.tasks[env.active_task_id]

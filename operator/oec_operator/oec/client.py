@@ -1,4 +1,4 @@
-"""Async client of the OEC.sh public REST API (environments, tasks, logs).
+"""Async client of the OEC.sh public REST API (environments, actions, tasks, logs).
 
 It knows nothing of Kubernetes. One ``httpx.AsyncClient`` (connection pool, timeouts, base URL)
 is shared by every :class:`OecClient`; an ``OecClient`` binds it to one API key. Every method
@@ -38,6 +38,12 @@ API_KEY_PATTERN = re.compile(r"^oec_live_(ro|rw)_[A-Za-z0-9_-]{20,200}$")
 MAX_LOG_LINES = 1000
 #: Connections to the API at once (httpx's default pool size).
 MAX_CONNECTIONS = 100
+#: Modes of ``POST /environments/{id}/quick-update`` (``docs/oec-api.md`` §11.3); the ``*_specific``
+#: ones need ``modules``.
+QUICK_UPDATE_MODES = ("pull_restart", "update_all", "update_specific", "reinitialize_specific")
+#: Fields of ``PATCH /environments/{id}`` (``docs/oec-api.md`` §11.2: SEED ``name``, ``branch``; the
+#: vendor client's ``domain``, ``cpu_cores``, ``ram_mb``, ``disk_gb``).
+PATCH_FIELDS = ("name", "branch", "domain", "cpu_cores", "ram_mb", "disk_gb")
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -296,8 +302,12 @@ class OecClient:
         environment_type: str,
         idempotency_key: str,
         branch: str | None = None,
+        domain: str | None = None,
+        cpu_cores: float | None = None,
+        ram_mb: int | None = None,
+        disk_gb: int | None = None,
     ) -> Environment:
-        """``POST /projects/{project_id}/environments`` with ``X-Idempotency-Key`` (§2, §7).
+        """``POST /projects/{project_id}/environments`` with ``X-Idempotency-Key`` (§2, §7, §11.2).
 
         A retry with the same key within 24 h returns the first answer and creates nothing.
 
@@ -307,6 +317,9 @@ class OecClient:
             environment_type: ``development``, ``staging`` or ``production``.
             idempotency_key: stable key for this logical create (1-255 characters).
             branch: git branch; ``None`` lets the API use the project's default branch.
+            domain, cpu_cores, ram_mb, disk_gb: the vendor client's optional fields (§11.2), sent
+                only when given: custom domain, CPU cores (0.25-32), RAM in MB (256-131072), disk
+                in GB (1-1000). ``None`` leaves the API's default (sizes by environment type).
 
         Returns:
             The created environment (status ``deploying`` or ``pending``).
@@ -316,8 +329,7 @@ class OecClient:
                 for a read-only key.
         """
         body: dict[str, Any] = {"name": name, "environment_type": environment_type}
-        if branch is not None:
-            body["branch"] = branch
+        body.update(_given(branch=branch, domain=domain, cpu_cores=cpu_cores, ram_mb=ram_mb, disk_gb=disk_gb))
         response = await self._request(
             "POST",
             f"/projects/{project_id}/environments",
@@ -336,18 +348,37 @@ class OecClient:
         response = await self._request("GET", f"/environments/{environment_id}")
         return _parse(Environment, response)
 
-    async def update_environment(
-        self, environment_id: str, *, name: str | None = None, branch: str | None = None
-    ) -> Environment:
-        """``PATCH /environments/{env_id}`` with only the given fields (§2; effective next deploy).
+    async def update_environment(self, environment_id: str, **fields: str | float | None) -> Environment:
+        """``PATCH /environments/{env_id}`` with only the given (not ``None``) fields (§2, §11.2).
+
+        Nothing is redeployed: ``name``/``branch`` take effect on the next deploy, the sizes on the
+        next deploy or restart (``docs/oec-api.md`` §1 row 32). The fields are keyword arguments so
+        that a caller can pass the differences it computed as ``**changes``.
+
+        Args:
+            environment_id: environment UUID.
+            fields: any of :data:`PATCH_FIELDS`: ``name``, ``branch`` (≤ 255 characters each),
+                ``domain`` (hostname, optional leading ``*.``; ``""`` removes the custom domain),
+                ``cpu_cores`` (0.25-32), ``ram_mb`` (256-131072, MB), ``disk_gb`` (1-1000, GB,
+                never smaller).
+
+        Returns:
+            The environment as the API shows it after the PATCH.
 
         Raises:
-            ValueError: neither ``name`` nor ``branch`` was given.
-            OecError: any API or transport failure.
+            ValueError: no field given, or a field not in :data:`PATCH_FIELDS` (nothing is sent).
+            OecValidationError: a field refused (``field`` names it), e.g. by an older API that
+                takes only ``name`` and ``branch`` (type ``extra_forbidden``, §1 row 31), a disk
+                shrink, or ``quota_exceeded`` above the plan's limit (§1 rows 33-34).
+            OecConflictError: e.g. ``domain_in_use`` (§1 row 35) or ``invalid_state``.
+            OecError: any other API or transport failure.
         """
-        body = {k: v for k, v in (("name", name), ("branch", branch)) if v is not None}
+        unknown = sorted(set(fields) - set(PATCH_FIELDS))
+        if unknown:
+            raise ValueError(f"update_environment: not a PATCH field: {', '.join(unknown)}")
+        body = _given(**fields)
         if not body:
-            raise ValueError("update_environment needs name or branch")
+            raise ValueError("update_environment needs at least one field")
         response = await self._request("PATCH", f"/environments/{environment_id}", json=body)
         return _parse(Environment, response)
 
@@ -395,28 +426,108 @@ class OecClient:
         response = await self._request("GET", f"/deployments/{task_id}")
         return _parse(Task, response)
 
-    async def deploy(
-        self, environment_id: str, *, idempotency_key: str, update_modules: list[str] | None = None
+    async def _action(
+        self, environment_id: str, path: str, idempotency_key: str, body: Mapping[str, Any] | None = None
     ) -> ActionAccepted:
-        """``POST /environments/{env_id}/deploy`` with ``Idempotency-Key`` (§7, §11.3).
-
-        Raises:
-            OecConflictError: ``task_in_progress`` (``task_id`` names the running task) or
-                ``invalid_state``.
-            OecError: any other failure.
-        """
-        body = {"update_modules": update_modules} if update_modules else None
+        """``POST /environments/{env_id}/{path}`` with ``Idempotency-Key`` → the 202 answer (§9.4)."""
         response = await self._request(
             "POST",
-            f"/environments/{environment_id}/deploy",
+            f"/environments/{environment_id}/{path}",
             json=body,
             headers={"Idempotency-Key": idempotency_key},
         )
         return _parse(ActionAccepted, response)
 
+    async def deploy(
+        self, environment_id: str, *, idempotency_key: str, update_modules: list[str] | None = None
+    ) -> ActionAccepted:
+        """``POST /environments/{env_id}/deploy`` with ``Idempotency-Key`` (§7, §11.3).
+
+        Args:
+            environment_id: environment UUID.
+            idempotency_key: stable key for this logical deploy; reused on every retry.
+            update_modules: Odoo modules to update (≤ 50 names ``^[a-z0-9_]{1,64}$``, or
+                ``["all"]``), sent as ``{"update_modules": [...]}``; ``None`` or empty: no body.
+
+        Raises:
+            OecConflictError: ``task_in_progress`` (``task_id`` names the running task) or
+                ``invalid_state``.
+            OecValidationError: a module name refused (``field`` ``update_modules.N``).
+            OecError: any other failure.
+        """
+        body = {"update_modules": list(update_modules)} if update_modules else None
+        return await self._action(environment_id, "deploy", idempotency_key, body)
+
+    async def start(self, environment_id: str, *, idempotency_key: str) -> ActionAccepted:
+        """``POST /environments/{env_id}/start`` (no body, ``Idempotency-Key``; §11.3): start a
+        ``stopped`` environment.
+
+        Raises:
+            OecConflictError: ``task_in_progress`` (``task_id``) or ``invalid_state`` (not
+                ``stopped``, e.g. ``paused`` by the platform; §1 row 19).
+            OecError: any other failure.
+        """
+        return await self._action(environment_id, "start", idempotency_key)
+
+    async def stop(self, environment_id: str, *, idempotency_key: str) -> ActionAccepted:
+        """``POST /environments/{env_id}/stop`` (no body, ``Idempotency-Key``; §11.3): stop a
+        ``running`` or ``paused`` environment, data kept.
+
+        Raises:
+            OecConflictError: ``task_in_progress`` (``task_id``) or ``invalid_state`` (§1 row 19).
+            OecError: any other failure.
+        """
+        return await self._action(environment_id, "stop", idempotency_key)
+
+    async def restart(self, environment_id: str, *, idempotency_key: str) -> ActionAccepted:
+        """``POST /environments/{env_id}/restart`` (no body, ``Idempotency-Key``; §11.3): restart a
+        ``running`` environment; it applies PATCHed sizes (§1 row 32).
+
+        Raises:
+            OecConflictError: ``task_in_progress`` (``task_id``) or ``invalid_state`` (§1 row 19).
+            OecError: any other failure.
+        """
+        return await self._action(environment_id, "restart", idempotency_key)
+
+    async def quick_update(
+        self, environment_id: str, *, mode: str, idempotency_key: str, modules: list[str] | None = None
+    ) -> ActionAccepted:
+        """``POST /environments/{env_id}/quick-update`` ``{"mode", "modules"?}`` with
+        ``Idempotency-Key`` (§11.3): pull and restart without a rebuild, on a ``running`` environment.
+
+        Args:
+            environment_id: environment UUID.
+            mode: one of :data:`QUICK_UPDATE_MODES`; ``reinitialize_specific`` runs ``odoo -i``,
+                which can reset the modules' data.
+            idempotency_key: stable key for this logical update; reused on every retry.
+            modules: module names, required for (and only sent with) the ``*_specific`` modes.
+
+        Raises:
+            ValueError: an unknown mode, a ``*_specific`` mode without modules, or modules with
+                another mode (nothing is sent).
+            OecConflictError: ``task_in_progress`` (``task_id``) or ``invalid_state`` (§1 row 19).
+            OecError: any other failure.
+        """
+        if mode not in QUICK_UPDATE_MODES:
+            raise ValueError(f"unknown quick-update mode {mode!r}")
+        specific = mode.endswith("_specific")
+        if specific != bool(modules):
+            raise ValueError(f"quick-update mode {mode!r} {'needs' if specific else 'takes no'} modules")
+        body: dict[str, Any] = {"mode": mode}
+        if modules:
+            body["modules"] = list(modules)
+        return await self._action(environment_id, "quick-update", idempotency_key, body)
+
+
+def _given(**fields: Any) -> dict[str, Any]:
+    """The fields whose value is not ``None`` (``""`` and ``0`` are kept), in the given order."""
+    return {name: value for name, value in fields.items() if value is not None}
+
 
 __all__ = [
     "DEFAULT_BASE_URL",
+    "PATCH_FIELDS",
+    "QUICK_UPDATE_MODES",
     "OecBudgetDeferred",
     "OecClient",
     "OecError",

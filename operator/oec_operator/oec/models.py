@@ -37,7 +37,13 @@ TERMINAL_TASK_STATES = frozenset({"completed", "failed", "cancelled"})
 
 
 class Environment(_ApiModel):
-    """An environment (``docs/oec-api.md`` §2, §9.1). Times are ISO 8601 strings as sent."""
+    """An environment (``docs/oec-api.md`` §2, §9.1). Times are ISO 8601 strings as sent.
+
+    ``cpu_cores``/``ram_mb``/``disk_gb`` are what the API shows: the PATCHed sizes at once, or the
+    running ones on an API that shows those (``docs/oec-api.md`` §1 row 32). ``custom_domain``
+    (``None``: the platform subdomain only) and ``custom_domain_verified`` (``None``: the API did
+    not say) come from the vendor client (§9.1, §1 row 35).
+    """
 
     id: str
     name: str
@@ -53,6 +59,8 @@ class Environment(_ApiModel):
     server_id: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+    custom_domain: str | None = None
+    custom_domain_verified: bool | None = None
 
 
 class LastDeploy(_ApiModel):
