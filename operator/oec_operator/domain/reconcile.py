@@ -227,6 +227,25 @@ class Context:
         self.refused = True
         await self.persist(Status(refused_write=refused))
 
+    async def queued(self, send: Awaitable[T], what: str) -> T:
+        """Await a write queued for the API key's budget and, while it waits longer than the fast
+        interval, say until when (``RateLimited``, :mod:`oec_operator.domain.waiting`); ``what``
+        completes "waiting ... to <what>".
+
+        Raises:
+            Whatever ``send`` raises, or the status write of the message.
+        """
+        async def say(wait: float) -> None:
+            message = (f"waiting until about {waiting.until(wait)} for the API key's write budget (OEC.sh rate "
+                       f"limit) to {what}; nothing to do")
+            conditions = [Condition(READY, "False", "RateLimited", message),
+                          Condition(RECONCILING, "True", "RateLimited", message)]
+            await self.persist(Status(conditions=tuple(merge_conditions(
+                self.status.conditions, conditions, generation=self.ref.generation, now=self.now))))
+
+        return await waiting.announced(send, estimate=lambda queued: self.api.budget_wait(write=True, queued=queued),
+                                       say=say, threshold=self.fast_poll, every=max(1.0, self.fast_poll))
+
     def stall(self, reason: str, message: str) -> Outcome:
         """A stalled outcome looked at again after the steady interval."""
         return stalled_outcome(reason, message, next_poll=self.slow_poll)
@@ -294,9 +313,10 @@ async def _reconcile(ctx: Context) -> Outcome:
     if not ctx.spec.observe_only:
         env, deployed = await _converge(ctx, env, events, extra)
     finished = await tasks.follow(ctx, extra, events)
+    pending = resources.settle(ctx.status.pending_resources, finished, None, extra, events)
     running = ctx.status.task is not None and finished is None
     if not (ctx.spec.observe_only or deployed or running or extra.update.pending_deploy is not None):
-        await tasks.start_next(ctx, env, extra, events)
+        await tasks.start_next(ctx, env, extra, events, pending)
     if deployed:  # the API accepted a deploy: it is under way, whatever the list showed before
         env = env.model_copy(update={"status": "deploying"})
     detailed = ctx.detailed
@@ -318,7 +338,7 @@ async def _reconcile(ctx: Context) -> Outcome:
     if deferred is not None:  # try the detail again once the budget frees up, spread out
         outcome.next_poll = min(outcome.next_poll, max(ctx.fast_poll, deferred * random.uniform(1.0, 2.0)))  # noqa: S311
     outcome.events = events + phase_events(ctx.status.phase, env, health, log_tail)
-    pending = resources.settle(ctx, extra, finished, health, outcome.events)
+    pending = resources.settle(pending, None, health, extra, outcome.events)
     outcome.status = outcome.status.merged(extra.update).merged(Status(refused_fields=ctx.fields.status()))
     task = extra.update.task if "task" in extra.update.model_fields_set else ctx.status.task
     assess_day2(ctx.spec, ctx.status, env, Day2(task=task, pending=pending, refused=ctx.fields.message(),
@@ -414,10 +434,8 @@ async def _create(ctx: Context, events: list[Event], extra: Settled) -> Environm
         if recorded is None:
             await ctx.persist(Status(create_request=request, environment_id=None))
         # Say at once when the POST waits for the write budget, and keep saying until when.
-        env = await waiting.announced(
-            ctx.attempt(*write, lambda: replay_create(api, spec.project_id, request), situation),
-            estimate=lambda queued: api.budget_wait(write=True, queued=queued),
-            say=lambda wait: _say_waiting(ctx, wait), threshold=ctx.fast_poll, every=max(1.0, ctx.fast_poll))
+        env = await ctx.queued(ctx.attempt(*write, lambda: replay_create(api, spec.project_id, request), situation),
+                               "create the environment")
         ctx.source.record(env)
     except OecError as exc:
         forget = first and refused_create(exc)
@@ -454,16 +472,6 @@ def _create_write(project_id: str, request: CreateRequest) -> tuple[str, dict[st
     body = request.model_dump(exclude={"requested_at"})
     return f"POST /projects/{project_id}/environments", {k: v for k, v in body.items()
                                                          if v is not None or k not in resources.SIZE_FIELDS}
-
-
-async def _say_waiting(ctx: Context, wait: float) -> None:
-    """Write that the create waits ``wait`` seconds for the write budget (``RateLimited``)."""
-    message = (f"waiting until about {waiting.until(wait)} for the API key's write budget (OEC.sh rate limit) "
-               "to create the environment; nothing to do")
-    conditions = [Condition(READY, "False", "RateLimited", message),
-                  Condition(RECONCILING, "True", "RateLimited", message)]
-    await ctx.persist(Status(conditions=tuple(merge_conditions(
-        ctx.status.conditions, conditions, generation=ctx.ref.generation, now=ctx.now))))
 
 
 def refused_create(exc: OecError) -> bool:
@@ -599,9 +607,9 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
         extra.add(Status(last_handled_redeploy_at=redeploy))
     if pending.request_id:
         extra.add(Status(last_handled_deploy_request=pending.request_id))
-    modules = f"; updating modules {', '.join(pending.update_modules)}" if pending.update_modules else ""
+    updating = f"; updating modules {', '.join(pending.update_modules)}" if pending.update_modules else ""
     events.append(Event("Normal", "DeployStarted",
-                        f"deploy task {accepted.task_id} started: {pending.reason}{modules}"))
+                        f"deploy task {accepted.task_id} started: {pending.reason}{updating}"))
     return env, True
 
 

@@ -116,7 +116,7 @@ def mirrored_size(previous: Status, env: Environment, pending: PendingResources 
     return Status(**values)
 
 
-def applied(pending: PendingResources, previous: Status) -> Status:
+def applied(pending: PendingResources) -> Status:
     """The size update once ``pending`` applied: its values become the running size."""
     values = {name: getattr(pending, name) for name in SIZE_FIELDS if getattr(pending, name) is not None}
     return Status(**values, pending_resources=None) if values else Status(pending_resources=None)
@@ -145,16 +145,16 @@ async def converge_domain(ctx: Context, env: Environment, events: list[Event]) -
     return answer
 
 
-def settle(ctx: Context, extra: Settled, finished: tuple[str, str, str | None] | None,
-           health: EnvironmentHealth | None, events: list[Event]) -> PendingResources | None:
-    """Move a pending size to the applied one when a restarting task completed after it was sent.
+def settle(pending: PendingResources | None, finished: tuple[str, str, str | None] | None,
+           health: EnvironmentHealth | None, extra: Settled, events: list[Event]) -> PendingResources | None:
+    """Move a pending size to the applied one when a restarting task completed after it was sent
+    (:func:`resize_applied`).
 
     Returns:
         ``status.pendingResources`` after this reconcile (``None``: nothing pending).
     """
-    pending = ctx.status.pending_resources
     if pending is None or not resize_applied(pending, finished, health):
         return pending
-    extra.add(applied(pending, ctx.status))
+    extra.add(applied(pending))
     events.append(Event("Normal", "Resized", "the environment runs with the new size"))
     return None

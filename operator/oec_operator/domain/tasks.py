@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from oec_operator.domain.outcome import Event
-from oec_operator.models.status import Status, TaskRef
+from oec_operator.models.status import PendingResources, Status, TaskRef
 from oec_operator.oec.errors import OecConflictError, OecNotFoundError
 from oec_operator.oec.models import ActionAccepted, Environment
 
@@ -97,8 +97,9 @@ async def follow(ctx: Context, extra: Settled, events: list[Event]) -> tuple[str
     return ref.action, state, ref.requested_at
 
 
-def owed(ctx: Context, env: Environment) -> Owed | None:
-    """The next task the spec and annotations ask for, given the environment's phase, or ``None``.
+def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> Owed | None:
+    """The next task the spec and annotations ask for, given the environment's phase and the size
+    still pending (``pending``), or ``None``.
 
     Only in ``running`` and ``stopped``: a transitional phase is waited for, ``failed``/``error``
     need a deploy, and ``paused`` is the platform's (never started by the operator).
@@ -110,7 +111,6 @@ def owed(ctx: Context, env: Environment) -> Owed | None:
             return Owed("quick_update", task_key("quick-update", uid, quick.id),
                         f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
                         mode=quick.api_mode, modules=quick.update_modules if quick.mode.endswith("Specific") else None)
-        pending = ctx.status.pending_resources
         resize = pending is not None and pending.applies_on == "Restart"
         if restart or resize:
             token = restart or f"resize {pending.since if pending else ''}"
@@ -145,13 +145,14 @@ def skipped(ctx: Context, env: Environment, extra: Settled, events: list[Event])
 def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[ActionAccepted]]:
     api = ctx.api
     if task.action == "quick_update":
-        return lambda: api.quick_update(env_id, mode=task.mode or "pull_restart", modules=task.modules,
+        return lambda: api.quick_update(env_id, mode=task.mode or "pull_restart", modules=list(task.modules) if task.modules else None,
                                         idempotency_key=task.key)
     action = {"restart": api.restart, "start": api.start, "stop": api.stop}[task.action]
     return lambda: action(env_id, idempotency_key=task.key)
 
 
-async def start_next(ctx: Context, env: Environment, extra: Settled, events: list[Event]) -> None:
+async def start_next(ctx: Context, env: Environment, extra: Settled, events: list[Event],
+                     pending: PendingResources | None) -> None:
     """Send the next owed task (:func:`owed`) and record it in ``status.task``; a 409
     ``task_in_progress`` records the task the API named instead, to wait for its end.
 
@@ -159,7 +160,7 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
         OecError: a transient failure (a refusal for good stalls the field instead).
     """
     skipped(ctx, env, extra, events)
-    task = owed(ctx, env)
+    task = owed(ctx, env, pending)
     if task is None:
         return
     if task.action == "quick_update" and ctx.spec.deploy.request and ctx.spec.deploy.request.mode == (
@@ -170,8 +171,9 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
         return
     body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
     try:
-        accepted = await ctx.fields.send(f"POST /environments/{env.id}/{task.action.replace('_', '-')}", body,
-                                         _send(ctx, env.id, task))
+        what = f"{task.action.replace('_', ' ')} the environment ({task.reason})"
+        accepted = await ctx.queued(ctx.fields.send(f"POST /environments/{env.id}/{task.action.replace('_', '-')}",
+                                                    body, _send(ctx, env.id, task)), what)
     except OecConflictError as exc:
         if exc.code != "task_in_progress" or not exc.task_id:
             raise
