@@ -368,6 +368,7 @@ def test_day2_defaults_are_applied(cluster: Cluster) -> None:
     with cluster.kube.api_client() as api:
         created = client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, cluster.namespace, PLURAL, manifest, dry_run="All", _request_timeout=30)
+    assert isinstance(created, dict)
     spec = created["spec"]
     assert (spec["powerState"], spec["resizePolicy"], spec["deploy"]["request"]["mode"]) == (
         "Running", "Restart", "Deploy")
