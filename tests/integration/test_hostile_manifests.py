@@ -80,7 +80,8 @@ def invalid_manifest(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         field = "spec.projectId"
     elif case == "wrong-type":
         key = draw(st.sampled_from(["projectId", "name", "branch", "environmentType", "deletionPolicy",
-                                    "deployPolicy", "credentialsSecretRef", "environmentId"]))
+                                    "deployPolicy", "credentialsSecretRef", "environmentId", "powerState",
+                                    "resizePolicy", "domain"]))
         value: object = draw(WRONG_TYPES)
         if key == "credentialsSecretRef":
             value = draw(st.one_of(st.integers(), st.text(max_size=10), st.lists(st.integers(), max_size=2)))
