@@ -7,7 +7,11 @@
 --   Paused=True (annotation oec.sh/paused)           -> Suspended (also with a pending spec change)
 --   status.observedGeneration ~= metadata.generation -> Progressing (new spec not reconciled yet)
 --   Stalled=True                                     -> Degraded with the Stalled message
---   Ready=True for the current generation            -> Healthy
+--   Ready=False reason PlatformPaused                -> Degraded with the Ready message (paused by
+--                                                      OEC.sh, e.g. quota: not the user's stop, and
+--                                                      nothing the operator will change by itself)
+--   Ready=True for the current generation            -> Healthy (also reason Stopped: a deliberate
+--                                                      stop, spec.powerState Stopped)
 --   anything else (Reconciling=True, Ready False/Unknown, Ready=True of an older generation)
 --                                                    -> Progressing with the Ready message
 local function find(conditions, conditionType)
@@ -84,6 +88,10 @@ end
 local stalled = find(conditions, "Stalled")
 if isTrue(stalled) then
   return {status = "Degraded", message = text(stalled, "Stalled")}
+end
+
+if ready ~= nil and ready.status == "False" and ready.reason == "PlatformPaused" then
+  return {status = "Degraded", message = text(ready, "PlatformPaused")}
 end
 
 if isTrue(ready) then

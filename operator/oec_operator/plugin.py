@@ -2,10 +2,12 @@
 
 Installed with the package as ``kubectl-oec`` (kubectl finds plugins on ``PATH``)::
 
-    kubectl oec status NAME [-n NS]                 # phase, URL, health, last deploy, conditions
+    kubectl oec status NAME [-n NS]                 # phase, power, size, domain, deploys, conditions
     kubectl oec logs NAME [--lines N] [--task ID]   # deploy log from the OEC.sh API
     kubectl oec redeploy NAME                       # annotation oec.sh/redeploy-requested-at
     kubectl oec reconcile NAME                      # annotation oec.sh/reconcile-requested-at
+    kubectl oec restart NAME                        # annotation oec.sh/restart-requested-at
+    kubectl oec start|stop NAME                     # spec.powerState Running | Stopped
 
 ``logs`` calls the OEC.sh API with the resource's own credentials (its ``credentialsSecretRef``
 Secret), else ``OEC_API_KEY`` / ``OEC_API_KEY_SECRET``; the API root is ``--api-url``, else
@@ -26,9 +28,9 @@ from kubernetes.client.exceptions import ApiException
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError, SecretReader, resolve_api_key
 from oec_operator.models.conditions import now_rfc3339
-from oec_operator.models.requests import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT
+from oec_operator.models.requests import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT, RESTART_REQUESTED_AT
 from oec_operator.models.spec import OdooEnvironmentSpec
-from oec_operator.models.status import Health, LastDeploy, Status
+from oec_operator.models.status import Health, LastDeploy, PendingResources, Status
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.errors import OecError, OecTransportError
 from oec_operator.settings import GROUP, PLURAL, VERSION, ConfigError, load_config
@@ -61,6 +63,53 @@ def _get(api: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[st
     return obj
 
 
+def _size(cpu_cores: float | None, ram_mb: int | None, disk_gb: int | None) -> str:
+    """``1.5 CPU, 4096 MB RAM, 20 GB disk`` (the parts that are known), or ``-``."""
+    parts = [f"{cpu_cores:g} CPU" if cpu_cores is not None else "",
+             f"{ram_mb} MB RAM" if ram_mb is not None else "",
+             f"{disk_gb} GB disk" if disk_gb is not None else ""]
+    return ", ".join(p for p in parts if p) or "-"
+
+
+def _day2_lines(spec: dict[str, Any], status: Status) -> list[str]:
+    """The ``Power``, ``Size``, ``Domain``, ``Deploy request`` and ``Task`` lines of ``kubectl oec status``."""
+    def shown(value: Any, default: str = "-") -> str:
+        return default if value is None else str(value)
+
+    size = f"Size:         {_size(status.cpu_cores, status.ram_mb, status.disk_gb)}"
+    pending: PendingResources | None = status.pending_resources
+    if pending is not None:
+        when = "the next deploy" if pending.applies_on == "NextDeploy" else "a restart"
+        size += (f" (pending: {_size(pending.cpu_cores, pending.ram_mb, pending.disk_gb)}, applies at {when}"
+                 f"{', sent ' + pending.since if pending.since else ''})")
+    if "domain" not in spec:
+        domain = f"{shown(status.custom_domain)} (spec: not managed)"
+    else:
+        verified = {True: "verified", False: "not verified yet", None: "verification unknown"}
+        domain = (f"{status.custom_domain or 'platform subdomain'}"
+                  f"{' (' + verified[status.custom_domain_verified] + ')' if status.custom_domain else ''}"
+                  f" (spec: {spec['domain'] or 'platform subdomain'})")
+    request = (spec.get("deploy") or {}).get("request") or {}
+    wanted = (f"{request.get('id')} ({request.get('mode', 'Deploy')}"
+              f"{': ' + ', '.join(request['updateModules']) if request.get('updateModules') else ''})"
+              if request else "none")
+    lines = [
+        f"Power:        {shown(status.power_state)} (spec: {spec.get('powerState', 'Running')})",
+        size,
+        f"Domain:       {domain}",
+        f"Deploy req.:  last handled {shown(status.last_handled_deploy_request)} (spec: {wanted})",
+    ]
+    if status.task is not None:
+        lines.append(f"Task:         {status.task.action} {status.task.id}"
+                     f"{' (' + status.task.reason + ')' if status.task.reason else ''}")
+    if status.pending_deploy is not None:
+        owed = status.pending_deploy
+        lines.append(f"Owed deploy:  {owed.mode or 'deploy'} ({owed.reason})"
+                     f"{' modules ' + ', '.join(owed.update_modules) if owed.update_modules else ''}"
+                     f"{', waits for task ' + owed.blocked_by if owed.blocked_by else ''}")
+    return lines
+
+
 def render_status(obj: dict[str, Any]) -> str:
     """The one-screen view of ``kubectl oec status``."""
     meta, spec = obj.get("metadata", {}), obj.get("spec", {})
@@ -82,6 +131,7 @@ def render_status(obj: dict[str, Any]) -> str:
         f"Branch:       {shown(status.branch)} (spec: {spec.get('branch', 'project default')})",
         f"Health:       container running {yes(health.container_running)}, database ready "
         f"{yes(health.db_ready)}, HTTP ok {yes(health.http_ok)}",
+        *_day2_lines(spec, status),
         f"Last deploy:  {shown(deploy.id)} {shown(deploy.status, '')} "
         f"(started {shown(deploy.started_at)}, completed {shown(deploy.completed_at)})",
         f"Last sync:    {shown(status.last_sync_time)}",
@@ -141,16 +191,36 @@ async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_
     return f"{header}\n{log.log}".rstrip()
 
 
-def _annotate(api: kubernetes.client.ApiClient, namespace: str, name: str, key: str) -> str:
-    token = now_rfc3339()
+#: The annotation each token command sets to a fresh token (one action per new token).
+TOKEN_COMMANDS = {"redeploy": REDEPLOY_REQUESTED_AT, "reconcile": RECONCILE_REQUESTED_AT,
+                  "restart": RESTART_REQUESTED_AT}
+#: The ``spec.powerState`` each power command sets.
+POWER_COMMANDS = {"start": "Running", "stop": "Stopped"}
+
+
+def nudge(command: str, token: str) -> tuple[dict[str, Any], str]:
+    """The JSON merge patch a nudging command sends, and what it set (``key=value``).
+
+    A token command sets its annotation to ``token``; ``start``/``stop`` set ``spec.powerState``
+    (when Git also sets ``spec.powerState``, the next GitOps sync sets it back).
+    """
+    if command in TOKEN_COMMANDS:
+        key = TOKEN_COMMANDS[command]
+        return {"metadata": {"annotations": {key: token}}}, f"{key}={token}"
+    state = POWER_COMMANDS[command]
+    return {"spec": {"powerState": state}}, f"spec.powerState={state}"
+
+
+def _patch(api: kubernetes.client.ApiClient, namespace: str, name: str, command: str) -> str:
+    body, what = nudge(command, now_rfc3339())
     _get(api, namespace, name)  # a clear error for a missing resource
     try:
         kubernetes.client.CustomObjectsApi(api).patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": {key: token}}}
+            GROUP, VERSION, namespace, PLURAL, name, body
         )
     except ApiException as exc:
-        raise PluginError(f"cannot annotate odooenvironment {name!r}: HTTP {exc.status} {exc.reason}") from None
-    return token
+        raise PluginError(f"cannot patch odooenvironment {name!r}: HTTP {exc.status} {exc.reason}") from None
+    return what
 
 
 def parser() -> argparse.ArgumentParser:
@@ -178,6 +248,9 @@ def parser() -> argparse.ArgumentParser:
     logs.add_argument("--api-url", help="OEC.sh API root (default: OEC_API_URL or the production API)")
     sub.add_parser("redeploy", parents=[common], help="ask the operator for a redeploy").add_argument("name")
     sub.add_parser("reconcile", parents=[common], help="ask the operator to reconcile now").add_argument("name")
+    sub.add_parser("restart", parents=[common], help="ask the operator for a restart").add_argument("name")
+    sub.add_parser("start", parents=[common], help="set spec.powerState to Running").add_argument("name")
+    sub.add_parser("stop", parents=[common], help="set spec.powerState to Stopped").add_argument("name")
     return p
 
 
@@ -194,9 +267,8 @@ def run(argv: Sequence[str]) -> str:
             return render_status(_get(api, namespace, args.name))
         if args.command == "logs":
             return asyncio.run(fetch_logs(_get(api, namespace, args.name), api, args.api_url, args.lines, args.task))
-        key = REDEPLOY_REQUESTED_AT if args.command == "redeploy" else RECONCILE_REQUESTED_AT
-        token = _annotate(api, namespace, args.name, key)
-        return f"{args.command} requested for odooenvironment {args.name!r} ({key}={token})"
+        what = _patch(api, namespace, args.name, args.command)
+        return f"{args.command} requested for odooenvironment {args.name!r} ({what})"
 
 
 def main(argv: Sequence[str] | None = None) -> None:

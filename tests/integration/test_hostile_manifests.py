@@ -80,7 +80,8 @@ def invalid_manifest(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
         field = "spec.projectId"
     elif case == "wrong-type":
         key = draw(st.sampled_from(["projectId", "name", "branch", "environmentType", "deletionPolicy",
-                                    "deployPolicy", "credentialsSecretRef", "environmentId"]))
+                                    "deployPolicy", "credentialsSecretRef", "environmentId", "powerState",
+                                    "resizePolicy", "domain"]))
         value: object = draw(WRONG_TYPES)
         if key == "credentialsSecretRef":
             value = draw(st.one_of(st.integers(), st.text(max_size=10), st.lists(st.integers(), max_size=2)))
@@ -278,3 +279,167 @@ def test_odd_poll_interval_annotation_neither_crashes_nor_hot_loops(
     calls = [r for r in simulator.requests(since=seq) if env_id in r["path"]]
     assert len(calls) <= CALL_BOUND, f"{len(calls)} calls in {WINDOW:.0f}s with poll-interval {value!r}"
     assert operator.proc is not None and operator.proc.poll() is None
+
+
+#: Day-2 fields (issue 12): one manifest per rule, with one thing wrong, the field path the refusal
+#: must name and a phrase of its message (the CEL rule's own message, or the schema's).
+DAY2_REFUSALS: dict[str, tuple[dict[str, Any], str, str]] = {
+    "power-enum": ({"powerState": "Paused"}, "spec.powerState", "Unsupported value"),
+    "modules-pattern": ({"deploy": {"updateModules": ["sale", "Web-Site"]}}, "spec.deploy.updateModules",
+                        "deploy.updateModules items must be Odoo module names"),
+    "modules-too-long": ({"deploy": {"updateModules": ["a" * 65]}}, "spec.deploy.updateModules[0]", "Too long"),
+    "modules-too-many": ({"deploy": {"updateModules": [f"m{i}" for i in range(51)]}},
+                         "spec.deploy.updateModules", "Too many"),
+    "modules-all-not-alone": ({"deploy": {"updateModules": ["all", "sale"]}}, "spec.deploy.updateModules",
+                              '"all" must be the only item'),
+    "request-no-id": ({"deploy": {"request": {"mode": "UpdateAll"}}}, "spec.deploy.request.id", "Required value"),
+    "request-mode-enum": ({"deploy": {"request": {"id": "r1", "mode": "Upgrade"}}}, "spec.deploy.request.mode",
+                          "Unsupported value"),
+    "request-modules-pattern": ({"deploy": {"request": {"id": "r1", "updateModules": ["sale;rm"]}}},
+                                "spec.deploy.request.updateModules", "request.updateModules items must be"),
+    "update-specific-no-modules": ({"deploy": {"request": {"id": "r1", "mode": "UpdateSpecific"}}},
+                                   "spec.deploy.request.updateModules", "request.updateModules is required"),
+    "reinit-empty-modules": ({"deploy": {"request": {"id": "r1", "mode": "ReinitializeSpecific", "confirm": "x",
+                                                     "updateModules": []}}},
+                             "spec.deploy.request.updateModules", "request.updateModules is required"),
+    "update-specific-all": ({"deploy": {"request": {"id": "r1", "mode": "UpdateSpecific", "updateModules": ["all"]}}},
+                            "spec.deploy.request.updateModules", "use mode UpdateAll"),
+    "pull-restart-modules": ({"deploy": {"request": {"id": "r1", "mode": "PullRestart", "updateModules": ["sale"]}}},
+                             "spec.deploy.request.updateModules", "request.updateModules must be absent"),
+    "update-all-modules": ({"deploy": {"request": {"id": "r1", "mode": "UpdateAll", "updateModules": ["sale"]}}},
+                           "spec.deploy.request.updateModules", "request.updateModules must be absent"),
+    "reinit-no-confirm": ({"deploy": {"request": {"id": "r1", "mode": "ReinitializeSpecific",
+                                                  "updateModules": ["sale"]}}},
+                          "spec.deploy.request.confirm", "request.confirm is required"),
+    "cpu-too-small": ({"resources": {"cpuCores": 0.1}}, "spec.resources.cpuCores", "greater than or equal to 0.25"),
+    "cpu-too-big": ({"resources": {"cpuCores": 33}}, "spec.resources.cpuCores", "less than or equal to 32"),
+    "cpu-quantity": ({"resources": {"cpuCores": "500m"}}, "spec.resources.cpuCores", "must be of type number"),
+    "ram-too-small": ({"resources": {"ramMb": 128}}, "spec.resources.ramMb", "greater than or equal to 256"),
+    "ram-fraction": ({"resources": {"ramMb": 1024.5}}, "spec.resources.ramMb", "must be of type integer"),
+    "disk-zero": ({"resources": {"diskGb": 0}}, "spec.resources.diskGb", "greater than or equal to 1"),
+    "disk-too-big": ({"resources": {"diskGb": 1001}}, "spec.resources.diskGb", "less than or equal to 1000"),
+    "resize-enum": ({"resizePolicy": "Now"}, "spec.resizePolicy", "Unsupported value"),
+    "domain-url": ({"domain": "https://erp.example.com"}, "spec.domain", "domain must be a lowercase hostname"),
+    "domain-upper": ({"domain": "ERP.example.com"}, "spec.domain", "domain must be a lowercase hostname"),
+    "domain-no-dot": ({"domain": "localhost"}, "spec.domain", "domain must be a lowercase hostname"),
+    "domain-inner-wildcard": ({"domain": "erp.*.example.com"}, "spec.domain", "domain must be a lowercase hostname"),
+}
+
+#: Day-2 specs the schema must accept (the boundaries of the rules above).
+DAY2_ACCEPTED: dict[str, dict[str, Any]] = {
+    "modules-all": {"deploy": {"updateModules": ["all"]}},
+    "modules-fifty": {"deploy": {"updateModules": [f"m{i}" for i in range(50)]}},
+    "request-deploy": {"deploy": {"request": {"id": "a" * 128, "updateModules": ["sale", "l10n_de"]}}},
+    "request-deploy-all": {"deploy": {"request": {"id": "r1", "updateModules": ["all"]}}},
+    "request-update-all": {"deploy": {"request": {"id": "r1", "mode": "UpdateAll"}}},
+    "request-reinit": {"deploy": {"request": {"id": "r1", "mode": "ReinitializeSpecific", "updateModules": ["sale"],
+                                              "confirm": "day2"}}},
+    "sizes-at-bounds": {"resources": {"cpuCores": 0.25, "ramMb": 131072, "diskGb": 1000}, "resizePolicy": "NextDeploy"},
+    "stopped": {"powerState": "Stopped"},
+    "domain": {"domain": "erp.example.com"},
+    "domain-wildcard": {"domain": "*.shop.example.co.uk"},
+    "domain-platform": {"domain": ""},
+}
+
+
+def _day2_manifest(spec: dict[str, Any]) -> dict[str, Any]:
+    manifest = environment(f"day2-{uuid.uuid4().hex[:8]}", PROJECT)
+    manifest["spec"] = {"projectId": PROJECT, **spec}
+    return manifest
+
+
+@pytest.mark.parametrize("case", list(DAY2_REFUSALS))
+def test_day2_fields_refused_naming_the_field(cluster: Cluster, case: str) -> None:
+    spec, field, phrase = DAY2_REFUSALS[case]
+    status, message = dry_run_create(cluster, _day2_manifest(spec))
+    assert status in (400, 422), f"accepted: {spec}"
+    assert f"{field}:" in message and phrase in message, message[:800]
+
+
+@pytest.mark.parametrize("case", list(DAY2_ACCEPTED))
+def test_day2_fields_accepted_at_their_bounds(cluster: Cluster, case: str) -> None:
+    status, message = dry_run_create(cluster, _day2_manifest(DAY2_ACCEPTED[case]))
+    assert status == 201, message[:800]
+
+
+def test_day2_defaults_are_applied(cluster: Cluster) -> None:
+    from kubernetes import client
+
+    manifest = _day2_manifest({"deploy": {"request": {"id": "r1"}}})
+    with cluster.kube.api_client() as api:
+        created = client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, PLURAL, manifest, dry_run="All", _request_timeout=30)
+    assert isinstance(created, dict)
+    spec = created["spec"]
+    assert (spec["powerState"], spec["resizePolicy"], spec["deploy"]["request"]["mode"]) == (
+        "Running", "Restart", "Deploy")
+    assert "resources" not in spec and "domain" not in spec  # absent = not managed
+
+
+def _dry_run_patch(cluster: Cluster, name: str, patch: dict[str, Any]) -> tuple[int, str]:
+    """A server-side dry-run JSON merge patch of ``spec``: ``(HTTP status, message)``."""
+    result = cluster.kubectl("patch", f"{PLURAL}.{GROUP}", name, "--type", "merge", "--dry-run=server",
+                             "-p", json.dumps({"spec": patch}), check=False)
+    return (200, "") if result.returncode == 0 else (422, result.stderr)
+
+
+def test_disk_never_shrinks_and_is_never_removed(cluster: Cluster) -> None:
+    manifest = _day2_manifest({"resources": {"cpuCores": 1, "diskGb": 20}})
+    name = manifest["metadata"]["name"]
+    status, message = dry_run_create(cluster, manifest, dry_run=False)  # no operator runs: nothing else acts
+    assert status == 201, message
+
+    status, message = _dry_run_patch(cluster, name, {"resources": {"diskGb": 10}})
+    assert status == 422 and "spec.resources.diskGb:" in message, message
+    assert "resources.diskGb cannot shrink" in message, message
+    for removal in ({"resources": {"diskGb": None}}, {"resources": None}):
+        status, message = _dry_run_patch(cluster, name, removal)
+        assert status == 422, f"removing diskGb accepted: {removal}"
+        assert "spec.resources.diskGb:" in message and "cannot be removed once set" in message, message
+    # Growing the disk, and changing or removing the other sizes, is fine.
+    assert _dry_run_patch(cluster, name, {"resources": {"diskGb": 40, "cpuCores": None}}) == (200, "")
+    assert _dry_run_patch(cluster, name, {"resources": {"cpuCores": 0.5, "ramMb": 2048}}) == (200, "")
+
+
+def test_every_status_field_of_the_model_survives_the_structural_schema(cluster: Cluster) -> None:
+    """The status schema is structural: a field the CRD does not list is silently pruned. Every
+    field of :class:`Status` (the issue-12 ones included) written through the status subresource
+    must read back unchanged."""
+    from oec_operator.models.status import Status
+
+    manifest = _day2_manifest({})
+    name = manifest["metadata"]["name"]
+    assert dry_run_create(cluster, manifest, dry_run=False)[0] == 201
+    refused = {"request": "PATCH /environments/e1", "fingerprint": "f", "status": 402, "code": "plan_limit",
+               "message": "plan allows 8 GB", "field": "ram_mb", "refusedAt": "2026-01-15T09:00:00Z"}
+    full = {
+        "observedGeneration": 1, "environmentId": "e1", "phase": "running", "url": "https://x", "odooVersion": "18.0",
+        "branch": "main", "lastCommit": "abc", "cpuCores": 1.5, "ramMb": 4096, "diskGb": 20, "serverId": "s1",
+        "createdAt": "2026-01-15T09:00:00Z", "updatedAt": "2026-01-15T09:00:00Z",
+        "health": {"containerRunning": True, "dbReady": True, "httpOk": True, "phase": "running"},
+        "lastDeploy": {"id": "t1", "status": "success", "startedAt": "2026-01-15T09:00:00Z",
+                       "completedAt": "2026-01-15T09:01:00Z"},
+        "createRequest": {"key": "k", "name": "n", "environmentType": "development", "branch": "main",
+                          "requestedAt": "2026-01-15T09:00:00Z"},
+        "pendingDeploy": {"key": "k2", "reason": "deploy request r1", "requestedAt": "2026-01-15T09:00:00Z",
+                          "blockedBy": "t0", "updateModules": ["sale", "stock"], "mode": "update_specific",
+                          "requestId": "r1"},
+        "refusedWrite": refused, "refusedFields": [refused, {**refused, "field": "domain", "status": 422}],
+        "powerState": "Stopping",
+        "task": {"id": "t2", "action": "stop", "reason": "spec.powerState Stopped",
+                 "requestedAt": "2026-01-15T09:00:00Z"},
+        "pendingResources": {"cpuCores": 2.5, "ramMb": 8192, "diskGb": 40, "appliesOn": "NextDeploy",
+                             "since": "2026-01-15T09:00:00Z"},
+        "customDomain": "erp.example.com", "customDomainVerified": False,
+        "lastHandledDeployRequest": "r0", "lastHandledRestartAt": "x1", "lastHandledReconcileAt": "x2",
+        "lastHandledRedeployAt": "x3", "lastHandledRecreateAt": "x4", "lastSyncTime": "2026-01-15T09:00:00Z",
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Stopped", "message": "stopped",
+                        "observedGeneration": 1, "lastTransitionTime": "2026-01-15T09:00:00Z"}],
+    }
+    written = Status.model_validate(full)
+    assert written.model_fields_set == set(Status.model_fields), "the test must set every Status field"
+    cluster.kubectl("patch", f"{PLURAL}.{GROUP}", name, "--subresource=status", "--type", "merge",
+                    "-p", json.dumps({"status": full}))
+    stored = (cluster.get(name) or {}).get("status", {})
+    assert Status.from_body(stored) == written
+    assert stored == full  # nothing pruned, nothing added

@@ -79,3 +79,26 @@ def test_errors_name_the_problem(cluster: Cluster, simulator: Simulator, operato
     assert RW_KEY not in down.stderr + no_key.stderr + missing.stderr
 
 
+
+
+def test_restart_stop_and_start_patch_the_resource(cluster: Cluster, simulator: Simulator) -> None:
+    """What the commands write, on the real apiserver (no operator: what it does with them is
+    tested with the reconcile logic)."""
+    cluster.apply(environment("power", simulator.new_project("plugin-power")))
+
+    restart = kubectl_oec(cluster, "restart", "power")
+    assert restart.returncode == 0, restart.stderr
+    token = restart.stdout.strip().split("=")[-1].rstrip(")")
+    assert (cluster.get("power") or {})["metadata"]["annotations"]["oec.sh/restart-requested-at"] == token
+
+    stop = kubectl_oec(cluster, "stop", "power")
+    assert stop.returncode == 0 and "spec.powerState=Stopped" in stop.stdout, stop.stderr
+    assert (cluster.get("power") or {})["spec"]["powerState"] == "Stopped"
+    assert "Power:        - (spec: Stopped)" in kubectl_oec(cluster, "status", "power").stdout
+
+    start = kubectl_oec(cluster, "start", "power")
+    assert start.returncode == 0, start.stderr
+    assert (cluster.get("power") or {})["spec"]["powerState"] == "Running"
+
+    missing = kubectl_oec(cluster, "stop", "nope")
+    assert missing.returncode == 1 and "odooenvironment 'nope' not found" in missing.stderr

@@ -36,6 +36,17 @@ def test_sample_is_accepted_by_the_apiserver(cluster: Cluster, path: Path) -> No
         assert cluster.get(doc["metadata"]["name"]) is None  # a dry run creates nothing
 
 
+def test_a_sample_per_day2_feature() -> None:
+    """Issue 12: a deploy request with module updates, a stopped environment, a size with a
+    resize policy and a custom domain each have a sample (which the dry run above validates)."""
+    specs = [d["spec"] for p in MANIFESTS for d in yaml.safe_load_all(p.read_text())
+             if d and d.get("kind") == "OdooEnvironment"]
+    assert any(s.get("deploy", {}).get("request", {}).get("updateModules") for s in specs)
+    assert any(s.get("powerState") == "Stopped" for s in specs)
+    assert any(s.get("resources") and s.get("resizePolicy") for s in specs)
+    assert any(s.get("domain") for s in specs)
+
+
 def test_kustomization_is_accepted_by_the_apiserver(cluster: Cluster) -> None:
     result = cluster.kubectl("apply", "--dry-run=server", "-k", str(SAMPLES), check=False)
     assert result.returncode == 0, result.stderr

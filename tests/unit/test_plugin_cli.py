@@ -1,10 +1,13 @@
-"""The ``kubectl oec`` command line: cluster flags before or after the command, as with kubectl."""
+"""The ``kubectl oec`` command line: cluster flags before or after the command, as with kubectl; what
+the nudging commands patch; the day-2 lines of ``kubectl oec status``."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from oec_operator.plugin import parser
+from oec_operator.plugin import nudge, parser, render_status
 
 
 @pytest.mark.parametrize("argv", [
@@ -20,3 +23,68 @@ def test_the_namespace_flag_works_before_and_after_the_command(argv: list[str]) 
 def test_flags_after_the_command_win_and_absent_ones_keep_what_came_before() -> None:
     args = parser().parse_args(["--context", "prod", "-n", "a", "logs", "web", "-n", "b"])
     assert (args.context, args.namespace, args.kubeconfig) == ("prod", "b", None)
+
+
+@pytest.mark.parametrize("command", ["restart", "start", "stop", "redeploy", "reconcile"])
+def test_nudging_commands_parse_with_flags_after_the_name(command: str) -> None:
+    args = parser().parse_args([command, "web", "-n", "shop"])
+    assert (args.command, args.name, args.namespace) == (command, "web", "shop")
+
+
+@pytest.mark.parametrize(("command", "patch", "shown"), [
+    ("restart", {"metadata": {"annotations": {"oec.sh/restart-requested-at": "T1"}}},
+     "oec.sh/restart-requested-at=T1"),
+    ("redeploy", {"metadata": {"annotations": {"oec.sh/redeploy-requested-at": "T1"}}},
+     "oec.sh/redeploy-requested-at=T1"),
+    ("reconcile", {"metadata": {"annotations": {"oec.sh/reconcile-requested-at": "T1"}}},
+     "oec.sh/reconcile-requested-at=T1"),
+    ("stop", {"spec": {"powerState": "Stopped"}}, "spec.powerState=Stopped"),
+    ("start", {"spec": {"powerState": "Running"}}, "spec.powerState=Running"),
+])
+def test_each_nudge_patches_only_its_annotation_or_power_state(command: str, patch: dict[str, Any],
+                                                                shown: str) -> None:
+    assert nudge(command, "T1") == (patch, shown)
+
+
+def day2_object(**status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "web", "namespace": "shop", "generation": 5},
+        "spec": {"projectId": "p1", "powerState": "Stopped", "domain": "erp.example.com", "resizePolicy": "NextDeploy",
+                 "deploy": {"request": {"id": "sha-2", "mode": "UpdateSpecific", "updateModules": ["sale", "stock"]}}},
+        "status": {"phase": "running", "powerState": "Stopping", "cpuCores": 1.5, "ramMb": 4096, "diskGb": 20,
+                   "pendingResources": {"cpuCores": 2, "ramMb": 8192, "appliesOn": "NextDeploy",
+                                        "since": "2026-01-15T09:00:00Z"},
+                   "customDomain": "erp.example.com", "customDomainVerified": False,
+                   "lastHandledDeployRequest": "sha-1",
+                   "task": {"id": "t9", "action": "stop", "reason": "spec.powerState Stopped"}, **status},
+    }
+
+
+def test_status_shows_power_sizes_domain_and_deploy_request() -> None:
+    lines = render_status(day2_object()).splitlines()
+    assert "Power:        Stopping (spec: Stopped)" in lines
+    assert ("Size:         1.5 CPU, 4096 MB RAM, 20 GB disk (pending: 2 CPU, 8192 MB RAM, applies at the next "
+            "deploy, sent 2026-01-15T09:00:00Z)") in lines
+    assert "Domain:       erp.example.com (not verified yet) (spec: erp.example.com)" in lines
+    assert "Deploy req.:  last handled sha-1 (spec: sha-2 (UpdateSpecific: sale, stock))" in lines
+    assert "Task:         stop t9 (spec.powerState Stopped)" in lines
+
+
+def test_status_of_a_resource_without_day2_fields() -> None:
+    obj = {"metadata": {"name": "web", "namespace": "shop"}, "spec": {"projectId": "p1"}, "status": {}}
+    lines = render_status(obj).splitlines()
+    assert "Power:        - (spec: Running)" in lines
+    assert "Size:         -" in lines
+    assert "Domain:       - (spec: not managed)" in lines
+    assert "Deploy req.:  last handled - (spec: none)" in lines
+    assert not [line for line in lines if line.startswith(("Task:", "Owed deploy:"))]
+
+
+def test_status_shows_a_platform_subdomain_and_an_owed_quick_update() -> None:
+    obj = day2_object(customDomain=None, customDomainVerified=None, task=None,
+                      pendingDeploy={"key": "k", "reason": "deploy request sha-2", "mode": "update_specific",
+                                     "updateModules": ["sale"], "blockedBy": "t8"})
+    obj["spec"]["domain"] = ""
+    lines = render_status(obj).splitlines()
+    assert "Domain:       platform subdomain (spec: platform subdomain)" in lines
+    assert "Owed deploy:  update_specific (deploy request sha-2) modules sale, waits for task t8" in lines
