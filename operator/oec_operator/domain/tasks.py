@@ -145,7 +145,8 @@ def skipped(ctx: Context, env: Environment, extra: Settled, events: list[Event])
 def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[ActionAccepted]]:
     api = ctx.api
     if task.action == "quick_update":
-        return lambda: api.quick_update(env_id, mode=task.mode or "pull_restart", modules=list(task.modules) if task.modules else None,
+        modules = list(task.modules) if task.modules else None
+        return lambda: api.quick_update(env_id, mode=task.mode or "pull_restart", modules=modules,
                                         idempotency_key=task.key)
     action = {"restart": api.restart, "start": api.start, "stop": api.stop}[task.action]
     return lambda: action(env_id, idempotency_key=task.key)
