@@ -118,6 +118,16 @@ The demo keeps running in the background. Try:
   {kubectl.binary} get odooenv -o wide
   {kubectl.binary} describe odooenv {SAMPLE_NAME}
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"branch":"release"}}}}'
+Day-2 operations (README "Day-2 operations"), each visible in kubectl get/describe and in the simulator:
+  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p \
+    '{{"spec":{{"deploy":{{"request":{{"id":"commit-2","updateModules":["sale_custom"]}}}}}}}}'
+  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Stopped"}}}}'
+  {kubectl.binary} wait odooenv/{SAMPLE_NAME} --for=condition=Ready --timeout=120s
+  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Running"}}}}'
+  {kubectl.binary} annotate odooenv {SAMPLE_NAME} --overwrite oec.sh/restart-requested-at="$(date -u +%FT%TZ)"
+  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"resources":{{"ramMb":4096}}}}}}'
+  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"domain":"erp.example.com"}}}}'
+  curl -s {api_url.rsplit("/api/", 1)[0]}/_sim/environments    # what OEC.sh (the simulator) shows
   {kubectl.binary} delete odooenv {SAMPLE_NAME}
 Logs: {state}/operator.log, {state}/simulator.log
 Stop everything with: make demo-down
@@ -134,8 +144,8 @@ def watch(kubectl: Kubectl, timeout: float = 180) -> None:
     """Print the sample's row of ``kubectl get odooenv`` whenever it changes, until it is Ready;
     :class:`RuntimeError` after ``timeout`` s."""
     log(f"watching {SAMPLE_NAME} until it is Running and Ready")
-    row = "{:<10} {:<12} {:<8} {:<11} {:<6} {:<13} {}"
-    print(row.format("NAME", "TYPE", "BRANCH", "PHASE", "READY", "REASON", "URL"), flush=True)
+    row = "{:<10} {:<12} {:<8} {:<11} {:<8} {:<6} {:<13} {}"
+    print(row.format("NAME", "TYPE", "BRANCH", "PHASE", "POWER", "READY", "REASON", "URL"), flush=True)
     last: tuple[str, ...] = ()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -144,7 +154,8 @@ def watch(kubectl: Kubectl, timeout: float = 180) -> None:
         status = obj.get("status", {})
         ready = condition(obj, "Ready") or {}
         current = (SAMPLE_NAME, obj.get("spec", {}).get("environmentType", ""), status.get("branch", "-"),
-                   status.get("phase", "-"), ready.get("status", "-"), ready.get("reason", "-"), status.get("url", "-"))
+                   status.get("phase", "-"), status.get("powerState", "-"), ready.get("status", "-"),
+                   ready.get("reason", "-"), status.get("url", "-"))
         if obj and current != last:
             print(row.format(*current), flush=True)
             last = current
