@@ -111,7 +111,8 @@ def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> Ow
             return Owed("quick_update", task_key("quick-update", uid, quick.id),
                         f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
                         mode=quick.api_mode, modules=quick.update_modules if quick.mode.endswith("Specific") else None)
-        resize = pending is not None and pending.applies_on == "Restart"
+        # A size waiting for a restart is applied by the start, when the environment is to stop.
+        resize = pending is not None and pending.applies_on == "Restart" and ctx.spec.power_state == "Running"
         if restart or resize:
             token = restart or f"resize {pending.since if pending else ''}"
             reason = f"restart requested ({restart})" if restart else "restart to apply the new size"
