@@ -313,6 +313,8 @@ async def _reconcile(ctx: Context) -> Outcome:
     if not ctx.spec.observe_only:
         env, deployed = await _converge(ctx, env, events, extra)
     finished = await tasks.follow(ctx, extra, events)
+    if finished is not None:  # the list's entry may predate the task's end: read what it left
+        env = await ctx.source.environment(env.id, fresh=True)
     pending = resources.settle(ctx.status.pending_resources, finished, None, extra, events)
     running = ctx.status.task is not None and finished is None
     if not (ctx.spec.observe_only or deployed or running or extra.update.pending_deploy is not None):

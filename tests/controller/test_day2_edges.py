@@ -1,0 +1,37 @@
+"""Day-2 operations at the edges of the API's behaviour: a task seen ended before the project's
+list shows its effect, a deletion while a stop runs, a size reverted while it is pending, a
+stopped environment with a size or a deploy owed, a deploy owed while the operator's own task
+runs; the real controller and OEC client against the in-process simulator."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from oec_simulator.clock import ManualClock
+from tests.controller.conftest import Harness
+from tests.controller.test_day2 import DONE, actions, edit, ready, running, settle, status
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """The simulator's clock at the wall clock's time (as in ``test_day2``)."""
+    return ManualClock(start=time.time())
+
+
+async def test_a_stop_seen_ended_before_the_list_shows_it_is_not_sent_again(harness: Harness) -> None:
+    """The stop completed in OEC.sh; the poll that reads the task comes before the project's next
+    list, whose cached entry still says running: no second stop, no second StopRequested."""
+    h = harness
+    body = await running(h)
+    await edit(h, body, powerState="Stopped")
+    assert len(await actions(h, "stop")) == 1
+    h.sim.clock.advance(DONE)
+    await h.poll(body)  # the task reads completed; the cached list entry is older
+    assert len(await actions(h, "stop")) == 1
+    assert ready(h) == ("True", "Stopped")
+    assert status(h).observed_generation == body["metadata"]["generation"]
+    await settle(h, body)
+    assert len(await actions(h, "stop")) == 1
+    assert h.reasons("shop").count("StopRequested") == 1 and h.reasons("shop").count("Stopped") == 1
