@@ -11,7 +11,7 @@ import pytest
 
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
-from tests.controller.test_day2 import DONE, actions, edit, ready, running, settle, status
+from tests.controller.test_day2 import DONE, actions, edit, ready, requests, running, settle, status
 
 
 @pytest.fixture
@@ -35,3 +35,22 @@ async def test_a_stop_seen_ended_before_the_list_shows_it_is_not_sent_again(harn
     await settle(h, body)
     assert len(await actions(h, "stop")) == 1
     assert h.reasons("shop").count("StopRequested") == 1 and h.reasons("shop").count("Stopped") == 1
+
+
+async def test_deleting_while_a_stop_runs_sends_no_delete_until_it_ended(harness: Harness) -> None:
+    """One task at a time: a DELETE while the operator's stop runs is refused (409), so it is not
+    sent at every deletion step; it goes once the stop ended."""
+    h = harness
+    body = await running(h)
+    await edit(h, body, powerState="Stopped")
+    for _ in range(3):
+        step = await h.delete_step(body)
+        assert not step.done and "task" in step.message
+    assert await requests(h, "DELETE") == []
+    h.sim.clock.advance(DONE)
+    step = await h.delete_step(body)
+    assert not step.done and "destroying" in step.message
+    h.sim.clock.advance(DONE)
+    assert (await h.delete_step(body)).done
+    assert len(await requests(h, "DELETE")) == 1
+

@@ -732,7 +732,8 @@ async def created_environment(api: OecClient, project_id: str, request: CreateRe
 
 
 async def finalize(api: OecClient, environment_id: str,
-                   send_delete: Callable[[], Awaitable[object]] | None = None) -> str:
+                   send_delete: Callable[[], Awaitable[object]] | None = None,
+                   running_task: str | None = None) -> str:
     """One step of deleting the environment; call until it returns ``"gone"``.
 
     Reads the environment first, so a DELETE is sent only once and never while a task runs
@@ -744,6 +745,8 @@ async def finalize(api: OecClient, environment_id: str,
 
     ``send_delete`` sends the DELETE (default: :meth:`OecClient.delete_environment`; the deletion
     passes one that holds back a DELETE refused for good, :mod:`oec_operator.domain.refusals`).
+    ``running_task``: a task the operator started that leaves the phase alone (``status.task``: a
+    stop, start, restart or quick update); while it runs -> ``"waiting"`` without a DELETE.
 
     Raises:
         OecError: any other API failure.
@@ -756,6 +759,12 @@ async def finalize(api: OecClient, environment_id: str,
         return "destroying"
     if env.status in TRANSITIONAL_STATES:
         return "waiting"
+    if running_task is not None:
+        try:
+            if not (await api.get_task(running_task)).finished:
+                return "waiting"
+        except OecNotFoundError:
+            pass  # the API no longer knows the task: nothing to wait for
     try:
         await (send_delete or (lambda: api.delete_environment(environment_id)))()
     except OecNotFoundError:
