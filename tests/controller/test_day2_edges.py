@@ -11,7 +11,7 @@ import pytest
 
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
-from tests.controller.test_day2 import DONE, actions, edit, ready, requests, running, settle, status
+from tests.controller.test_day2 import DONE, actions, edit, ready, requests, running, settle, sim_env, status
 
 
 @pytest.fixture
@@ -53,4 +53,24 @@ async def test_deleting_while_a_stop_runs_sends_no_delete_until_it_ended(harness
     h.sim.clock.advance(DONE)
     assert (await h.delete_step(body)).done
     assert len(await requests(h, "DELETE")) == 1
+
+async def test_a_size_reverted_while_pending_is_sent_when_the_api_shows_running_sizes(harness: Harness) -> None:
+    """``size_view=applied``: the environment shows the size it runs with until a restart. A size
+    reverted before its restart ran must be PATCHed back, or the restart applies the size the spec
+    no longer asks for."""
+    h = harness
+    await h.sim.patch_config(size_view="applied")
+    body = await running(h)
+    assert status(h).ram_mb == 2048
+    await edit(h, body, resources={"ramMb": 4096})  # PATCH 4096; the restart is under way
+    await edit(h, body, resources={"ramMb": 2048})  # reverted before the restart ended
+    rams = [e["body"]["ram_mb"] for e in await requests(h, "PATCH") if "ram_mb" in (e["body"] or {})]
+    assert rams == [4096, 2048]
+    for _ in range(3):
+        await settle(h, body)
+    env = await sim_env(h)
+    applied = [t["applied_sizes"] for t in (await h.sim.admin.get(f"/environments/{env['id']}/tasks")).json()
+               if t["applied_sizes"]]
+    assert all(sizes["ram_mb"] == 2048 for sizes in applied)  # never ran with the reverted size
+    assert status(h).ram_mb == 2048 and status(h).pending_resources is None and ready(h) == ("True", "Available")
 
