@@ -12,6 +12,7 @@ import pytest
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
 from tests.controller.test_day2 import DONE, actions, edit, ready, requests, running, settle, sim_env, status
+from tests.simulator.sim_helpers import PROJECT_A, RW
 
 
 @pytest.fixture
@@ -73,4 +74,21 @@ async def test_a_size_reverted_while_pending_is_sent_when_the_api_shows_running_
                if t["applied_sizes"]]
     assert all(sizes["ram_mb"] == 2048 for sizes in applied)  # never ran with the reverted size
     assert status(h).ram_mb == 2048 and status(h).pending_resources is None and ready(h) == ("True", "Available")
+
+async def test_a_size_sent_while_stopped_on_purpose_does_not_keep_the_project_polled_fast(harness: Harness) -> None:
+    """A stopped environment (``spec.powerState: Stopped``) is not restarted for a new size: the size
+    applies at the next start. Meanwhile nothing is in flight, so its project is listed at the
+    steady interval, not the fast one (all night long, for a staging environment)."""
+    h = harness
+    body = await running(h, powerState="Stopped")
+    await settle(h, body)
+    assert ready(h) == ("True", "Stopped")
+    await edit(h, body, resources={"ramMb": 4096})
+    await settle(h, body)
+    assert ready(h) == ("True", "Stopped") and status(h).pending_resources is not None
+    assert await actions(h, "restart") == [] and await actions(h, "start") == []
+    assert h.runtime.fleet.watch(RW, PROJECT_A).interval() == h.runtime.config.poll_interval
+    await edit(h, body, powerState="Running")  # the start applies the size
+    await settle(h, body)
+    assert status(h).ram_mb == 4096 and status(h).pending_resources is None and ready(h) == ("True", "Available")
 
