@@ -92,3 +92,23 @@ async def test_a_size_sent_while_stopped_on_purpose_does_not_keep_the_project_po
     await settle(h, body)
     assert status(h).ram_mb == 4096 and status(h).pending_resources is None and ready(h) == ("True", "Available")
 
+async def test_a_deploy_owed_on_a_stopped_environment_keeps_kubectl_wait_waiting(harness: Harness) -> None:
+    """Stopped on purpose, then a branch change while a task started in the dashboard runs (409
+    ``task_in_progress``): the deploy is owed, so the resource is not Ready and the generation
+    not observed until it was sent."""
+    h = harness
+    body = await running(h, branch="main", powerState="Stopped")
+    await settle(h, body)
+    assert ready(h) == ("True", "Stopped")
+    env = await sim_env(h)
+    started = await h.sim.api.post(f"/environments/{env['id']}/start")  # someone starts it in the dashboard
+    assert started.status_code == 202
+    await edit(h, body, branch="release")
+    assert status(h).pending_deploy is not None
+    assert ready(h)[0] == "False"
+    assert status(h).observed_generation != body["metadata"]["generation"]
+    for _ in range(3):  # the start ends, the deploy runs (it starts the environment), the stop again
+        await settle(h, body)
+    assert (await sim_env(h))["status"] == "stopped" and ready(h) == ("True", "Stopped")
+    assert status(h).observed_generation == body["metadata"]["generation"] and status(h).pending_deploy is None
+

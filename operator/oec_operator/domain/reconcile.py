@@ -346,6 +346,8 @@ async def _reconcile(ctx: Context) -> Outcome:
     assess_day2(ctx.spec, ctx.status, env, Day2(task=task, pending=pending, refused=ctx.fields.message(),
                                                 invalid="; ".join(ctx.fields.invalid) or None,
                                                 domain_claimed_by=ctx.domain_claimed_by), outcome, ctx.fast_poll)
+    if extra.update.pending_deploy is not None:  # Ready=True Stopped is not ready while a deploy is owed
+        owe_deploy(outcome, extra.update.pending_deploy)
     return outcome
 
 
