@@ -112,3 +112,22 @@ async def test_a_deploy_owed_on_a_stopped_environment_keeps_kubectl_wait_waiting
     assert (await sim_env(h))["status"] == "stopped" and ready(h) == ("True", "Stopped")
     assert status(h).observed_generation == body["metadata"]["generation"] and status(h).pending_deploy is None
 
+
+
+async def test_a_deploy_owed_while_our_restart_runs_is_not_sent_into_a_409(harness: Harness) -> None:
+    """The operator knows its restart runs (``status.task``): a branch change meanwhile owes a
+    deploy that waits for that task, instead of a deploy sent and refused with 409
+    ``task_in_progress`` (a write of the key's budget for nothing)."""
+    h = harness
+    body = await running(h, branch="main")
+    deploys_before = len(await actions(h, "deploy"))
+    body["metadata"]["annotations"]["oec.sh/restart-requested-at"] = "t1"
+    await h.change(body)
+    assert status(h).task is not None
+    await edit(h, body, branch="release")
+    assert status(h).pending_deploy is not None and ready(h) == ("False", "DeployPending")
+    for _ in range(2):
+        await settle(h, body)
+    deploys = await actions(h, "deploy")
+    assert [e["status"] for e in deploys[deploys_before:]] == [202]
+    assert (await sim_env(h))["branch"] == "release" and ready(h) == ("True", "Available")
