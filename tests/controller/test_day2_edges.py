@@ -11,7 +11,19 @@ import pytest
 
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
-from tests.controller.test_day2 import DONE, actions, edit, ready, requests, running, settle, sim_env, status
+from tests.controller.test_day2 import (
+    DONE,
+    actions,
+    annotate,
+    condition,
+    edit,
+    ready,
+    requests,
+    running,
+    settle,
+    sim_env,
+    status,
+)
 from tests.simulator.sim_helpers import PROJECT_A, RW
 
 
@@ -131,3 +143,27 @@ async def test_a_deploy_owed_while_our_restart_runs_is_not_sent_into_a_409(harne
     deploys = await actions(h, "deploy")
     assert [e["status"] for e in deploys[deploys_before:]] == [202]
     assert (await sim_env(h))["branch"] == "release" and ready(h) == ("True", "Available")
+
+
+async def test_a_failed_restart_for_a_new_size_is_not_repeated_without_a_change(harness: Harness) -> None:
+    """OEC.sh reports the restart that should apply a new size as failed (a terminal task state,
+    ``docs/oec-api.md`` §1 row 23): no restart loop (the same key would only replay the failed
+    task, at every poll); the resource says so, and a restart token retries it."""
+    h = harness
+    body = await running(h)
+    await edit(h, body, resources={"ramMb": 4096})
+    assert len(await actions(h, "restart")) == 1
+    store = h.sim.state.store
+    env = store.environments[(await sim_env(h))["id"]]
+    assert env.active_task_id is not None
+    store.tasks[env.active_task_id].fail_step = 0  # this restart fails in OEC.sh
+    for _ in range(3):
+        await settle(h, body)
+    assert len(await actions(h, "restart")) == 1
+    assert "RestartFailed" in h.reasons("shop")
+    assert ready(h) == ("False", "FieldRefused") and "restart task ended failed" in condition(h, "Stalled")["message"]
+    assert status(h).ram_mb == 2048 and status(h).pending_resources is not None
+    await annotate(h, body, "oec.sh/restart-requested-at", "retry-1")
+    await settle(h, body)
+    assert len(await actions(h, "restart")) == 2
+    assert status(h).ram_mb == 4096 and status(h).pending_resources is None and ready(h) == ("True", "Available")

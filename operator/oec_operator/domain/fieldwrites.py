@@ -80,6 +80,13 @@ class FieldWrites:
             self.refused[request] = kept
             return None
 
+    def hold(self, request: str, body: Mapping[str, Any], status: int, code: str, message: str) -> None:
+        """Keep ``request`` with ``body`` from being sent until something changes, as if refused
+        with this answer (e.g. the task it would start again just ended failed)."""
+        print_ = refusals.prints(request, body, self.key_id, self.generation, self.requests)
+        self.refused[request] = RefusedWrite(request=request, fingerprint=print_.plain, status=status, code=code,
+                                             message=message, refused_at=self.now)
+
     def status(self) -> tuple[RefusedWrite, ...] | None:
         """``status.refusedFields`` after this reconcile (``None``: none refused)."""
         return tuple(self.refused.values()) or None

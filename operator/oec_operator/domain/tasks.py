@@ -153,9 +153,15 @@ def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[Actio
 
 
 async def start_next(ctx: Context, env: Environment, extra: Settled, events: list[Event],
-                     pending: PendingResources | None) -> None:
+                     pending: PendingResources | None, finished: tuple[str, str, str | None] | None = None) -> None:
     """Send the next owed task (:func:`owed`) and record it in ``status.task``; a 409
     ``task_in_progress`` records the task the API named instead, to wait for its end.
+
+    ``finished``: the operator's task that ended in this reconcile (:func:`follow`). When it
+    failed or was cancelled and the same action is owed again, it is not sent again (under the
+    same key the API would only replay the failed task, at every poll; under a new one it would
+    loop): it is held back like a refused write until something changes (the spec, a token, the
+    API key or the environment), and the resource stalls with the task's end.
 
     Raises:
         OecError: a transient failure (a refusal for good stalls the field instead).
@@ -171,10 +177,17 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
             "(odoo -i can reset their data)")
         return
     body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
+    request = f"POST /environments/{env.id}/{task.action.replace('_', '-')}"
+    if finished is not None and finished[0] == task.action and finished[1] in ("failed", "cancelled"):
+        retry = ("a new oec.sh/restart-requested-at, " if task.action == "restart" else "") + (
+            "a spec change or a new oec.sh/reconcile-requested-at")
+        ctx.fields.hold(request, body, 202, f"task_{finished[1]}",
+                        f"the {task.action.replace('_', ' ')} task ended {finished[1]}; not sent again until "
+                        f"{retry} (see the {EVENT_REASONS[task.action][2]} Event)")
+        return
     try:
         what = f"{task.action.replace('_', ' ')} the environment ({task.reason})"
-        accepted = await ctx.queued(ctx.fields.send(f"POST /environments/{env.id}/{task.action.replace('_', '-')}",
-                                                    body, _send(ctx, env.id, task)), what)
+        accepted = await ctx.queued(ctx.fields.send(request, body, _send(ctx, env.id, task)), what)
     except OecConflictError as exc:
         if exc.code != "task_in_progress" or not exc.task_id:
             raise
