@@ -167,3 +167,29 @@ async def test_a_failed_restart_for_a_new_size_is_not_repeated_without_a_change(
     await settle(h, body)
     assert len(await actions(h, "restart")) == 2
     assert status(h).ram_mb == 4096 and status(h).pending_resources is None and ready(h) == ("True", "Available")
+
+
+async def test_a_request_id_used_again_after_another_one_deploys_again(harness: Harness) -> None:
+    """``spec.deploy.request.id`` back to an id handled before (a Git revert of the CI's commit):
+    it differs from ``lastHandledDeployRequest``, so it is a new request. It must start a deploy,
+    not replay the first one's answer (same idempotency key within 24 h) and report a deploy that
+    never ran; likewise a restart token used again."""
+    h = harness
+    body = await running(h)
+    env_id = (await sim_env(h))["id"]
+
+    async def tasks(kind: str) -> int:
+        listed = (await h.sim.admin.get(f"/environments/{env_id}/tasks")).json()
+        return len([t for t in listed if t["type"] == kind])
+
+    deploys = await tasks("deploy")
+    for request_id in ("sha-1", "sha-2", "sha-1"):
+        await edit(h, body, deploy={"request": {"id": request_id}})
+        await settle(h, body)
+    assert await tasks("deploy") == deploys + 3
+    assert status(h).last_handled_deploy_request == "sha-1" and ready(h) == ("True", "Available")
+    for token in ("t1", "t2", "t1"):
+        await annotate(h, body, "oec.sh/restart-requested-at", token)
+        await settle(h, body)
+    assert await tasks("restart") == 3
+    assert h.reasons("shop").count("Restarted") == 3

@@ -582,10 +582,12 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
         await ctx.persist(Status(pending_deploy=pending))
     request = ctx.pending_request
     if request is not None and request.mode == "Deploy" and (pending is None or pending.request_id != request.id):
-        # One deploy per request id (its key names the id); a deploy already owed is folded in.
+        # One deploy per request id (its key names the id, and the id handled before it, so that an
+        # id used again later is not answered from the first one's replay); a deploy already owed is folded in.
         reason = f"deploy requested ({request.id})" + (f"; {pending.reason}" if pending else "")
         modules = request.update_modules or spec.deploy.update_modules
-        pending = PendingDeploy(key=f"oec-operator-deploy-{ctx.ref.uid}-{_digest(request.id)}", reason=reason,
+        token = "\0".join((ctx.status.last_handled_deploy_request or "", request.id))
+        pending = PendingDeploy(key=f"oec-operator-deploy-{ctx.ref.uid}-{_digest(token)}", reason=reason,
                                 requested_at=ctx.now, update_modules=modules, request_id=request.id,
                                 blocked_by=pending.blocked_by if pending else None)
         await ctx.persist(Status(pending_deploy=pending))

@@ -106,14 +106,18 @@ def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> Ow
     """
     uid, request, restart = ctx.ref.uid, ctx.pending_request, ctx.pending_restart
     quick = request if request is not None and request.mode != "Deploy" else None
+    # A key names the request id or token and the one handled before it: one used again later is
+    # a new request, not a replay of the first one's answer.
+    after_request = ctx.status.last_handled_deploy_request or ""
+    after_restart = ctx.status.last_handled_restart_at or ""
     if env.status == "running":
         if quick is not None:
-            return Owed("quick_update", task_key("quick-update", uid, quick.id),
+            return Owed("quick_update", task_key("quick-update", uid, f"{after_request}\0{quick.id}"),
                         f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
                         mode=quick.api_mode, modules=quick.update_modules if quick.mode.endswith("Specific") else None)
         resize = pending is not None and pending.applies_on == "Restart"
         if restart or resize:
-            token = restart or f"resize {pending.since if pending else ''}"
+            token = f"{after_restart}\0{restart}" if restart else f"resize {pending.since if pending else ''}"
             reason = f"restart requested ({restart})" if restart else "restart to apply the new size"
             return Owed("restart", task_key("restart", uid, token), reason,
                         Status(last_handled_restart_at=restart) if restart else Status())
