@@ -6,6 +6,7 @@ runs; the real controller and OEC client against the in-process simulator."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -193,3 +194,30 @@ async def test_a_request_id_used_again_after_another_one_deploys_again(harness: 
         await settle(h, body)
     assert await tasks("restart") == 3
     assert h.reasons("shop").count("Restarted") == 3
+
+
+async def test_a_domain_in_use_is_tried_again_after_a_steady_interval(make_harness: Callable[..., Harness]) -> None:
+    """409 ``domain_in_use`` depends on another environment, not on this resource: when that one
+    lets the domain go (here: its resource was paused while its domain was removed, so the second
+    one asked first), the PATCH goes out again after a steady interval, not only after a change
+    of this resource. Within the interval it is not repeated."""
+    h = make_harness()
+    first = await running(h, "first", domain="erp.example.com")
+    second = await running(h, "second")
+    await annotate(h, first, "oec.sh/paused", "true")
+    await edit(h, first, domain="")  # paused: the domain stays on the first environment for now
+    await edit(h, second, domain="erp.example.com")
+    assert ready(h, "second") == ("False", "FieldRefused") and "domain_in_use" in condition(h, "Stalled", "second")[
+        "message"]
+    await settle(h, second)
+    patches = [e for e in await requests(h, "PATCH") if e["body"].get("domain") == "erp.example.com"]
+    assert [e["status"] for e in patches] == [200, 409]  # the first one's, then the second's: not repeated
+    del first["metadata"]["annotations"]["oec.sh/paused"]
+    await h.change(first)  # the first environment lets the domain go
+    assert (await sim_env(h, "first"))["custom_domain"] is None
+    h.runtime.status.view(second["metadata"]["uid"], second["status"])
+    for refused in second["status"]["refusedFields"]:  # as if a steady interval passed since
+        refused["refusedAt"] = "2026-12-01T00:00:00Z"
+    await settle(h, second)
+    assert (await sim_env(h, "second"))["custom_domain"] == "erp.example.com"
+    assert not condition(h, "Stalled", "second") and status(h, "second").refused_fields is None

@@ -139,7 +139,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.fields = FieldWrites(self.status.refused_fields or (), self.api.key_id, self.ref.generation,
-                                  self.requests, self.now)
+                                  self.requests, self.now, retry_after=self.slow_poll)
 
     @property
     def recorded_id(self) -> str | None:
