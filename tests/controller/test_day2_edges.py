@@ -221,3 +221,19 @@ async def test_a_domain_in_use_is_tried_again_after_a_steady_interval(make_harne
     await settle(h, second)
     assert (await sim_env(h, "second"))["custom_domain"] == "erp.example.com"
     assert not condition(h, "Stalled", "second") and status(h, "second").refused_fields is None
+
+
+async def test_a_new_size_with_a_stop_does_not_restart_first(harness: Harness) -> None:
+    """One change asks for a new size and ``powerState: Stopped`` (a staging environment resized
+    and stopped for the night): the environment is stopped, not restarted first to apply a size
+    that its next start applies anyway."""
+    h = harness
+    body = await running(h)
+    await edit(h, body, powerState="Stopped", resources={"ramMb": 4096})
+    await settle(h, body)
+    await settle(h, body)
+    assert await actions(h, "restart") == [] and len(await actions(h, "stop")) == 1
+    assert ready(h) == ("True", "Stopped") and status(h).ram_mb == 2048
+    await edit(h, body, powerState="Running")
+    await settle(h, body)
+    assert status(h).ram_mb == 4096 and status(h).pending_resources is None and ready(h) == ("True", "Available")

@@ -115,7 +115,8 @@ def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> Ow
             return Owed("quick_update", task_key("quick-update", uid, f"{after_request}\0{quick.id}"),
                         f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
                         mode=quick.api_mode, modules=quick.update_modules if quick.mode.endswith("Specific") else None)
-        resize = pending is not None and pending.applies_on == "Restart"
+        # A size is not applied by a restart just before a stop: the next start applies it.
+        resize = pending is not None and pending.applies_on == "Restart" and ctx.spec.power_state == "Running"
         if restart or resize:
             token = f"{after_restart}\0{restart}" if restart else f"resize {pending.since if pending else ''}"
             reason = f"restart requested ({restart})" if restart else "restart to apply the new size"
