@@ -593,8 +593,9 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
         await ctx.persist(Status(pending_deploy=pending))
     if not pending:
         return env, False
-    if ctx.status.task is not None and not pending.blocked_by:  # our own task runs: a deploy now gets a 409
-        pending = pending.model_copy(update={"blocked_by": ctx.status.task.id})
+    if ctx.status.task is not None:  # our own task runs (tasks.follow reads it): a deploy now gets a 409
+        extra.add(Status(pending_deploy=pending.model_copy(update={"blocked_by": ctx.status.task.id})))
+        return env, False
     if await _task_running(ctx, env, pending):
         extra.add(Status(pending_deploy=pending))  # deploy once that task ended
         return env, False
