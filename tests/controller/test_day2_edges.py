@@ -237,3 +237,22 @@ async def test_a_new_size_with_a_stop_does_not_restart_first(harness: Harness) -
     await edit(h, body, powerState="Running")
     await settle(h, body)
     assert status(h).ram_mb == 4096 and status(h).pending_resources is None and ready(h) == ("True", "Available")
+
+
+async def test_deleting_while_a_dashboard_task_runs_sends_one_delete(harness: Harness) -> None:
+    """A restart started in the dashboard leaves the phase ``running``: the first DELETE is refused
+    with 409 ``task_in_progress`` naming it; the deletion then reads that task until it ended
+    instead of sending a DELETE at every step (each a write of the key's budget)."""
+    h = harness
+    body = await running(h)
+    env_id = (await sim_env(h))["id"]
+    assert (await h.sim.api.post(f"/environments/{env_id}/restart")).status_code == 202
+    for _ in range(3):
+        step = await h.delete_step(body)
+        assert not step.done and "task" in step.message
+    assert [e["status"] for e in await requests(h, "DELETE")] == [409]
+    h.sim.clock.advance(DONE)
+    await h.delete_step(body)
+    h.sim.clock.advance(DONE)
+    assert (await h.delete_step(body)).done
+    assert [e["status"] for e in await requests(h, "DELETE")] == [409, 202]

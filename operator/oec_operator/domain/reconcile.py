@@ -740,7 +740,7 @@ async def created_environment(api: OecClient, project_id: str, request: CreateRe
 
 async def finalize(api: OecClient, environment_id: str,
                    send_delete: Callable[[], Awaitable[object]] | None = None,
-                   running_task: str | None = None) -> str:
+                   running_task: str | None = None, on_blocked: Callable[[str], object] | None = None) -> str:
     """One step of deleting the environment; call until it returns ``"gone"``.
 
     Reads the environment first, so a DELETE is sent only once and never while a task runs
@@ -753,7 +753,8 @@ async def finalize(api: OecClient, environment_id: str,
     ``send_delete`` sends the DELETE (default: :meth:`OecClient.delete_environment`; the deletion
     passes one that holds back a DELETE refused for good, :mod:`oec_operator.domain.refusals`).
     ``running_task``: a task the operator started that leaves the phase alone (``status.task``: a
-    stop, start, restart or quick update); while it runs -> ``"waiting"`` without a DELETE.
+    stop, start, restart or quick update, or the task a 409 named before); while it runs ->
+    ``"waiting"`` without a DELETE. ``on_blocked(task_id)`` hears of the task a 409 names.
 
     Raises:
         OecError: any other API failure.
@@ -779,5 +780,7 @@ async def finalize(api: OecClient, environment_id: str,
     except OecConflictError as exc:
         if exc.code != "task_in_progress":
             raise
+        if exc.task_id and on_blocked is not None:
+            on_blocked(exc.task_id)
         return "waiting"
     return "destroying"
