@@ -256,3 +256,21 @@ async def test_deleting_while_a_dashboard_task_runs_sends_one_delete(harness: Ha
     h.sim.clock.advance(DONE)
     assert (await h.delete_step(body)).done
     assert [e["status"] for e in await requests(h, "DELETE")] == [409, 202]
+
+
+async def test_a_new_restart_token_during_a_failing_restart_still_restarts(harness: Harness) -> None:
+    """The restart for token t1 fails while the user already set t2: t2 is a new request, sent once
+    t1's task ended (only a restart nobody asked for again is held back after a failure)."""
+    h = harness
+    body = await running(h)
+    await annotate(h, body, "oec.sh/restart-requested-at", "t1")
+    store = h.sim.state.store
+    env = store.environments[(await sim_env(h))["id"]]
+    assert env.active_task_id is not None
+    store.tasks[env.active_task_id].fail_step = 0  # this restart fails in OEC.sh
+    await annotate(h, body, "oec.sh/restart-requested-at", "t2")
+    await settle(h, body)
+    assert [e["status"] for e in await actions(h, "restart")] == [202, 202]
+    assert "RestartFailed" in h.reasons("shop") and status(h).last_handled_restart_at == "t2"
+    await settle(h, body)
+    assert ready(h) == ("True", "Available") and not condition(h, "Stalled")

@@ -163,7 +163,8 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
     ``task_in_progress`` records the task the API named instead, to wait for its end.
 
     ``finished``: the operator's task that ended in this reconcile (:func:`follow`). When it
-    failed or was cancelled and the same action is owed again, it is not sent again (under the
+    failed or was cancelled and the same action is owed again for no new token or request id
+    (a start, a stop, a restart for a size), it is not sent again (under the
     same key the API would only replay the failed task, at every poll; under a new one it would
     loop): it is held back like a refused write until something changes (the spec, a token, the
     API key or the environment), and the resource stalls with the task's end.
@@ -183,7 +184,8 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
         return
     body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
     request = f"POST /environments/{env.id}/{task.action.replace('_', '-')}"
-    if finished is not None and finished[0] == task.action and finished[1] in ("failed", "cancelled"):
+    if (finished is not None and finished[0] == task.action and finished[1] in ("failed", "cancelled")
+            and not task.handled.model_fields_set):  # a new token or request id is sent all the same
         retry = ("a new oec.sh/restart-requested-at, " if task.action == "restart" else "") + (
             "a spec change or a new oec.sh/reconcile-requested-at")
         ctx.fields.hold(request, body, 202, f"task_{finished[1]}",
