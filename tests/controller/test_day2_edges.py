@@ -274,3 +274,19 @@ async def test_a_new_restart_token_during_a_failing_restart_still_restarts(harne
     assert "RestartFailed" in h.reasons("shop") and status(h).last_handled_restart_at == "t2"
     await settle(h, body)
     assert ready(h) == ("True", "Available") and not condition(h, "Stalled")
+
+
+async def test_a_size_whose_restart_is_refused_does_not_keep_the_project_polled_fast(harness: Harness) -> None:
+    """The restart that would apply a new size failed and is held back: the resource stalls, and
+    nothing is in flight, so its project is listed at the steady interval, not the fast one."""
+    h = harness
+    body = await running(h)
+    await edit(h, body, resources={"ramMb": 4096})
+    store = h.sim.state.store
+    env = store.environments[(await sim_env(h))["id"]]
+    assert env.active_task_id is not None
+    store.tasks[env.active_task_id].fail_step = 0  # this restart fails in OEC.sh: held back
+    await settle(h, body)
+    assert ready(h) == ("False", "FieldRefused") and status(h).pending_resources is not None
+    await settle(h, body)
+    assert h.runtime.fleet.watch(RW, PROJECT_A).interval() == h.runtime.config.poll_interval
