@@ -96,7 +96,11 @@ class DeleteController:
                     return DONE
                 state.environment_id = environment_id
             send_delete = self._guarded_delete(obj, ref, previous, api, environment_id)
-            progress = await finalize(api, environment_id, send_delete)
+            def blocked(task_id: str) -> None:
+                state.blocked_task = task_id
+
+            progress = await finalize(api, environment_id, send_delete, on_blocked=blocked,
+                                      running_task=state.blocked_task or (previous.task.id if previous.task else None))
         except OecError as exc:
             if refusals.for_good(exc):  # sent again only once the key, the spec or a token changed
                 _, reason, message = classify(exc, "the credentials")

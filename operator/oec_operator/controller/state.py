@@ -39,6 +39,8 @@ class ResourceState:
             ``changed`` (see :meth:`mark_changed`) it reconciles at once.
         changed: the environment's entry in the project's list changed.
         detailed: the environment as it was when its ``/status`` was last read.
+        blocked_task: the task a 409 ``task_in_progress`` named when the deletion's DELETE was
+            refused: read until it ended before the next DELETE.
     """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -49,6 +51,7 @@ class ResourceState:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     changed: bool = False
     detailed: Environment | None = None
+    blocked_task: str | None = None
 
     def mark_changed(self) -> None:
         """The environment changed in OEC.sh: reconcile now (the project watch's callback)."""

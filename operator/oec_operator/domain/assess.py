@@ -106,7 +106,7 @@ def owe_deploy(outcome: Outcome, pending: PendingDeploy) -> None:
         Condition(cond.READY, "False", "DeployPending", message),
         Condition(cond.RECONCILING, "True", "DeployPending", message),
     ]
-    outcome.remove = (cond.STALLED,)
+    outcome.remove = tuple(t for t in (*outcome.remove, cond.STALLED) if t != cond.RECONCILING)
     outcome.observed = False
 
 

@@ -9,6 +9,9 @@ deployed. Each such write is sent through :class:`FieldWrites`: a refusal for go
 ``status.refusedFields`` (one entry per write, with the same fingerprint rules as
 ``status.refusedWrite``), the write is not sent again until something changes, and the reconcile
 goes on; the resource reports ``Stalled`` with reason ``FieldRefused`` and the API's message.
+A 409 ``domain_in_use`` depends on another environment, which may let the domain go without
+anything changing here: it is sent again once ``retry_after`` seconds (the steady interval)
+passed since it was refused, at most one write per interval.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from oec_operator.domain import refusals
+from oec_operator.models.conditions import seconds_since
 from oec_operator.models.requests import Requests
 from oec_operator.models.status import RefusedWrite
 from oec_operator.oec.errors import OecConflictError, OecError
@@ -39,6 +43,8 @@ class FieldWrites:
         now: RFC 3339 time of the reconcile (``refusedAt`` of a new refusal).
         refused: the writes refused in this reconcile, new or held back, by request.
         invalid: requests the operator refused itself (a missing confirmation), as messages.
+        retry_after: seconds after which a :data:`KEPT_CONFLICTS` refusal is sent again
+            (``None``: only after a change).
     """
 
     remembered: tuple[RefusedWrite, ...]
@@ -48,6 +54,7 @@ class FieldWrites:
     now: str
     refused: dict[str, RefusedWrite] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)
+    retry_after: float | None = None
 
     async def send(self, request: str, body: Mapping[str, Any], send: Callable[[], Awaitable[T]]) -> T | None:
         """Send one write (``send()``) unless the same write was refused for good with nothing
@@ -65,7 +72,7 @@ class FieldWrites:
         """
         print_ = refusals.prints(request, body, self.key_id, self.generation, self.requests)
         known = next((r for r in self.remembered if r.request == request), None)
-        if known is not None and refusals.held_back(known, print_) is not None:
+        if known is not None and refusals.held_back(known, print_) is not None and not self._lapsed(known):
             self.refused[request] = known
             return None
         try:
@@ -79,6 +86,19 @@ class FieldWrites:
                 raise
             self.refused[request] = kept
             return None
+
+    def _lapsed(self, known: RefusedWrite) -> bool:
+        """Whether a refusal that depends on other environments is old enough to try again."""
+        age = seconds_since(known.refused_at)
+        return (known.code in KEPT_CONFLICTS and self.retry_after is not None and age is not None
+                and age >= self.retry_after)
+
+    def hold(self, request: str, body: Mapping[str, Any], status: int, code: str, message: str) -> None:
+        """Keep ``request`` with ``body`` from being sent until something changes, as if refused
+        with this answer (e.g. the task it would start again just ended failed)."""
+        print_ = refusals.prints(request, body, self.key_id, self.generation, self.requests)
+        self.refused[request] = RefusedWrite(request=request, fingerprint=print_.plain, status=status, code=code,
+                                             message=message, refused_at=self.now)
 
     def status(self) -> tuple[RefusedWrite, ...] | None:
         """``status.refusedFields`` after this reconcile (``None``: none refused)."""

@@ -139,7 +139,7 @@ class Context:
 
     def __post_init__(self) -> None:
         self.fields = FieldWrites(self.status.refused_fields or (), self.api.key_id, self.ref.generation,
-                                  self.requests, self.now)
+                                  self.requests, self.now, retry_after=self.slow_poll)
 
     @property
     def recorded_id(self) -> str | None:
@@ -313,10 +313,12 @@ async def _reconcile(ctx: Context) -> Outcome:
     if not ctx.spec.observe_only:
         env, deployed = await _converge(ctx, env, events, extra)
     finished = await tasks.follow(ctx, extra, events)
+    if finished is not None:  # the list's entry may predate the task's end: read what it left
+        env = await ctx.source.environment(env.id, fresh=True)
     pending = resources.settle(ctx.status.pending_resources, finished, None, extra, events)
     running = ctx.status.task is not None and finished is None
     if not (ctx.spec.observe_only or deployed or running or extra.update.pending_deploy is not None):
-        await tasks.start_next(ctx, env, extra, events, pending)
+        await tasks.start_next(ctx, env, extra, events, pending, finished)
     if deployed:  # the API accepted a deploy: it is under way, whatever the list showed before
         env = env.model_copy(update={"status": "deploying"})
     detailed = ctx.detailed
@@ -344,6 +346,8 @@ async def _reconcile(ctx: Context) -> Outcome:
     assess_day2(ctx.spec, ctx.status, env, Day2(task=task, pending=pending, refused=ctx.fields.message(),
                                                 invalid="; ".join(ctx.fields.invalid) or None,
                                                 domain_claimed_by=ctx.domain_claimed_by), outcome, ctx.fast_poll)
+    if extra.update.pending_deploy is not None:  # Ready=True Stopped is not ready while a deploy is owed
+        owe_deploy(outcome, extra.update.pending_deploy)
     return outcome
 
 
@@ -578,14 +582,19 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
         await ctx.persist(Status(pending_deploy=pending))
     request = ctx.pending_request
     if request is not None and request.mode == "Deploy" and (pending is None or pending.request_id != request.id):
-        # One deploy per request id (its key names the id); a deploy already owed is folded in.
+        # One deploy per request id (its key names the id, and the id handled before it, so that an
+        # id used again later is not answered from the first one's replay); a deploy already owed is folded in.
         reason = f"deploy requested ({request.id})" + (f"; {pending.reason}" if pending else "")
         modules = request.update_modules or spec.deploy.update_modules
-        pending = PendingDeploy(key=f"oec-operator-deploy-{ctx.ref.uid}-{_digest(request.id)}", reason=reason,
+        token = "\0".join((ctx.status.last_handled_deploy_request or "", request.id))
+        pending = PendingDeploy(key=f"oec-operator-deploy-{ctx.ref.uid}-{_digest(token)}", reason=reason,
                                 requested_at=ctx.now, update_modules=modules, request_id=request.id,
                                 blocked_by=pending.blocked_by if pending else None)
         await ctx.persist(Status(pending_deploy=pending))
     if not pending:
+        return env, False
+    if ctx.status.task is not None:  # our own task runs (tasks.follow reads it): a deploy now gets a 409
+        extra.add(Status(pending_deploy=pending.model_copy(update={"blocked_by": ctx.status.task.id})))
         return env, False
     if await _task_running(ctx, env, pending):
         extra.add(Status(pending_deploy=pending))  # deploy once that task ended
@@ -730,7 +739,8 @@ async def created_environment(api: OecClient, project_id: str, request: CreateRe
 
 
 async def finalize(api: OecClient, environment_id: str,
-                   send_delete: Callable[[], Awaitable[object]] | None = None) -> str:
+                   send_delete: Callable[[], Awaitable[object]] | None = None,
+                   running_task: str | None = None, on_blocked: Callable[[str], object] | None = None) -> str:
     """One step of deleting the environment; call until it returns ``"gone"``.
 
     Reads the environment first, so a DELETE is sent only once and never while a task runs
@@ -742,6 +752,9 @@ async def finalize(api: OecClient, environment_id: str,
 
     ``send_delete`` sends the DELETE (default: :meth:`OecClient.delete_environment`; the deletion
     passes one that holds back a DELETE refused for good, :mod:`oec_operator.domain.refusals`).
+    ``running_task``: a task the operator started that leaves the phase alone (``status.task``: a
+    stop, start, restart or quick update, or the task a 409 named before); while it runs ->
+    ``"waiting"`` without a DELETE. ``on_blocked(task_id)`` hears of the task a 409 names.
 
     Raises:
         OecError: any other API failure.
@@ -754,6 +767,12 @@ async def finalize(api: OecClient, environment_id: str,
         return "destroying"
     if env.status in TRANSITIONAL_STATES:
         return "waiting"
+    if running_task is not None:
+        try:
+            if not (await api.get_task(running_task)).finished:
+                return "waiting"
+        except OecNotFoundError:
+            pass  # the API no longer knows the task: nothing to wait for
     try:
         await (send_delete or (lambda: api.delete_environment(environment_id)))()
     except OecNotFoundError:
@@ -761,5 +780,7 @@ async def finalize(api: OecClient, environment_id: str,
     except OecConflictError as exc:
         if exc.code != "task_in_progress":
             raise
+        if exc.task_id and on_blocked is not None:
+            on_blocked(exc.task_id)
         return "waiting"
     return "destroying"

@@ -33,11 +33,13 @@ RESTARTING_ACTIONS = frozenset({"restart", "start", "quick_update", "deploy"})
 def size_changes(desired: Mapping[str, float | int], env: Environment,
                  pending: PendingResources | None) -> dict[str, float | int]:
     """The size fields to PATCH: those of ``desired`` (``Resources.api_fields()``) that differ from
-    the environment and that no PATCH sent already asks for (an API that shows the running size
-    until a restart must not get the same PATCH at every poll)."""
+    what was last asked for: the PATCH still pending for the field, else the environment's value
+    (an API that shows the running size until a restart must not get the same PATCH at every
+    poll, nor keep a pending size that the spec reverted to the running one)."""
     changes: dict[str, float | int] = {}
     for name, value in desired.items():
-        if getattr(env, name) == value or (pending is not None and getattr(pending, name) == value):
+        asked = getattr(pending, name) if pending is not None else None
+        if (asked if asked is not None else getattr(env, name)) == value:
             continue
         changes[name] = value
     return changes

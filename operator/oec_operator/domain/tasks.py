@@ -106,15 +106,19 @@ def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> Ow
     """
     uid, request, restart = ctx.ref.uid, ctx.pending_request, ctx.pending_restart
     quick = request if request is not None and request.mode != "Deploy" else None
+    # A key names the request id or token and the one handled before it: one used again later is
+    # a new request, not a replay of the first one's answer.
+    after_request = ctx.status.last_handled_deploy_request or ""
+    after_restart = ctx.status.last_handled_restart_at or ""
     if env.status == "running":
         if quick is not None:
-            return Owed("quick_update", task_key("quick-update", uid, quick.id),
+            return Owed("quick_update", task_key("quick-update", uid, f"{after_request}\0{quick.id}"),
                         f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
                         mode=quick.api_mode, modules=quick.update_modules if quick.mode.endswith("Specific") else None)
-        # A size waiting for a restart is applied by the start, when the environment is to stop.
+        # A size is not applied by a restart just before a stop: the next start applies it.
         resize = pending is not None and pending.applies_on == "Restart" and ctx.spec.power_state == "Running"
         if restart or resize:
-            token = restart or f"resize {pending.since if pending else ''}"
+            token = f"{after_restart}\0{restart}" if restart else f"resize {pending.since if pending else ''}"
             reason = f"restart requested ({restart})" if restart else "restart to apply the new size"
             return Owed("restart", task_key("restart", uid, token), reason,
                         Status(last_handled_restart_at=restart) if restart else Status())
@@ -154,9 +158,16 @@ def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[Actio
 
 
 async def start_next(ctx: Context, env: Environment, extra: Settled, events: list[Event],
-                     pending: PendingResources | None) -> None:
+                     pending: PendingResources | None, finished: tuple[str, str, str | None] | None = None) -> None:
     """Send the next owed task (:func:`owed`) and record it in ``status.task``; a 409
     ``task_in_progress`` records the task the API named instead, to wait for its end.
+
+    ``finished``: the operator's task that ended in this reconcile (:func:`follow`). When it
+    failed or was cancelled and the same action is owed again for no new token or request id
+    (a start, a stop, a restart for a size), it is not sent again (under the
+    same key the API would only replay the failed task, at every poll; under a new one it would
+    loop): it is held back like a refused write until something changes (the spec, a token, the
+    API key or the environment), and the resource stalls with the task's end.
 
     Raises:
         OecError: a transient failure (a refusal for good stalls the field instead).
@@ -172,10 +183,18 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
             "(odoo -i can reset their data)")
         return
     body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
+    request = f"POST /environments/{env.id}/{task.action.replace('_', '-')}"
+    if (finished is not None and finished[0] == task.action and finished[1] in ("failed", "cancelled")
+            and not task.handled.model_fields_set):  # a new token or request id is sent all the same
+        retry = ("a new oec.sh/restart-requested-at, " if task.action == "restart" else "") + (
+            "a spec change or a new oec.sh/reconcile-requested-at")
+        ctx.fields.hold(request, body, 202, f"task_{finished[1]}",
+                        f"the {task.action.replace('_', ' ')} task ended {finished[1]}; not sent again until "
+                        f"{retry} (see the {EVENT_REASONS[task.action][2]} Event)")
+        return
     try:
         what = f"{task.action.replace('_', ' ')} the environment ({task.reason})"
-        accepted = await ctx.queued(ctx.fields.send(f"POST /environments/{env.id}/{task.action.replace('_', '-')}",
-                                                    body, _send(ctx, env.id, task)), what)
+        accepted = await ctx.queued(ctx.fields.send(request, body, _send(ctx, env.id, task)), what)
     except OecConflictError as exc:
         if exc.code != "task_in_progress" or not exc.task_id:
             raise

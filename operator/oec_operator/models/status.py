@@ -189,8 +189,11 @@ class Status(_StatusModel):
     @property
     def busy(self) -> bool:
         """Work in flight (a transitional phase, a deploy owed, a task of the operator's running or a
-        size waiting for a restart): the project is polled fast."""
-        resizing = self.pending_resources is not None and self.pending_resources.applies_on == "Restart"
+        size waiting for a restart of the running environment; a stopped one applies it at its
+        next start, and a stalled one waits for a change): the project is polled fast."""
+        stalled = (self.condition(cond.STALLED) or {}).get("status") == "True"
+        resizing = (self.pending_resources is not None and self.pending_resources.applies_on == "Restart"
+                    and self.phase == "running" and not stalled)
         return (self.phase in TRANSITIONAL_STATES or self.pending_deploy is not None or self.task is not None
                 or resizing)
 
