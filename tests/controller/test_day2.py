@@ -4,6 +4,7 @@ the real controller and OEC client against the in-process simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -315,3 +316,24 @@ async def test_two_resources_claiming_one_domain(make_harness: Callable[..., Har
     assert ready(h, "second") == ("False", "Conflict") and "team/first" in condition(h, "Stalled", "second")["message"]
     domains = [e["body"]["domain"] for e in await requests(h, "PATCH") if "domain" in (e["body"] or {})]
     assert domains == ["erp.example.com"]  # only the first resource's
+
+
+async def test_a_long_task_is_read_a_handful_of_times_and_a_stop_the_list_shows_needs_no_read(
+        harness: Harness) -> None:
+    h = harness
+    await h.sim.patch_config(action_seconds=300.0)
+    body = await running(h)
+    await edit(h, body, powerState="Stopped")
+    task_reads = [e for e in await requests(h, "GET") if "/deployments/" in e["path"]]
+    h.kube.objects[("team", "shop")]["status"]["task"]["requestedAt"] = "2026-12-04T00:00:00Z"  # hours ago
+    h.runtime.status.forget(body["metadata"]["uid"])  # the body is the truth again, as after a restart
+    await h.poll(body)  # still running: read once, then not before the steady interval
+    reads = [e for e in await requests(h, "GET") if "/deployments/" in e["path"]]
+    assert len(reads) == len(task_reads) + 1
+    due = h.state(body).next_poll_at - asyncio.get_running_loop().time()
+    assert due > h.runtime.config.poll_interval - 5  # not every fast poll (1 s here)
+    h.sim.clock.advance(400)  # the stop completed: the project's list shows the environment stopped
+    await h.list_project()
+    await h.poll(body)
+    assert [e for e in await requests(h, "GET") if "/deployments/" in e["path"]] == reads  # no task read
+    assert ready(h) == ("True", "Stopped") and "Stopped" in h.reasons("shop")

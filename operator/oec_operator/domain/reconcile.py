@@ -312,9 +312,9 @@ async def _reconcile(ctx: Context) -> Outcome:
     env, deployed = found, False
     if not ctx.spec.observe_only:
         env, deployed = await _converge(ctx, env, events, extra)
-    finished = await tasks.follow(ctx, extra, events)
-    if finished is not None:  # the list's entry may predate the task's end: read what it left
-        env = await ctx.source.environment(env.id, fresh=True)
+    finished = await tasks.follow(ctx, env, extra, events)
+    if finished is not None and not tasks.shown_by(env, finished[0]):
+        env = await ctx.source.environment(env.id, fresh=True)  # the list's entry may predate the task's end
     pending = resources.settle(ctx.status.pending_resources, finished, None, extra, events)
     running = ctx.status.task is not None and finished is None
     if not (ctx.spec.observe_only or deployed or running or extra.update.pending_deploy is not None):
@@ -348,6 +348,8 @@ async def _reconcile(ctx: Context) -> Outcome:
                                                 domain_claimed_by=ctx.domain_claimed_by), outcome, ctx.fast_poll)
     if extra.update.pending_deploy is not None:  # Ready=True Stopped is not ready while a deploy is owed
         owe_deploy(outcome, extra.update.pending_deploy)
+    if task is not None and not outcome.failed:  # read a long task a handful of times, not every fast poll
+        outcome.next_poll = tasks.next_read(task, ctx.fast_poll, ctx.slow_poll)
     return outcome
 
 

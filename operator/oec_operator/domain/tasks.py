@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from oec_operator.domain.outcome import Event
+from oec_operator.models.conditions import seconds_since
 from oec_operator.models.status import PendingResources, Status, TaskRef
-from oec_operator.oec.errors import OecConflictError, OecNotFoundError
+from oec_operator.oec.errors import OecConflictError, OecNotFoundError, OecRateLimitError
 from oec_operator.oec.models import ActionAccepted, Environment
+from oec_operator.oec.ratelimit import Priority
 
 if TYPE_CHECKING:
     from oec_operator.domain.reconcile import Context, Settled
@@ -65,9 +67,30 @@ class Owed:
     modules: tuple[str, ...] | None = None
 
 
-async def follow(ctx: Context, extra: Settled, events: list[Event]) -> tuple[str, str, str | None] | None:
-    """Read the task in ``status.task``: while it runs nothing else is sent; once it ended it is
-    cleared and reported (an Event; a failure as a Warning with the API's message).
+#: The phase each task leaves when it completed: seen in the project's list, it needs no task read.
+END_PHASES = {"stop": "stopped", "start": "running"}
+
+
+def shown_by(env: Environment, action: str) -> bool:
+    """Whether the environment's phase shows that a ``start`` or ``stop`` completed (these tasks
+    leave the phase alone until they end, ``docs/oec-api.md`` §10)."""
+    return END_PHASES.get(action) == env.status
+
+
+def next_read(ref: TaskRef, fast: float, slow: float) -> float:
+    """Seconds until the running task is read again: the task's age, between the fast and the
+    steady interval (a task that takes minutes is read a handful of times, not every fast poll;
+    the project's list, polled fast meanwhile, wakes the resource when the environment changes)."""
+    age = seconds_since(ref.requested_at) or 0.0
+    return max(fast, min(slow, age))
+
+
+async def follow(ctx: Context, env: Environment, extra: Settled,
+                 events: list[Event]) -> tuple[str, str, str | None] | None:
+    """Whether the task in ``status.task`` ended: a start or stop whose end phase the environment
+    shows did; otherwise the task is read (``GET /deployments/{id}``, a detail read: when the key's
+    read budget is short it is read later). While it runs nothing else is sent; once it ended it
+    is cleared and reported (an Event; a failure as a Warning with the API's message).
 
     Returns:
         ``(action, final task status, requested at)`` of a task that ended now, else ``None``.
@@ -78,22 +101,28 @@ async def follow(ctx: Context, extra: Settled, events: list[Event]) -> tuple[str
     ref = ctx.status.task
     if ref is None:
         return None
-    try:
-        task = await ctx.api.get_task(ref.id)
-    except OecNotFoundError:
-        state = "unknown"  # the API no longer knows the task: nothing to wait for
+    error: str | None = None
+    if shown_by(env, ref.action):
+        state = "completed"
     else:
-        if not task.finished:
-            return None
-        state = task.status
+        try:
+            task = await ctx.api.with_priority(Priority.DETAIL).get_task(ref.id)
+        except OecNotFoundError:
+            state = "unknown"  # the API no longer knows the task: nothing to wait for
+        except OecRateLimitError:
+            return None  # no read budget to spare now: read it at the next poll
+        else:
+            if not task.finished:
+                return None
+            state, error = task.status, task.error_message
     extra.add(Status(task=None))
     if ref.action in EVENT_REASONS:
         _, done, failed = EVENT_REASONS[ref.action]
         if state == "completed":
             events.append(Event("Normal", done, f"task {ref.id} completed: {ref.reason}"))
         else:
-            error = f": {task.error_message}" if state != "unknown" and task.error_message else ""
-            events.append(Event("Warning", failed, f"task {ref.id} ({ref.reason}) ended {state}{error}"))
+            events.append(Event("Warning", failed, f"task {ref.id} ({ref.reason}) ended {state}"
+                                + (f": {error}" if error else "")))
     return ref.action, state, ref.requested_at
 
 
