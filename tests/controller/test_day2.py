@@ -337,3 +337,20 @@ async def test_a_long_task_is_read_a_handful_of_times_and_a_stop_the_list_shows_
     await h.poll(body)
     assert [e for e in await requests(h, "GET") if "/deployments/" in e["path"]] == reads  # no task read
     assert ready(h) == ("True", "Stopped") and "Stopped" in h.reasons("shop")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+async def test_a_size_patch_whose_answer_was_lost_is_applied_and_shown_only_once_running(
+        harness: Harness, when: str) -> None:
+    h = harness
+    body = await running(h)
+    rule = {"kind": "error", "status": 503, "route": "patch_environment", "when": when, "count": 1}
+    assert (await h.sim.admin.post("/faults", json=rule)).status_code == 201
+    await edit(h, body, resources={"ramMb": 4096})  # 503: sent (after) or not (before), the answer lost
+    assert status(h).ram_mb == 2048
+    await h.poll(body)
+    assert (await sim_env(h))["requested"]["ram_mb"] == 4096  # asked again when it did not land
+    assert status(h).ram_mb == 2048  # not running with it yet, whatever the environment object shows
+    await settle(h, body)
+    assert (await sim_env(h))["applied"]["ram_mb"] == 4096 and status(h).ram_mb == 4096
+    assert status(h).pending_resources is None and len(await actions(h, "restart")) == 1

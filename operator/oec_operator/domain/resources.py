@@ -37,8 +37,9 @@ def size_changes(desired: Mapping[str, float | int], env: Environment,
     (an API that shows the running size until a restart must not get the same PATCH at every
     poll, nor keep a pending size that the spec reverted to the running one)."""
     changes: dict[str, float | int] = {}
+    confirmed = pending is not None and not pending.unconfirmed
     for name, value in desired.items():
-        asked = getattr(pending, name) if pending is not None else None
+        asked = getattr(pending, name) if confirmed else None
         if (asked if asked is not None else getattr(env, name)) == value:
             continue
         changes[name] = value
@@ -59,11 +60,13 @@ async def converge_size(ctx: Context, env: Environment, events: list[Event]) -> 
     previous = ctx.status.pending_resources
     changes = size_changes(ctx.spec.resources.api_fields(), env, previous)
     if not changes or env.status in ("destroying", "deleted"):
+        if previous is not None and previous.unconfirmed and not changes:  # the environment shows them
+            await ctx.persist(Status(pending_resources=previous.model_copy(update={"unconfirmed": None})))
         return env
     kept = previous.model_dump(include=set(SIZE_FIELDS), exclude_none=True) if previous else {}
     known_deploy = ctx.status.last_deploy.id if ctx.status.last_deploy else None
     intent = PendingResources(**{**kept, **changes}, applies_on=ctx.spec.resize_policy, since=ctx.now,
-                              after_deploy=previous.after_deploy if previous else known_deploy)
+                              after_deploy=previous.after_deploy if previous else known_deploy, unconfirmed=True)
     await ctx.persist(Status(pending_resources=intent))
     sent: dict[str, float | int] = {}
     for name, value in changes.items():
@@ -72,11 +75,11 @@ async def converge_size(ctx: Context, env: Environment, events: list[Event]) -> 
         if answer is not None:
             env, sent[name] = answer, value
             ctx.source.record(env)
-    if len(sent) < len(changes):  # a refused field keeps what was pending for it before
-        restored = {n: getattr(previous, n) if previous else None for n in changes if n not in sent}
-        pending = intent.model_copy(update=restored) if sent else previous
-        has_size = pending is not None and any(getattr(pending, n) is not None for n in SIZE_FIELDS)
-        await ctx.persist(Status(pending_resources=pending if has_size else None))
+    # Every PATCH answered; a refused field keeps what was pending for it before.
+    restored = {n: getattr(previous, n) if previous else None for n in changes if n not in sent}
+    pending = intent.model_copy(update={**restored, "unconfirmed": None}) if sent else previous
+    has_size = pending is not None and any(getattr(pending, n) is not None for n in SIZE_FIELDS)
+    await ctx.persist(Status(pending_resources=pending if has_size else None))
     if sent:
         listed = ", ".join(f"{k} {v}" for k, v in sent.items())
         when = "a restart" if ctx.spec.resize_policy == "Restart" else "the next deploy"

@@ -103,6 +103,9 @@ class PendingResources(_StatusModel):
     applies_on: str = "Restart"
     since: str | None = None
     after_deploy: str | None = None
+    #: Recorded before the PATCHes and not all answered yet (a lost answer or a failure before the
+    #: API): the fields are compared with the environment again, and sent again where it differs.
+    unconfirmed: bool | None = None
 
 
 class Health(_StatusModel):
