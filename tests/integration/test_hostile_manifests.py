@@ -16,9 +16,9 @@ import uuid
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 
 from oec_operator.oec.models import TRANSITIONAL_STATES
 
