@@ -354,3 +354,21 @@ async def test_a_size_patch_whose_answer_was_lost_is_applied_and_shown_only_once
     await settle(h, body)
     assert (await sim_env(h))["applied"]["ram_mb"] == 4096 and status(h).ram_mb == 4096
     assert status(h).pending_resources is None and len(await actions(h, "restart")) == 1
+
+
+async def test_a_redeploy_token_used_again_later_deploys_again(harness: Harness) -> None:
+    h = harness
+    body = await running(h)
+    for token in ("t1", "t2", "t1"):  # e.g. a Git revert of the annotation
+        await annotate(h, body, "oec.sh/redeploy-requested-at", token)
+        await settle(h, body)
+    assert len(await actions(h, "deploy")) == 3
+    assert len({e["idempotency_key"] for e in await actions(h, "deploy")}) == 3
+
+
+async def test_a_refused_domain_is_not_shown_as_waiting_for_dns(harness: Harness) -> None:
+    h = harness
+    await h.sim.patch_config(patch_fields="seed")
+    body = await running(h)
+    await edit(h, body, domain="erp.example.com")
+    assert condition(h, "DomainVerified")["reason"] == "Refused"

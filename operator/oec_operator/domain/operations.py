@@ -49,6 +49,7 @@ class Day2:
         refused: the message of writes refused per field, or ``None``.
         invalid: the message of requests the operator refused itself, or ``None``.
         domain_claimed_by: ``namespace/name`` of the resource that has the domain, or ``None``.
+        domain_refused: the API refused the domain PATCH (``status.refusedFields``).
     """
 
     task: TaskRef | None = None
@@ -56,6 +57,7 @@ class Day2:
     refused: str | None = None
     invalid: str | None = None
     domain_claimed_by: str | None = None
+    domain_refused: bool = False
 
 
 def power_state(env: Environment, task: TaskRef | None) -> str | None:
@@ -121,6 +123,9 @@ def _domain(spec: OdooEnvironmentSpec, env: Environment, day2: Day2, outcome: Ou
     if day2.domain_claimed_by:
         outcome.conditions.append(Condition(DOMAIN_VERIFIED, "False", "Conflict",
                                             f"{want} is claimed by OdooEnvironment {day2.domain_claimed_by}"))
+    elif env.custom_domain != want and day2.domain_refused:
+        outcome.conditions.append(Condition(DOMAIN_VERIFIED, "False", "Refused",
+                                            f"OEC.sh refused to set {want} (see the Stalled condition)"))
     elif env.custom_domain == want and env.custom_domain_verified:
         outcome.conditions.append(Condition(DOMAIN_VERIFIED, "True", "Verified", f"{want} points at the environment"))
     else:

@@ -345,7 +345,9 @@ async def _reconcile(ctx: Context) -> Outcome:
     task = extra.update.task if "task" in extra.update.model_fields_set else ctx.status.task
     assess_day2(ctx.spec, ctx.status, env, Day2(task=task, pending=pending, refused=ctx.fields.message(),
                                                 invalid="; ".join(ctx.fields.invalid) or None,
-                                                domain_claimed_by=ctx.domain_claimed_by), outcome, ctx.fast_poll)
+                                                domain_claimed_by=ctx.domain_claimed_by,
+                                                domain_refused=any(r.endswith(" domain") for r in ctx.fields.refused)),
+                outcome, ctx.fast_poll)
     if extra.update.pending_deploy is not None:  # Ready=True Stopped is not ready while a deploy is owed
         owe_deploy(outcome, extra.update.pending_deploy)
     if task is not None and not outcome.failed:  # read a long task a handful of times, not every fast poll
@@ -578,7 +580,9 @@ async def _converge(ctx: Context, env: Environment, events: list[Event],
     env = await resources.converge_domain(ctx, env, events)
     redeploy = ctx.pending_redeploy
     if redeploy and not pending:
-        pending = PendingDeploy(key=f"oec-operator-redeploy-{ctx.ref.uid}-{_digest(redeploy)}",
+        # The key also names the token handled before: a token used again later is a new redeploy.
+        previous = ctx.status.last_handled_redeploy_at or ""
+        pending = PendingDeploy(key=f"oec-operator-redeploy-{ctx.ref.uid}-{_digest(previous + chr(0) + redeploy)}",
                                 reason=f"redeploy requested ({redeploy})", requested_at=ctx.now,
                                 update_modules=spec.deploy.update_modules)
         await ctx.persist(Status(pending_deploy=pending))
