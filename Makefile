@@ -11,6 +11,7 @@ PY := $(VENV)/bin/python
 DEMO_DIR ?= .demo
 IMG ?= oec-operator:dev
 KIND_CLUSTER ?= oec
+BUDGET_ENVIRONMENTS ?= 100
 
 export OEC_K8S_BIN_DIR := $(K8S_BIN_DIR)
 export K8S_VERSION
@@ -47,6 +48,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 
 bench: venv k8s-bin $(VENV)/.bench-installed ## Benchmark vs the naive design at N=100/1000/3000 (about 1.5 h; BENCH_ARGS=...): bench-results/
 	$(PY) tools/bench.py $(BENCH_ARGS)
+
+.PHONY: budget
+budget: venv k8s-bin ## Stop and start 100 environments at the default write limit (about 12 min; BUDGET_ENVIRONMENTS=N)
+	OEC_BUDGET_ENVIRONMENTS=$(BUDGET_ENVIRONMENTS) $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_power_budget.py
 
 .PHONY: chaos chaos-long
 chaos: venv k8s-bin ## Chaos suite, short form (a few trials per fault; also part of `make test`)

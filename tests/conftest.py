@@ -96,15 +96,15 @@ def kube() -> Iterator[Kube]:
         cp.stop()
 
 
-@pytest.fixture
-def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace named after the test; deleted afterwards without waiting.
+@contextlib.contextmanager
+def fresh_namespace(kube: Kube, label: str) -> Iterator[str]:
+    """A new namespace named after ``label`` (made unique); deleted afterwards without waiting.
 
     (Without a namespace controller it stays Terminating; names are unique, so that is harmless.)
     """
     from kubernetes import client
 
-    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")[:40].strip("-")
     name = f"t-{slug}-{uuid.uuid4().hex[:6]}"
     with kube.api_client() as api:
         core = client.CoreV1Api(api)
@@ -112,3 +112,17 @@ def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
         yield name
         with contextlib.suppress(client.ApiException):
             core.delete_namespace(name)
+
+
+@pytest.fixture
+def namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace named after the test (:func:`fresh_namespace`)."""
+    with fresh_namespace(kube, request.node.name) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_namespace(kube: Kube, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace shared by the tests of one module (:func:`fresh_namespace`)."""
+    with fresh_namespace(kube, request.module.__name__.rsplit(".", 1)[-1]) as name:
+        yield name

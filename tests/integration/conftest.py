@@ -77,6 +77,11 @@ class Simulator:
         """The admin view of one environment (gone ones included, ``deleted: true``), or None."""
         return next((e for e in self.client.environments() if e["id"] == env_id), None)
 
+    def tasks(self, env_id: str, type_: str | None = None) -> list[dict[str, Any]]:
+        """The tasks the simulator ran for an environment, oldest first (only ``type_`` ones if given),
+        with what each was asked (``update_modules``, ``mode``, ``modules``) and ``applied_sizes``."""
+        return [t for t in reversed(self.client.tasks(env_id)) if type_ is None or t["type"] == type_]
+
     def wait_environment_status(self, env_id: str, status: str, timeout: float = 20) -> dict[str, Any]:
         return dict(wait_for(lambda: (e := self.environment(env_id)) and e["status"] == status and e,
                              timeout=timeout, what=f"environment {env_id} {status}"))
@@ -259,15 +264,50 @@ def operator_factory(kube: Any, namespace: str, simulator: Simulator, tmp_path: 
     for op in started:
         op.stop()
     release_leftovers(kube, namespace)
+    if started:
+        print_log_if_failed(request, started[-1])
+
+
+def print_log_if_failed(request: pytest.FixtureRequest, operator: OperatorProcess) -> None:
+    """Print the end of the operator's log when the test of ``request`` failed."""
     report = getattr(request.node, "rep_call", None)
-    if started and report is not None and report.failed:
-        sys.stderr.write(f"\n--- operator log ---\n{started[-1].output()[-6000:]}\n")
+    if report is not None and report.failed:
+        sys.stderr.write(f"\n--- operator log ---\n{operator.output()[-6000:]}\n")
 
 
 @pytest.fixture
 def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
     """One running operator for the test's namespace."""
     return operator_factory()
+
+
+@pytest.fixture(scope="module")
+def module_cluster(kube: Any, module_namespace: str, crd: Path) -> Iterator[Cluster]:
+    """A :class:`Cluster` on a namespace shared by the tests of one module (each test uses names
+    and an OEC.sh project of its own); leftovers released after the module."""
+    yield Cluster(kube, module_namespace)
+    release_leftovers(kube, module_namespace)
+
+
+@pytest.fixture(scope="module")
+def _module_operator(kube: Any, module_cluster: Cluster, simulator: Simulator,
+                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    op = OperatorProcess(kube.kubeconfig, simulator.api_url, tmp_path_factory.mktemp("operator") / "operator.log",
+                         args=["-n", module_cluster.namespace], api_key=RW_KEY, env=TEST_TIMINGS)
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture
+def module_operator(_module_operator: OperatorProcess, request: pytest.FixtureRequest) -> Iterator[OperatorProcess]:
+    """One operator for the namespace of :func:`module_cluster`, started once per module (a test may
+    kill and start it again: it is running again when the next test begins); its log is printed
+    when a test failed."""
+    if not _module_operator.alive():
+        _module_operator.start()
+    yield _module_operator
+    print_log_if_failed(request, _module_operator)
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
