@@ -836,7 +836,8 @@ def test_operator_never_writes_spec_or_user_annotations(
     assert obj["spec"] == applied["spec"]
     expected = {"projectId": project, **spec}
     assert {k: obj["spec"].get(k) for k in expected} == expected
-    schema_defaults = {"managementPolicy": "Manage", "deployPolicy": "OnChange"}
+    schema_defaults = {"managementPolicy": "Manage", "deployPolicy": "OnChange", "powerState": "Running",
+                       "resizePolicy": "Restart"}
     assert {k: v for k, v in obj["spec"].items() if k not in expected}.items() <= schema_defaults.items()
     annotations = obj["metadata"].get("annotations", {})
     assert {k: annotations.get(k) for k in user_annotations} == user_annotations

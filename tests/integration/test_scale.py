@@ -106,20 +106,20 @@ def test_a_change_in_oec_wakes_only_its_resource_within_one_interval(
     before = _objects(cluster, names)
     since = simulator.last_seq()
     changed_at = time.time()
-    simulator.edit(target, status="stopped")
+    simulator.edit(target, status="paused")  # by the platform: the operator only reports it
 
-    stopped = wait_for(lambda: (obj := cluster.get("wake-1")) and obj["status"].get("phase") == "stopped" and obj,
-                       timeout=30, interval=0.1, what="the stop to show")
+    stopped = wait_for(lambda: (obj := cluster.get("wake-1")) and obj["status"].get("phase") == "paused" and obj,
+                       timeout=30, interval=0.1, what="the pause to show")
     ready_cond = next(c for c in stopped["status"]["conditions"] if c["type"] == "Ready")
-    assert (ready_cond["status"], ready_cond["reason"]) == ("False", "Unavailable")
+    assert (ready_cond["status"], ready_cond["reason"]) == ("False", "PlatformPaused")
     # Timed by the status itself (when the operator wrote the change, to the second), not by when
     # this test's kubectl polls happened to see it: the project's next list, within one interval
     # (+10 % jitter), wakes the resource; 2 s for the reconcile on a loaded machine.
     written = _rfc3339(ready_cond["lastTransitionTime"])
-    assert written - changed_at <= 1.1 * STEADY + 2.0, f"the stop showed {written - changed_at:.1f}s after the edit"
+    assert written - changed_at <= 1.1 * STEADY + 2.0, f"the pause showed {written - changed_at:.1f}s after the edit"
     # The changed environment got its health read once; the others were left alone.
-    wait_for(lambda: (cluster.get("wake-1") or {})["status"].get("health", {}).get("phase") == "stopped",
-             timeout=10, what="the health of the stopped environment")
+    wait_for(lambda: (cluster.get("wake-1") or {})["status"].get("health", {}).get("phase") == "paused",
+             timeout=10, what="the health of the paused environment")
     status_reads = [r for r in simulator.requests("GET", since=since) if r["path"].endswith("/status")]
     assert [r["path"] for r in status_reads] == [f"/api/public/v1/environments/{target}/status"]
     after = _objects(cluster, names)
