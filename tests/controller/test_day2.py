@@ -14,6 +14,7 @@ import pytest
 from oec_operator.models.status import Status
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
+from tests.simulator.sim_helpers import PROJECT_A, RW
 
 #: A simulator action (start/stop/restart/quick update) takes 2 s, a deploy 5 s (sim_helpers).
 DONE = 10.0
@@ -372,3 +373,19 @@ async def test_a_refused_domain_is_not_shown_as_waiting_for_dns(harness: Harness
     body = await running(h)
     await edit(h, body, domain="erp.example.com")
     assert condition(h, "DomainVerified")["reason"] == "Refused"
+
+
+async def test_a_list_older_than_the_end_of_a_stop_sends_no_second_stop(harness: Harness) -> None:
+    h = harness
+    body = await running(h)
+    watch = h.runtime.fleet.watch(RW, PROJECT_A)
+    env_id = status(h).environment_id or ""
+    await edit(h, body, powerState="Stopped")
+    stale = await watch.environment(env_id, max_age=3600)  # as a list started before the stop ended shows it
+    assert stale.status == "running"
+    await settle(h, body)
+    assert ready(h) == ("True", "Stopped") and len(await actions(h, "stop")) == 1
+    watch.record(stale)  # that list lands late, after the stop's end was seen
+    await h.poll(body)
+    assert len(await actions(h, "stop")) == 1  # the same key would only replay the first stop
+    assert ready(h) == ("True", "Stopped")

@@ -443,6 +443,7 @@ def test_every_status_field_of_the_model_survives_the_structural_schema(cluster:
         "pendingResources": {"cpuCores": 2.5, "ramMb": 8192, "diskGb": 40, "appliesOn": "NextDeploy",
                              "since": "2026-01-15T09:00:00Z", "afterDeploy": "t1", "unconfirmed": True},
         "customDomain": "erp.example.com", "customDomainVerified": False,
+        "lastTaskKey": "oec-operator-stop-k",
         "lastHandledDeployRequest": "r0", "lastHandledRestartAt": "x1", "lastHandledReconcileAt": "x2",
         "lastHandledRedeployAt": "x3", "lastHandledRecreateAt": "x4", "lastSyncTime": "2026-01-15T09:00:00Z",
         "conditions": [{"type": "Ready", "status": "True", "reason": "Stopped", "message": "stopped",

@@ -93,6 +93,10 @@ class FieldWrites:
         return (known.code in KEPT_CONFLICTS and self.retry_after is not None and age is not None
                 and age >= self.retry_after)
 
+    def remembers(self, request: str) -> bool:
+        """Whether a refusal of ``request`` is remembered from an earlier reconcile."""
+        return any(r.request == request for r in self.remembered)
+
     def hold(self, request: str, body: Mapping[str, Any], status: int, code: str, message: str) -> None:
         """Keep ``request`` with ``body`` from being sent until something changes, as if refused
         with this answer (e.g. the task it would start again just ended failed)."""

@@ -318,7 +318,7 @@ async def _reconcile(ctx: Context) -> Outcome:
     pending = resources.settle(ctx.status.pending_resources, finished, None, extra, events)
     running = ctx.status.task is not None and finished is None
     if not (ctx.spec.observe_only or deployed or running or extra.update.pending_deploy is not None):
-        await tasks.start_next(ctx, env, extra, events, pending, finished)
+        env = await tasks.start_next(ctx, env, extra, events, pending, finished)
     if deployed:  # the API accepted a deploy: it is under way, whatever the list showed before
         env = env.model_copy(update={"status": "deploying"})
     detailed = ctx.detailed

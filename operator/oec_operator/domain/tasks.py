@@ -176,6 +176,11 @@ def skipped(ctx: Context, env: Environment, extra: Settled, events: list[Event])
                             "environment is stopped (spec.powerState: Stopped); use mode Deploy or start it"))
 
 
+def task_request(env: Environment, task: Owed) -> str:
+    """The write a task is, as refusals name it: ``POST /environments/{id}/<action>``."""
+    return f"POST /environments/{env.id}/{task.action.replace('_', '-')}"
+
+
 def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[ActionAccepted]]:
     api = ctx.api
     if task.action == "quick_update":
@@ -187,7 +192,8 @@ def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[Actio
 
 
 async def start_next(ctx: Context, env: Environment, extra: Settled, events: list[Event],
-                     pending: PendingResources | None, finished: tuple[str, str, str | None] | None = None) -> None:
+                     pending: PendingResources | None,
+                     finished: tuple[str, str, str | None] | None = None) -> Environment:
     """Send the next owed task (:func:`owed`) and record it in ``status.task``; a 409
     ``task_in_progress`` records the task the API named instead, to wait for its end.
 
@@ -198,21 +204,28 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
     loop): it is held back like a refused write until something changes (the spec, a token, the
     API key or the environment), and the resource stalls with the task's end.
 
+    A task whose key is the one last accepted (``status.lastTaskKey``) is not sent: the API would
+    only replay that task, and the environment it was chosen from (the project's list) predates
+    its end; the environment is read afresh instead.
+
+    Returns:
+        The environment, read afresh when the list's entry was found older than the last task.
+
     Raises:
         OecError: a transient failure (a refusal for good stalls the field instead).
     """
     skipped(ctx, env, extra, events)
     task = owed(ctx, env, pending)
     if task is None:
-        return
+        return env
     if task.action == "quick_update" and ctx.spec.deploy.request and ctx.spec.deploy.request.mode == (
             "ReinitializeSpecific") and ctx.spec.deploy.request.confirm != env.name:
         ctx.fields.invalid.append(
             f"spec.deploy.request.confirm must be the environment's name {env.name!r} to reinitialize modules "
             "(odoo -i can reset their data)")
-        return
+        return env
     body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
-    request = f"POST /environments/{env.id}/{task.action.replace('_', '-')}"
+    request = task_request(env, task)
     if (finished is not None and finished[0] == task.action and finished[1] in ("failed", "cancelled")
             and not task.handled.model_fields_set):  # a new token or request id is sent all the same
         retry = ("a new oec.sh/restart-requested-at, " if task.action == "restart" else "") + (
@@ -220,7 +233,15 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
         ctx.fields.hold(request, body, 202, f"task_{finished[1]}",
                         f"the {task.action.replace('_', ' ')} task ended {finished[1]}; not sent again until "
                         f"{retry} (see the {EVENT_REASONS[task.action][2]} Event)")
-        return
+        return env
+    if task.key == ctx.status.last_task_key and not ctx.fields.remembers(request):
+        fresh = await ctx.source.environment(env.id, fresh=True)
+        again = owed(ctx, fresh, pending)
+        if again is None or again.key == task.key:
+            return fresh  # done under this key already (the list predates its end), or nothing owed now
+        env, task = fresh, again
+        body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
+        request = task_request(env, task)
     try:
         what = f"{task.action.replace('_', ' ')} the environment ({task.reason})"
         accepted = await ctx.queued(ctx.fields.send(request, body, _send(ctx, env.id, task)), what)
@@ -229,10 +250,12 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
             raise
         extra.add(Status(task=TaskRef(id=exc.task_id, action=OTHER, reason="a task started outside this resource",
                                       requested_at=ctx.now)))
-        return
+        return env
     if accepted is None:
-        return
+        return env
     extra.add(task.handled)
+    extra.add(Status(last_task_key=task.key))
     extra.add(Status(task=TaskRef(id=accepted.task_id, action=task.action, reason=task.reason,
                                   requested_at=ctx.now)))
     events.append(Event("Normal", EVENT_REASONS[task.action][0], f"task {accepted.task_id} started: {task.reason}"))
+    return env

@@ -163,6 +163,9 @@ class Status(_StatusModel):
     refused_fields: tuple[RefusedWrite, ...] | None = None
     power_state: str | None = None
     task: TaskRef | None = None
+    #: ``Idempotency-Key`` of the last task the operator started: never sent again (the API would
+    #: only replay it), the sign that a listed environment predates that task's end.
+    last_task_key: str | None = None
     pending_resources: PendingResources | None = None
     custom_domain: str | None = None
     custom_domain_verified: bool | None = None
