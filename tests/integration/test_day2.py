@@ -48,6 +48,13 @@ def _kubectl_wait_ready(cluster: Cluster, name: str) -> dict[str, Any]:
     return obj
 
 
+def _wait_events(cluster: Cluster, name: str, reasons: set[str]) -> None:
+    """Until the object has Events with each of ``reasons`` (kopf posts them from a queue of its
+    own, so one may land just after the status)."""
+    wait_for(lambda: reasons <= {e["reason"] for e in cluster.events(name)}, timeout=20,
+             what=f"Events {sorted(reasons)} of {name}")
+
+
 def _columns(cluster: Cluster, name: str) -> dict[str, str]:
     """The printer columns of ``kubectl get odooenv NAME``, by header."""
     header, row = cluster.kubectl("get", "odooenv", name).stdout.splitlines()[:2]
@@ -107,8 +114,7 @@ def test_stop_and_start_from_the_spec(
     assert _columns(cluster, "night")["POWER"] == "Running"
     assert [(t["type"], t["status"]) for t in simulator.tasks(env_id) if t["type"] in ("start", "stop")] == [
         ("stop", "completed"), ("start", "completed")]
-    reasons = [e["reason"] for e in cluster.events("night")]
-    assert {"StopRequested", "Stopped", "StartRequested", "Started"} <= set(reasons), reasons
+    _wait_events(cluster, "night", {"StopRequested", "Stopped", "StartRequested", "Started"})
     # Each action spent one write of the key's budget (20 a minute): not sent again once it ended.
     posts = [(r["path"].rsplit("/", 1)[-1], r["idempotency_key"][-16:], r["status"])
              for r in simulator.requests("POST", f"/environments/{env_id}/")]
@@ -133,7 +139,7 @@ def test_one_restart_per_token_also_when_the_operator_is_killed_waiting_for_its_
     cluster.annotate("bounce", RESTART, "2026-12-04T20:00:00Z")
     wait_for(lambda: _restarted(cluster, "bounce", "2026-12-04T20:00:00Z"), timeout=60, what="the first restart")
     assert [t["status"] for t in simulator.tasks(env_id, "restart")] == ["completed"]
-    assert "Restarted" in [e["reason"] for e in cluster.events("bounce")]
+    _wait_events(cluster, "bounce", {"RestartRequested", "Restarted"})
 
     # The next restart's answer never comes back (the API started the task, then holds the
     # connection); the operator is killed while it waits, before it could record anything.
