@@ -50,7 +50,7 @@ bench: venv k8s-bin $(VENV)/.bench-installed ## Benchmark vs the naive design at
 	$(PY) tools/bench.py $(BENCH_ARGS)
 
 .PHONY: budget
-budget: venv k8s-bin ## Stop and start 100 environments at the default write limit (11-19 min; BUDGET_ENVIRONMENTS=N)
+budget: venv k8s-bin ## Stop and start 100 environments at the default write limit (about 11 min; BUDGET_ENVIRONMENTS=N)
 	OEC_BUDGET_ENVIRONMENTS=$(BUDGET_ENVIRONMENTS) $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_power_budget.py
 
 .PHONY: chaos chaos-long
