@@ -389,3 +389,53 @@ async def test_a_list_older_than_the_end_of_a_stop_sends_no_second_stop(harness:
     await h.poll(body)
     assert len(await actions(h, "stop")) == 1  # the same key would only replay the first stop
     assert ready(h) == ("True", "Stopped")
+
+
+@pytest.mark.parametrize("broken", ["refused", "unconfirmed"])
+async def test_a_request_that_cannot_go_out_does_not_hold_back_the_stop(harness: Harness, broken: str) -> None:
+    h = harness
+    body = await running(h)
+    if broken == "refused":
+        rule = {"kind": "error", "status": 422, "route": "quick_update", "share": 1.0}
+        assert (await h.sim.admin.post("/faults", json=rule)).status_code == 201
+        request = {"id": "q1", "mode": "PullRestart"}
+    else:
+        request = {"id": "q1", "mode": "ReinitializeSpecific", "updateModules": ["sale"], "confirm": "not-shop"}
+    await edit(h, body, deploy={"request": request}, powerState="Stopped")
+    assert len(await actions(h, "stop")) == 1  # the nightly stop goes out all the same
+    await settle(h, body)
+    assert (await sim_env(h))["status"] == "stopped"
+
+
+async def test_a_size_changed_and_applied_outside_is_shown_as_running(harness: Harness) -> None:
+    h = harness
+    body = await running(h, resources={"ramMb": 4096}, resizePolicy="NextDeploy")
+    await settle(h, body)
+    assert status(h).ram_mb == 4096
+    env = await sim_env(h)
+    response = await h.sim.admin.patch(f"/environments/{env['id']}", json={"ram_mb": 1024, "apply_sizes": True})
+    assert response.status_code == 200  # resized and restarted in the dashboard
+    await settle(h, body)
+    assert (await sim_env(h))["requested"]["ram_mb"] == 4096  # set back, applies at the next deploy
+    assert status(h).ram_mb == 1024 and condition(h, "ResizePending")["status"] == "True"
+
+
+async def test_a_start_is_not_reported_as_a_deploy(harness: Harness) -> None:
+    h = harness
+    body = await running(h, powerState="Stopped")
+    await settle(h, body)
+    await edit(h, body, powerState="Running")
+    await settle(h, body)
+    assert ready(h) == ("True", "Available")
+    assert h.reasons("shop").count("Deployed") == 1 and "Started" in h.reasons("shop")
+
+
+async def test_switching_to_restart_policy_restarts_for_a_pending_size(harness: Harness) -> None:
+    h = harness
+    body = await running(h, resizePolicy="NextDeploy")
+    await edit(h, body, resources={"ramMb": 3072})
+    await settle(h, body)
+    assert await actions(h, "restart") == []
+    await edit(h, body, resizePolicy="Restart")
+    await settle(h, body)
+    assert len(await actions(h, "restart")) == 1 and status(h).ram_mb == 3072

@@ -117,13 +117,17 @@ def _stall(outcome: Outcome, reason: str, message: str, slow: float) -> None:
     outcome.next_poll = slow
 
 
+#: Phases a deploy passes through: reaching ``running`` from one of them is a finished deploy.
+DEPLOYING = frozenset({None, "pending", "deploying", "cloning", "failed", "error"})
+
+
 def phase_events(previous_phase: str | None, env: Environment, health: EnvironmentHealth | None,
                  log_tail: str | None) -> list[Event]:
     """Events for a change of the environment's status since the previous reconcile."""
     if previous_phase == env.status:
         return []
     task = health.last_deploy.id if health and health.last_deploy else "unknown"
-    if env.status == "running":
+    if env.status == "running" and previous_phase in DEPLOYING:  # a start, an unpause: no deploy
         return [Event("Normal", "Deployed", f"environment is running at {env.url} (task {task})")]
     if env.status in ("failed", "error"):
         tail = f"; last log lines: {log_tail}" if log_tail else ""

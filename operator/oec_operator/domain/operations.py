@@ -142,7 +142,8 @@ def _resize(day2: Day2, outcome: Outcome) -> None:
         sizes = ", ".join(f"{k} {v}" for k, v in pending.model_dump(include={"cpu_cores", "ram_mb", "disk_gb"},
                                                                    exclude_none=True).items())
         outcome.conditions.append(Condition(RESIZE_PENDING, "True", "NextDeploy",
-                                            f"sent {sizes}; it applies at the next deploy (spec.resizePolicy)"))
+                                            f"sent {sizes}; it applies when the environment is next deployed, "
+                                            "restarted or started (spec.resizePolicy: NextDeploy)"))
     else:
         outcome.remove = (*outcome.remove, RESIZE_PENDING)
 

@@ -58,6 +58,9 @@ async def converge_size(ctx: Context, env: Environment, events: list[Event]) -> 
         OecError: a transient failure (a refusal for good stalls the field instead).
     """
     previous = ctx.status.pending_resources
+    if previous is not None and previous.applies_on != ctx.spec.resize_policy:  # the policy changed meanwhile
+        previous = previous.model_copy(update={"applies_on": ctx.spec.resize_policy})
+        await ctx.persist(Status(pending_resources=previous))
     changes = size_changes(ctx.spec.resources.api_fields(), env, previous)
     if not changes or env.status in ("destroying", "deleted"):
         if previous is not None and previous.unconfirmed and not changes:  # the environment shows them
@@ -67,7 +70,10 @@ async def converge_size(ctx: Context, env: Environment, events: list[Event]) -> 
     known_deploy = ctx.status.last_deploy.id if ctx.status.last_deploy else None
     intent = PendingResources(**{**kept, **changes}, applies_on=ctx.spec.resize_policy, since=ctx.now,
                               after_deploy=previous.after_deploy if previous else known_deploy, unconfirmed=True)
-    await ctx.persist(Status(pending_resources=intent))
+    # What runs now: the environment's value of a field with nothing pending (a size changed and
+    # applied outside Kubernetes shows there); a field already pending keeps the status's value.
+    running = {n: getattr(env, n) for n in changes if previous is None or getattr(previous, n) is None}
+    await ctx.persist(Status(pending_resources=intent, **running))
     sent: dict[str, float | int] = {}
     for name, value in changes.items():
         answer = await ctx.fields.send(f"PATCH /environments/{env.id} {name}", {name: value},

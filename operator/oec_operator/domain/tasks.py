@@ -126,9 +126,10 @@ async def follow(ctx: Context, env: Environment, extra: Settled,
     return ref.action, state, ref.requested_at
 
 
-def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> Owed | None:
-    """The next task the spec and annotations ask for, given the environment's phase and the size
-    still pending (``pending``), or ``None``.
+def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> list[Owed]:
+    """The tasks the spec and annotations ask for, in the order they go out (one at a time),
+    given the environment's phase and the size still pending (``pending``): a quick-update
+    request, a restart (token or size), the power state.
 
     Only in ``running`` and ``stopped``: a transitional phase is waited for, ``failed``/``error``
     need a deploy, and ``paused`` is the platform's (never started by the operator).
@@ -139,24 +140,28 @@ def owed(ctx: Context, env: Environment, pending: PendingResources | None) -> Ow
     # a new request, not a replay of the first one's answer.
     after_request = ctx.status.last_handled_deploy_request or ""
     after_restart = ctx.status.last_handled_restart_at or ""
+    tasks: list[Owed] = []
     if env.status == "running":
         if quick is not None:
-            return Owed("quick_update", task_key("quick-update", uid, f"{after_request}\0{quick.id}"),
-                        f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
-                        mode=quick.api_mode, modules=quick.update_modules if quick.mode.endswith("Specific") else None)
+            tasks.append(Owed("quick_update", task_key("quick-update", uid, f"{after_request}\0{quick.id}"),
+                              f"{quick.mode} requested ({quick.id})", Status(last_handled_deploy_request=quick.id),
+                              mode=quick.api_mode,
+                              modules=quick.update_modules if quick.mode.endswith("Specific") else None))
         # A size is not applied by a restart just before a stop: the next start applies it.
-        resize = pending is not None and pending.applies_on == "Restart" and ctx.spec.power_state == "Running"
+        resize = pending is not None and ctx.spec.resize_policy == "Restart" and ctx.spec.power_state == "Running"
         if restart or resize:
             token = f"{after_restart}\0{restart}" if restart else f"resize {pending.since if pending else ''}"
             reason = f"restart requested ({restart})" if restart else "restart to apply the new size"
-            return Owed("restart", task_key("restart", uid, token), reason,
-                        Status(last_handled_restart_at=restart) if restart else Status())
+            tasks.append(Owed("restart", task_key("restart", uid, token), reason,
+                              Status(last_handled_restart_at=restart) if restart else Status()))
         if ctx.spec.power_state == "Stopped":
-            return Owed("stop", task_key("stop", uid, env.updated_at or ""), "spec.powerState is Stopped", Status())
+            tasks.append(Owed("stop", task_key("stop", uid, env.updated_at or ""), "spec.powerState is Stopped",
+                              Status()))
     elif env.status == "stopped" and ctx.spec.power_state == "Running":
         handled = Status(last_handled_restart_at=restart) if restart else Status()  # a start is a restart
-        return Owed("start", task_key("start", uid, env.updated_at or ""), "spec.powerState is Running", handled)
-    return None
+        tasks.append(Owed("start", task_key("start", uid, env.updated_at or ""), "spec.powerState is Running",
+                          handled))
+    return tasks
 
 
 def skipped(ctx: Context, env: Environment, extra: Settled, events: list[Event]) -> None:
@@ -193,9 +198,11 @@ def _send(ctx: Context, env_id: str, task: Owed) -> Callable[[], Awaitable[Actio
 
 async def start_next(ctx: Context, env: Environment, extra: Settled, events: list[Event],
                      pending: PendingResources | None,
-                     finished: tuple[str, str, str | None] | None = None) -> Environment:
-    """Send the next owed task (:func:`owed`) and record it in ``status.task``; a 409
-    ``task_in_progress`` records the task the API named instead, to wait for its end.
+                     finished: tuple[str, str, str | None] | None = None, *, refreshed: bool = False) -> Environment:
+    """Send the first owed task (:func:`owed`) that can go out and record it in ``status.task``; one
+    refused (now or before) or invalid does not hold back the next (a broken request in Git never
+    cancels the nightly stop). A 409 ``task_in_progress`` records the task the API named instead,
+    to wait for its end.
 
     ``finished``: the operator's task that ended in this reconcile (:func:`follow`). When it
     failed or was cancelled and the same action is owed again for no new token or request id
@@ -215,47 +222,45 @@ async def start_next(ctx: Context, env: Environment, extra: Settled, events: lis
         OecError: a transient failure (a refusal for good stalls the field instead).
     """
     skipped(ctx, env, extra, events)
-    task = owed(ctx, env, pending)
-    if task is None:
-        return env
-    if task.action == "quick_update" and ctx.spec.deploy.request and ctx.spec.deploy.request.mode == (
-            "ReinitializeSpecific") and ctx.spec.deploy.request.confirm != env.name:
-        ctx.fields.invalid.append(
-            f"spec.deploy.request.confirm must be the environment's name {env.name!r} to reinitialize modules "
-            "(odoo -i can reset their data)")
-        return env
-    body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
-    request = task_request(env, task)
-    if (finished is not None and finished[0] == task.action and finished[1] in ("failed", "cancelled")
-            and not task.handled.model_fields_set):  # a new token or request id is sent all the same
-        retry = ("a new oec.sh/restart-requested-at, " if task.action == "restart" else "") + (
-            "a spec change or a new oec.sh/reconcile-requested-at")
-        ctx.fields.hold(request, body, 202, f"task_{finished[1]}",
-                        f"the {task.action.replace('_', ' ')} task ended {finished[1]}; not sent again until "
-                        f"{retry} (see the {EVENT_REASONS[task.action][2]} Event)")
-        return env
-    if task.key == ctx.status.last_task_key and not ctx.fields.remembers(request):
-        fresh = await ctx.source.environment(env.id, fresh=True)
-        again = owed(ctx, fresh, pending)
-        if again is None or again.key == task.key:
-            return fresh  # done under this key already (the list predates its end), or nothing owed now
-        env, task = fresh, again
+    for task in owed(ctx, env, pending):  # one that cannot go out does not hold back the next one
+        request = ctx.spec.deploy.request
+        if task.action == "quick_update" and request and request.mode == "ReinitializeSpecific" and (
+                request.confirm != env.name):
+            ctx.fields.invalid.append(
+                f"spec.deploy.request.confirm must be the environment's name {env.name!r} to reinitialize modules "
+                "(odoo -i can reset their data)")
+            continue
         body = {"key": task.key, "phase": env.status, "mode": task.mode, "modules": list(task.modules or ())}
-        request = task_request(env, task)
-    try:
-        what = f"{task.action.replace('_', ' ')} the environment ({task.reason})"
-        accepted = await ctx.queued(ctx.fields.send(request, body, _send(ctx, env.id, task)), what)
-    except OecConflictError as exc:
-        if exc.code != "task_in_progress" or not exc.task_id:
-            raise
-        extra.add(Status(task=TaskRef(id=exc.task_id, action=OTHER, reason="a task started outside this resource",
+        write = task_request(env, task)
+        if (finished is not None and finished[0] == task.action and finished[1] in ("failed", "cancelled")
+                and not task.handled.model_fields_set):  # a new token or request id is sent all the same
+            retry = ("a new oec.sh/restart-requested-at, " if task.action == "restart" else "") + (
+                "a spec change or a new oec.sh/reconcile-requested-at")
+            ctx.fields.hold(write, body, 202, f"task_{finished[1]}",
+                            f"the {task.action.replace('_', ' ')} task ended {finished[1]}; not sent again until "
+                            f"{retry} (see the {EVENT_REASONS[task.action][2]} Event)")
+            continue
+        if task.key == ctx.status.last_task_key and not ctx.fields.remembers(write):
+            if refreshed:
+                continue  # done under this key already; the API shows nothing newer yet
+            fresh = await ctx.source.environment(env.id, fresh=True)
+            return await start_next(ctx, fresh, extra, events, pending, finished, refreshed=True)
+        try:
+            what = f"{task.action.replace('_', ' ')} the environment ({task.reason})"
+            accepted = await ctx.queued(ctx.fields.send(write, body, _send(ctx, env.id, task)), what)
+        except OecConflictError as exc:
+            if exc.code != "task_in_progress" or not exc.task_id:
+                raise
+            extra.add(Status(task=TaskRef(id=exc.task_id, action=OTHER,
+                                          reason="a task started outside this resource", requested_at=ctx.now)))
+            return env
+        if accepted is None:
+            continue  # refused (now or before): the next owed task goes out all the same
+        extra.add(task.handled)
+        extra.add(Status(last_task_key=task.key))
+        extra.add(Status(task=TaskRef(id=accepted.task_id, action=task.action, reason=task.reason,
                                       requested_at=ctx.now)))
+        events.append(Event("Normal", EVENT_REASONS[task.action][0],
+                            f"task {accepted.task_id} started: {task.reason}"))
         return env
-    if accepted is None:
-        return env
-    extra.add(task.handled)
-    extra.add(Status(last_task_key=task.key))
-    extra.add(Status(task=TaskRef(id=accepted.task_id, action=task.action, reason=task.reason,
-                                  requested_at=ctx.now)))
-    events.append(Event("Normal", EVENT_REASONS[task.action][0], f"task {accepted.task_id} started: {task.reason}"))
     return env
