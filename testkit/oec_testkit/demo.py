@@ -124,7 +124,8 @@ Day-2 operations (README "Day-2 operations"), each visible in kubectl get/descri
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Stopped"}}}}'
   {kubectl.binary} wait odooenv/{SAMPLE_NAME} --for=condition=Ready --timeout=120s
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Running"}}}}'
-  {kubectl.binary} annotate odooenv {SAMPLE_NAME} --overwrite oec.sh/restart-requested-at="$(date -u +%FT%TZ)"   # or: PATH=$PWD/.venv/bin:$PATH kubectl oec restart {SAMPLE_NAME}
+  {kubectl.binary} annotate odooenv {SAMPLE_NAME} --overwrite oec.sh/restart-requested-at="$(date -u +%FT%TZ)"
+  PATH=$PWD/.venv/bin:$PATH {kubectl.binary} oec restart {SAMPLE_NAME}    # the same, with the kubectl plugin
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"resources":{{"ramMb":4096}}}}}}'
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"domain":"erp.example.com"}}}}'
   curl -s {api_url.rsplit("/api/", 1)[0]}/_sim/environments    # what OEC.sh (the simulator) shows
