@@ -395,6 +395,7 @@ async def test_a_list_older_than_the_end_of_a_stop_sends_no_second_stop(harness:
 async def test_a_request_that_cannot_go_out_does_not_hold_back_the_stop(harness: Harness, broken: str) -> None:
     h = harness
     body = await running(h)
+    request: dict[str, Any]
     if broken == "refused":
         rule = {"kind": "error", "status": 422, "route": "quick_update", "share": 1.0}
         assert (await h.sim.admin.post("/faults", json=rule)).status_code == 201
