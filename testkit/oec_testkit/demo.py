@@ -144,7 +144,7 @@ def _started(operator: OperatorProcess) -> Child:
 def watch(kubectl: Kubectl, timeout: float = 180) -> None:
     """Print the sample's row of ``kubectl get odooenv`` whenever it changes, until it is Ready;
     :class:`RuntimeError` after ``timeout`` s."""
-    log(f"watching {SAMPLE_NAME} until it is Running and Ready")
+    log(f"watching {SAMPLE_NAME} until it is Ready")
     row = "{:<10} {:<12} {:<8} {:<11} {:<8} {:<6} {:<13} {}"
     print(row.format("NAME", "TYPE", "BRANCH", "PHASE", "POWER", "READY", "REASON", "URL"), flush=True)
     last: tuple[str, ...] = ()
@@ -161,7 +161,7 @@ def watch(kubectl: Kubectl, timeout: float = 180) -> None:
             print(row.format(*current), flush=True)
             last = current
         if ready.get("status") == "True":
-            log(f"{SAMPLE_NAME} is Running and Ready")
+            log(f"{SAMPLE_NAME} is Ready ({ready.get('reason')}, power {status.get('powerState', '-')})")
             return
         time.sleep(1)
     raise RuntimeError(f"{SAMPLE_NAME} did not become Ready in {timeout:.0f}s; see the operator log")
