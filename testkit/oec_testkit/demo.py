@@ -120,7 +120,7 @@ The demo keeps running in the background. Try:
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"branch":"release"}}}}'
 Day-2 operations (README "Day-2 operations"), each visible in kubectl get/describe and in the simulator:
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p \
-    '{{"spec":{{"deploy":{{"request":{{"id":"commit-2","updateModules":["sale_custom"]}}}}}}}}'
+'{{"spec":{{"deploy":{{"request":{{"id":"commit-2","updateModules":["sale_custom"]}}}}}}}}'
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Stopped"}}}}'
   {kubectl.binary} wait odooenv/{SAMPLE_NAME} --for=condition=Ready --timeout=120s
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Running"}}}}'
