@@ -62,6 +62,11 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+def _unhandled(token: str | None, handled: str | None) -> str | None:
+    """An annotation's token when it asks for something not done yet (not the one last handled)."""
+    return token if token and token != handled else None
+
+
 def create_key(uid: str, recreate_token: str | None = None) -> str:
     """``X-Idempotency-Key`` of the create for the resource with this UID (and recreate token)."""
     base = f"oec-operator-create-{uid}"
@@ -166,20 +171,17 @@ class Context:
     @property
     def pending_recreate(self) -> str | None:
         """A recreate token not handled yet."""
-        token = self.requests.recreate_token
-        return token if token and token != self.status.last_handled_recreate_at else None
+        return _unhandled(self.requests.recreate_token, self.status.last_handled_recreate_at)
 
     @property
     def pending_redeploy(self) -> str | None:
         """A redeploy token not handled yet."""
-        token = self.requests.redeploy_token
-        return token if token and token != self.status.last_handled_redeploy_at else None
+        return _unhandled(self.requests.redeploy_token, self.status.last_handled_redeploy_at)
 
     @property
     def pending_restart(self) -> str | None:
         """A restart token (``oec.sh/restart-requested-at``) not handled yet."""
-        token = self.requests.restart_token
-        return token if token and token != self.status.last_handled_restart_at else None
+        return _unhandled(self.requests.restart_token, self.status.last_handled_restart_at)
 
     @property
     def pending_request(self) -> DeployRequest | None:
