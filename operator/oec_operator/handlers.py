@@ -146,3 +146,10 @@ async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     (:mod:`oec_operator.controller.uninstall`)."""
     if body.metadata.get("deletionTimestamp"):
         await orphan_all(memo.runtime.kube, _events)
+
+
+# --- OdooBackup ------------------------------------------------------------------------------
+
+# --- OdooBackupSchedule ----------------------------------------------------------------------
+
+# --- OdooRestore -----------------------------------------------------------------------------
