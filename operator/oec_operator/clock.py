@@ -32,7 +32,7 @@ def now() -> datetime:
 def install(source: Callable[[], float], *, recheck: float) -> None:
     """Take the time from ``source`` (seconds since the epoch) and read it again at least every
     ``recheck`` seconds while sleeping."""
-    global _source, recheck_seconds  # noqa: PLW0603 - the module is the clock
+    global _source, recheck_seconds
     _source, recheck_seconds = source, recheck
 
 

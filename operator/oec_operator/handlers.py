@@ -19,6 +19,7 @@ import kopf
 
 from oec_operator import logs, metrics
 from oec_operator.controller.delete import DeleteController
+from oec_operator.controller.schedule import SCHEDULE_LABEL, ScheduleController, ScheduleState, owned_of, target_of
 from oec_operator.controller.state import EventSink, Handle, ResourceState
 from oec_operator.controller.sync import SyncController
 from oec_operator.controller.uninstall import orphan_all
@@ -27,7 +28,17 @@ from oec_operator.domain.ownership import Claim, claims_of
 from oec_operator.kube import login as kube_login
 from oec_operator.kube import peering
 from oec_operator.runtime import Runtime
-from oec_operator.settings import COMPONENT, CRD_NAME, FINALIZER, PREFIX, RESOURCE, HandlerId, load_config
+from oec_operator.settings import (
+    BACKUP_RESOURCE,
+    COMPONENT,
+    CRD_NAME,
+    FINALIZER,
+    PREFIX,
+    RESOURCE,
+    SCHEDULE_RESOURCE,
+    HandlerId,
+    load_config,
+)
 
 CONFIG = load_config()
 
@@ -70,6 +81,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.announce = asyncio.create_task(peering.announce(memo.runtime.kube, settings), name="peering announce")
     memo.sync = SyncController(memo.runtime)
     memo.deletion = DeleteController(memo.runtime)
+    memo.schedules = ScheduleController(memo.runtime)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
 
@@ -151,5 +163,58 @@ async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 # --- OdooBackup ------------------------------------------------------------------------------
 
 # --- OdooBackupSchedule ----------------------------------------------------------------------
+# (docs/backups.md §2) One daemon per schedule sleeps until its next slot; it reads environments
+# and its own backups from two kopf indexes, kept in memory from the watch streams, so a turn
+# sends no list request (200 environments x a turn each in the spread window would otherwise
+# list the namespace 200 times).
+
+
+def _schedule_state(memo: kopf.Memo) -> ScheduleState:
+    """The schedule's memory (kopf gives every object its own copy of the memo)."""
+    state = memo.get("schedule_state")
+    if state is None:
+        state = memo["schedule_state"] = ScheduleState()
+    return cast(ScheduleState, state)
+
+
+@kopf.index(*RESOURCE, id=HandlerId.SCHEDULE_TARGETS)
+def schedule_targets(body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, Any]:
+    """Index: namespace -> its ``OdooEnvironment`` objects (name, UID, labels)."""
+    return {str(namespace): target_of(body)}
+
+
+@kopf.index(*BACKUP_RESOURCE, id=HandlerId.SCHEDULE_BACKUPS, labels={SCHEDULE_LABEL: kopf.PRESENT})
+def schedule_backups(body: kopf.Body, namespace: str | None, labels: kopf.Labels,
+                     **_: Any) -> dict[tuple[str, str], Any]:
+    """Index: (namespace, schedule label) -> the ``OdooBackup`` objects the schedule made."""
+    owned = owned_of(body)
+    return {} if owned is None else {(str(namespace), labels[SCHEDULE_LABEL]): owned}
+
+
+@kopf.on.event(*BACKUP_RESOURCE, id=HandlerId.SCHEDULE_BACKUP_EVENT, labels={SCHEDULE_LABEL: kopf.PRESENT})
+def schedule_backup_event(namespace: str | None, labels: kopf.Labels, memo: kopf.Memo, **_: Any) -> None:
+    """A schedule's backup changed (its phase, a deletion): the schedule updates its status and history."""
+    memo.schedules.poke(str(namespace), labels[SCHEDULE_LABEL])
+
+
+@kopf.on.update(*SCHEDULE_RESOURCE, id=HandlerId.SCHEDULE_CHANGE)
+def schedule_changed(memo: kopf.Memo, **_: Any) -> None:
+    """The schedule's spec (or metadata) changed: its daemon looks again now."""
+    _schedule_state(memo).wake.set()
+
+
+@kopf.daemon(*SCHEDULE_RESOURCE, id=HandlerId.SCHEDULE_CLOCK, cancellation_timeout=10.0)
+async def schedule_clock(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
+                         **kwargs: Any) -> None:
+    """Run the schedule (:meth:`oec_operator.controller.schedule.ScheduleController.run`) until
+    kopf stops the daemon (deletion, shutdown, a pause by a peer)."""
+    state = _schedule_state(memo)
+    try:
+        await memo.schedules.run(body, state, kwargs[HandlerId.SCHEDULE_TARGETS],
+                                 kwargs[HandlerId.SCHEDULE_BACKUPS], logger)
+    finally:
+        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+            memo.runtime.schedule_status.forget(str(body["metadata"]["uid"]))
+            state.handled.clear()
 
 # --- OdooRestore -----------------------------------------------------------------------------

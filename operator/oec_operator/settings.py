@@ -58,6 +58,11 @@ class HandlerId:
     #: ``OdooBackupSchedule``: create/update and the clock that fires the runs.
     SCHEDULE_CHANGE = "schedule-change"
     SCHEDULE_CLOCK = "schedule-clock"
+    #: ``OdooBackupSchedule``'s indexes (environments by namespace, its backups by schedule) and
+    #: the event handler that wakes a schedule when one of its backups changes.
+    SCHEDULE_TARGETS = "schedule-targets"
+    SCHEDULE_BACKUPS = "schedule-backups"
+    SCHEDULE_BACKUP_EVENT = "schedule-backup-event"
     #: ``OdooRestore``: create, and the poll until the restore is terminal.
     RESTORE_CHANGE = "restore-change"
     RESTORE_POLL = "restore-poll"

@@ -13,8 +13,8 @@ from oec_operator.controller.sync import spread
 from oec_operator.domain import schedule as sch
 
 
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def slots(cron: sch.Cron, start: datetime, count: int) -> list[datetime]:
@@ -226,13 +226,3 @@ def test_status_summaries() -> None:
     assert sch.active([done, _owned("a", 2, "Running"), _owned("b", 2, None)]) == ["s-a-2", "s-b-2"]
     assert sch.last_successful([done], utc(2025, 12, 1)) == utc(2026, 1, 1, 0, 5)
     assert sch.last_successful([], utc(2025, 12, 1)) == utc(2025, 12, 1)
-
-
-def test_label_selector_query() -> None:
-    got = sch.label_selector({"matchLabels": {"tier": "prod", "app": "odoo"}, "matchExpressions": [
-        {"key": "team", "operator": "In", "values": ["a", "b"]}, {"key": "skip", "operator": "DoesNotExist"},
-        {"key": "region", "operator": "Exists"}, {"key": "x", "operator": "NotIn", "values": ["y"]}]})
-    assert got == "app=odoo,tier=prod,team in (a,b),!skip,region,x notin (y)"
-    assert sch.label_selector({}) == ""
-    with pytest.raises(ValueError, match="unknown operator"):
-        sch.label_selector({"matchExpressions": [{"key": "k", "operator": "Gt"}]})

@@ -20,10 +20,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
@@ -209,6 +208,7 @@ class Owned:
     slot: datetime
     phase: str | None = None
     completed_at: datetime | None = None
+    uid: str = ""
 
 
 def to_collect(owned: Iterable[Owned], *, successful_limit: int, failed_limit: int,
@@ -241,31 +241,3 @@ def last_successful(owned: Iterable[Owned], before: datetime | None) -> datetime
     if before is not None:
         times.append(before)
     return max(times, default=None)
-
-
-def label_selector(selector: Mapping[str, Any]) -> str:
-    """A ``metav1.LabelSelector`` (``matchLabels``, ``matchExpressions``) as the query string of a
-    list request. An empty selector matches every object.
-
-    Raises:
-        ValueError: an unknown operator, or values missing for ``In``/``NotIn``.
-    """
-    terms = [f"{key}={value}" for key, value in sorted((selector.get("matchLabels") or {}).items())]
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], list(expr.get("values") or [])
-        if op in ("In", "NotIn"):
-            if not values:
-                raise ValueError(f"selector: {op} on {key!r} needs values")
-            terms.append(f"{key} {op.lower()} ({','.join(values)})")
-        elif op == "Exists":
-            terms.append(key)
-        elif op == "DoesNotExist":
-            terms.append(f"!{key}")
-        else:
-            raise ValueError(f"selector: unknown operator {op!r} on {key!r}")
-    return ",".join(terms)
-
-
-def slots_of(owned: Sequence[Owned], environment: str) -> list[Owned]:
-    """The environment's backups, newest slot first."""
-    return sorted((o for o in owned if o.environment == environment), key=lambda o: (o.slot, o.name), reverse=True)
