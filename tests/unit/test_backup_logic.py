@@ -89,7 +89,8 @@ async def test_the_intent_is_recorded_before_the_post_and_a_failed_record_sends_
 async def test_the_lookup_searches_two_pages_and_ignores_other_markers() -> None:
     old = Item("mine", "[k8s:u1]")
     api = FakeApi(items=[Item(f"x{i}", f"[k8s:other{i}]") for i in range(30)] + [old])
-    assert await backups.find_by_marker(api, "e1", "k8s:u1") is old
+    found: Any = await backups.find_by_marker(api, "e1", "k8s:u1")
+    assert found is old
     assert await backups.find_by_marker(api, "e1", "k8s:u") is None  # a prefix of another uid is no match
     assert api.calls == ["list1", "list2", "list1", "list2"]
 
