@@ -18,6 +18,7 @@ from typing import Any, cast
 import kopf
 
 from oec_operator import logs, metrics
+from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
 from oec_operator.controller.delete import DeleteController
 from oec_operator.controller.schedule import SCHEDULE_LABEL, ScheduleController, ScheduleState, owned_of, target_of
 from oec_operator.controller.state import EventSink, Handle, ResourceState
@@ -81,6 +82,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.announce = asyncio.create_task(peering.announce(memo.runtime.kube, settings), name="peering announce")
     memo.sync = SyncController(memo.runtime)
     memo.deletion = DeleteController(memo.runtime)
+    memo.backups = BackupController(memo.runtime)
     memo.schedules = ScheduleController(memo.runtime)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
@@ -161,6 +163,35 @@ async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 # --- OdooBackup ------------------------------------------------------------------------------
+
+
+def _backup_handle(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> BackupHandle:
+    state = memo.get("backup_state")
+    if state is None:
+        state = memo["backup_state"] = BackupState()
+    return BackupHandle(body=body, state=cast(BackupState, state), events=_events(body), logger=logger)
+
+
+@kopf.daemon(*BACKUP_RESOURCE, id=HandlerId.BACKUP_POLL, cancellation_timeout=10.0)
+async def backup_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
+                      **_: Any) -> None:
+    """Create the backup once, follow it, then watch its expiry (``docs/backups.md`` §1); ends
+    when the backup is Failed or Expired."""
+    try:
+        await memo.backups.run(_backup_handle(body, memo, logger))
+    finally:
+        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+            memo.runtime.backup_status.forget(str(body["metadata"]["uid"]))  # a peer may write meanwhile
+
+
+@kopf.on.delete(*BACKUP_RESOURCE, id=HandlerId.BACKUP_DELETE, optional=True)
+async def backup_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Say that the backup's data stays in OEC.sh (the API has no delete route)."""
+    event = BackupController.deleted(body)
+    _events(body)(event)
+    logger.info(event.message)
+    memo.runtime.backup_status.forget(str(body["metadata"]["uid"]))
+
 
 # --- OdooBackupSchedule ----------------------------------------------------------------------
 # (docs/backups.md §2) One daemon per schedule sleeps until its next slot; it reads environments
