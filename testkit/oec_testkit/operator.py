@@ -1,4 +1,5 @@
-"""The operator as a real process, ``python -m oec_operator ARGS``: :class:`OperatorProcess`."""
+"""The operator as a real process, ``python -m oec_operator ARGS`` (or another entry module, e.g.
+:mod:`oec_testkit.clocked_operator`): :class:`OperatorProcess`."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ class OperatorProcess:
     Its default key comes from ``api_key`` (``OEC_API_KEY``) or, as the shipped Deployment does
     it, from the Secret ``key_secret`` (``"namespace/name"``, ``OEC_API_KEY_SECRET``). ``env``:
     more ``OEC_*`` variables (over the inherited environment); ``args``: its command line (e.g.
-    ``["-n", namespace]``); output is appended to ``log``. It can be started again after a stop
+    ``["-n", namespace]``); ``module``: the entry module run with ``python -m``; output is appended
+    to ``log``. It can be started again after a stop
     or a kill (``starts`` counts the starts).
 
     Peering (``docs/kopf.md`` §6): each instance is one "pod": one kopf identity (``POD_ID``) over
@@ -46,7 +48,9 @@ class OperatorProcess:
 
     def __init__(self, kubeconfig: str | Path, api_url: str, log: Path, *, args: Sequence[str] = (),
                  api_key: str | None = None, key_secret: str | None = None, env: Mapping[str, str] | None = None,
-                 isolation: Isolation = "child", cwd: str | Path | None = None) -> None:
+                 isolation: Isolation = "child", cwd: str | Path | None = None,
+                 module: str = "oec_operator") -> None:
+        self.module = module
         self.kubeconfig, self.api_url, self.log, self.args = str(kubeconfig), api_url, log, list(args)
         self.extra_env: dict[str, str] = {}
         if api_key is not None:
@@ -68,7 +72,7 @@ class OperatorProcess:
     def start(self) -> OperatorProcess:
         """Start it (again); return ``self``."""
         env = {**os.environ, "KUBECONFIG": self.kubeconfig, "OEC_API_URL": self.api_url, **self.extra_env}
-        self.child = Child.start([sys.executable, "-m", "oec_operator", *self.args], log=self.log, env=env,
+        self.child = Child.start([sys.executable, "-m", self.module, *self.args], log=self.log, env=env,
                                  cwd=self.cwd, isolation=self.isolation)
         self.starts += 1
         return self

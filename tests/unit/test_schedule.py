@@ -221,6 +221,11 @@ def test_history_limit_zero_keeps_the_backup_of_the_slot_in_progress() -> None:
     assert sch.to_collect(owned, successful_limit=0, failed_limit=0, keep_slot=utc(2026, 1, 2, 2)) == ["s-a-1"]
 
 
+def test_the_backup_of_the_slot_in_progress_counts_against_the_limit() -> None:
+    owned = [_owned("a", 1, "Completed"), _owned("a", 2, "Completed"), _owned("a", 3, "Completed")]
+    assert sch.to_collect(owned, successful_limit=2, failed_limit=0, keep_slot=utc(2026, 1, 3, 2)) == ["s-a-1"]
+
+
 def test_status_summaries() -> None:
     done = sch.Owned("x", "a", utc(2026, 1, 1), "Completed", utc(2026, 1, 1, 0, 5))
     assert sch.active([done, _owned("a", 2, "Running"), _owned("b", 2, None)]) == ["s-a-2", "s-b-2"]

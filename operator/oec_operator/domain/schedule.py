@@ -216,16 +216,15 @@ def to_collect(owned: Iterable[Owned], *, successful_limit: int, failed_limit: i
     """Names of the backups to delete: per environment all but the newest ``successful_limit``
     Completed and the newest ``failed_limit`` Failed/Expired ones. Running ones, and those of
     ``keep_slot`` (the slot still being worked on: deleting its backup would let it run
-    again), are kept."""
+    again), are kept; the latter still count against the limit."""
     by_env: dict[tuple[str, bool], list[Owned]] = {}
     for item in owned:
-        if item.phase not in TERMINAL_PHASES or item.slot == keep_slot:
-            continue
-        by_env.setdefault((item.environment, item.phase in FAILED_PHASES), []).append(item)
+        if item.phase in TERMINAL_PHASES:
+            by_env.setdefault((item.environment, item.phase in FAILED_PHASES), []).append(item)
     doomed: list[str] = []
     for (_, failed), items in sorted(by_env.items()):
         items.sort(key=lambda o: (o.slot, o.name), reverse=True)
-        doomed += [o.name for o in items[failed_limit if failed else successful_limit:]]
+        doomed += [o.name for o in items[failed_limit if failed else successful_limit:] if o.slot != keep_slot]
     return doomed
 
 
