@@ -53,6 +53,11 @@ bench: venv k8s-bin $(VENV)/.bench-installed ## Benchmark vs the naive design at
 budget: venv k8s-bin ## Stop and start 100 environments at the default write limit (about 11 min; BUDGET_ENVIRONMENTS=N)
 	OEC_BUDGET_ENVIRONMENTS=$(BUDGET_ENVIRONMENTS) $(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_power_budget.py
 
+.PHONY: budget-backups
+budget-backups: venv k8s-bin ## A backup schedule over 200 environments at the default write limit, 20 a minute (about 15 min; SCHEDULE_BUDGET_ENVIRONMENTS=N)
+	OEC_SCHEDULE_BUDGET_ENVIRONMENTS=$(or $(SCHEDULE_BUDGET_ENVIRONMENTS),200) OEC_SCHEDULE_BUDGET_WRITE_LIMIT=20 \
+		$(PY) -m pytest -q -s -p no:cacheprovider tests/integration/test_backup_budget.py
+
 .PHONY: chaos chaos-long
 chaos: venv k8s-bin ## Chaos suite, short form (a few trials per fault; also part of `make test`)
 	$(PY) -m pytest -q -p no:cacheprovider tests/chaos
