@@ -68,6 +68,7 @@ def test_the_repeated_hour_runs_sub_hourly_schedules_once_too() -> None:
     ("61 2 * * *", "UTC", "schedule"),
     ("0 2 * * mon-xyz", "UTC", "schedule"),
     ("TZ=UTC 0 2 * * *", "UTC", "schedule"),
+    ("0 0 30 2 *", "UTC", "schedule"),  # February 30th: never
     ("0 2 * * *", "Mars/Olympus", "timeZone"),
     ("0 2 * * *", "../../etc/passwd", "timeZone"),
 ])
