@@ -189,7 +189,7 @@ class OdooBackupScheduleStatus(StatusBase):
 
     Attributes:
         last_schedule_time / next_schedule_time / last_successful_time: the last run's time, the
-            next one's, the last run whose backups all completed.
+            next one's, the latest completion among the schedule's Completed backups.
         active: names of the ``OdooBackup`` objects of runs not finished yet.
         environments: the environments the schedule matched at its last evaluation.
         skipped: runs skipped (``Forbid``, missed deadline), cumulative.
