@@ -88,7 +88,7 @@ CREATED = utc(2026, 1, 1, 0, 0)
 def test_a_slot_runs_when_it_comes() -> None:
     got = sch.plan(DAILY, last=None, created=CREATED, now=utc(2026, 1, 1, 2, 0, 1),
                    spread_seconds=0, deadline_seconds=3600)
-    assert got == sch.Plan(utc(2026, 1, 1, 2), True, 0, utc(2026, 1, 2, 2))
+    assert got == sch.Plan(utc(2026, 1, 1, 2), utc(2026, 1, 1, 2), 0, utc(2026, 1, 2, 2))
 
 
 def test_slots_before_the_schedule_existed_never_run() -> None:
@@ -108,6 +108,7 @@ def test_a_slot_past_its_deadline_is_skipped_too() -> None:
     got = sch.plan(DAILY, last=utc(2026, 1, 1, 2), created=CREATED, now=utc(2026, 1, 8, 3, 0, 1),
                    spread_seconds=0, deadline_seconds=3600)
     assert got.slot is None and got.skipped == 7
+    assert got.record == utc(2026, 1, 8, 2)  # recorded: never counted again
 
 
 def test_the_deadline_counts_from_the_end_of_the_spread_window() -> None:
@@ -120,10 +121,10 @@ def test_the_slot_in_progress_is_resumed_after_a_restart_until_its_window_ends()
     last = utc(2026, 1, 2, 2)
     during = sch.plan(DAILY, last=last, created=CREATED, now=utc(2026, 1, 2, 2, 40),
                       spread_seconds=3600, deadline_seconds=600)
-    assert during == sch.Plan(last, False, 0, utc(2026, 1, 3, 2))
+    assert during == sch.Plan(last, None, 0, utc(2026, 1, 3, 2))
     after = sch.plan(DAILY, last=last, created=CREATED, now=utc(2026, 1, 2, 3, 11),
                      spread_seconds=3600, deadline_seconds=600)
-    assert after.slot is None and after.skipped == 0
+    assert after.slot is None and after.skipped == 0 and after.record is None
 
 
 def test_a_year_of_minutely_slots_missed_is_counted_in_bounded_time() -> None:
@@ -141,6 +142,7 @@ def test_whatever_the_downtime_at_most_one_slot_runs(days: int, minutes: int, de
     got = sch.plan(DAILY, last=last, created=CREATED, now=now, spread_seconds=0, deadline_seconds=deadline)
     missed_slots = [s for s in slots(DAILY, last, days + 1) if s <= now]
     assert got.skipped + (1 if got.slot is not None and got.new else 0) == len(missed_slots)
+    assert got.record == (max(missed_slots) if missed_slots else None)  # each slot looked at once
     if got.slot is not None:
         assert now - got.slot <= timedelta(seconds=deadline)
         assert got.slot == max([last, *missed_slots])

@@ -176,12 +176,12 @@ class ScheduleController:
                             spread_seconds=spread_seconds, deadline_seconds=spec.starting_deadline_seconds)
             keep, until, next_time = plan.slot, plan.next, plan.next
             skipped += plan.skipped
-            if plan.new and plan.slot is not None:
-                # The slot is recorded before any backup of it exists: after a crash it is resumed
-                # (plan: same slot within its window), never taken for a new one.
+            if plan.record is not None:
+                # A new slot is recorded before any backup of it exists (after a crash it is
+                # resumed, never taken for a new one), and so is a skipped one (counted once).
                 current = await self._write(namespace, name, uid, current, OdooBackupScheduleStatus(
-                    last_schedule_time=rfc3339(plan.slot), skipped=skipped))
-                state.handled = {entry for entry in state.handled if entry[0] >= plan.slot}
+                    last_schedule_time=rfc3339(plan.record), skipped=skipped))
+                state.handled = {entry for entry in state.handled if entry[0] >= plan.record}
             if plan.slot is not None:
                 run = await self._run_slot(namespace, name, uid, spec, plan.slot, matched, owned, state, now,
                                            spread_seconds, logger)

@@ -116,15 +116,21 @@ class Plan:
 
     Attributes:
         slot: the slot to work on now (new, or the last one resumed), ``None`` for none.
-        new: ``slot`` is newer than the last recorded one (record it before acting).
+        record: the newest slot since the last recorded one, run or skipped: record it (before
+            acting), so that no slot is looked at, or counted, twice; ``None``: nothing new.
         skipped: slots missed since the last recorded one that are never run.
         next: the first slot after ``now``.
     """
 
     slot: datetime | None
-    new: bool
+    record: datetime | None
     skipped: int
     next: datetime
+
+    @property
+    def new(self) -> bool:
+        """``slot`` is newer than the last recorded one."""
+        return self.slot is not None and self.slot == self.record
 
 
 def window(spread_seconds: float, deadline_seconds: float) -> timedelta:
@@ -154,11 +160,11 @@ def plan(cron: Cron, *, last: datetime | None, created: datetime, now: datetime,
     following = cron.after(now)
     if latest is not None:
         if now - latest <= late:
-            return Plan(latest, True, count - 1, following)
-        return Plan(None, False, count, following)
+            return Plan(latest, latest, count - 1, following)
+        return Plan(None, latest, count, following)
     if last is not None and now - last <= late:
-        return Plan(last, False, 0, following)
-    return Plan(None, False, 0, following)
+        return Plan(last, None, 0, following)
+    return Plan(None, None, 0, following)
 
 
 def offset_seconds(fraction: float, spread_seconds: float) -> float:
