@@ -11,9 +11,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from .conftest import Cluster, OperatorProcess, Simulator, environment, wait_for
+from .test_metrics import free_port
 from .test_plugin import kubectl_oec
 
 pytestmark = pytest.mark.integration
@@ -34,7 +36,9 @@ def test_one_backup_per_object_across_two_sigkills_and_the_plugin_commands(
     cluster: Cluster, simulator: Simulator, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
     # A fixed POD_ID: the restarted process is the same peer (no wait for its own old entry).
-    op = operator_factory(POD_ID=f"backups-{uuid.uuid4().hex[:8]}")
+    port = free_port()
+    op = operator_factory(POD_ID=f"backups-{uuid.uuid4().hex[:8]}", OEC_METRICS_PORT=str(port),
+                          OEC_METRICS_ADDRESS="127.0.0.1")
     project = simulator.new_project("backups")
     cluster.apply(environment("shop", project))
     env_id = str(cluster.wait_ready("shop")["status"]["environmentId"])
@@ -75,6 +79,11 @@ def test_one_backup_per_object_across_two_sigkills_and_the_plugin_commands(
     assert manual[0]["notes"].startswith("before the migration [k8s:")
     assert "http" not in json.dumps(status)  # never a download link in the status
     print(f"\nOdooBackup Completed {took:.1f} s after its POST (backup {BACKUP_SECONDS:.0f} s, two SIGKILLs)")
+
+    metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'oec_operator_backups_total{result="completed"} 1.0' in metrics  # counted by the process that saw it end
+    age = next(line for line in metrics.splitlines() if line.startswith("oec_operator_latest_backup_age_seconds{"))
+    assert f'environment="shop",namespace="{cluster.namespace}"' in age and 0 <= float(age.split()[-1]) < 120
 
     header, row = cluster.kubectl("get", "odoobackup", name).stdout.splitlines()[:2]
     assert "Completed" in row.split() and "shop" in row.split(), (header, row)
