@@ -45,8 +45,8 @@ _STORAGE = "https://storage.oec.sh"
 class Backup:
     """A backup record. Times are epoch seconds; ``end_at`` is when it completes (or fails when
     ``failed``); ``task_id`` the task it belongs to (a ``backup`` task, or the ``restore`` task of a
-    safety backup; ``None`` for OEC's own backups). ``environment_gone`` records nothing: records
-    outlive their environment. ``restore_count``: restores started from it (admin view)."""
+    safety backup; ``None`` for OEC's own backups). Records outlive their environment.
+    ``restore_count``: restores started from it (admin view)."""
 
     id: str
     environment_id: str
