@@ -284,7 +284,7 @@ class Store:
                 env.status = "running"
                 env.ever_deployed = True
                 if env.next_scheduled_backup is None:
-                    env.next_scheduled_backup = bk.next_scheduled(at)
+                    env.next_scheduled_backup = at + bk.DAY
         elif task.type == "backup":
             pass  # a backup leaves the environment as it was
         elif task.type == "restore":
