@@ -283,7 +283,7 @@ async def test_a_missing_or_uncreated_environment_waits_with_environment_not_rea
     await b.step(obk)
     ready, reason, message = condition(obk, "Reconciling")
     assert (ready, reason) == ("True", "EnvironmentNotReady") and "OdooEnvironment later" in message
-    assert condition(obk, "Stalled")[0] is None and len(await posts(h)) == 0
+    assert condition(obk, "Stalled")[0] is None and len(await posts(h)) == 0 and status(obk).phase == "Pending"
     h.add("later")  # exists now, but has no OEC.sh environment yet
     await b.step(obk)
     assert "no OEC.sh environment yet" in condition(obk, "Reconciling")[2]
