@@ -110,9 +110,13 @@ def counted(result: str) -> float:
     return REGISTRY.get_sample_value("oec_operator_backups_total", {"result": result}) or 0.0
 
 
-async def test_a_lost_answer_to_the_create_makes_exactly_one_backup(harness: Harness) -> None:
+@pytest.mark.parametrize("variant", [{}, {"backup_enums": "ref", "backup_page_field": "total_pages"}],
+                         ids=["client-enums", "reference-enums"])
+async def test_a_lost_answer_to_the_create_makes_exactly_one_backup(harness: Harness, variant: dict[str, str]) -> None:
     h = harness
     environment_id = await running_env(h)
+    if variant:
+        await h.sim.patch_config(**variant)
     b = Backups(h)
     obk = b.add("before-migration", notes="before the migration")
     await fault(h, kind="error", status=502, when="after")  # the backup is made, the answer lost
@@ -279,7 +283,7 @@ async def test_a_missing_or_uncreated_environment_waits_with_environment_not_rea
     await b.step(obk)
     ready, reason, message = condition(obk, "Reconciling")
     assert (ready, reason) == ("True", "EnvironmentNotReady") and "OdooEnvironment later" in message
-    assert condition(obk, "Stalled")[0] is None and len(await posts(h)) == 0
+    assert condition(obk, "Stalled")[0] is None and len(await posts(h)) == 0 and status(obk).phase == "Pending"
     h.add("later")  # exists now, but has no OEC.sh environment yet
     await b.step(obk)
     assert "no OEC.sh environment yet" in condition(obk, "Reconciling")[2]
@@ -290,3 +294,13 @@ def test_deleting_an_odoo_backup_says_the_data_stays_in_oec() -> None:
     assert (event.type, event.reason) == ("Normal", "BackupKept")
     assert "backup b-1 stays in OEC.sh" in event.message and "never deletes" in event.message
 
+
+
+async def test_an_unknown_spec_backup_id_fails_with_backup_not_found_and_sends_nothing(harness: Harness) -> None:
+    h = harness
+    await running_env(h)
+    b = Backups(h)
+    obk = b.add("typo", backupId="99999999-9999-4999-8999-999999999999")
+    assert await b.step(obk) is None
+    assert status(obk).phase == "Failed" and condition(obk, "Stalled")[:2] == ("True", "BackupNotFound")
+    assert b.reasons("typo") == ["BackupNotFound"] and len(await posts(h)) == 0
