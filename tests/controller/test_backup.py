@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
+from oec_operator.controller.sync import spread
 from oec_operator.domain.outcome import Event
 from oec_operator.kube.client import KubeError
 from oec_operator.models.backups import OdooBackupStatus
@@ -221,9 +222,9 @@ async def test_a_completed_backup_turns_expired_when_its_expiry_passes_without_a
     delay = await b.step(obk)
     assert status(obk).phase == "Completed" and status(obk).expires_at is not None
     assert counted("completed") == before + 1
-    assert delay is not None and 86000 < delay <= 86400 + 1  # next look: at the expiry (a day)
-    requests = len((await h.sim.admin.get("/requests")).json())
     expires = datetime.datetime.fromisoformat(str(status(obk).expires_at).replace("Z", "+00:00"))
+    assert delay is not None and 0 < delay <= (expires - datetime.datetime.now(datetime.UTC)).total_seconds() + 1
+    requests = len((await h.sim.admin.get("/requests")).json())
     b.controller.now = lambda: expires - datetime.timedelta(seconds=10)
     assert 0 < (await b.step(obk) or 0) <= 11  # not yet: the next look is at the expiry
     b.controller.now = lambda: expires + datetime.timedelta(seconds=1)
@@ -231,6 +232,28 @@ async def test_a_completed_backup_turns_expired_when_its_expiry_passes_without_a
     assert status(obk).phase == "Expired"
     assert condition(obk, "Stalled")[:2] == ("True", "Expired") and condition(obk, "Ready")[0] == "False"
     assert len((await h.sim.admin.get("/requests")).json()) == requests  # a local check, no API call
+
+
+async def test_a_completed_backup_is_read_once_a_day_and_says_completed_once(harness: Harness) -> None:
+    h = harness
+    await running_env(h)
+    b = Backups(h)
+    obk = b.add("kept", retention="yearly")
+    await b.step(obk)
+    h.sim.clock.advance(DONE)
+    await b.step(obk)
+    assert status(obk).phase == "Completed" and b.reasons("kept") == ["Completed"]
+    reads = len((await h.sim.admin.get("/requests")).json())
+    completed = datetime.datetime.fromisoformat(str(status(obk).completed_at).replace("Z", "+00:00"))
+    slot = completed + datetime.timedelta(seconds=spread(obk["metadata"]["uid"]) * 86400 + 1)
+    b.controller.now = lambda: slot - datetime.timedelta(hours=1)
+    assert 3598 <= (await b.step(obk) or 0) <= 3601  # between reads: a wait, no request
+    assert len((await h.sim.admin.get("/requests")).json()) == reads
+    b.controller.now = lambda: slot
+    delay = await b.step(obk)  # the daily read
+    assert len((await h.sim.admin.get("/requests")).json()) == reads + 1
+    assert delay is not None and 86390 <= delay <= 86400  # the next one a day later
+    assert b.reasons("kept") == ["Completed"] and status(obk).phase == "Completed"
 
 
 async def test_spec_backup_id_observes_an_existing_backup_without_creating_one(harness: Harness) -> None:

@@ -33,13 +33,15 @@ from oec_operator.models.backups import OdooBackupSpec, OdooBackupStatus
 from oec_operator.models.conditions import Condition
 from oec_operator.models.spec import OdooEnvironmentSpec, SecretKeyRef
 from oec_operator.oec.client import OecClient
-from oec_operator.oec.errors import OecError, OecNotFoundError
+from oec_operator.oec.errors import OecAuthError, OecError, OecNotFoundError, OecPermissionError
 from oec_operator.oec.models import Backup
 from oec_operator.oec.ratelimit import Priority
 from oec_operator.runtime import Runtime
 
 #: Seconds between reads of a completed backup (verification, expiry changes), spread per object.
 COMPLETED_CHECK_INTERVAL = 86400.0
+#: Seconds after the start of its daily slot within which a completed backup's read is due.
+CHECK_SLACK = 5.0
 #: Longest wait between reads of a pending or running backup, seconds.
 MAX_FOLLOW_INTERVAL = 300.0
 #: Seconds between looks at a backup whose API has no backup route (a newer API may add it).
@@ -206,8 +208,10 @@ class BackupController:
         if after.phase == "Completed" and after.completed_at:
             env = OdooBackupSpec.from_body(obj.body["spec"]).environment_ref.name
             metrics.backup_completed(ref.namespace, env, _parse(after.completed_at))
+        ready = previous.condition(cond.READY) or {}
         for event in result.events:
-            ready = previous.condition(cond.READY) or {}
+            if event.reason == previous.phase:  # Completed / Expired: said once, not at every read
+                continue
             if event.type == "Warning" and (ready.get("reason"), ready.get("message")) == (event.reason, event.message):
                 continue
             obj.events(event)
@@ -260,13 +264,15 @@ class BackupController:
             step.delay = self.config.poll_interval
             return step
         except OecError as exc:
+            if isinstance(exc, OecAuthError | OecPermissionError):
+                self.runtime.key_refused(ref.namespace, key_ref)  # read a rotated Secret next time
             transient, reason, message = classify(exc, hint)
             if not transient:
                 return self._stalled(reason, message, self.config.poll_interval)
             step = self._retry(obj, "RateLimited" if reason == "RateLimited" else "ProgressingWithRetry", message)
             step.delay = retry_delay(exc, obj.state.failures + 1, self.config.fast_poll_interval)
             return step
-        return self._observed(backup)
+        return self._observed(ref, backup)
 
     async def _create(self, api: OecClient, ref: ResourceRef, spec: OdooBackupSpec, previous: OdooBackupStatus,
                       environment_id: str) -> Backup:
@@ -287,7 +293,7 @@ class BackupController:
             retention=spec.retention, notes=spec.notes, requested=previous.create_requested_at is not None,
             record_intent=record_intent)
 
-    def _observed(self, backup: Backup) -> _Step:
+    def _observed(self, ref: ResourceRef, backup: Backup) -> _Step:
         """The step after reading (or creating) the backup: its fields, conditions, next read."""
         phase = phase_of(backup.status)
         update = status_of(backup)
@@ -300,7 +306,7 @@ class BackupController:
             step.observed = True
         elif phase is Phase.EXPIRED:
             step.update = update.model_copy(update={"message": conditions[0].message})
-            step.events.append(Event("Warning", "Expired", conditions[0].message))
+            step.events.append(Event("Normal", "Expired", conditions[0].message))
             step.observed = True
         elif phase is Phase.COMPLETED:
             step.update = update.model_copy(update={"message": conditions[0].message})
@@ -308,7 +314,8 @@ class BackupController:
             step.events.append(Event("Normal", "Completed",
                                      f"{conditions[0].message} ({_size(backup.total_size)}{expiry})"))
             step.observed = True
-            step.delay = self._completed_delay(update)
+            now = self.now()
+            step.delay = min(self._slot(ref, update.completed_at, now)[1], self._until(_parse(update.expires_at), now))
         else:
             started = backup.started_at or backup.created_at
             elapsed = None if started is None else (self.now() - (
@@ -327,27 +334,23 @@ class BackupController:
             return _Step(update=OdooBackupStatus(phase=Phase.EXPIRED.value, message=conditions[0].message),
                          conditions=conditions, remove=remove, observed=True, delay=None,
                          events=[Event("Normal", "Expired", conditions[0].message)])
-        wait = self._next_check(ref, previous, now)
-        if wait > 0:
-            return _Step(delay=min(wait, self._until(expires, now)))
-        return None
+        due, wait = self._slot(ref, previous.completed_at, now)
+        return None if due else _Step(delay=min(wait, self._until(expires, now)))
 
-    def _next_check(self, ref: ResourceRef, previous: OdooBackupStatus, now: datetime.datetime) -> float:
-        """Seconds until the completed backup's next read: daily slots after ``completedAt``,
-        offset per object (so restarts do not read every completed backup at once)."""
-        completed = _parse(previous.completed_at) or now
+    def _slot(self, ref: ResourceRef, completed_at: str | None, now: datetime.datetime) -> tuple[bool, float]:
+        """A completed backup's daily reads: whether one is due now, and the seconds until the
+        next slot. Slots are a day apart from ``completedAt`` plus an offset per object (so a
+        restart does not read every completed backup at once)."""
+        completed = _parse(completed_at) or now
         since = (now - completed).total_seconds() - spread(ref.uid) * COMPLETED_CHECK_INTERVAL
         if since < 0:
-            return -since
-        return COMPLETED_CHECK_INTERVAL - since % COMPLETED_CHECK_INTERVAL if since > 1.0 else 0.0
+            return False, -since
+        into_day = since % COMPLETED_CHECK_INTERVAL
+        return into_day < CHECK_SLACK, COMPLETED_CHECK_INTERVAL - into_day
 
     @staticmethod
     def _until(expires: datetime.datetime | None, now: datetime.datetime) -> float:
         return float("inf") if expires is None else max(1.0, (expires - now).total_seconds() + 1.0)
-
-    def _completed_delay(self, update: OdooBackupStatus) -> float:
-        now = self.now()
-        return min(COMPLETED_CHECK_INTERVAL, self._until(_parse(update.expires_at), now))
 
     def _not_found(self, backup_id: str, previous: OdooBackupStatus, exc: OecError) -> _Step:
         """``GET /backups/{id}`` answered 404: a completed backup's data is gone (Expired); any
