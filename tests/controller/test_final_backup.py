@@ -224,3 +224,21 @@ async def test_status_backups_shows_oecs_own_scheduled_backup_and_is_not_read_ev
     reads = [r for r in await requests(h, seq) if r["method"] == "GET"
              and r["path"].endswith(f"{env_id}/backups")]
     assert len(reads) == 1  # read once in six hours, not at each of the polls
+
+
+async def test_a_pre_destroy_backup_oec_took_itself_is_recorded_after_the_delete(harness: Harness) -> None:
+    """Whether OEC.sh takes a ``pre_destroy`` backup by itself is unknown (``docs/backups.md`` §4):
+    when one shows up, it is recorded too, after the DELETE (never asked for before it)."""
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    env_id = str(status(h, "shop").environment_id)
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    assert "destroying" in (await h.delete_step(body)).message
+    store = h.sim.state.store
+    store._record_backup(store.environments[env_id], "pre_destroy", h.sim.clock.now())  # as OEC.sh would
+    h.sim.clock.advance(10)
+    assert (await h.delete_step(body)).done
+    names = sorted(r["metadata"]["name"] for r in records(h))
+    assert len(names) == 2 and "-final-" in names[0] and "-pre-destroy-" in names[1]
+    assert "PreDestroyBackup" in h.reasons("shop")

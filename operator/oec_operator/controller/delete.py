@@ -127,6 +127,8 @@ class DeleteController:
             await self._report(obj, ref, previous, "Deleting", message)
             return DeletionStep(self.config.fast_poll_interval, message)
         events(Event("Normal", "Deleted", f"OEC.sh environment {environment_id} is deleted"))
+        if recorded and spec.final_backup_enabled:
+            await final_backup.after_delete(self.runtime, obj, ref, spec, api, environment_id)
         return DONE
 
     def _guarded_delete(self, obj: Handle, ref: ResourceRef, previous: Status, api: OecClient,

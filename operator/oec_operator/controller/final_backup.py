@@ -27,6 +27,8 @@ from oec_operator.models.requests import SKIP_FINAL_BACKUP, Requests
 from oec_operator.models.spec import OdooEnvironmentSpec
 from oec_operator.models.status import FinalBackupStatus, Status
 from oec_operator.oec.client import OecClient
+from oec_operator.oec.errors import OecError
+from oec_operator.oec.ratelimit import Priority
 from oec_operator.runtime import Runtime
 from oec_operator.settings import BACKUP_PLURAL, GROUP, VERSION
 
@@ -39,11 +41,11 @@ SKIPPED = f"skipped: the annotation {SKIP_FINAL_BACKUP} is set"
 Hold = tuple[float, str] | None
 
 
-def record_name(environment: str, uid: str) -> str:
+def record_name(environment: str, uid: str, kind: str = "final") -> str:
     """Name of the ``OdooBackup`` recording the final backup of the ``OdooEnvironment``
-    ``environment`` with ``uid``: ``<environment>-final-<8 hex of the uid>`` (at most 63 characters;
-    a same-named resource created later gets its own record)."""
-    suffix = f"-final-{hashlib.sha256(uid.encode()).hexdigest()[:8]}"
+    ``environment`` with ``uid``: ``<environment>-<kind>-<8 hex of the uid>`` (at most 63
+    characters; a same-named resource created later gets its own record)."""
+    suffix = f"-{kind}-{hashlib.sha256(uid.encode()).hexdigest()[:8]}"
     return environment[:63 - len(suffix)].rstrip("-.") + suffix
 
 
@@ -137,6 +139,31 @@ async def _record(runtime: Runtime, obj: Handle, ref: ResourceRef, previous: Sta
     obj.events(Event("Normal", "FinalBackupCompleted", f"final backup {backup_id} of OEC.sh environment "
                      f"{environment_id} completed (recorded in OdooBackup {name}); destroying the environment"))
     return None
+
+
+async def after_delete(runtime: Runtime, obj: Handle, ref: ResourceRef, spec: OdooEnvironmentSpec, api: OecClient,
+                       environment_id: str) -> None:
+    """The environment is gone: a ``pre_destroy`` backup OEC.sh may have taken by itself (the API
+    has the type; whether it takes one is an open question, ``docs/backups.md`` §4) is recorded
+    like the final backup (an ``OdooBackup`` and an Event ``PreDestroyBackup``). Best effort, one
+    read: the finalizer is released whatever happens."""
+    try:
+        page = await api.with_priority(Priority.DETAIL).list_backups(environment_id, page=1, page_size=1,
+                                                                     status="completed", backup_type="pre_destroy")
+    except OecError:
+        return  # an API without the type refuses the filter: nothing to record
+    if not page.items:
+        return
+    backup_id = page.items[0].id
+    name = record_name(ref.name, ref.uid, "pre-destroy")
+    try:
+        await runtime.kube.create_object(ref.namespace, record_body(name, spec, backup_id, ref), plural=BACKUP_PLURAL)
+    except KubeError as exc:
+        if exc.status != 409:
+            obj.logger.warning(f"cannot record OEC.sh's pre_destroy backup {backup_id} ({exc})")
+            return
+    obj.events(Event("Normal", "PreDestroyBackup", f"OEC.sh took backup {backup_id} (pre_destroy) of environment "
+                     f"{environment_id} when destroying it; recorded in OdooBackup {name}"))
 
 
 def _shows(previous: Status, reason: str, message: str) -> bool:
