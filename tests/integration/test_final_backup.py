@@ -56,6 +56,9 @@ def test_deleting_a_production_environment_leaves_a_completed_backup_and_its_rec
     assert [m for m, _ in writes] == ["POST", "DELETE"]  # the backup first, one of each
     [record] = _records(cluster, "erp")
     assert record["spec"]["backupId"] == backup["id"] and not record["metadata"].get("ownerReferences")
+    # The OdooBackup controller observes the record, the environment gone: kubectl shows it Completed.
+    wait_for(lambda: (_records(cluster, "erp")[0].get("status") or {}).get("phase") == "Completed", timeout=30,
+             what="the final backup's OdooBackup Completed")
     completed = [e for e in cluster.events("erp") if e["reason"] == "FinalBackupCompleted"]
     assert completed and backup["id"] in completed[0]["message"]
     print(f"kubectl delete -> gone with a final backup: {elapsed:.1f} s")
