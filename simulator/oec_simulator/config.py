@@ -105,7 +105,8 @@ class SimulatorConfig(BaseModel):
       ``delete_project``, ``list_environments``, ``create_environment``, ``get_environment``,
       ``patch_environment``, ``delete_environment``, ``environment_status``, ``environment_logs``,
       ``deploy``, ``restart``, ``start``, ``stop``, ``quick_update``, ``get_deployment``,
-      ``list_deployments``.
+      ``list_deployments``, ``list_backups``, ``create_backup``, ``get_backup``,
+      ``backup_download``, ``restore_backup``.
     * ``max_environments`` (None = unlimited): organisation quota (§1 row 16).
     * ``max_cpu_cores``, ``max_ram_mb``, ``max_disk_gb`` (None = unlimited): the plan's largest size
       of one environment; above → 422 ``quota_exceeded`` (§1 row 34).

@@ -110,9 +110,13 @@ def counted(result: str) -> float:
     return REGISTRY.get_sample_value("oec_operator_backups_total", {"result": result}) or 0.0
 
 
-async def test_a_lost_answer_to_the_create_makes_exactly_one_backup(harness: Harness) -> None:
+@pytest.mark.parametrize("variant", [{}, {"backup_enums": "ref", "backup_page_field": "total_pages"}],
+                         ids=["client-enums", "reference-enums"])
+async def test_a_lost_answer_to_the_create_makes_exactly_one_backup(harness: Harness, variant: dict[str, str]) -> None:
     h = harness
     environment_id = await running_env(h)
+    if variant:
+        await h.sim.patch_config(**variant)
     b = Backups(h)
     obk = b.add("before-migration", notes="before the migration")
     await fault(h, kind="error", status=502, when="after")  # the backup is made, the answer lost
