@@ -242,3 +242,16 @@ async def test_a_pre_destroy_backup_oec_took_itself_is_recorded_after_the_delete
     names = sorted(r["metadata"]["name"] for r in records(h))
     assert len(names) == 2 and "-final-" in names[0] and "-pre-destroy-" in names[1]
     assert "PreDestroyBackup" in h.reasons("shop")
+
+
+async def test_no_backup_is_posted_while_its_intent_cannot_be_recorded(harness: Harness) -> None:
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    env_id = str(status(h, "shop").environment_id)
+    h.kube.fail_status_writes = 503
+    step = await h.delete_step(body)
+    assert not step.done and "cannot record" in step.message
+    assert await manual_backups(h, env_id) == []
+    h.kube.fail_status_writes = None
+    assert "taking the final backup" in (await h.delete_step(body)).message
+    assert len(await manual_backups(h, env_id)) == 1

@@ -88,9 +88,12 @@ async def before_delete(runtime: Runtime, obj: Handle, ref: ResourceRef, previou
     async def persist(update: FinalBackupStatus) -> None:
         await runtime.status.write(ref.namespace, ref.name, ref.uid, Status(final_backup=update))
 
-    progress = await final_backup.advance(api, environment_id, uid=ref.uid, what=f"{ref.namespace}/{ref.name}",
-                                          spec=spec.final_backup, recorded=recorded, now=cond.now_rfc3339(),
-                                          persist=persist)
+    try:
+        progress = await final_backup.advance(api, environment_id, uid=ref.uid, what=f"{ref.namespace}/{ref.name}",
+                                              spec=spec.final_backup, recorded=recorded, now=cond.now_rfc3339(),
+                                              persist=persist)
+    except KubeError as exc:  # the intent could not be written: nothing was sent
+        return config.fast_poll_interval * 4, f"cannot record the final backup's request in the status ({exc})"
     if progress.state == "gone":
         return None
     if progress.state == "completed":
