@@ -152,7 +152,11 @@ async def test_the_backup_route_missing_stalls_rather_than_deleting_without_it(h
     assert not step.done
     stalled, reason, message = condition(h, "Stalled")
     assert (stalled, reason) == ("True", "FinalBackupUnsupported") and "oec.sh/skip-final-backup" in message
+    for _ in range(3):
+        assert not (await h.delete_step(body)).done
     assert [e["name"] for e in await environments(h)] == ["shop"]
+    posts = [r for r in await requests(h) if r["method"] == "POST" and r["path"].endswith("/backups")]
+    assert len(posts) == 1  # not sent again at every step: each would spend the write budget
 
 
 async def test_a_running_task_makes_the_backup_wait(harness: Harness) -> None:

@@ -33,6 +33,9 @@ State = Literal["running", "completed", "gone", "failed", "timed_out", "unsuppor
 STALL_REASONS = {"failed": "FinalBackupFailed", "timed_out": "FinalBackupTimedOut",
                  "unsupported": "FinalBackupUnsupported"}
 
+#: Start of ``status.finalBackup.message`` once the API showed it has no backup route.
+UNSUPPORTED = "the final backup cannot be taken"
+
 ESCAPE_HATCH = f'set the annotation {SKIP_FINAL_BACKUP}: "true" to delete without it'
 
 
@@ -83,6 +86,8 @@ async def advance(api: OecClient, environment_id: str, *, uid: str, what: str, s
     if status.phase in (Phase.FAILED, Phase.EXPIRED):
         return Progress("failed", status,
                         f"the final backup {status.backup_id} failed: {status.message or 'no reason given'}")
+    if status.message and status.message.startswith(UNSUPPORTED):  # not asked again: each POST spends the budget
+        return Progress("unsupported", status, status.message)
     waited = seconds_since(status.requested_at)
     if waited is not None and waited > spec.timeout_seconds:
         return Progress("timed_out", status, f"the final backup {status.backup_id or '(not started)'} did not complete "
@@ -101,7 +106,8 @@ async def advance(api: OecClient, environment_id: str, *, uid: str, what: str, s
     except BackupBusy as exc:
         return Progress("running", status.model_copy(update={"requested_at": status.requested_at or now}), str(exc))
     except BackupsUnsupported as exc:
-        return Progress("unsupported", status, f"{exc}: the final backup cannot be taken")
+        message = f"{UNSUPPORTED}: {exc}"
+        return Progress("unsupported", status.model_copy(update={"message": message}), message)
     except OecNotFoundError:
         return Progress("gone", status)  # the environment (or its backup, with it) is gone: nothing to keep
     phase = phase_of(backup.status)
