@@ -18,6 +18,7 @@ from typing import Any, cast
 import kopf
 
 from oec_operator import logs, metrics
+from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
 from oec_operator.controller.delete import DeleteController
 from oec_operator.controller.state import EventSink, Handle, ResourceState
 from oec_operator.controller.sync import SyncController
@@ -27,7 +28,16 @@ from oec_operator.domain.ownership import Claim, claims_of
 from oec_operator.kube import login as kube_login
 from oec_operator.kube import peering
 from oec_operator.runtime import Runtime
-from oec_operator.settings import COMPONENT, CRD_NAME, FINALIZER, PREFIX, RESOURCE, HandlerId, load_config
+from oec_operator.settings import (
+    BACKUP_RESOURCE,
+    COMPONENT,
+    CRD_NAME,
+    FINALIZER,
+    PREFIX,
+    RESOURCE,
+    HandlerId,
+    load_config,
+)
 
 CONFIG = load_config()
 
@@ -70,6 +80,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.announce = asyncio.create_task(peering.announce(memo.runtime.kube, settings), name="peering announce")
     memo.sync = SyncController(memo.runtime)
     memo.deletion = DeleteController(memo.runtime)
+    memo.backups = BackupController(memo.runtime)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
 
@@ -149,6 +160,35 @@ async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 # --- OdooBackup ------------------------------------------------------------------------------
+
+
+def _backup_handle(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> BackupHandle:
+    state = memo.get("backup_state")
+    if state is None:
+        state = memo["backup_state"] = BackupState()
+    return BackupHandle(body=body, state=cast(BackupState, state), events=_events(body), logger=logger)
+
+
+@kopf.daemon(*BACKUP_RESOURCE, id=HandlerId.BACKUP_POLL, cancellation_timeout=10.0)
+async def backup_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
+                      **_: Any) -> None:
+    """Create the backup once, follow it, then watch its expiry (``docs/backups.md`` §1); ends
+    when the backup is Failed or Expired."""
+    try:
+        await memo.backups.run(_backup_handle(body, memo, logger))
+    finally:
+        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+            memo.runtime.backup_status.forget(str(body["metadata"]["uid"]))  # a peer may write meanwhile
+
+
+@kopf.on.delete(*BACKUP_RESOURCE, id=HandlerId.BACKUP_DELETE, optional=True)
+async def backup_deleted(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
+    """Say that the backup's data stays in OEC.sh (the API has no delete route)."""
+    event = BackupController.deleted(body)
+    _events(body)(event)
+    logger.info(event.message)
+    memo.runtime.backup_status.forget(str(body["metadata"]["uid"]))
+
 
 # --- OdooBackupSchedule ----------------------------------------------------------------------
 

@@ -5,10 +5,16 @@ The metrics and their labels are listed in the README (Metrics and logs).
 
 from __future__ import annotations
 
+import datetime
 import re
+import threading
+import time
 from collections import Counter as Tally
+from collections.abc import Iterator
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 RECONCILES = Counter("oec_operator_reconciles", "Reconciles of OdooEnvironments by result", ["result"])
 API_REQUESTS = Counter(
@@ -25,6 +31,9 @@ BUDGET_WAIT = Counter(
     ["bucket"],
 )
 RESOURCES = Gauge("oec_operator_resources", "OdooEnvironments by OEC.sh environment status", ["phase"])
+#: Terminal results of the operator's backups (``OdooBackup`` objects and final backups):
+#: ``completed`` or ``failed``, each counted once, when the status first shows it.
+BACKUPS = Counter("oec_operator_backups", "Backups the operator made or followed, by terminal result", ["result"])
 
 _ID = re.compile(r"/[0-9a-fA-F-]{36}(?=/|$)")
 
@@ -74,6 +83,60 @@ class PhaseTracker:
                 RESOURCES.remove(*labels)
         for phase, count in counts.items():
             RESOURCES.labels(phase).set(count)
+
+
+class LatestBackups(Collector):
+    """``oec_operator_latest_backup_age_seconds{namespace,environment}``: seconds since the newest
+    completed backup of each ``OdooEnvironment`` the operator knows of, computed at scrape time
+    (so the age grows between backups without any write)."""
+
+    def __init__(self) -> None:
+        self._completed: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()  # scrapes run in the metrics server's thread
+
+    def observe(self, namespace: str, environment: str, completed_at: datetime.datetime | None) -> None:
+        """A completed backup of ``namespace/environment`` (kept when newer than the one known)."""
+        if completed_at is None:
+            return
+        if completed_at.tzinfo is None:
+            completed_at = completed_at.replace(tzinfo=datetime.UTC)
+        stamp = completed_at.timestamp()
+        with self._lock:
+            if stamp > self._completed.get((namespace, environment), float("-inf")):
+                self._completed[(namespace, environment)] = stamp
+
+    def forget(self, namespace: str, environment: str) -> None:
+        """The environment is gone: drop its series."""
+        with self._lock:
+            self._completed.pop((namespace, environment), None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("oec_operator_latest_backup_age_seconds",
+                                   "Seconds since the newest completed backup of each OdooEnvironment",
+                                   labels=["namespace", "environment"])
+        now = time.time()
+        with self._lock:
+            items = list(self._completed.items())
+        for (namespace, environment), stamp in items:
+            family.add_metric([namespace, environment], max(0.0, now - stamp))
+        yield family
+
+
+LATEST_BACKUPS = LatestBackups()
+REGISTRY.register(LATEST_BACKUPS)
+
+
+def backup_finished(result: str) -> None:
+    """Count one backup that reached a terminal ``result`` (``completed`` or ``failed``) in
+    ``oec_operator_backups_total``; call once per backup, when its status first shows it."""
+    BACKUPS.labels(result).inc()
+
+
+def backup_completed(namespace: str, environment: str, completed_at: datetime.datetime | None) -> None:
+    """Record a completed backup of the ``OdooEnvironment`` ``namespace/environment`` for
+    ``oec_operator_latest_backup_age_seconds`` (any backup: an ``OdooBackup``, a final backup, or
+    the newest one of ``status.backups.latest``, whoever made it)."""
+    LATEST_BACKUPS.observe(namespace, environment, completed_at)
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:  # noqa: S104 - the pod's metrics port

@@ -8,32 +8,41 @@ Installed with the package as ``kubectl-oec`` (kubectl finds plugins on ``PATH``
     kubectl oec reconcile NAME                      # annotation oec.sh/reconcile-requested-at
     kubectl oec restart NAME                        # annotation oec.sh/restart-requested-at
     kubectl oec start|stop NAME                     # spec.powerState Running | Stopped
+    kubectl oec backup NAME [--retention R] [--notes T] [--no-filestore]  # a new OdooBackup of NAME
+    kubectl oec backups NAME                        # the environment's backups on OEC.sh, all types
+    kubectl oec backup download NAME [--expires-in S]  # a download link for the OdooBackup NAME
 
-``logs`` calls the OEC.sh API with the resource's own credentials (its ``credentialsSecretRef``
-Secret), else ``OEC_API_KEY`` / ``OEC_API_KEY_SECRET``; the API root is ``--api-url``, else
-``OEC_API_URL``, else the production URL. Exit status 1 with a one-line reason on any error.
+``logs``, ``backups`` and ``backup download`` call the OEC.sh API with the resource's own
+credentials (its ``credentialsSecretRef`` Secret; for ``backup download`` those the operator uses,
+``docs/backups.md`` §1), else ``OEC_API_KEY`` / ``OEC_API_KEY_SECRET``; the API root is
+``--api-url``, else ``OEC_API_URL``, else the production URL. Exit status 1 with a one-line reason on any error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError, SecretReader, resolve_api_key
+from oec_operator.models.backups import OdooBackupSpec, OdooBackupStatus
 from oec_operator.models.conditions import now_rfc3339
 from oec_operator.models.requests import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT, RESTART_REQUESTED_AT
-from oec_operator.models.spec import OdooEnvironmentSpec
+from oec_operator.models.spec import OdooEnvironmentSpec, SecretKeyRef
 from oec_operator.models.status import Health, LastDeploy, PendingResources, Status
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.errors import OecError, OecTransportError
-from oec_operator.settings import GROUP, PLURAL, VERSION, ConfigError, load_config
+from oec_operator.oec.models import Backup
+from oec_operator.settings import BACKUP_PLURAL, GROUP, PLURAL, VERSION, ConfigError, load_config
+
+T = TypeVar("T")
 
 
 class PluginError(Exception):
@@ -51,15 +60,16 @@ def _api(args: argparse.Namespace) -> tuple[kubernetes.client.ApiClient, str]:
     return kubernetes.client.ApiClient(), namespace
 
 
-def _get(api: kubernetes.client.ApiClient, namespace: str, name: str) -> dict[str, Any]:
+def _get(api: kubernetes.client.ApiClient, namespace: str, name: str, plural: str = PLURAL) -> dict[str, Any]:
+    kind = plural.removesuffix("s")
     try:
         obj = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name
+            GROUP, VERSION, namespace, plural, name
         ))
     except ApiException as exc:
         if exc.status == 404:
-            raise PluginError(f"odooenvironment {name!r} not found in namespace {namespace!r}") from None
-        raise PluginError(f"cannot read odooenvironment {name!r}: HTTP {exc.status} {exc.reason}") from None
+            raise PluginError(f"{kind} {name!r} not found in namespace {namespace!r}") from None
+        raise PluginError(f"cannot read {kind} {name!r}: HTTP {exc.status} {exc.reason}") from None
     return obj
 
 
@@ -159,6 +169,31 @@ def secret_reader(api: kubernetes.client.ApiClient) -> SecretReader:
     return read
 
 
+async def call_api(api: kubernetes.client.ApiClient, namespace: str, ref: SecretKeyRef | None, api_url: str | None,
+                   call: Callable[[OecClient], Awaitable[T]]) -> T:
+    """One OEC.sh call with the API key of ``ref`` in ``namespace`` (else the configured default).
+
+    Raises:
+        PluginError: no credentials, or the API failed or is unreachable.
+    """
+    try:
+        config = load_config()
+    except ConfigError as exc:
+        raise PluginError(str(exc)) from None
+    try:
+        key = await resolve_api_key(secret_reader(api), namespace, ref, config)
+    except CredentialsError as exc:
+        raise PluginError(str(exc)) from None
+    url = api_url or config.api_url
+    async with make_http_client(url, timeout=config.request_timeout) as http:
+        try:
+            return await call(OecClient(http, key))
+        except OecTransportError:
+            raise PluginError(f"cannot reach the OEC.sh API at {url}") from None
+        except OecError as exc:
+            raise PluginError(str(exc)) from None
+
+
 async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_url: str | None,
                      lines: int, task: str | None) -> str:
     """The deploy log of the resource's environment, with the resource's own credentials.
@@ -169,26 +204,129 @@ async def fetch_logs(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_
     environment_id = Status.from_body(obj.get("status")).environment_id
     if not environment_id:
         raise PluginError("the resource has no OEC.sh environment yet (status.environmentId is empty)")
-    try:
-        config = load_config()
-    except ConfigError as exc:
-        raise PluginError(str(exc)) from None
     spec = OdooEnvironmentSpec.from_body(obj.get("spec", {}))
-    try:
-        key = await resolve_api_key(secret_reader(api), obj["metadata"]["namespace"], spec.credentials_secret_ref,
-                                    config)
-    except CredentialsError as exc:
-        raise PluginError(str(exc)) from None
-    url = api_url or config.api_url
-    async with make_http_client(url, timeout=config.request_timeout) as http:
-        try:
-            log = await OecClient(http, key).get_logs(environment_id, task_id=task, lines=lines)
-        except OecTransportError:
-            raise PluginError(f"cannot reach the OEC.sh API at {url}") from None
-        except OecError as exc:
-            raise PluginError(str(exc)) from None
+    log = await call_api(api, obj["metadata"]["namespace"], spec.credentials_secret_ref, api_url,
+                         lambda client: client.get_logs(environment_id, task_id=task, lines=lines))
     header = f"# task {log.task_id or '-'}, {log.lines} lines{' (truncated)' if log.truncated else ''}"
     return f"{header}\n{log.log}".rstrip()
+
+
+#: Kubernetes name rules for the ``generateName`` of an ``OdooBackup`` (room for 5 random characters).
+_NAME_MAX = 57
+
+
+def backup_manifest(environment: str, namespace: str, *, retention: str, notes: str | None,
+                    include_filestore: bool) -> dict[str, Any]:
+    """The ``OdooBackup`` that ``kubectl oec backup`` creates for the environment object
+    ``environment`` (the apiserver completes the name: ``<environment>-<5 random characters>``)."""
+    prefix = re.sub(r"-+$", "", environment[:_NAME_MAX]) + "-"
+    spec: dict[str, Any] = {"environmentRef": {"name": environment}, "retention": retention,
+                            "includeFilestore": include_filestore}
+    if notes:
+        spec["notes"] = notes
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooBackup",
+            "metadata": {"generateName": prefix, "namespace": namespace, "labels": {"oec.sh/environment": environment}},
+            "spec": spec}
+
+
+def create_backup(api: kubernetes.client.ApiClient, namespace: str, environment: str, args: argparse.Namespace) -> str:
+    """Create an ``OdooBackup`` of ``environment`` now; returns the line to print (its name)."""
+    _get(api, namespace, environment)  # a clear error for a missing environment
+    body = backup_manifest(environment, namespace, retention=args.retention, notes=args.notes,
+                           include_filestore=not args.no_filestore)
+    try:
+        created = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, BACKUP_PLURAL, body))
+    except ApiException as exc:
+        raise PluginError(f"cannot create an odoobackup: HTTP {exc.status} {exc.reason}") from None
+    name = created["metadata"]["name"]
+    return (f"odoobackup/{name} created (environment {environment}, retention {args.retention}); "
+            f"follow it with: kubectl get odoobackup {name} -n {namespace} -w")
+
+
+def _records(api: kubernetes.client.ApiClient, namespace: str) -> dict[str, str]:
+    """OEC.sh backup id -> the ``OdooBackup`` of ``namespace`` that records it."""
+    try:
+        listing = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, BACKUP_PLURAL))
+    except ApiException as exc:
+        raise PluginError(f"cannot list odoobackups: HTTP {exc.status} {exc.reason}") from None
+    records: dict[str, str] = {}
+    for item in listing.get("items") or []:
+        backup_id = (item.get("status") or {}).get("backupId") or (item.get("spec") or {}).get("backupId")
+        if backup_id:
+            records[str(backup_id)] = str(item["metadata"]["name"])
+    return records
+
+
+def render_backups(backups: list[Backup], total: int, records: dict[str, str]) -> str:
+    """The table of ``kubectl oec backups``: newest first, with the ``OdooBackup`` recording each."""
+    rows = [("ID", "TYPE", "STATUS", "SIZE", "COMPLETED", "EXPIRES", "ODOOBACKUP")]
+    for b in backups:
+        rows.append((b.id, b.backup_type, b.status, "-" if b.total_size is None else str(b.total_size),
+                     b.completed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if b.completed_at else "-",
+                     b.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if b.expires_at else "never",
+                     records.get(b.id, "-")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    if total > len(backups):
+        lines.append(f"({len(backups)} newest of {total} backups shown)")
+    if not backups:
+        lines.append("(no backups)")
+    return "\n".join(lines)
+
+
+#: Backups listed by ``kubectl oec backups`` (the newest; one API read).
+BACKUPS_SHOWN = 100
+
+
+async def list_backups(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_url: str | None) -> str:
+    """``kubectl oec backups``: every backup of the environment on OEC.sh (manual, scheduled,
+    pre-deploy...: whoever made it) and which ``OdooBackup`` records each.
+
+    Raises:
+        PluginError: no environment yet, no credentials, or the API failed.
+    """
+    environment_id = Status.from_body(obj.get("status")).environment_id
+    if not environment_id:
+        raise PluginError("the resource has no OEC.sh environment yet (status.environmentId is empty)")
+    namespace = obj["metadata"]["namespace"]
+    spec = OdooEnvironmentSpec.from_body(obj.get("spec", {}))
+    page = await call_api(api, namespace, spec.credentials_secret_ref, api_url,
+                          lambda client: client.list_backups(environment_id, page=1, page_size=BACKUPS_SHOWN))
+    return render_backups(page.items, page.total, _records(api, namespace))
+
+
+async def download_link(record: dict[str, Any], api: kubernetes.client.ApiClient, api_url: str | None,
+                        expires_in: int) -> str:
+    """``kubectl oec backup download``: ask OEC.sh for presigned links to the ``OdooBackup``'s
+    data now (they are credentials: printed, never stored; ``docs/backups.md`` §1).
+
+    Raises:
+        PluginError: no backup id yet, no credentials, or the API refused (e.g. not completed).
+    """
+    status = OdooBackupStatus.from_body(record.get("status"))
+    spec = OdooBackupSpec.from_body(record.get("spec") or {})
+    backup_id = status.backup_id or spec.backup_id
+    name, namespace = record["metadata"]["name"], record["metadata"]["namespace"]
+    if not backup_id:
+        raise PluginError(f"odoobackup {name!r} has no OEC.sh backup yet (status.backupId is empty)")
+    ref = spec.credentials_ref
+    try:
+        environment = _get(api, namespace, spec.environment_ref.name)
+        ref = OdooEnvironmentSpec.from_body(environment.get("spec", {})).credentials_secret_ref or ref
+    except PluginError:
+        pass  # the environment object is gone: spec.credentialsRef, else the default key
+    link = await call_api(api, namespace, ref, api_url,
+                          lambda client: client.backup_download(backup_id, expires_in=expires_in))
+    lines = [f"# backup {backup_id}: links valid until {link.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ')}; "
+             "anyone holding them can download the data",
+             f"database:  {link.database_url}"]
+    if link.filestore_url:
+        lines.append(f"filestore: {link.filestore_url}")
+    if link.manifest_url:
+        lines.append(f"manifest:  {link.manifest_url}")
+    return "\n".join(lines)
 
 
 #: The annotation each token command sets to a fresh token (one action per new token).
@@ -251,7 +389,35 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("restart", parents=[common], help="ask the operator for a restart").add_argument("name")
     sub.add_parser("start", parents=[common], help="set spec.powerState to Running").add_argument("name")
     sub.add_parser("stop", parents=[common], help="set spec.powerState to Stopped").add_argument("name")
+    backup = sub.add_parser("backup", parents=[common],
+                            help="back up NAME now (a new OdooBackup), or `backup download NAME`: a download link")
+    backup.add_argument("words", nargs="+", metavar="NAME", help="the OdooEnvironment, or `download` and an OdooBackup")
+    backup.add_argument("--retention", default="monthly", choices=["daily", "weekly", "monthly", "yearly", "permanent"],
+                        help="how long OEC.sh keeps the backup (default monthly)")
+    backup.add_argument("--notes", help="notes stored with the backup (at most 400 characters)")
+    backup.add_argument("--no-filestore", action="store_true", help="back up the database only")
+    backup.add_argument("--expires-in", type=int, default=300,
+                        help="download: seconds the links stay valid (300-3600, default 300)")
+    backup.add_argument("--api-url", help="OEC.sh API root (default: OEC_API_URL or the production API)")
+    backups = sub.add_parser("backups", parents=[common], help="the environment's backups on OEC.sh")
+    backups.add_argument("name")
+    backups.add_argument("--api-url", help="OEC.sh API root (default: OEC_API_URL or the production API)")
     return p
+
+
+def _backup(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> str:
+    """``backup NAME`` or ``backup download NAME``."""
+    words = list(args.words)
+    if len(words) == 2 and words[0] == "download":
+        if not 300 <= args.expires_in <= 3600:
+            raise PluginError("--expires-in must be between 300 and 3600 seconds")
+        record = _get(api, namespace, words[1], BACKUP_PLURAL)
+        return asyncio.run(download_link(record, api, args.api_url, args.expires_in))
+    if len(words) != 1:
+        raise PluginError("usage: kubectl oec backup NAME | kubectl oec backup download NAME")
+    if args.notes and len(args.notes) > 400:
+        raise PluginError("--notes takes at most 400 characters")
+    return create_backup(api, namespace, words[0], args)
 
 
 def run(argv: Sequence[str]) -> str:
@@ -265,6 +431,10 @@ def run(argv: Sequence[str]) -> str:
     with api:
         if args.command == "status":
             return render_status(_get(api, namespace, args.name))
+        if args.command == "backup":
+            return _backup(api, namespace, args)
+        if args.command == "backups":
+            return asyncio.run(list_backups(_get(api, namespace, args.name), api, args.api_url))
         if args.command == "logs":
             return asyncio.run(fetch_logs(_get(api, namespace, args.name), api, args.api_url, args.lines, args.task))
         what = _patch(api, namespace, args.name, args.command)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from oec_operator.plugin import nudge, parser, render_status
+from oec_operator.oec.models import Backup
+from oec_operator.plugin import backup_manifest, nudge, parser, render_backups, render_status
 
 
 @pytest.mark.parametrize("argv", [
@@ -88,3 +89,34 @@ def test_status_shows_a_platform_subdomain_and_an_owed_quick_update() -> None:
     lines = render_status(obj).splitlines()
     assert "Domain:       platform subdomain (spec: platform subdomain)" in lines
     assert "Owed deploy:  update_specific (deploy request sha-2) modules sale, waits for task t8" in lines
+
+
+def test_backup_parses_a_create_and_a_download_with_flags_after_the_name() -> None:
+    args = parser().parse_args(["backup", "shop", "--retention", "weekly", "--no-filestore", "-n", "team"])
+    assert (args.words, args.retention, args.no_filestore, args.namespace) == (["shop"], "weekly", True, "team")
+    args = parser().parse_args(["backup", "download", "shop-x1", "--expires-in", "600"])
+    assert (args.words, args.expires_in) == (["download", "shop-x1"], 600)
+    assert parser().parse_args(["backup", "shop"]).retention == "monthly"  # never silently permanent
+
+
+def test_the_backup_manifest_names_the_environment_and_lets_the_apiserver_complete_the_name() -> None:
+    body = backup_manifest("a" * 70, "team", retention="daily", notes="pre-upgrade", include_filestore=False)
+    assert body["kind"] == "OdooBackup" and body["metadata"]["generateName"] == "a" * 57 + "-"
+    assert body["spec"] == {"environmentRef": {"name": "a" * 70}, "retention": "daily", "includeFilestore": False,
+                            "notes": "pre-upgrade"}
+    assert "notes" not in backup_manifest("shop", "team", retention="daily", notes=None,
+                                          include_filestore=True)["spec"]
+
+
+def test_the_backups_table_names_the_odoo_backup_recording_each_and_says_when_cut() -> None:
+    made = Backup.model_validate({"id": "b2", "environment_id": "e", "status": "completed", "backup_type": "manual",
+                                  "total_size": 1843200, "completed_at": "2026-12-04T22:50:03Z",
+                                  "expires_at": "2026-12-11T22:50:03Z"})
+    theirs = Backup.model_validate({"id": "b1", "environment_id": "e", "status": "completed",
+                                    "backup_type": "scheduled"})
+    lines = render_backups([made, theirs], 5, {"b2": "shop-x1"}).splitlines()
+    assert lines[0].split() == ["ID", "TYPE", "STATUS", "SIZE", "COMPLETED", "EXPIRES", "ODOOBACKUP"]
+    assert lines[1].split() == ["b2", "manual", "completed", "1843200", "2026-12-04T22:50:03Z",
+                                "2026-12-11T22:50:03Z", "shop-x1"]
+    assert lines[2].split() == ["b1", "scheduled", "completed", "-", "-", "never", "-"]
+    assert lines[3] == "(2 newest of 5 backups shown)"

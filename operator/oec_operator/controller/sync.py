@@ -177,6 +177,8 @@ class SyncController:
         if has_news(base, update, slow * SYNC_TIME_REFRESH_INTERVALS * (1 + spread(ref.uid))):
             current = await self._write(obj, ref, update) or base
         runtime.phases.set(ref.uid, current.phase)
+        if current.backups is not None and current.backups.latest is not None:  # docs/backups.md §5
+            metrics.backup_completed(ref.namespace, ref.name, cond.parse_time(current.backups.latest.completed_at))
         post_events(obj.events, outcome, previous)
         if requests.paused:
             runtime.fleet.forget(ref.uid)  # no API calls at all on its behalf, not even in a shared list
@@ -241,6 +243,8 @@ class SyncController:
                 source=source, fresh=force, detailed=state.detailed,
                 gone_grace=config.external_delete_grace_period,
                 domain_claimed_by=owner_of(obj.claims, body, domain=True),
+                backup_check_interval=config.backup_check_interval,
+                backup_check_offset=spread(ref.uid) * config.backup_check_interval,
             )
             outcome = await reconcile(ctx)
             state.last_good_key = key

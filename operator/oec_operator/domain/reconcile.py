@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from oec_operator.domain import refusals, resources, tasks, waiting
+from oec_operator.domain import freshness, refusals, resources, tasks, waiting
 from oec_operator.domain.assess import ASSESSED_REASONS, assess, observed_status, owe_deploy, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.fieldwrites import FieldWrites
@@ -120,6 +120,8 @@ class Context:
             (``OEC_EXTERNAL_DELETE_GRACE_PERIOD``).
         domain_claimed_by: ``namespace/name`` of another resource that has the same ``spec.domain``.
         fields: the day-2 writes of this reconcile (refused per field, :mod:`oec_operator.domain.fieldwrites`).
+        backup_check_interval / backup_check_offset: seconds between two reads of the newest
+            backup (0: never) and this object's offset within them (:mod:`oec_operator.domain.freshness`).
     """
 
     api: OecClient
@@ -138,6 +140,8 @@ class Context:
     detailed: Environment | None = None
     gone_grace: float = 30.0
     domain_claimed_by: str | None = None
+    backup_check_interval: float = 0.0
+    backup_check_offset: float = 0.0
     fields: FieldWrites = field(init=False)
     #: A refused write was recorded or held back in this reconcile (``status.refusedWrite`` stays).
     refused: bool = field(default=False, init=False)
@@ -333,6 +337,11 @@ async def _reconcile(ctx: Context) -> Outcome:
     if health is not None and health.status:
         env = env.model_copy(update={"status": health.status})
     log_tail = await _failure_log(ctx, env, health)
+    if freshness.due(ctx.status.backups, env.created_at, interval=ctx.backup_check_interval,
+                     offset=ctx.backup_check_offset):
+        backups = await freshness.read_latest(ctx.api, env.id, ctx.now)  # docs/backups.md §5
+        if backups is not None:
+            extra.add(Status(backups=backups))
     outcome = Outcome(status=observed_status(env, health, ctx.now).merged(extra.update), detailed=detailed)
     assess(env, health, outcome, ctx.fast_poll, ctx.slow_poll)
     if extra.update.pending_deploy is not None:
