@@ -1,5 +1,5 @@
 """Process-wide objects of a running operator: configuration, the shared OEC.sh HTTP client and
-rate limiters, the project watches, the Kubernetes client, the Secret cache and the status writer.
+rate limiters, the project watches, the Kubernetes client, the Secret cache and the status writers.
 Created once at start-up (kept in kopf's ``memo``), closed at clean-up."""
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from oec_operator.kube.client import KubeClient
 from oec_operator.kube.credentials import CredentialsError, describe, resolve_api_key, secret_of
 from oec_operator.kube.secrets import SecretCache
 from oec_operator.kube.status import StatusWriter
+from oec_operator.models.backups import OdooBackupScheduleStatus, OdooBackupStatus, OdooRestoreStatus
 from oec_operator.models.spec import SecretKeyRef
+from oec_operator.models.status import Status
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.keygate import KeyGate
 from oec_operator.oec.ratelimit import Priority, RateLimiter
-from oec_operator.settings import OperatorConfig
+from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, OperatorConfig
 
 if TYPE_CHECKING:
     import kopf
@@ -36,7 +38,8 @@ class Runtime:
         http: the one ``httpx.AsyncClient`` of all OEC.sh calls.
         kube: the Kubernetes client (through kopf's session).
         secrets: the cached Secret reader (API keys).
-        status: the one status writer.
+        status: the one status writer of ``OdooEnvironment``; backup_status, schedule_status,
+            restore_status: those of ``OdooBackup``, ``OdooBackupSchedule``, ``OdooRestore``.
         limiters: one :class:`RateLimiter` per API key (by the key's SHA-256), ``batched`` only.
         fleet: the project watches of the batched design.
         keys: the process-wide gate on refused API keys (``docs/oec-api.md`` §4 brute-force block).
@@ -48,7 +51,10 @@ class Runtime:
     http: httpx.AsyncClient
     kube: KubeClient
     secrets: SecretCache = field(init=False)
-    status: StatusWriter = field(init=False)
+    status: StatusWriter[Status] = field(init=False)
+    backup_status: StatusWriter[OdooBackupStatus] = field(init=False)
+    schedule_status: StatusWriter[OdooBackupScheduleStatus] = field(init=False)
+    restore_status: StatusWriter[OdooRestoreStatus] = field(init=False)
     phases: metrics.PhaseTracker = field(default_factory=metrics.PhaseTracker)
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
     keys: KeyGate = field(default_factory=KeyGate)
@@ -58,6 +64,9 @@ class Runtime:
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
         self.status = StatusWriter(self.kube)
+        self.backup_status = StatusWriter(self.kube, OdooBackupStatus, BACKUP_PLURAL)
+        self.schedule_status = StatusWriter(self.kube, OdooBackupScheduleStatus, SCHEDULE_PLURAL)
+        self.restore_status = StatusWriter(self.kube, OdooRestoreStatus, RESTORE_PLURAL)
         self.fleet = Fleet(lambda key: self.client(key, Priority.POLL),
                            lambda key: self._limiter(key).bucket(write=False).limit if self.batched else 1e9,
                            fast=self.config.fast_poll_interval)

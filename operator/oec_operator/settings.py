@@ -19,6 +19,19 @@ GROUP, VERSION, PLURAL = "oec.sh", "v1alpha1", "odooenvironments"
 RESOURCE = (GROUP, VERSION, PLURAL)
 #: Name of the ``OdooEnvironment`` CRD.
 CRD_NAME = f"{PLURAL}.{GROUP}"
+#: Plural, kopf resource selector and CRD name of ``OdooBackup`` (one backup on OEC.sh,
+#: ``docs/backups.md`` §1).
+BACKUP_PLURAL = "odoobackups"
+BACKUP_RESOURCE = (GROUP, VERSION, BACKUP_PLURAL)
+BACKUP_CRD_NAME = f"{BACKUP_PLURAL}.{GROUP}"
+#: The same for ``OdooBackupSchedule`` (backups on a cron schedule, ``docs/backups.md`` §2).
+SCHEDULE_PLURAL = "odoobackupschedules"
+SCHEDULE_RESOURCE = (GROUP, VERSION, SCHEDULE_PLURAL)
+SCHEDULE_CRD_NAME = f"{SCHEDULE_PLURAL}.{GROUP}"
+#: The same for ``OdooRestore`` (one restore of a backup into an environment, ``docs/backups.md`` §3).
+RESTORE_PLURAL = "odoorestores"
+RESTORE_RESOURCE = (GROUP, VERSION, RESTORE_PLURAL)
+RESTORE_CRD_NAME = f"{RESTORE_PLURAL}.{GROUP}"
 #: The finalizer that holds a resource until its environment is destroyed or orphaned.
 FINALIZER = "oec.sh/finalizer"
 #: Prefix of kopf's own annotations. Not ``oec.sh``: kopf ignores every annotation under its
@@ -38,6 +51,16 @@ class HandlerId:
     POLL = "poll"
     DELETE = "delete"
     UNINSTALL_GUARD = "uninstall-guard"
+    #: ``OdooBackup``: create/update, the poll until the backup is terminal, deletion.
+    BACKUP_CHANGE = "backup-change"
+    BACKUP_POLL = "backup-poll"
+    BACKUP_DELETE = "backup-delete"
+    #: ``OdooBackupSchedule``: create/update and the clock that fires the runs.
+    SCHEDULE_CHANGE = "schedule-change"
+    SCHEDULE_CLOCK = "schedule-clock"
+    #: ``OdooRestore``: create, and the poll until the restore is terminal.
+    RESTORE_CHANGE = "restore-change"
+    RESTORE_POLL = "restore-poll"
 
 
 class OperatorConfig(BaseSettings):

@@ -4,6 +4,7 @@ simulator over real HTTP; the apiserver is an in-memory fake (:class:`FakeKube`)
 from __future__ import annotations
 
 import base64
+import copy
 import itertools
 import logging
 from collections import Counter
@@ -22,7 +23,7 @@ from oec_operator.domain.ownership import Claim, claims_of
 from oec_operator.kube.client import KubeClient, KubeError
 from oec_operator.oec.client import make_http_client
 from oec_operator.runtime import Runtime
-from oec_operator.settings import OperatorConfig
+from oec_operator.settings import BACKUP_PLURAL, PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, OperatorConfig
 from tests.simulator.conftest import clock, sim, start_sim
 from tests.simulator.sim_helpers import API, PROJECT_A, RW, Sim
 
@@ -43,14 +44,17 @@ def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
 
 
 class FakeKube(KubeClient):
-    """An in-memory apiserver: OdooEnvironment bodies, Secrets and the CRD; counts every call.
+    """An in-memory apiserver: objects of every kind (``kinds[plural]``; ``objects`` is
+    ``OdooEnvironment``'s), Secrets and the CRD; counts every call.
 
     ``fail_status_writes``: HTTP status every status write fails with (``None``: they succeed).
     """
 
     def __init__(self) -> None:
         super().__init__(kopf.OperatorSettings())
-        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.kinds: dict[str, dict[tuple[str, str], dict[str, Any]]] = {
+            plural: {} for plural in (PLURAL, BACKUP_PLURAL, SCHEDULE_PLURAL, RESTORE_PLURAL)}
+        self.objects = self.kinds[PLURAL]
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
         self.crd_deleting = False
         self.fail_status_writes: int | None = None
@@ -60,16 +64,59 @@ class FakeKube(KubeClient):
     def set_key(self, key: str, where: tuple[str, str] = SECRET) -> None:
         self.secrets[where] = {"apiKey": base64.b64encode(key.encode()).decode()}
 
-    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any], *,
+                           plural: str = PLURAL) -> dict[str, Any]:
         self.calls["patch_status"] += 1
         if self.fail_status_writes is not None:
             raise KubeError("PATCH status: injected failure", self.fail_status_writes)
-        obj = self.objects.get((namespace, name))
+        obj = self.kinds[plural].get((namespace, name))
         if obj is None:
             raise KubeError("PATCH status: not found", 404)
         self.status_patches.append(dict(patch))
         merge(obj.setdefault("status", {}), patch)
         return obj
+
+    async def patch_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any], *,
+                             plural: str = PLURAL) -> None:
+        self.calls["patch_metadata"] += 1
+        obj = self.kinds[plural].get((namespace, name))
+        if obj is None:
+            raise KubeError("PATCH: not found", 404)
+        merge(obj.setdefault("metadata", {}), {k: v for k, v in metadata.items() if k != "resourceVersion"})
+
+    async def get_object(self, namespace: str, name: str, *, plural: str = PLURAL) -> dict[str, Any] | None:
+        self.calls["get_object"] += 1
+        return self.kinds[plural].get((namespace, name))
+
+    async def list_objects(self, namespace: str | None = None, *, plural: str = PLURAL,
+                           label_selector: str | None = None) -> list[dict[str, Any]]:
+        """Selects by equality terms only (``a=b,c=d``), enough for the operator's own labels."""
+        self.calls["list_objects"] += 1
+        terms = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
+        return [obj for (ns, _), obj in self.kinds[plural].items() if namespace in (None, ns)
+                and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in terms.items())]
+
+    async def create_object(self, namespace: str, body: Mapping[str, Any], *, plural: str = PLURAL) -> dict[str, Any]:
+        self.calls["create_object"] += 1
+        obj = copy.deepcopy(dict(body))
+        name = obj["metadata"]["name"]
+        if (namespace, name) in self.kinds[plural]:
+            raise KubeError("POST: already exists", 409)
+        obj["metadata"].update(namespace=namespace, uid=f"00000000-0000-4000-8000-{next(_uids):012d}",
+                               generation=1, creationTimestamp="2026-12-01T00:00:00Z")
+        obj.setdefault("status", {})
+        self.kinds[plural][(namespace, name)] = obj
+        return obj
+
+    async def delete_object(self, namespace: str, name: str, *, plural: str = PLURAL, uid: str | None = None) -> bool:
+        self.calls["delete_object"] += 1
+        obj = self.kinds[plural].get((namespace, name))
+        if obj is None:
+            return False
+        if uid is not None and obj["metadata"].get("uid") != uid:
+            raise KubeError("DELETE: precondition failed", 409)
+        del self.kinds[plural][(namespace, name)]
+        return True
 
     async def read_secret_data(self, namespace: str, name: str) -> dict[str, str]:
         self.calls["read_secret"] += 1

@@ -17,7 +17,7 @@ from oec_operator.models.status import Status
 
 
 class Kube:
-    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    async def patch_status(self, namespace: str, name: str, patch: dict[str, Any], **_: Any) -> dict[str, Any]:
         return {"status": patch}
 
 
@@ -28,7 +28,7 @@ class Sync:
 
 class Runtime:
     def __init__(self) -> None:
-        self.status = StatusWriter(Kube())  # type: ignore[arg-type]
+        self.status = StatusWriter(Kube())  # type: ignore[call-overload]
 
 
 async def stop_daemon(reason: kopf.DaemonStoppingReason) -> tuple[StatusWriter, ResourceState]:

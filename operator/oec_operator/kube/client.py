@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import kopf
@@ -46,6 +47,10 @@ class KubeError(Exception):
 class KubeClient:
     """Async calls to the apiserver through kopf's client.
 
+    The object calls take the kind's ``plural`` (``oec.sh/v1alpha1``: ``odooenvironments``, the
+    default, ``odoobackups``, ``odoobackupschedules``, ``odoorestores``; names in
+    :mod:`oec_operator.settings`).
+
     Args:
         settings: kopf's operator settings (timeouts), from the start-up handler.
     """
@@ -68,19 +73,21 @@ class KubeClient:
             raise KubeError(f"{method.upper()} {url}: {type(exc).__name__}") from None
 
     @staticmethod
-    def _resource_url(namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+    def _resource_url(namespace: str | None, name: str | None = None, subresource: str | None = None,
+                      plural: str = PLURAL) -> str:
         parts = [f"/apis/{GROUP}/{VERSION}"]
         if namespace is not None:
             parts.append(f"namespaces/{namespace}")
-        parts.append(PLURAL)
+        parts.append(plural)
         if name is not None:
             parts.append(name)
         if subresource is not None:
             parts.append(subresource)
         return "/".join(parts)
 
-    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource of an ``OdooEnvironment``.
+    async def patch_status(self, namespace: str, name: str, patch: Mapping[str, Any], *,
+                           plural: str = PLURAL) -> dict[str, Any]:
+        """Merge-patch the status subresource of an object (an ``OdooEnvironment`` by default).
 
         Returns:
             The object as the apiserver returned it.
@@ -89,17 +96,80 @@ class KubeClient:
             KubeError: the write failed (404: the object is gone).
         """
         result: dict[str, Any] = await self._call(
-            "patch", self._resource_url(namespace, name, "status"), {"status": dict(patch)}, MERGE_PATCH)
+            "patch", self._resource_url(namespace, name, "status", plural), {"status": dict(patch)}, MERGE_PATCH)
         return result
 
-    async def patch_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any]) -> None:
-        """Merge-patch an ``OdooEnvironment``'s metadata (with a ``resourceVersion`` in it the
-        patch is conditional: a 409 when the object changed since).
+    async def patch_metadata(self, namespace: str, name: str, metadata: Mapping[str, Any], *,
+                             plural: str = PLURAL) -> None:
+        """Merge-patch an object's metadata (an ``OdooEnvironment`` by default; with a
+        ``resourceVersion`` in it the patch is conditional: a 409 when the object changed since).
 
         Raises:
             KubeError: the write failed.
         """
-        await self._call("patch", self._resource_url(namespace, name), {"metadata": dict(metadata)}, MERGE_PATCH)
+        await self._call("patch", self._resource_url(namespace, name, plural=plural),
+                         {"metadata": dict(metadata)}, MERGE_PATCH)
+
+    async def get_object(self, namespace: str, name: str, *, plural: str = PLURAL) -> dict[str, Any] | None:
+        """One object, or ``None`` when there is no such object (HTTP 404).
+
+        Raises:
+            KubeError: the read failed otherwise.
+        """
+        try:
+            obj: dict[str, Any] = await self._call("get", self._resource_url(namespace, name, plural=plural))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj
+
+    async def list_objects(self, namespace: str | None = None, *, plural: str = PLURAL,
+                           label_selector: str | None = None) -> list[dict[str, Any]]:
+        """The objects of a kind in ``namespace`` (``None``: the whole cluster), those whose labels
+        match ``label_selector`` (the list query syntax, e.g.
+        :meth:`oec_operator.models.backups.LabelSelector.query`) when given.
+
+        Raises:
+            KubeError: the list failed.
+        """
+        url = self._resource_url(namespace, plural=plural)
+        if label_selector:
+            url += "?" + urlencode({"labelSelector": label_selector})
+        listing = await self._call("get", url)
+        return list(listing.get("items") or [])
+
+    async def create_object(self, namespace: str, body: Mapping[str, Any], *, plural: str = PLURAL) -> dict[str, Any]:
+        """Create an object (``body`` with ``apiVersion``, ``kind``, ``metadata``, ``spec``).
+
+        Returns:
+            The object as created.
+
+        Raises:
+            KubeError: the write failed (409: an object of that name exists already; 422: invalid).
+        """
+        created: dict[str, Any] = await self._call("post", self._resource_url(namespace, plural=plural), dict(body))
+        return created
+
+    async def delete_object(self, namespace: str, name: str, *, plural: str = PLURAL, uid: str | None = None) -> bool:
+        """Delete an object; with ``uid`` only that very object (a precondition: a new object of the
+        same name is left alone, HTTP 409).
+
+        Returns:
+            False when there was no such object (HTTP 404), True when the deletion was accepted.
+
+        Raises:
+            KubeError: the deletion failed otherwise.
+        """
+        options = {"kind": "DeleteOptions", "apiVersion": "v1",
+                   **({"preconditions": {"uid": uid}} if uid is not None else {})}
+        try:
+            await self._call("delete", self._resource_url(namespace, name, plural=plural), options)
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     async def list_resources(self) -> list[dict[str, Any]]:
         """Every ``OdooEnvironment`` in the cluster.
@@ -107,8 +177,7 @@ class KubeClient:
         Raises:
             KubeError: the list failed.
         """
-        listing = await self._call("get", self._resource_url(None))
-        return list(listing.get("items") or [])
+        return await self.list_objects(None)
 
     async def read_crd(self, name: str) -> dict[str, Any]:
         """A CustomResourceDefinition.

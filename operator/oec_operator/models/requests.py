@@ -11,6 +11,9 @@ REDEPLOY_REQUESTED_AT = "oec.sh/redeploy-requested-at"
 RECREATE_REQUESTED_AT = "oec.sh/recreate-requested-at"
 RESTART_REQUESTED_AT = "oec.sh/restart-requested-at"
 POLL_INTERVAL = "oec.sh/poll-interval"
+#: ``"true"``: delete without the final backup that ``spec.finalBackup`` asks for (the escape
+#: hatch when it cannot be taken, ``docs/backups.md`` §4).
+SKIP_FINAL_BACKUP = "oec.sh/skip-final-backup"
 #: Longest steady poll interval the annotation may ask for, seconds (as ``OEC_POLL_INTERVAL``).
 MAX_POLL_INTERVAL = 86400.0
 
@@ -21,12 +24,14 @@ class Requests:
 
     Attributes:
         paused: ``oec.sh/paused: "true"``.
+        skip_final_backup: ``oec.sh/skip-final-backup: "true"``.
         reconcile_token / redeploy_token / recreate_token / restart_token: the tokens, or ``None``.
         poll_interval: requested steady poll interval in seconds, or ``None`` when absent or
             not a positive number.
     """
 
     paused: bool = False
+    skip_final_backup: bool = False
     reconcile_token: str | None = None
     redeploy_token: str | None = None
     recreate_token: str | None = None
@@ -43,6 +48,7 @@ class Requests:
             interval = None
         return cls(
             paused=a.get(PAUSED, "").strip().lower() == "true",
+            skip_final_backup=a.get(SKIP_FINAL_BACKUP, "").strip().lower() == "true",
             reconcile_token=a.get(RECONCILE_REQUESTED_AT) or None,
             redeploy_token=a.get(REDEPLOY_REQUESTED_AT) or None,
             recreate_token=a.get(RECREATE_REQUESTED_AT) or None,

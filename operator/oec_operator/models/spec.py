@@ -79,6 +79,25 @@ class Resources(_SpecModel):
         return {k: v for k, v in values.items() if v is not None}
 
 
+#: Retention classes of an OEC.sh backup (``docs/oec-api.md`` §11.5): how long the API keeps it.
+Retention = Literal["daily", "weekly", "monthly", "yearly", "permanent"]
+
+
+class FinalBackup(_SpecModel):
+    """``spec.finalBackup``: a backup taken before the environment is destroyed (``docs/backups.md`` §4).
+
+    Attributes:
+        enabled: take it; ``None`` (absent) = the default of the environment type (on for
+            ``production``, see :attr:`OdooEnvironmentSpec.final_backup_enabled`).
+        retention: the backup's retention class (default ``monthly``, never silently ``permanent``).
+        timeout_seconds: how long the deletion waits for the backup to complete, seconds.
+    """
+
+    enabled: bool | None = None
+    retention: Retention = "monthly"
+    timeout_seconds: int = Field(default=3600, alias="timeoutSeconds")
+
+
 class OdooEnvironmentSpec(_SpecModel):
     """Desired state of one OEC.sh environment.
 
@@ -98,6 +117,7 @@ class OdooEnvironmentSpec(_SpecModel):
         resources: the size to run with; resize_policy: ``Restart`` (restart after a resize,
             default) or ``NextDeploy`` (the size applies at the next deploy).
         domain: custom hostname, ``""`` = the platform subdomain, ``None`` (absent) = not managed.
+        final_backup: the backup taken before a destroy (``docs/backups.md`` §4).
     """
 
     project_id: str = Field(alias="projectId")
@@ -116,6 +136,15 @@ class OdooEnvironmentSpec(_SpecModel):
     resources: Resources = Field(default_factory=Resources)
     resize_policy: Literal["Restart", "NextDeploy"] = Field(default="Restart", alias="resizePolicy")
     domain: str | None = None
+    final_backup: FinalBackup = Field(default_factory=FinalBackup, alias="finalBackup")
+
+    @property
+    def final_backup_enabled(self) -> bool:
+        """Whether a destroy is preceded by a final backup: ``spec.finalBackup.enabled``, or when
+        absent, true for ``production`` environments only (``docs/backups.md`` §4)."""
+        if self.final_backup.enabled is not None:
+            return self.final_backup.enabled
+        return self.environment_type == "production"
 
     @property
     def observe_only(self) -> bool:

@@ -12,7 +12,7 @@ the JSON merge patch of the status subresource. Only :mod:`oec_operator.kube.sta
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -23,6 +23,52 @@ from oec_operator.oec.models import TRANSITIONAL_STATES, EnvironmentState
 
 class _StatusModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class StatusBase(_StatusModel):
+    """The whole ``status`` of one kind (every field optional), or an update of it: the shared
+    part of :class:`Status` and the backup kinds' statuses (:mod:`oec_operator.models.backups`).
+
+    An update is an instance with some fields set (:attr:`pydantic.BaseModel.model_fields_set`):
+    those are the ones it writes, and a field set to ``None`` is removed.
+
+    Attributes:
+        observed_generation: ``metadata.generation`` the status was computed for.
+        conditions: ``metav1.Condition`` objects as JSON (kept by
+            :func:`oec_operator.models.conditions.merge_conditions`).
+    """
+
+    observed_generation: int | None = None
+    conditions: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_body(cls, status: Mapping[str, Any] | None) -> Self:
+        """Parse ``body["status"]`` (``None`` or ``{}``: an empty status). Fields the operator does
+        not know are ignored; a malformed value raises ``pydantic.ValidationError``."""
+        return cls.model_validate(dict(status or {}))
+
+    @property
+    def empty(self) -> bool:
+        """True for a status the operator never wrote (a new object)."""
+        return not self.model_dump(exclude_defaults=True)
+
+    def condition(self, type_: str) -> Mapping[str, Any] | None:
+        """The condition of the given type, or ``None``."""
+        return cond.find(self.conditions, type_)
+
+    def merged(self, update: Self) -> Self:
+        """This status with the fields set in ``update`` applied (``None`` removes a field)."""
+        return self.model_copy(update={name: getattr(update, name) for name in update.model_fields_set})
+
+    def patch(self) -> dict[str, Any]:
+        """This update as a JSON merge patch of ``status``: camelCase keys, ``None`` deletes."""
+        return self.model_dump(mode="json", by_alias=True, include=set(self.model_fields_set))
+
+    def changes(self, update: Self) -> Self:
+        """The part of ``update`` that differs from this status (an update, maybe empty)."""
+        return type(self).model_validate(
+            {name: getattr(update, name) for name in update.model_fields_set
+             if getattr(update, name) != getattr(self, name)})
 
 
 class CreateRequest(_StatusModel):
@@ -127,20 +173,49 @@ class LastDeploy(_StatusModel):
     completed_at: str | None = None
 
 
-class Status(_StatusModel):
+class FinalBackupStatus(_StatusModel):
+    """``status.finalBackup``: the backup taken before the environment is destroyed
+    (``spec.finalBackup``, ``docs/backups.md`` §4). ``phase``: the ``OdooBackup`` phases
+    (``Pending``, ``Running``, ``Completed``, ``Failed``, ``Expired``); times RFC 3339."""
+
+    backup_id: str | None = None
+    phase: str | None = None
+    requested_at: str | None = None
+    completed_at: str | None = None
+    message: str | None = None
+
+
+class LatestBackup(_StatusModel):
+    """``status.backups.latest``: the environment's newest backup on OEC.sh, whoever made it.
+    ``type``: the API's ``backup_type`` (``manual``, ``scheduled``, ``pre_deploy``, ...); ``status``:
+    the API's status; ``completed_at`` RFC 3339 (``docs/backups.md`` §5)."""
+
+    id: str | None = None
+    type: str | None = None
+    status: str | None = None
+    completed_at: str | None = None
+
+
+class BackupsStatus(_StatusModel):
+    """``status.backups``: backup freshness, read from the API at ``checked_at`` (RFC 3339)."""
+
+    latest: LatestBackup | None = None
+    checked_at: str | None = None
+
+
+class Status(StatusBase):
     """The whole ``status`` of an ``OdooEnvironment`` (every field optional), or an update of it.
 
     Attributes:
         phase: the OEC.sh environment status (:class:`EnvironmentState`; an unknown value is
             kept as the string the API sent).
-        conditions: ``metav1.Condition`` objects as JSON (kept by
-            :func:`oec_operator.models.conditions.merge_conditions`).
         last_sync_time: RFC 3339 time the environment was last read.
+        final_backup: the backup taken before a destroy (``docs/backups.md`` §4).
+        backups: backup freshness (``docs/backups.md`` §5).
         Other fields mirror the environment (``docs/oec-api.md`` §9.1, §9.2) or record intents
         and handled tokens (``docs/reconciliation.md``).
     """
 
-    observed_generation: int | None = None
     environment_id: str | None = None
     phase: Annotated[EnvironmentState | str | None, Field(union_mode="left_to_right")] = None
     url: str | None = None
@@ -175,22 +250,8 @@ class Status(_StatusModel):
     last_handled_redeploy_at: str | None = None
     last_handled_recreate_at: str | None = None
     last_sync_time: str | None = None
-    conditions: tuple[dict[str, Any], ...] = ()
-
-    @classmethod
-    def from_body(cls, status: Mapping[str, Any] | None) -> Status:
-        """Parse ``body["status"]`` (``None`` or ``{}``: an empty status). Fields the operator does
-        not know are ignored; a malformed value raises ``pydantic.ValidationError``."""
-        return cls.model_validate(dict(status or {}))
-
-    @property
-    def empty(self) -> bool:
-        """True for a status the operator never wrote (a new object)."""
-        return not self.model_dump(exclude_defaults=True)
-
-    def condition(self, type_: str) -> Mapping[str, Any] | None:
-        """The condition of the given type, or ``None``."""
-        return cond.find(self.conditions, type_)
+    final_backup: FinalBackupStatus | None = None
+    backups: BackupsStatus | None = None
 
     @property
     def busy(self) -> bool:
@@ -202,17 +263,3 @@ class Status(_StatusModel):
                     and self.phase == "running" and not stalled)
         return (self.phase in TRANSITIONAL_STATES or self.pending_deploy is not None or self.task is not None
                 or resizing)
-
-    def merged(self, update: Status) -> Status:
-        """This status with the fields set in ``update`` applied (``None`` removes a field)."""
-        return self.model_copy(update={name: getattr(update, name) for name in update.model_fields_set})
-
-    def patch(self) -> dict[str, Any]:
-        """This update as a JSON merge patch of ``status``: camelCase keys, ``None`` deletes."""
-        return self.model_dump(mode="json", by_alias=True, include=set(self.model_fields_set))
-
-    def changes(self, update: Status) -> Status:
-        """The part of ``update`` that differs from this status (an update, maybe empty)."""
-        return Status.model_validate(
-            {name: getattr(update, name) for name in update.model_fields_set
-             if getattr(update, name) != getattr(self, name)})
