@@ -65,16 +65,19 @@ def test_the_idempotency_key_is_fixed_per_object_and_differs_for_a_new_one() -> 
     assert key.startswith("oec-operator-restore-") and "uid-1" not in key and len(key) <= 255
 
 
-def test_the_safety_backup_is_the_newest_pre_restore_backup_since_the_start() -> None:
+def test_the_safety_backup_is_the_one_of_the_restore_task_else_the_newest_pre_restore_since_the_start() -> None:
     started = NOW
     backups = [
         _backup(id="old", backup_type="pre_restore", created_at="2026-12-04T11:00:00Z"),
         _backup(id="manual", backup_type="manual", created_at="2026-12-04T12:00:05Z"),
         _backup(id="safety", backup_type="pre_restore", created_at="2026-12-04T12:00:01Z"),
+        _backup(id="linked", backup_type="pre_restore", task_id="t1", created_at="2026-12-04T11:59:58Z"),
     ]
-    found = restore.safety_backup(backups, started)
+    found = restore.safety_backup(backups, "t1", started)  # the API names the restore's task: that one
+    assert found is not None and found.id == "linked"
+    found = restore.safety_backup(backups, "t2", started)
     assert found is not None and found.id == "safety"
-    assert restore.safety_backup(backups[:2], started) is None
+    assert restore.safety_backup(backups[:2], None, started) is None
 
 
 def test_a_finished_task_decides_the_phase() -> None:

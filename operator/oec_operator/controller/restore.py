@@ -249,21 +249,21 @@ class RestoreController:
             return await self._end(obj, ref, current, restore.FAILED, "RestoreFailed",
                                    f"restore task {task.id} ended {task.status}"
                                    + (f": {task.error_message}" if task.error_message else ""))
-        safety = await self._safety_backup(target, current)
+        safety = await self._safety_backup(target, current, task.id)
         way_back = (f"; the safety backup {safety} holds the data from before (restore it to go back)" if safety
                     else "; no pre_restore safety backup was found")
         return await self._end(obj, ref, current, restore.COMPLETED, "Completed",
                                f"restored backup {current.backup_id} (task {task.id}){way_back}",
                                OdooRestoreStatus(safety_backup_id=safety))
 
-    async def _safety_backup(self, target: Target, current: OdooRestoreStatus) -> str | None:
+    async def _safety_backup(self, target: Target, current: OdooRestoreStatus, task_id: str) -> str | None:
         """The id of the ``pre_restore`` backup the API took before this restore, if listed."""
         since = restore.parse_time(current.started_at)
         if since is None:
             return None
         page = await target.api.with_priority(Priority.POLL).list_backups(
             target.environment_id, backup_type=restore.SAFETY_BACKUP_TYPE)
-        found = restore.safety_backup(page.items, since)
+        found = restore.safety_backup(page.items, task_id, since)
         return found.id if found is not None else None
 
     def _next_read(self, current: OdooRestoreStatus) -> float:

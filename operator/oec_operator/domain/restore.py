@@ -159,13 +159,16 @@ def task_phase(task: Task) -> str | None:
     return COMPLETED if task.status == "completed" else FAILED
 
 
-def safety_backup(backups: Iterable[Backup], since: datetime.datetime) -> Backup | None:
-    """The safety backup of a restore started at ``since``: the newest ``pre_restore`` backup
-    created at or after it (the API takes it before restoring, ``docs/oec-api.md`` §11.5).
-    ``since`` is the operator's clock; the API's runs within the same second (NTP), and
-    ``status.startedAt`` is rounded down to the second."""
-    found = [b for b in backups if b.backup_type == SAFETY_BACKUP_TYPE and b.created_at is not None
-             and (parse_time(b.created_at) or since) >= since]
+def safety_backup(backups: Iterable[Backup], task_id: str | None, since: datetime.datetime) -> Backup | None:
+    """The safety backup of a restore: the ``pre_restore`` backup the API took before restoring
+    (``docs/oec-api.md`` §11.5). The one whose ``task_id`` is the restore's task when the API says
+    so; else the newest created at or after ``since`` (the restore's ``status.startedAt``, the
+    operator's clock rounded down to the second; the API's clock is taken to be on NTP too)."""
+    safety = [b for b in backups if b.backup_type == SAFETY_BACKUP_TYPE]
+    linked = [b for b in safety if task_id and b.task_id == task_id]
+    if linked:
+        return linked[0]
+    found = [b for b in safety if (parse_time(b.created_at) or since) >= since and b.created_at is not None]
     return max(found, key=lambda b: parse_time(b.created_at) or since, default=None)
 
 
