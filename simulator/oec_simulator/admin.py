@@ -15,12 +15,18 @@ Endpoints (JSON in, JSON out; errors ``{"error", "message", "detail"?}`` with 40
   running with)
 * ``PATCH /_sim/environments/{id}`` ``{name?, branch?, status?, domain?, cpu_cores?, ram_mb?,
   disk_gb?, custom_domain_verified?, apply_sizes?, fail_next_deploy?, fail_log?: [str],
-  fail_message?, destroy_seconds?}`` → that object (dashboard edits: sizes are requested, applied
+  fail_message?, destroy_seconds?, fail_next_backup?, backup_fail_message?}`` → that object
+  (dashboard edits: sizes are requested, applied
   by the next deploy/restart or at once with ``apply_sizes: true``; ``fail_log``/``fail_message``:
   the next deploy fails with these ``/logs`` lines and task ``error_message``; ``destroy_seconds``:
   this environment's destroy duration, s, null = the configured one)
 * ``GET /_sim/environments/{id}/tasks`` → its tasks, newest first: the §9.3 task object +
   ``{update_modules, mode, modules, applied_sizes}`` (what each was asked; sizes it applied)
+* ``GET /_sim/environments/{id}/backups`` → ``{environment_id, backups: [Backup + {phase,
+  include_filestore, restores}], counts: {creates, restores, by_type, by_status}}``: every backup,
+  expired ones included, newest first (``creates``: accepted ``POST …/backups``)
+* ``POST /_sim/backups/{id}/complete`` / ``POST /_sim/backups/{id}/fail`` ``{message?}`` → that
+  backup's admin view: a pending or running backup (and its task) finishes now (409 when finished)
 * ``DELETE /_sim/environments/{id}`` → that object with ``deleted: true`` (gone at once)
 * ``GET /_sim/projects`` → ``[Project]``; ``POST /_sim/projects`` ``{id?, name, default_branch?,
   odoo_version?, server_id?, git_repo_url?, git_provider?}`` → 201 Project (409 if the id exists)
@@ -49,7 +55,7 @@ from .admin_common import ADMIN_PREFIX, AdminError, admin_errors, read_body, rea
 from .clock import iso
 from .config import KeyConfig, ProjectConfig
 from .runtime import Simulator
-from .schemas import AdminClockAdvance, AdminEnvironmentPatch, AdminKeyRevoke
+from .schemas import AdminBackupFinish, AdminClockAdvance, AdminEnvironmentPatch, AdminKeyRevoke
 
 
 async def health(request: web.Request) -> web.Response:
@@ -106,6 +112,31 @@ async def patch_environment(request: web.Request) -> web.Response:
 async def list_tasks(request: web.Request) -> web.Response:
     """``GET /_sim/environments/{id}/tasks`` → tasks with what they were asked, newest first."""
     return web.json_response(sim_of(request).store.admin_tasks(request.match_info["env_id"]))
+
+
+async def list_backups(request: web.Request) -> web.Response:
+    """``GET /_sim/environments/{id}/backups`` → every backup of it with counts (``Store.admin_backups``)."""
+    return web.json_response(sim_of(request).store.admin_backups(request.match_info["env_id"]))
+
+
+def _backup_admin_view(sim: Simulator, backup_id: str) -> dict[str, Any]:
+    env_id = sim.store.backups[backup_id].environment_id
+    return next(b for b in sim.store.admin_backups(env_id)["backups"] if b["id"] == backup_id)
+
+
+async def complete_backup(request: web.Request) -> web.Response:
+    """``POST /_sim/backups/{id}/complete`` → the backup, completed now."""
+    sim = sim_of(request)
+    backup = sim.store.admin_finish_backup(request.match_info["backup_id"], fail=False)
+    return web.json_response(_backup_admin_view(sim, backup.id))
+
+
+async def fail_backup(request: web.Request) -> web.Response:
+    """``POST /_sim/backups/{id}/fail`` ``{message?}`` → the backup, failed now."""
+    sim = sim_of(request)
+    body = await read_body(request, AdminBackupFinish)
+    backup = sim.store.admin_finish_backup(request.match_info["backup_id"], fail=True, message=body.message)
+    return web.json_response(_backup_admin_view(sim, backup.id))
 
 
 async def remove_environment(request: web.Request) -> web.Response:
@@ -213,6 +244,9 @@ def add_admin_routes(app: web.Application) -> None:
         ("PATCH", "/environments/{env_id}", patch_environment),
         ("DELETE", "/environments/{env_id}", remove_environment),
         ("GET", "/environments/{env_id}/tasks", list_tasks),
+        ("GET", "/environments/{env_id}/backups", list_backups),
+        ("POST", "/backups/{backup_id}/complete", complete_backup),
+        ("POST", "/backups/{backup_id}/fail", fail_backup),
         ("GET", "/projects", list_projects),
         ("POST", "/projects", create_project),
         ("GET", "/keys", list_keys),

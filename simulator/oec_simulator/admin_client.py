@@ -168,6 +168,31 @@ class SimulatorAdmin:
         """``DELETE /_sim/environments/{env_id}``: gone at once, outside the API → its admin view."""
         return dict(self._call("DELETE", f"/environments/{env_id}"))
 
+    # ---------------------------------------------------------------- backups
+
+    def backups(self, env_id: str) -> JSON:
+        """``GET /_sim/environments/{env_id}/backups`` → ``{environment_id, backups, counts}``: every
+        backup (expired ones included), newest first, as the API shows it plus ``phase``,
+        ``include_filestore`` and ``restores``; ``counts``: ``{creates, restores, by_type, by_status}``
+        (``creates``: accepted ``POST …/backups``)."""
+        return dict(self._call("GET", f"/environments/{env_id}/backups"))
+
+    def complete_backup(self, backup_id: str) -> JSON:
+        """``POST /_sim/backups/{backup_id}/complete``: a pending or running backup completes now."""
+        return dict(self._call("POST", f"/backups/{backup_id}/complete"))
+
+    def fail_backup(self, backup_id: str, message: str | None = None) -> JSON:
+        """``POST /_sim/backups/{backup_id}/fail``: a pending or running backup fails now (with
+        ``message`` as its ``error_message``)."""
+        return dict(self._call("POST", f"/backups/{backup_id}/fail", {"message": message} if message else {}))
+
+    def fail_next_backup(self, env_id: str, message: str | None = None) -> JSON:
+        """The next backup of ``env_id`` fails (``PATCH /_sim/environments/{env_id}``)."""
+        fields: dict[str, Any] = {"fail_next_backup": True}
+        if message:
+            fields["backup_fail_message"] = message
+        return self.patch_environment(env_id, **fields)
+
     # ---------------------------------------------------------------- faults
 
     def inject(self, **rule: Any) -> list[JSON]:

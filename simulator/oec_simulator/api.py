@@ -1,4 +1,4 @@
-"""Public API handlers under ``/api/public/v1`` (docs/oec-api.md §2, §8, §9, §11.1-§11.4).
+"""Public API handlers under ``/api/public/v1`` (docs/oec-api.md §2, §8, §9, §11.1-§11.5).
 
 Handlers run after the middleware in ``app.py`` has authenticated the key, rate-limited the request,
 applied fault injection, latency and idempotency; they raise
@@ -17,18 +17,21 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from . import backups as bk
 from .auth import Principal
 from .config import ProjectConfig
 from .endpoints import ACTIONS, API_PREFIX, ENDPOINTS, logical_route
 from .errors import ApiError, field_error, not_found
 from .runtime import Simulator
 from .schemas import (
+    CreateBackupBody,
     CreateEnvironmentBody,
     CreateProjectBody,
     DeployBody,
     PatchEnvironmentBody,
     PatchProjectBody,
     QuickUpdateBody,
+    RestoreBody,
     StrictCreateEnvironmentBody,
     parse_body,
     refuse_mcp_patch_fields,
@@ -86,16 +89,18 @@ def _require_org(principal: Principal) -> None:
         raise ApiError(403, "org_scope_required", "This operation needs an organization-scoped API key.")
 
 
-def _confirmed(sim: Simulator, request: web.Request) -> None:
-    """Check ``X-Confirm-Delete: true``: 400 ``confirmation_required`` or the 422 variant (§1 row 18)."""
-    value = request.headers.get("X-Confirm-Delete")
+def _confirmed(sim: Simulator, request: web.Request, header: str = "X-Confirm-Delete") -> None:
+    """Check ``X-Confirm-Delete: true`` (or ``X-Confirm-Restore``): 400 ``confirmation_required`` or
+    the 422 variant (§1 row 18)."""
+    value = request.headers.get(header)
     if value == "true":
         return
     if sim.config.confirm_status == 422:
         if value is None:
-            raise field_error("header", "x-confirm-delete", "Field required", "missing")
-        raise field_error("header", "x-confirm-delete", "Input should be 'true'", "literal_error")
-    raise ApiError(400, "confirmation_required", "Deleting requires the header X-Confirm-Delete: true.")
+            raise field_error("header", header.lower(), "Field required", "missing")
+        raise field_error("header", header.lower(), "Input should be 'true'", "literal_error")
+    what = "Deleting" if header == "X-Confirm-Delete" else "Restoring"
+    raise ApiError(400, "confirmation_required", f"{what} requires the header {header}: true.")
 
 
 def _visible_project(request: web.Request) -> Project:
@@ -356,13 +361,116 @@ async def list_deployments(request: web.Request) -> web.Response:
     return _json({"data": [sim.store.task_view(t) for t in page], "pagination": pagination})
 
 
+# ---------------------------------------------------------------------------- backups (§11.5)
+def _enum_query(request: web.Request, name: str, allowed: tuple[str, ...]) -> str | None:
+    """Optional enum query parameter; a value not in ``allowed`` → 422 ``enum``."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    value = value.strip().lower()
+    if value not in allowed:
+        listed = ", ".join(f"'{s}'" for s in allowed)
+        raise field_error("query", name, f"Input should be {listed}", "enum")
+    return value
+
+
+def _backups_env(request: web.Request) -> Environment:
+    """The environment of a backups route, gone ones included (backups outlive it), visible to the key."""
+    sim = _sim(request)
+    env = sim.store.backups_of(_path_uuid(request, "env_id"))
+    _ensure_visible(sim, _principal(request), env.project_id)
+    return env
+
+
+def _visible_backup(request: web.Request) -> bk.Backup:
+    sim = _sim(request)
+    backup = sim.store.get_backup(_path_uuid(request, "backup_id"))
+    _ensure_visible(sim, _principal(request), backup.project_id)
+    return backup
+
+
+async def list_backups(request: web.Request) -> web.Response:
+    """``GET /environments/{env_id}/backups?status=&backup_type=&page=&page_size=`` → page of
+    Backups, newest first, also after the environment's deletion (§11.5; §1 row 28)."""
+    sim = _sim(request)
+    env = _backups_env(request)
+    ref = sim.config.backup_enums == "ref"
+    status = _enum_query(request, "status", bk.REF_STATUSES if ref else bk.MCP_STATUSES)
+    backup_type = _enum_query(request, "backup_type", bk.REF_TYPES if ref else bk.MCP_TYPES)
+    page = _int_query(request, "page", 1, 1, 1_000_000)
+    page_size = _int_query(request, "page_size", 20, 1, 100)
+    backups = sim.store.list_backups(env.id, status=status, backup_type=backup_type)
+    now = sim.clock.now()
+    chunk = backups[(page - 1) * page_size : page * page_size]
+    items = [bk.backup_view(b, now, sim.config) for b in chunk]
+    return _json(bk.page_view(items, len(backups), page, page_size, sim.config))
+
+
+async def create_backup(request: web.Request) -> web.Response:
+    """``POST /environments/{env_id}/backups`` → 201 Backup (``pending``); no idempotency key; 409
+    while a backup or another task runs; 404 with ``backups_route=missing``."""
+    sim = _sim(request)
+    if sim.config.backups_route == "missing":
+        raise not_found()
+    env = _visible_env(request)
+    body = parse_body(_raw(request), CreateBackupBody, required=False)
+    backup = sim.store.create_backup(
+        env.id, include_filestore=body.include_filestore, retention_type=body.retention_type, notes=body.notes
+    )
+    return _json(bk.backup_view(backup, sim.clock.now(), sim.config), status=201)
+
+
+async def get_backup(request: web.Request) -> web.Response:
+    """``GET /backups/{backup_id}`` → Backup, also after the environment's deletion."""
+    sim = _sim(request)
+    backup = _visible_backup(request)
+    return _json(bk.backup_view(backup, sim.clock.now(), sim.config))
+
+
+async def backup_download(request: web.Request) -> web.Response:
+    """``GET /backups/{backup_id}/download?expires_in=300..3600`` (default 3600) → presigned links of a
+    completed backup; otherwise 400 ``{"detail": "Backup is not in COMPLETED status"}``."""
+    sim = _sim(request)
+    backup = _visible_backup(request)
+    expires_in = _int_query(request, "expires_in", 3600, 300, 3600)
+    now = sim.clock.now()
+    if backup.phase_at(now) != "completed":
+        raise ApiError(400, "invalid_state", "Backup is not in COMPLETED status", plain=True)
+    return _json(bk.download_view(backup, now, expires_in))
+
+
+async def restore_backup(request: web.Request) -> web.Response:
+    """``POST /backups/{backup_id}/restore`` with ``X-Confirm-Restore: true`` (``Idempotency-Key``
+    honoured by the middleware) → 202 ``{task_id, status, environment_id, backup_id}``; into the
+    backup's own environment only (a body naming another one → 422 ``cross_environment_restore``)."""
+    sim = _sim(request)
+    _confirmed(sim, request, "X-Confirm-Restore")
+    backup = _visible_backup(request)
+    body = parse_body(_raw(request), RestoreBody, required=False)
+    target = body.target_environment_id or body.environment_id
+    if target is not None and str(target) != backup.environment_id:
+        raise ApiError(
+            422,
+            "cross_environment_restore",
+            "A backup can only be restored into the environment it was taken from.",
+            extras={"environment_id": backup.environment_id},
+        )
+    task = sim.store.restore_backup(backup.id)
+    return _json(
+        {"task_id": task.id, "status": "queued", "environment_id": backup.environment_id, "backup_id": backup.id,
+         "poll_url": f"{API_PREFIX}/deployments/{task.id}"},
+        status=202,
+    )
+
+
 #: Handler of each non-action logical route name; every action route is answered by :func:`_action`.
 _HANDLERS: dict[str, Handler] = {
     handler.__name__: handler
     for handler in (
         list_projects, create_project, get_project, patch_project, delete_project, list_environments,
         create_environment, get_environment, patch_environment, delete_environment, environment_status,
-        environment_logs, list_deployments, get_deployment,
+        environment_logs, list_deployments, get_deployment, list_backups, create_backup, get_backup,
+        backup_download, restore_backup,
     )
 }
 

@@ -128,6 +128,11 @@ class SimulatorConfig(BaseModel):
       ``status_filter``, ``unknown_fields``, ``quota_status``, ``logs_max_lines``,
       ``confirm_status``, ``action_aliases``, ``deployments_list``, ``detail_lag_seconds``,
       ``patch_fields``, ``size_view``, ``disk_shrink``.
+    * Backups (§11.5, §1 row 28): ``backup_seconds`` (3.0) and ``restore_seconds`` (4.0) task
+      durations; ``auto_backups`` (True): OEC's own ``scheduled`` (daily, 02:00 UTC) and pre-deploy
+      backups appear by themselves; ``fail_next_backups`` (0): the next N backup tasks fail, with
+      ``fail_backup_message`` as ``error_message``; variants ``backup_enums`` (``mcp``/``ref``),
+      ``backup_page_field`` (``pages``/``total_pages``), ``backups_route`` (``present``/``missing``).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
@@ -158,6 +163,11 @@ class SimulatorConfig(BaseModel):
     faults: list[FaultRule] = Field(default_factory=list)
     fault_seed: int | None = None
     outage: OutageSpec | None = None
+    backup_seconds: float = Field(3.0, ge=0)
+    restore_seconds: float = Field(4.0, ge=0)
+    auto_backups: bool = True
+    fail_next_backups: int = Field(0, ge=0)
+    fail_backup_message: str | None = Field(None, min_length=1, max_length=2000)
 
     # §1 row 2: error envelope.
     error_envelope: Literal["detail", "toplevel"] = "detail"
@@ -206,6 +216,12 @@ class SimulatorConfig(BaseModel):
     size_view: Literal["requested", "applied"] = "requested"
     # §1 row 33: a smaller disk_gb → 422 validation error on disk_gb, or accepted.
     disk_shrink: Literal["refuse", "allow"] = "refuse"
+    # §1 row 28: backup status/type enums of the vendor client (MCP) or of the reference docs (REF).
+    backup_enums: Literal["mcp", "ref"] = "mcp"
+    # §1 row 28: name of the page-count field of the backup list.
+    backup_page_field: Literal["pages", "total_pages"] = "pages"
+    # §1 row 28: the backup-create route exists, or is absent (POST answers 404, as an older API).
+    backups_route: Literal["present", "missing"] = "present"
 
     @field_validator("rate_limit_headers", mode="before")
     @classmethod

@@ -49,6 +49,11 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("POST", "/environments/{env_id}/actions/start", "start:alias"),
     Endpoint("POST", "/environments/{env_id}/actions/stop", "stop:alias"),
     Endpoint("GET", "/deployments/{task_id}", "get_deployment"),
+    Endpoint("GET", "/environments/{env_id}/backups", "list_backups"),
+    Endpoint("POST", "/environments/{env_id}/backups", "create_backup"),
+    Endpoint("GET", "/backups/{backup_id}", "get_backup"),
+    Endpoint("GET", "/backups/{backup_id}/download", "backup_download"),
+    Endpoint("POST", "/backups/{backup_id}/restore", "restore_backup"),
 )
 
 #: Logical route names of the actions (``POST /environments/{env_id}/<action>``, §9.4).
@@ -59,6 +64,7 @@ IDEMPOTENCY_HEADERS: dict[str, str] = {
     "create_project": "X-Idempotency-Key",
     "create_environment": "X-Idempotency-Key",
     **dict.fromkeys(sorted(ACTIONS), "Idempotency-Key"),
+    "restore_backup": "Idempotency-Key",
 }
 
 

@@ -8,6 +8,7 @@ into ``(status, json_body, headers)`` in the configured envelope:
 * ``toplevel`` (REF): ``{"error": code, "message": text, ...extras}``; validation 422:
   ``{"error": "validation_error", "message": ..., "detail": [{"field": "name", "message": ...}]}``
   (§5.1); ``retry_after`` is top-level on 429.
+* ``ApiError(..., plain=True)``: ``{"detail": "<message>"}`` (§5.2 shape 3) in the ``detail`` envelope.
 * 402 ``subscription_blocked`` always uses §5.2 shape 4: ``{"detail": {"reason", "subscription_status",
   "message"}}``.
 
@@ -36,8 +37,11 @@ class ApiError(Exception):
         *,
         extras: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
+        plain: bool = False,
     ) -> None:
         super().__init__(f"{status} {code}: {message}")
+        #: Render as ``{"detail": "<message>"}`` (§5.2 shape 3) in the ``detail`` envelope.
+        self.plain = plain
         self.status = status
         self.code = code
         self.message = message
@@ -101,6 +105,8 @@ def render(
             }
         }
         return 402, body, dict(exc.headers)
+    if exc.plain and envelope == "detail":
+        return exc.status, {"detail": exc.message}, dict(exc.headers)
     if envelope == "toplevel":
         body = {"error": exc.code, "message": exc.message, **exc.extras}
     else:

@@ -1,11 +1,12 @@
 """Record of every public-API request, served by ``GET /_sim/requests``.
 
 Entries: ``{seq, time, method, path, query, status, idempotency_key, x_idempotency_key,
-confirm_delete, body}``: ``seq`` numbers requests in arrival order (from 1), ``time`` is the arrival
-time (ISO 8601 UTC), ``query`` a dict (last value wins), ``status`` the answered HTTP status, the
-three header fields the raw values of ``Idempotency-Key``, ``X-Idempotency-Key`` and
-``X-Confirm-Delete`` (or null), ``body`` the parsed JSON body or null. Authorization and X-API-Key
-values are never recorded. ``status`` is null for a request a fault dropped without an answer
+confirm_delete, confirm_restore, body}``: ``seq`` numbers requests in arrival order (from 1),
+``time`` is the arrival time (ISO 8601 UTC), ``query`` a dict (last value wins), ``status`` the
+answered HTTP status, the four header fields the raw values of ``Idempotency-Key``,
+``X-Idempotency-Key``, ``X-Confirm-Delete`` and ``X-Confirm-Restore`` (or null), ``body`` the parsed
+JSON body or null. Authorization and X-API-Key values are never recorded (nor any answer body, so
+no backup download link). ``status`` is null for a request a fault dropped without an answer
 (connection reset or timeout).
 
 The log is bounded: it keeps the newest ``limit`` finished entries (config ``request_log_limit``,
@@ -60,6 +61,7 @@ class RequestLog:
             "idempotency_key": headers.get("Idempotency-Key"),
             "x_idempotency_key": headers.get("X-Idempotency-Key"),
             "confirm_delete": headers.get("X-Confirm-Delete"),
+            "confirm_restore": headers.get("X-Confirm-Restore"),
             "body": parse_body(raw_body),
         }
 

@@ -111,6 +111,29 @@ class QuickUpdateBody(BaseModel):
         return self
 
 
+class CreateBackupBody(BaseModel):
+    """Body of ``POST /environments/{id}/backups`` (§11.5): only ``manual`` backups can be asked for;
+    ``retention_type`` defaults to ``permanent``, ``notes`` ≤ 500 characters."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    backup_type: Literal["manual"] = "manual"
+    include_filestore: bool = True
+    retention_type: Literal["daily", "weekly", "monthly", "yearly", "permanent"] = "permanent"
+    storage_config_id: uuid.UUID | None = None
+    notes: Annotated[str, StringConstraints(max_length=500)] | None = None
+
+
+class RestoreBody(BaseModel):
+    """Optional body of ``POST /backups/{id}/restore``: the API takes none; a target naming another
+    environment (``environment_id`` or ``target_environment_id``) is refused (§11.5)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    environment_id: uuid.UUID | None = None
+    target_environment_id: uuid.UUID | None = None
+
+
 class CreateProjectBody(BaseModel):
     """Body of ``POST /projects`` (§11.1)."""
 
@@ -146,7 +169,9 @@ class AdminEnvironmentPatch(BaseModel):
     ``custom_domain_verified``), and the simulator-only ``apply_sizes`` (true: requested sizes run at
     once), ``fail_log`` (lines the next deploy's ``/logs`` show at its failure),
     ``fail_message`` (its task ``error_message``) and ``destroy_seconds`` (this environment's destroy
-    duration, s; null = the configured ``destroy_seconds``)."""
+    duration, s; null = the configured ``destroy_seconds``), ``fail_next_backup`` (the next backup of
+    this environment fails) with ``backup_fail_message`` (its ``error_message``; giving it also sets
+    ``fail_next_backup``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -163,6 +188,16 @@ class AdminEnvironmentPatch(BaseModel):
     fail_log: list[Annotated[str, StringConstraints(max_length=2000)]] | None = Field(None, max_length=200)
     fail_message: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
     destroy_seconds: float | None = Field(None, ge=0)
+    fail_next_backup: bool | None = None
+    backup_fail_message: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+
+
+class AdminBackupFinish(BaseModel):
+    """Body of ``POST /_sim/backups/{id}/fail`` (optional): the backup's ``error_message``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
 
 
 class AdminKeyRevoke(BaseModel):

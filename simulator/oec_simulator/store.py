@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import backups as bk
 from . import envsettings
 from .clock import Clock, iso
 from .config import ProjectConfig, SimulatorConfig
@@ -50,6 +51,8 @@ TASK_STEPS: dict[str, tuple[str, ...]] = {
     "stop": ("stop",),
     "restart": ("stop", "start", "healthcheck"),
     "quick_update": ("pull", "update", "restart", "healthcheck"),
+    "backup": ("prepare", "dump_database", "archive_filestore", "upload"),
+    "restore": ("safety_backup", "download", "restore_database", "restore_filestore", "restart", "healthcheck"),
 }
 #: Tasks whose completion applies the requested sizes (§11.2: "takes effect on the next deploy or
 #: restart"); a stop leaves them pending.
@@ -74,6 +77,11 @@ DEFAULT_FAIL_LOG = (
     "ERROR: pip install exited with status 1",
 )
 DEFAULT_FAIL_MESSAGE = "Build failed: pip could not install the requirements of the addons (simulated failure)."
+#: Log line and ``error_message`` of a failed backup unless configured otherwise.
+DEFAULT_BACKUP_FAIL_LOG = ("ERROR: pg_dump: error: connection to server was lost",)
+DEFAULT_BACKUP_FAIL_MESSAGE = "Backup failed: pg_dump lost its connection to the database (simulated failure)."
+#: States in which an environment can be restored (§11.5); a backup also needs a deployed one.
+RESTORABLE_STATES = frozenset({"running", "stopped", "failed", "error"})
 _STEP_TEXT = {
     "prepare": "Preparing deployment on server",
     "pull": "Pulling branch '{branch}' from git",
@@ -87,6 +95,13 @@ _STEP_TEXT = {
     "cleanup": "Releasing resources",
     "update": "Updating modules",
     "restart": "Restarting containers",
+    "dump_database": "Dumping the database",
+    "archive_filestore": "Archiving the filestore",
+    "upload": "Uploading the backup to storage",
+    "safety_backup": "Taking a safety backup of the current data",
+    "download": "Downloading the backup",
+    "restore_database": "Restoring the database",
+    "restore_filestore": "Restoring the filestore",
 }
 
 
@@ -193,6 +208,9 @@ class Environment:
     custom_domain: str | None = None
     custom_domain_verified: bool = False
     domain_set_at: float | None = None
+    fail_next_backup: bool = False
+    backup_fail_message: str | None = None
+    next_scheduled_backup: float | None = None
 
 
 def slugify(name: str) -> str:
@@ -214,6 +232,10 @@ class Store:
         self.projects: dict[str, Project] = {}
         self.environments: dict[str, Environment] = {}
         self.tasks: dict[str, Task] = {}
+        self.backups: dict[str, bk.Backup] = {}
+        #: Accepted ``POST .../backups`` and ``POST /backups/{id}/restore`` per environment (admin counts).
+        self.backup_creates: dict[str, int] = {}
+        self.restores: dict[str, int] = {}
         self._seq = 0
         for project in config.projects:
             self.add_project(project)
@@ -227,6 +249,9 @@ class Store:
         """Drop every environment and task; projects stay (``POST /_sim/reset``)."""
         self.environments.clear()
         self.tasks.clear()
+        self.backups.clear()
+        self.backup_creates.clear()
+        self.restores.clear()
 
     def tick(self) -> None:
         """Complete every task whose end time has passed and apply its effect, and verify custom
@@ -238,6 +263,8 @@ class Store:
                 if due is not None and now >= due:
                     env.custom_domain_verified, env.domain_set_at = True, None
                     env.updated_at = max(env.updated_at, due)
+            if env.next_scheduled_backup is not None and now >= env.next_scheduled_backup:
+                self._scheduled_backups(env, now)
             if env.active_task_id is None:
                 continue
             task = self.tasks[env.active_task_id]
@@ -254,6 +281,13 @@ class Store:
             else:
                 env.status = "running"
                 env.ever_deployed = True
+                if env.next_scheduled_backup is None:
+                    env.next_scheduled_backup = bk.next_scheduled(at)
+        elif task.type == "backup":
+            pass  # a backup leaves the environment as it was
+        elif task.type == "restore":
+            if task.fail_step is None:
+                env.status = "running"
         elif task.type == "destroy":
             env.status = "deleted"
             env.deleted = True
@@ -501,6 +535,9 @@ class Store:
                 f"Cannot {action.replace('_', '-')} an environment in status '{env.status}'.",
                 extras={"status": env.status},
             )
+        if action == "deploy" and env.ever_deployed and self.config.auto_backups:
+            kind = "pre_deploy" if self.config.backup_enums == "ref" else "pre_upgrade"
+            self._record_backup(env, kind, self.clock.now())
         task = self._queue(env, action)
         task.update_modules, task.mode, task.modules = update_modules, mode, modules
         return task
@@ -510,6 +547,10 @@ class Store:
             return self.config.deploy_seconds
         if task_type == "destroy":
             return env.destroy_seconds if env.destroy_seconds is not None else self.config.destroy_seconds
+        if task_type == "backup":
+            return self.config.backup_seconds
+        if task_type == "restore":
+            return self.config.restore_seconds
         return self.config.action_seconds
 
     def _take_failure(self, env: Environment) -> tuple[tuple[str, ...], str] | None:
@@ -529,6 +570,18 @@ class Store:
         message = message or config.fail_deploy_message or DEFAULT_FAIL_MESSAGE
         return (tuple(lines) if lines is not None else DEFAULT_FAIL_LOG), message
 
+    def _take_backup_failure(self, env: Environment) -> tuple[tuple[str, ...], str] | None:
+        """Consume a planned backup failure (the environment's, then ``fail_next_backups``):
+        ``(log lines, error message)``, or ``None`` when the backup should succeed."""
+        message = env.backup_fail_message
+        if env.fail_next_backup:
+            env.fail_next_backup, env.backup_fail_message = False, None
+        elif self.config.fail_next_backups > 0:
+            self.config.fail_next_backups = self.config.fail_next_backups - 1
+        else:
+            return None
+        return DEFAULT_BACKUP_FAIL_LOG, message or self.config.fail_backup_message or DEFAULT_BACKUP_FAIL_MESSAGE
+
     def _queue(self, env: Environment, task_type: str, now: float | None = None) -> Task:
         now = self.clock.now() if now is None else now
         duration = self._duration(env, task_type)
@@ -540,6 +593,9 @@ class Store:
         failure = self._take_failure(env) if task_type == "deploy" else None
         if failure is not None:
             fail_step = steps.index(self.config.fail_deploy_step)
+        elif task_type == "backup":
+            failure = self._take_backup_failure(env)
+            fail_step = steps.index("dump_database") if failure is not None else None
         start_at = now + queue_delay
         end_at = start_at + (step_seconds * (fail_step + 1) if fail_step is not None else run)
         task = Task(
@@ -738,6 +794,8 @@ class Store:
             "fail_log": env.fail_log,
             "fail_message": env.fail_message,
             "destroy_seconds": env.destroy_seconds,
+            "fail_next_backup": env.fail_next_backup,
+            "backup_fail_message": env.backup_fail_message,
         }
 
     def admin_tasks(self, env_id: str) -> list[dict[str, Any]]:
@@ -768,7 +826,8 @@ class Store:
     def admin_update(self, env_id: str, changes: dict[str, Any]) -> Environment:
         """Set ``name``/``branch``/``status``/``fail_next_deploy``/``domain``/``cpu_cores``/``ram_mb``/
         ``disk_gb``/``custom_domain_verified`` directly (edits in the OEC dashboard), and the
-        simulator-only ``fail_log``, ``fail_message``, ``destroy_seconds`` (null = config's) and
+        simulator-only ``fail_log``, ``fail_message``, ``destroy_seconds`` (null = config's),
+        ``fail_next_backup``, ``backup_fail_message`` (also sets ``fail_next_backup``) and
         ``apply_sizes`` (true: the requested sizes run at once, as after a restart).
 
         Sizes are requested like a PATCH (no shrink or plan check); a new ``domain`` starts
@@ -789,12 +848,14 @@ class Store:
         if changes.get("custom_domain_verified") is not None and env.custom_domain is not None:
             env.custom_domain_verified = bool(changes["custom_domain_verified"])
             env.domain_set_at = None
-        for name in ("name", "branch", "status", "fail_next_deploy"):
+        for name in ("name", "branch", "status", "fail_next_deploy", "fail_next_backup"):
             if name in changes and changes[name] is not None:
                 setattr(env, name, changes[name])
-        for name in ("fail_log", "fail_message", "destroy_seconds"):
+        for name in ("fail_log", "fail_message", "destroy_seconds", "backup_fail_message"):
             if name in changes:
                 setattr(env, name, changes[name])
+        if changes.get("backup_fail_message") is not None:
+            env.fail_next_backup = True
         if changes.get("fail_log") is not None or changes.get("fail_message") is not None:
             env.fail_next_deploy = True
         if {"name", "branch", "status", "domain", "cpu_cores", "ram_mb", "disk_gb", "custom_domain_verified"} & set(
@@ -812,8 +873,224 @@ class Store:
             task.cancelled_at = now
             task.finalized = True
             env.active_task_id = None
+            for backup in self.backups.values():
+                if backup.task_id == task.id:
+                    backup.cancelled_at = now
         env.status = "deleted"
         env.deleted = True
         env.deleted_at = now
         env.updated_at = now
         return env
+
+    # ------------------------------------------------------------------ backups (§11.5, §1 row 28)
+    def _record_backup(
+        self,
+        env: Environment,
+        backup_type: str,
+        at: float,
+        *,
+        task: Task | None = None,
+        end_at: float | None = None,
+        retention_type: str | None = None,
+        include_filestore: bool = True,
+        notes: str | None = None,
+    ) -> bk.Backup:
+        """Store a backup record created at ``at``; with ``task`` it runs as that task (its times,
+        failure), else it runs from ``at`` to ``end_at`` (default: complete at ``at``)."""
+        backup = bk.Backup(
+            id=str(uuid.uuid4()),
+            environment_id=env.id,
+            project_id=env.project_id,
+            backup_type=backup_type,
+            retention_type=retention_type or bk.AUTO_RETENTION.get(backup_type, "monthly"),
+            include_filestore=include_filestore,
+            notes=notes,
+            created_at=at,
+            start_at=task.start_at if task is not None else at,
+            end_at=task.end_at if task is not None else (at if end_at is None else end_at),
+            seq=self._next_seq(),
+            task_id=task.id if task is not None else None,
+        )
+        if task is not None and task.fail_step is not None:
+            backup.failed, backup.error_message = True, task.error_message
+        self.backups[backup.id] = backup
+        return backup
+
+    def _scheduled_backups(self, env: Environment, now: float) -> None:
+        """Record OEC's own daily ``scheduled`` backups due by ``now`` (the last 7 at most after a
+        long jump of the clock; none while ``auto_backups`` is off or the environment is gone or
+        not running/stopped)."""
+        due = env.next_scheduled_backup
+        assert due is not None
+        times = []
+        while due <= now:
+            times.append(due)
+            due += bk.DAY
+        env.next_scheduled_backup = due
+        if not self.config.auto_backups or env.deleted or env.status not in ("running", "stopped"):
+            return
+        for at in times[-7:]:
+            self._record_backup(env, "scheduled", at, end_at=at + self.config.backup_seconds)
+
+    def create_backup(
+        self, env_id: str, *, include_filestore: bool, retention_type: str, notes: str | None
+    ) -> bk.Backup:
+        """A manual backup, run as a ``backup`` task (one task per environment).
+
+        409 ``backup_in_progress`` (extras ``task_id``, ``backup_id``) while a backup runs, 409
+        ``task_in_progress`` (``task_id``) while another task runs, 409 ``invalid_state`` for an
+        environment never deployed or being destroyed; 404 once gone.
+        """
+        env = self.get_environment(env_id)
+        if env.active_task_id is not None:
+            active = self.tasks[env.active_task_id]
+            if active.type == "backup":
+                running = next((b.id for b in self.backups.values() if b.task_id == active.id), None)
+                raise ApiError(
+                    409,
+                    "backup_in_progress",
+                    "A backup of this environment is already running.",
+                    extras={"task_id": active.id, "backup_id": running},
+                )
+            raise ApiError(
+                409,
+                "task_in_progress",
+                "Another task is already queued or running for this environment.",
+                extras={"task_id": active.id},
+            )
+        if not env.ever_deployed or env.status in ("pending", "destroying"):
+            raise ApiError(
+                409, "invalid_state", f"Cannot back up an environment in status '{env.status}'.",
+                extras={"status": env.status},
+            )
+        task = self._queue(env, "backup")
+        self.backup_creates[env.id] = self.backup_creates.get(env.id, 0) + 1
+        return self._record_backup(
+            env, "manual", task.created_at, task=task, retention_type=retention_type,
+            include_filestore=include_filestore, notes=notes,
+        )
+
+    def backups_of(self, env_id: str) -> Environment:
+        """The environment whose backups are asked for, gone ones included (§11.5: readable after
+        deletion); 404 ``not_found`` for an unknown id."""
+        self.tick()
+        env = self.environments.get(env_id)
+        if env is None:
+            raise not_found()
+        return env
+
+    def list_backups(
+        self, env_id: str, *, status: str | None = None, backup_type: str | None = None
+    ) -> list[bk.Backup]:
+        """Visible backups of an environment (also after its deletion), newest first, filtered by
+        API ``status`` and ``backup_type``."""
+        env = self.backups_of(env_id)
+        now = self.clock.now()
+        result = []
+        for backup in sorted(self.backups.values(), key=lambda b: b.seq, reverse=True):
+            if backup.environment_id != env.id or not bk.visible(backup, now, self.config):
+                continue
+            if status is not None and bk.status_name(backup.phase_at(now), self.config.backup_enums) != status:
+                continue
+            if backup_type is not None and backup.backup_type != backup_type:
+                continue
+            result.append(backup)
+        return result
+
+    def get_backup(self, backup_id: str) -> bk.Backup:
+        """A visible backup by id, also after its environment is gone; 404 otherwise."""
+        self.tick()
+        backup = self.backups.get(backup_id)
+        if backup is None or not bk.visible(backup, self.clock.now(), self.config):
+            raise not_found()
+        return backup
+
+    def restore_backup(self, backup_id: str) -> Task:
+        """Restore a completed backup into its own environment: a ``restore`` task whose first step
+        takes a ``pre_restore`` safety backup (§11.5).
+
+        400 ``Backup is not in COMPLETED status`` (plain ``detail``) for a backup not completed; 409
+        ``invalid_state`` when its environment is gone or in a state that cannot be restored; 409
+        ``task_in_progress`` (``task_id``) while a task runs.
+        """
+        backup = self.get_backup(backup_id)
+        now = self.clock.now()
+        if backup.phase_at(now) != "completed":
+            raise ApiError(400, "invalid_state", "Backup is not in COMPLETED status", plain=True)
+        env = self.environments[backup.environment_id]
+        if env.deleted:
+            raise ApiError(409, "invalid_state", "The environment of this backup no longer exists.",
+                           extras={"status": "deleted"})
+        if env.active_task_id is not None:
+            raise ApiError(
+                409,
+                "task_in_progress",
+                "Another task is already queued or running for this environment.",
+                extras={"task_id": env.active_task_id},
+            )
+        if env.status not in RESTORABLE_STATES:
+            raise ApiError(409, "invalid_state", f"Cannot restore an environment in status '{env.status}'.",
+                           extras={"status": env.status})
+        task = self._queue(env, "restore")
+        safety = self._record_backup(env, "pre_restore", task.created_at, end_at=task.start_at + task.step_seconds)
+        safety.start_at, safety.task_id = task.start_at, task.id
+        backup.restore_count += 1
+        self.restores[env.id] = self.restores.get(env.id, 0) + 1
+        return task
+
+    def safety_backup_of(self, task_id: str) -> bk.Backup | None:
+        """The ``pre_restore`` backup a restore task took, if any."""
+        return next((b for b in self.backups.values() if b.task_id == task_id and b.backup_type == "pre_restore"), None)
+
+    def admin_backups(self, env_id: str) -> dict[str, Any]:
+        """Every backup of an environment (expired ones included), newest first, as the API shows
+        it plus ``phase`` (the simulator's), ``include_filestore``, ``restores``; and ``counts``:
+        ``creates`` (accepted manual POSTs), ``restores`` (accepted restores), ``by_type``, ``by_status``."""
+        env = self.backups_of(env_id)
+        now = self.clock.now()
+        records = sorted((b for b in self.backups.values() if b.environment_id == env.id),
+                         key=lambda b: b.seq, reverse=True)
+        views = [
+            {**bk.backup_view(b, now, self.config), "phase": b.phase_at(now),
+             "include_filestore": b.include_filestore, "restores": b.restore_count}
+            for b in records
+        ]
+        by_type: dict[str, int] = {}
+        by_status: dict[str, int] = {}
+        for view in views:
+            by_type[view["backup_type"]] = by_type.get(view["backup_type"], 0) + 1
+            by_status[view["phase"]] = by_status.get(view["phase"], 0) + 1
+        counts = {"creates": self.backup_creates.get(env.id, 0), "restores": self.restores.get(env.id, 0),
+                  "by_type": by_type, "by_status": by_status}
+        return {"environment_id": env.id, "backups": views, "counts": counts}
+
+    def admin_finish_backup(self, backup_id: str, *, fail: bool, message: str | None = None) -> bk.Backup:
+        """Complete (or fail, with ``message``) a pending or running backup now, and its ``backup``
+        task with it. 404 for an unknown id, 409 ``invalid_state`` when it has already finished."""
+        self.tick()
+        backup = self.backups.get(backup_id)
+        if backup is None:
+            raise not_found()
+        now = self.clock.now()
+        if backup.phase_at(now) not in ("pending", "running", "uploading"):
+            raise ApiError(409, "invalid_state", f"The backup is already {backup.phase_at(now)}.")
+        backup.start_at = min(backup.start_at, now)
+        backup.end_at = now
+        if fail:
+            backup.failed = True
+            backup.error_message = message or self.config.fail_backup_message or DEFAULT_BACKUP_FAIL_MESSAGE
+        task = self.tasks.get(backup.task_id) if backup.task_id else None
+        if task is not None and task.type == "backup":
+            task.start_at = min(task.start_at, now)
+            task.end_at = now
+            step = len(task.steps) - 1 if task.step_seconds <= 0 else min(
+                len(task.steps) - 1, int((now - task.start_at) / task.step_seconds))
+            if fail:
+                task.fail_step, task.error_message = step, backup.error_message
+                task.fail_lines = DEFAULT_BACKUP_FAIL_LOG
+            task.lines = [line for line in task.lines if line[0] <= now]
+            label = "backup failed at step '" + task.steps[step] + "'" if fail else "backup completed"
+            task.lines.extend([(now, f"[{task.steps[step]}] {text}") for text in (task.fail_lines if fail else ())])
+            task.lines.append((now, f"[done] {label}"))
+        self.tick()
+        return backup

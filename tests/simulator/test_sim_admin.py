@@ -31,6 +31,7 @@ async def test_request_log_records_requests_in_order_without_keys(sim: Sim) -> N
         "idempotency_key",
         "x_idempotency_key",
         "confirm_delete",
+        "confirm_restore",
         "body",
     }
     assert (entries[0]["method"], entries[0]["path"], entries[0]["status"]) == (

@@ -1,4 +1,4 @@
-"""Async client of the OEC.sh public REST API (environments, actions, tasks, logs).
+"""Async client of the OEC.sh public REST API (environments, actions, tasks, logs, backups).
 
 It knows nothing of Kubernetes. One ``httpx.AsyncClient`` (connection pool, timeouts, base URL)
 is shared by every :class:`OecClient`; an ``OecClient`` binds it to one API key. Every method
@@ -19,14 +19,27 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from oec_operator.oec.errors import (
+    OecBackupsUnsupportedError,
     OecError,
+    OecNotFoundError,
     OecRateLimitError,
     OecServerError,
     OecTransportError,
     error_from_response,
 )
 from oec_operator.oec.keygate import KeyGate
-from oec_operator.oec.models import ActionAccepted, Environment, EnvironmentHealth, Task, TaskLog
+from oec_operator.oec.models import (
+    RETENTION_TYPES,
+    ActionAccepted,
+    Backup,
+    BackupDownload,
+    BackupPage,
+    Environment,
+    EnvironmentHealth,
+    RestoreAccepted,
+    Task,
+    TaskLog,
+)
 from oec_operator.oec.ratelimit import WINDOW_MARGIN, Priority, RateLimiter
 from oec_operator.oec.transport import BoundedTransport
 
@@ -44,6 +57,10 @@ QUICK_UPDATE_MODES = ("pull_restart", "update_all", "update_specific", "reinitia
 #: Fields of ``PATCH /environments/{id}`` (``docs/oec-api.md`` §11.2: SEED ``name``, ``branch``; the
 #: vendor client's ``domain``, ``cpu_cores``, ``ram_mb``, ``disk_gb``).
 PATCH_FIELDS = ("name", "branch", "domain", "cpu_cores", "ram_mb", "disk_gb")
+#: Bounds of a backup download link's lifetime, seconds (``docs/oec-api.md`` §11.5).
+DOWNLOAD_EXPIRY_RANGE = (300, 3600)
+#: Longest backup ``notes`` the API takes (``docs/oec-api.md`` §11.5).
+MAX_BACKUP_NOTES = 500
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -517,6 +534,114 @@ class OecClient:
         if modules:
             body["modules"] = list(modules)
         return await self._action(environment_id, "quick-update", idempotency_key, body)
+
+    async def create_backup(
+        self, environment_id: str, *, retention_type: str, include_filestore: bool = True, notes: str | None = None
+    ) -> Backup:
+        """``POST /environments/{env_id}/backups`` ``{"backup_type": "manual", ...}`` (§11.5).
+
+        The API takes **no idempotency key** here: a retry after a lost answer may create a second
+        backup, so callers look for their backup (``notes`` marker, :meth:`list_backups`) before
+        sending again.
+
+        Args:
+            environment_id: environment UUID.
+            retention_type: one of :data:`~oec_operator.oec.models.RETENTION_TYPES` (sent always:
+                the API's default is ``permanent``).
+            include_filestore: back up the filestore too (the API's default).
+            notes: free text, ≤ 500 characters.
+
+        Returns:
+            The new backup (status ``pending``).
+
+        Raises:
+            ValueError: unknown retention type or notes too long (nothing is sent).
+            OecConflictError: ``backup_in_progress`` (a backup of this environment runs; ``task_id``)
+                or ``task_in_progress`` (another task runs) or ``invalid_state``.
+            OecBackupsUnsupportedError: the API has no create route (404/405 while the environment
+                exists; §1 row 28). One extra ``GET /environments/{id}`` tells it from a gone one.
+            OecNotFoundError: the environment is gone.
+            OecError: any other failure.
+        """
+        if retention_type not in RETENTION_TYPES:
+            raise ValueError(f"unknown backup retention type {retention_type!r}")
+        if notes is not None and len(notes) > MAX_BACKUP_NOTES:
+            raise ValueError(f"backup notes longer than {MAX_BACKUP_NOTES} characters")
+        body = _given(backup_type="manual", include_filestore=include_filestore, retention_type=retention_type,
+                      notes=notes)
+        path = f"/environments/{environment_id}/backups"
+        try:
+            response = await self._request("POST", path, json=body)
+        except OecError as exc:
+            if exc.status == 405:
+                raise OecBackupsUnsupportedError("the API has no backup-create route", status=405,
+                                                 code="backups_unsupported") from None
+            if isinstance(exc, OecNotFoundError):
+                await self.get_environment(environment_id)  # raises OecNotFoundError when it is gone
+                raise OecBackupsUnsupportedError("the API has no backup-create route", status=404,
+                                                 code="backups_unsupported") from None
+            raise
+        return _parse(Backup, response)
+
+    async def list_backups(
+        self, environment_id: str, *, page: int = 1, page_size: int = 20, status: str | None = None,
+        backup_type: str | None = None,
+    ) -> BackupPage:
+        """``GET /environments/{env_id}/backups``: one page, newest first, also after the environment
+        is deleted (§11.5).
+
+        Args:
+            environment_id: environment UUID.
+            page: page number from 1; page_size: 1-100 (clamped).
+            status, backup_type: optional filters, values of the API's enum set (§1 row 28); a value
+                the API does not know → ``OecValidationError``.
+        """
+        params: dict[str, Any] = {"page": max(1, int(page)), "page_size": max(1, min(100, int(page_size)))}
+        params.update(_given(status=status, backup_type=backup_type))
+        response = await self._request("GET", f"/environments/{environment_id}/backups", params=params)
+        return _parse(BackupPage, response)
+
+    async def get_backup(self, backup_id: str) -> Backup:
+        """``GET /backups/{backup_id}`` (§11.5). Raises ``OecNotFoundError`` when unknown (or, on an
+        API with the reference enums, expired)."""
+        response = await self._request("GET", f"/backups/{backup_id}")
+        return _parse(Backup, response)
+
+    async def backup_download(self, backup_id: str, *, expires_in: int = 300) -> BackupDownload:
+        """``GET /backups/{backup_id}/download?expires_in=``: presigned links of a completed backup
+        (§11.5). The links are bearer credentials: show them to the user, never log or store them.
+
+        Args:
+            backup_id: backup UUID.
+            expires_in: link lifetime in seconds, 300-3600.
+
+        Raises:
+            ValueError: ``expires_in`` out of range (nothing is sent).
+            OecBadRequestError: the backup is not completed (``"Backup is not in COMPLETED status"``).
+            OecError: any other failure.
+        """
+        low, high = DOWNLOAD_EXPIRY_RANGE
+        if not low <= expires_in <= high:
+            raise ValueError(f"expires_in must be {low}..{high} seconds")
+        response = await self._request("GET", f"/backups/{backup_id}/download", params={"expires_in": expires_in})
+        return _parse(BackupDownload, response)
+
+    async def restore_backup(self, backup_id: str, *, idempotency_key: str) -> RestoreAccepted:
+        """``POST /backups/{backup_id}/restore`` with ``Idempotency-Key`` and ``X-Confirm-Restore:
+        true`` (§11.5): replaces the data of the backup's own environment (the API takes a
+        ``pre_restore`` safety backup first). Follow ``task_id`` with :meth:`get_task`.
+
+        Raises:
+            OecBadRequestError: the backup is not completed.
+            OecConflictError: ``task_in_progress`` (``task_id``) or ``invalid_state`` (environment
+                gone or not restorable).
+            OecError: any other failure.
+        """
+        response = await self._request(
+            "POST", f"/backups/{backup_id}/restore",
+            headers={"Idempotency-Key": idempotency_key, "X-Confirm-Restore": "true"},
+        )
+        return _parse(RestoreAccepted, response)
 
 
 def _given(**fields: Any) -> dict[str, Any]:

@@ -77,6 +77,11 @@ class OecNotFoundError(OecError):
     """HTTP 404: not found, deleted, or not visible to this key (``docs/oec-api.md`` §5.3)."""
 
 
+class OecBackupsUnsupportedError(OecNotFoundError):
+    """The API has no backup-create route (404/405 on ``POST /environments/{id}/backups`` for an
+    environment that exists; an older API, ``docs/oec-api.md`` §1 row 28). Code ``backups_unsupported``."""
+
+
 class OecConflictError(OecError):
     """HTTP 409: ``task_in_progress`` (``task_id`` holds the active task), ``concurrent_action``,
     ``invalid_state`` or ``name_conflict`` (``docs/oec-api.md`` §5.4, §11.3)."""

@@ -6,9 +6,11 @@ strictly need is optional, so a new API version cannot break parsing.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 
 class _ApiModel(BaseModel):
@@ -119,3 +121,75 @@ class TaskLog(_ApiModel):
     log: str = ""
     lines: int = 0
     truncated: bool = False
+
+
+#: Backup ``retention_type`` values (``docs/oec-api.md`` §11.5); ``permanent`` never expires.
+RETENTION_TYPES = ("daily", "weekly", "monthly", "yearly", "permanent")
+
+
+class Backup(_ApiModel):
+    """A backup (``docs/oec-api.md`` §11.5). ``status`` and ``backup_type`` are kept as sent: the API
+    has two enum sets (§1 row 28) and may add values. Sizes in bytes; times timezone-aware."""
+
+    id: str
+    environment_id: str
+    task_id: str | None = None
+    status: str
+    backup_type: str
+    database_size: int | None = None
+    filestore_size: int | None = None
+    total_size: int | None = None
+    compressed_size: int | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_seconds: float | None = None
+    retention_type: str | None = None
+    expires_at: datetime | None = None
+    is_verified: bool = False
+    verified_at: datetime | None = None
+    error_message: str | None = None
+    notes: str | None = None
+    created_at: datetime | None = None
+
+
+class BackupPage(_ApiModel):
+    """One page of ``GET /environments/{id}/backups`` (``docs/oec-api.md`` §11.5): the page count is
+    ``total_pages`` (reference docs) or ``pages`` (vendor client), computed when neither is sent."""
+
+    items: list[Backup]
+    total: int
+    page: int = 1
+    page_size: int = 20
+    total_pages: int = Field(validation_alias=AliasChoices("total_pages", "pages"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _page_count(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "total_pages" not in data and "pages" not in data:
+            size = data.get("page_size") or 20
+            total = data.get("total") or 0
+            data = {**data, "total_pages": -(-int(total) // int(size)) if size else 0}
+        return data
+
+
+class BackupDownload(_ApiModel):
+    """``GET /backups/{id}/download`` (``docs/oec-api.md`` §11.5): presigned links, valid
+    ``expires_in`` seconds. The links are bearer credentials (anyone holding one can download the
+    whole database), so they are left out of ``repr``; never log them or put them in a status."""
+
+    backup_id: str
+    database_url: str = Field(repr=False)
+    filestore_url: str | None = Field(None, repr=False)
+    manifest_url: str | None = Field(None, repr=False)
+    expires_in: int
+    expires_at: datetime
+
+
+class RestoreAccepted(_ApiModel):
+    """HTTP 202 answer of ``POST /backups/{id}/restore`` (``docs/oec-api.md`` §11.5); follow
+    ``task_id`` with ``GET /deployments/{task_id}``."""
+
+    task_id: str
+    status: str = "queued"
+    environment_id: str
+    backup_id: str
