@@ -192,7 +192,7 @@ async def restore_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, st
 
 
 @kopf.on.event(*RESTORE_RESOURCE, id=HandlerId.RESTORE_EVENTS)
-async def restore_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:  # noqa: A002
+async def restore_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
     """A restore's phase changed or a running one was deleted (the index already shows it): its
     ``OdooEnvironment`` reconciles now, to show ``Restoring`` at once and to go on at once after it."""
     phase = (body.get("status") or {}).get("phase")

@@ -16,7 +16,6 @@ from oec_operator.domain.restore import idempotency_key, running_of
 from oec_operator.models.backups import OdooRestoreStatus
 from oec_operator.models.status import Status
 from oec_operator.settings import RESTORE_PLURAL
-
 from tests.simulator.sim_helpers import RW
 
 from .conftest import Harness
@@ -83,7 +82,7 @@ async def _restore_posts(h: Harness) -> list[dict[str, Any]]:
 
 
 def _restore_tasks(h: Harness, environment_id: str) -> list[Any]:
-    return [t for t in h.sim.state.tasks.values() if t.environment_id == environment_id and t.type == "restore"]
+    return [t for t in h.sim.state.store.tasks.values() if t.environment_id == environment_id and t.type == "restore"]
 
 
 async def _until_terminal(h: Harness, ctl: RestoreController, obj: RestoreHandle, steps: int = 10) -> None:
@@ -116,7 +115,7 @@ async def test_a_lost_answer_starts_one_restore_and_records_the_safety_backup(ha
     assert len(posts) == 2 and {p["idempotency_key"] for p in posts} == {idempotency_key(body["metadata"]["uid"])}
     status = _status(body)
     assert status.phase == "Completed" and _condition(body, "Ready") == ("True", "Completed")
-    safety = h.sim.state.safety_backup_of(tasks[0].id)
+    safety = h.sim.state.store.safety_backup_of(tasks[0].id)
     assert safety is not None and status.safety_backup_id == safety.id
     completed = [e for n, e in h.events if n == "back" and e.reason == "Completed"]
     assert len(completed) == 1 and safety.id in completed[0].message
@@ -196,7 +195,7 @@ async def test_a_failed_restore_task_is_reported_and_not_retried(harness: Harnes
     body = _add_restore(h, "doomed", backupId=backup_id)
     ctl, obj = RestoreController(h.runtime), _handle(h, body)
     await ctl.step(obj)
-    task = h.sim.state.tasks[_status(body).task_id or ""]
+    task = h.sim.state.store.tasks[_status(body).task_id or ""]
     # The simulator has no switch for a failing restore: this one fails at its database step.
     task.fail_step, task.error_message = task.steps.index("restore_database"), "pg_restore: disk full"
     task.end_at = task.start_at + task.step_seconds * (task.fail_step + 1)
@@ -229,11 +228,11 @@ async def test_the_environment_shows_restoring_and_sends_nothing_of_its_own_mean
     reconciling = status.condition("Reconciling") or {}
     assert (reconciling.get("status"), reconciling.get("reason")) == ("True", "Restoring")
     assert "OdooRestore back" in reconciling.get("message", "")
-    assert [t.type for t in h.sim.state.tasks.values() if t.environment_id == env_id and t.type == "restart"] == []
+    assert [t for t in h.sim.state.store.tasks.values() if t.environment_id == env_id and t.type == "restart"] == []
 
     # The restore ended (the index is empty again): the restart goes out, once.
     await _until_terminal(h, RestoreController(h.runtime), _handle(h, body))
     await h.sync.reconcile_now(h.handle(env))
     assert Status.from_body(env["status"]).condition("Reconciling") is not None
-    assert [t.type for t in h.sim.state.tasks.values() if t.environment_id == env_id and t.type == "restart"] == [
+    assert [t.type for t in h.sim.state.store.tasks.values() if t.environment_id == env_id and t.type == "restart"] == [
         "restart"]

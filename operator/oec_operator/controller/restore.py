@@ -34,7 +34,6 @@ from oec_operator.domain.outcome import Event, ResourceRef
 from oec_operator.domain.restore import Refusal, Wait
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError
-from oec_operator.kube.status import StatusWriter
 from oec_operator.models import conditions as cond
 from oec_operator.models.backups import OdooBackupStatus, OdooRestoreSpec, OdooRestoreStatus
 from oec_operator.models.conditions import Condition
@@ -44,7 +43,7 @@ from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecAuthError, OecConflictError, OecError, OecNotFoundError, OecPermissionError
 from oec_operator.oec.ratelimit import Priority
 from oec_operator.runtime import Runtime
-from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL
+from oec_operator.settings import BACKUP_PLURAL
 
 #: 409 codes that mean "another task runs on the environment": wait for it (``docs/oec-api.md`` §11.3).
 BUSY_CODES = ("task_in_progress", "concurrent_action", "backup_in_progress")
@@ -95,7 +94,7 @@ class RestoreController:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.config = runtime.config
-        self.status: StatusWriter[OdooRestoreStatus] = StatusWriter(runtime.kube, OdooRestoreStatus, RESTORE_PLURAL)
+        self.status = runtime.restore_status
 
     async def step(self, obj: RestoreHandle) -> float | None:
         """Look at the restore once and act (see the module docstring).
@@ -279,8 +278,8 @@ class RestoreController:
         return await self._wait(obj, ref, current, decided)
 
     async def _refuse(self, obj: RestoreHandle, ref: ResourceRef, current: OdooRestoreStatus,
-                      refusal: Refusal) -> None:
-        """A check failed for good: ``Refused``, nothing sent (terminal)."""
+                      refusal: Refusal) -> float | None:
+        """A check failed for good: ``Refused``, nothing sent. Returns ``None``: terminal."""
         message = f"restore refused, nothing was sent: {refusal.message}"
         await self._write(ref, current, OdooRestoreStatus(phase=restore.REFUSED, message=message),
                           cond.stalled(refusal.reason, message), remove=(cond.RECONCILING,))
@@ -296,8 +295,9 @@ class RestoreController:
         return max(self.config.fast_poll_interval, min(self.config.poll_interval, 30.0))
 
     async def _end(self, obj: RestoreHandle, ref: ResourceRef, current: OdooRestoreStatus, phase: str, reason: str,
-                   message: str, extra: OdooRestoreStatus | None = None) -> None:
-        """The task ended (or the API refused it for good): ``Completed`` or ``Failed`` (terminal)."""
+                   message: str, extra: OdooRestoreStatus | None = None) -> float | None:
+        """The task ended (or the API refused it for good): ``Completed`` or ``Failed``. Returns
+        ``None``: terminal."""
         update = OdooRestoreStatus(phase=phase, completed_at=_rfc3339(_now()), message=message)
         if extra is not None:
             update = update.merged(extra)
