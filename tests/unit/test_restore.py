@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from oec_operator import plugin
 from oec_operator.domain import restore
 from oec_operator.domain.restore import Refusal, Wait
 from oec_operator.oec.models import Backup, Task
@@ -103,3 +107,45 @@ def test_the_task_is_read_less_often_as_it_ages() -> None:
     assert restore.next_read(NOW, NOW, 5.0, 60.0) == 5.0
     assert restore.next_read(NOW - datetime.timedelta(seconds=20), NOW, 5.0, 60.0) == 20.0
     assert restore.next_read(NOW - datetime.timedelta(hours=1), NOW, 5.0, 60.0) == 60.0
+
+
+# --- kubectl oec restore ----------------------------------------------------------------------
+
+ENV_OBJ = {"metadata": {"name": "staging", "namespace": "team"}, "spec": {"projectId": "p", "name": "acme-staging"}}
+
+
+def test_kubectl_oec_restore_asks_for_the_environments_name_typed_out() -> None:
+    asked: list[str] = []
+
+    def typed(answer: str) -> Callable[[str], str]:
+        def ask(prompt: str) -> str:
+            asked.append(prompt)
+            return answer
+        return ask
+
+    assert plugin.confirmation(ENV_OBJ, None, "b1", True, typed("acme-staging\n")) == "acme-staging"
+    assert "'acme-staging'" in asked[0] and "b1" in asked[0]
+    with pytest.raises(plugin.PluginError, match="nothing was done"):
+        plugin.confirmation(ENV_OBJ, None, "b1", True, typed("staging"))  # the object's name is not enough
+    with pytest.raises(plugin.PluginError, match="--yes-i-mean-it acme-staging"):
+        plugin.confirmation(ENV_OBJ, None, "b1", False, typed("acme-staging"))  # a script must say it
+    assert plugin.confirmation(ENV_OBJ, "acme-staging", "b1", False) == "acme-staging"
+    with pytest.raises(plugin.PluginError):
+        plugin.confirmation(ENV_OBJ, "acme-prod", "b1", False)
+
+
+def test_kubectl_oec_restore_creates_an_odoorestore_that_expires() -> None:
+    body = plugin.restore_manifest(ENV_OBJ, confirm="acme-staging", not_after=NOW + plugin.parse_duration("1h30m"),
+                                   backup_id="b1")
+    assert body["kind"] == "OdooRestore" and body["metadata"] == {"generateName": "staging-restore-",
+                                                                  "namespace": "team"}
+    assert body["spec"] == {"environmentRef": {"name": "staging"}, "backupId": "b1",
+                            "confirmEnvironmentName": "acme-staging", "notAfter": "2026-12-04T13:30:00Z"}
+    by_ref = plugin.restore_manifest(ENV_OBJ, confirm="acme-staging", not_after=NOW, backup="nightly")
+    assert by_ref["spec"]["backupRef"] == {"name": "nightly"} and "backupId" not in by_ref["spec"]
+    args = plugin.parser().parse_args(["restore", "staging", "--backup-id", "b1", "-n", "team"])
+    assert (args.backup_id, args.not_after, args.yes_i_mean_it) == ("b1", "1h", None)
+    for bad in ("", "0s", "1d", "soon"):
+        with pytest.raises(plugin.PluginError):
+            plugin.parse_duration(bad)
+    assert plugin.parse_duration("90s") == datetime.timedelta(seconds=90)
