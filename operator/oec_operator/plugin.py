@@ -288,8 +288,8 @@ def _restore(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Na
     not_after = datetime.datetime.now(datetime.UTC) + parse_duration(args.not_after)
     body = restore_manifest(env, confirm=confirm, not_after=not_after, backup=args.backup, backup_id=args.backup_id)
     try:
-        created = kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
-            GROUP, VERSION, namespace, RESTORE_PLURAL, body)
+        created = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, RESTORE_PLURAL, body))
     except ApiException as exc:
         raise PluginError(f"cannot create the OdooRestore: HTTP {exc.status} {exc.reason}") from None
     name = created["metadata"]["name"]
