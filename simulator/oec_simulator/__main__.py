@@ -147,6 +147,7 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
         "--outage-mode", choices=["503", "reset"], help="outage answers 503 (default) or resets connections"
     )
     group.add_argument("--fail-next-deploys", type=int, metavar="N", help="the next N deploy tasks fail")
+    group.add_argument("--fail-next-backups", type=int, metavar="N", help="the next N backup tasks fail")
     group.add_argument(
         "--fail-deploy-log",
         action="append",
@@ -182,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--deploy-seconds", type=float, help="deploy task duration (default 5)")
     parser.add_argument("--destroy-seconds", type=float, help="destroy task duration (default 3)")
+    parser.add_argument("--backup-seconds", type=float, help="backup task duration (default 3)")
+    parser.add_argument("--restore-seconds", type=float, help="restore task duration (default 4)")
+    parser.add_argument(
+        "--no-auto-backups",
+        action="store_true",
+        help="OEC's own scheduled and pre-deploy backups do not appear (default: they do)",
+    )
     parser.add_argument("--read-limit", type=int, help="reads per minute per key (default 120)")
     parser.add_argument("--write-limit", type=int, help="writes per minute per rw key (default 20)")
     parser.add_argument(
@@ -220,6 +228,8 @@ def _apply_fault_flags(args: argparse.Namespace, data: dict[str, Any]) -> None:
         raise CliError("--outage-at and --outage-mode need --outage-seconds")
     if args.fail_next_deploys is not None:
         data["fail_next_deploys"] = args.fail_next_deploys
+    if args.fail_next_backups is not None:
+        data["fail_next_backups"] = args.fail_next_backups
     if args.fail_deploy_log:
         data["fail_deploy_log"] = list(args.fail_deploy_log)
 
@@ -238,6 +248,8 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
     for flag, field in (
         ("deploy_seconds", "deploy_seconds"),
         ("destroy_seconds", "destroy_seconds"),
+        ("backup_seconds", "backup_seconds"),
+        ("restore_seconds", "restore_seconds"),
         ("read_limit", "read_limit"),
         ("write_limit", "write_limit"),
         ("request_log_limit", "request_log_limit"),
@@ -245,6 +257,8 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
         value = getattr(args, flag)
         if value is not None:
             data[field] = value
+    if args.no_auto_backups:
+        data["auto_backups"] = False
     for variant in args.variant:
         name, value = _parse_variant(variant)
         if name in ("projects", "keys", "faults", "outage"):

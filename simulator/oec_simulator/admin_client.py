@@ -168,6 +168,17 @@ class SimulatorAdmin:
         """``DELETE /_sim/environments/{env_id}``: gone at once, outside the API → its admin view."""
         return dict(self._call("DELETE", f"/environments/{env_id}"))
 
+    # ---------------------------------------------------------------- clock
+
+    def clock(self) -> JSON:
+        """``GET /_sim/clock`` → ``{now (epoch s), iso, offset (s)}``."""
+        return dict(self._call("GET", "/clock"))
+
+    def advance_clock(self, seconds: float) -> JSON:
+        """``POST /_sim/clock`` ``{advance_seconds}``: jump the simulated clock forward (tasks due by
+        then complete, OEC's own scheduled backups due by then appear) → the clock view."""
+        return dict(self._call("POST", "/clock", {"advance_seconds": seconds}))
+
     # ---------------------------------------------------------------- backups
 
     def backups(self, env_id: str) -> JSON:

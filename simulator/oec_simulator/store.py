@@ -1076,17 +1076,18 @@ class Store:
             raise ApiError(409, "invalid_state", f"The backup is already {backup.phase_at(now)}.")
         backup.start_at = min(backup.start_at, now)
         backup.end_at = now
-        if fail:
-            backup.failed = True
-            backup.error_message = message or self.config.fail_backup_message or DEFAULT_BACKUP_FAIL_MESSAGE
+        backup.failed = fail  # completing also overrides a planned failure
+        backup.error_message = (
+            (message or self.config.fail_backup_message or DEFAULT_BACKUP_FAIL_MESSAGE) if fail else None
+        )
         task = self.tasks.get(backup.task_id) if backup.task_id else None
         if task is not None and task.type == "backup":
             task.start_at = min(task.start_at, now)
             task.end_at = now
             step = len(task.steps) - 1 if task.step_seconds <= 0 else min(
                 len(task.steps) - 1, int((now - task.start_at) / task.step_seconds))
+            task.fail_step, task.error_message = (step, backup.error_message) if fail else (None, None)
             if fail:
-                task.fail_step, task.error_message = step, backup.error_message
                 task.fail_lines = DEFAULT_BACKUP_FAIL_LOG
             task.lines = [line for line in task.lines if line[0] <= now]
             label = "backup failed at step '" + task.steps[step] + "'" if fail else "backup completed"

@@ -155,3 +155,27 @@ def test_reset_and_close(process: SimulatorProcess, api: httpx.Client) -> None:
     assert project_id in {p["id"] for p in client.http.get("/_sim/projects").json()}
     client.close()
     assert client.http.is_closed
+
+
+def test_backups(admin: SimulatorAdmin, api: httpx.Client) -> None:
+    project_id = admin.new_project("client-backups")
+    created = api.post(f"/projects/{project_id}/environments", json={"name": "backed-up"}).json()
+    before = admin.clock()["now"]
+    assert admin.advance_clock(61)["now"] >= before + 61  # the 60 s deploy is done
+    admin.configure(backup_seconds=3600)
+    first = api.post(f"/environments/{created['id']}/backups", json={}).json()
+    assert admin.complete_backup(first["id"])["status"] == "completed"
+    second = api.post(f"/environments/{created['id']}/backups", json={}).json()
+    failed = admin.fail_backup(second["id"], "storage unreachable")
+    assert (failed["status"], failed["error_message"]) == ("failed", "storage unreachable")
+    assert admin.fail_next_backup(created["id"], "disk full")["fail_next_backup"] is True
+    third = api.post(f"/environments/{created['id']}/backups", json={}).json()
+    admin.configure(backup_seconds=3.0)
+    assert admin.complete_backup(third["id"])["status"] == "completed"  # completing wins over a planned failure
+    view = admin.backups(created["id"])
+    assert view["counts"]["creates"] == 3
+    assert [b["id"] for b in view["backups"] if b["backup_type"] == "manual"] == [third["id"], second["id"],
+                                                                                    first["id"]]
+    with pytest.raises(httpx.HTTPStatusError) as info:
+        admin.complete_backup(first["id"])
+    assert info.value.response.status_code == 409

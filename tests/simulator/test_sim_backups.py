@@ -3,12 +3,16 @@ as a task, list/get/download/restore, the variants, OEC's own backups, failures 
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 
-from .sim_helpers import PROJECT_A, Sim, StartSim
+from oec_simulator.__main__ import build_config, build_parser
+
+from .sim_helpers import PROJECT_A, PROJECT_B, PROJECT_NOSERVER, RO, SCOPED_A, Sim, StartSim, auth
 
 
 async def _running_env(sim: Sim, name: str = "shop", project: str = PROJECT_A) -> str:
@@ -123,3 +127,253 @@ async def test_restore_takes_a_safety_backup_then_runs_a_restore_task(quiet: Sim
     assert safety["total"] == 1 and safety["items"][0]["status"] == "completed"
     admin = (await sim.admin.get(f"/environments/{env_id}/backups")).json()
     assert admin["counts"]["creates"] == 1 and admin["counts"]["restores"] == 1
+
+
+async def test_ref_variant_uses_the_reference_enums_and_total_pages(start_sim: StartSim, clock: Any) -> None:
+    sim = await start_sim(clock=clock, auto_backups=False, backup_enums="ref", backup_page_field="total_pages")
+    env_id = await _running_env(sim)
+    backup = await _backup(sim, env_id, retention_type="daily")
+    sim.clock.advance(1)
+    page = (await sim.api.get(f"/environments/{env_id}/backups", params={"status": "running"})).json()
+    assert [b["status"] for b in page["items"]] == ["running"]
+    assert page["total_pages"] == 1 and "pages" not in page
+    refused = await sim.api.get(f"/environments/{env_id}/backups", params={"status": "in_progress"})
+    assert refused.status_code == 422
+    refused = await sim.api.get(f"/environments/{env_id}/backups", params={"backup_type": "pre_upgrade"})
+    assert refused.status_code == 422
+    # REF has no "expired": a backup past its retention is gone from the list and answers 404.
+    sim.clock.advance(86400 + 10)
+    assert (await sim.api.get(f"/backups/{backup['id']}")).status_code == 404
+    assert (await sim.api.get(f"/environments/{env_id}/backups")).json()["total"] == 0
+
+
+async def test_without_the_create_route_the_post_answers_404(start_sim: StartSim, clock: Any) -> None:
+    sim = await start_sim(clock=clock, backups_route="missing")
+    env_id = await _running_env(sim)
+    response = await sim.api.post(f"/environments/{env_id}/backups", json={})
+    assert response.status_code == 404 and response.json()["detail"]["error"] == "not_found"
+    assert (await sim.api.get(f"/environments/{env_id}/backups")).status_code == 200  # the list stays
+
+
+async def test_retention_sets_expires_at_and_an_expired_backup_cannot_be_downloaded(quiet: Sim) -> None:
+    sim = quiet
+    env_id = await _running_env(sim)
+    created = {}
+    for retention in ("daily", "weekly", "monthly", "yearly", "permanent"):
+        backup = await _backup(sim, env_id, retention_type=retention)
+        created[retention] = backup
+        sim.clock.advance(4)
+    days: dict[str, int | None] = {}
+    for retention, backup in created.items():
+        view = (await sim.api.get(f"/backups/{backup['id']}")).json()
+        if view["expires_at"] is None:
+            days[retention] = None
+            continue
+        expires = datetime.fromisoformat(view["expires_at"])
+        days[retention] = round((expires - datetime.fromisoformat(view["created_at"])).total_seconds() / 86400)
+    assert days == {"daily": 1, "weekly": 7, "monthly": 30, "yearly": 365, "permanent": None}
+    default = await _backup(sim, env_id)  # no retention_type: the API keeps it for good
+    assert default["retention_type"] == "permanent" and default["expires_at"] is None
+    sim.clock.advance(86400 + 60)
+    daily = (await sim.api.get(f"/backups/{created['daily']['id']}")).json()
+    assert daily["status"] == "expired"
+    assert (await sim.api.get(f"/backups/{created['daily']['id']}/download")).status_code == 400
+    restore = await sim.api.post(f"/backups/{created['daily']['id']}/restore",
+                                 headers={"X-Confirm-Restore": "true", "Idempotency-Key": "k"})
+    assert restore.status_code == 400
+    expired = (await sim.api.get(f"/environments/{env_id}/backups", params={"status": "expired"})).json()
+    assert [b["id"] for b in expired["items"]] == [created["daily"]["id"]]
+
+
+async def test_backups_and_their_tasks_stay_readable_after_the_environment_is_deleted(quiet: Sim) -> None:
+    sim = quiet
+    env_id = await _running_env(sim)
+    backup = await _backup(sim, env_id)
+    sim.clock.advance(4)
+    deleted = await sim.api.delete(f"/environments/{env_id}", headers={"X-Confirm-Delete": "true"})
+    assert deleted.status_code == 202
+    sim.clock.advance(5)
+    assert (await sim.api.get(f"/environments/{env_id}")).status_code == 404
+    listed = (await sim.api.get(f"/environments/{env_id}/backups")).json()
+    assert [b["id"] for b in listed["items"]] == [backup["id"]]
+    assert (await sim.api.get(f"/backups/{backup['id']}")).json()["status"] == "completed"
+    assert (await sim.api.get(f"/backups/{backup['id']}/download")).status_code == 200
+    assert (await sim.api.get(f"/deployments/{backup['task_id']}")).json()["status"] == "completed"
+    # No new backup and no restore into a gone environment.
+    assert (await sim.api.post(f"/environments/{env_id}/backups", json={})).status_code == 404
+    restore = await sim.api.post(f"/backups/{backup['id']}/restore",
+                                 headers={"X-Confirm-Restore": "true", "Idempotency-Key": "k"})
+    assert restore.status_code == 409 and restore.json()["detail"]["error"] == "invalid_state"
+    assert (await sim.api.get(f"/environments/{uuid.uuid4()}/backups")).status_code == 404
+
+
+async def test_oec_makes_its_own_scheduled_and_pre_deploy_backups_unless_switched_off(sim: Sim) -> None:
+    # Default on: a daily "scheduled" backup at 02:00 UTC and one before each redeploy.
+    env_id = await _running_env(sim)  # the manual clock starts at 00:00:10 UTC
+    assert (await sim.api.get(f"/environments/{env_id}/backups")).json()["total"] == 0
+    sim.clock.advance(2 * 3600)
+    [scheduled] = (await sim.api.get(f"/environments/{env_id}/backups")).json()["items"]
+    assert (scheduled["backup_type"], scheduled["retention_type"]) == ("scheduled", "daily")
+    assert scheduled["created_at"].startswith("2026-01-01T02:00:00")
+    deploy = await sim.api.post(f"/environments/{env_id}/deploy", headers={"Idempotency-Key": "d2"})
+    assert deploy.status_code == 202
+    types = [b["backup_type"] for b in (await sim.api.get(f"/environments/{env_id}/backups")).json()["items"]]
+    assert types == ["pre_upgrade", "scheduled"]
+    admin = (await sim.admin.get(f"/environments/{env_id}/backups")).json()
+    assert admin["counts"]["creates"] == 0  # none of them was asked for
+    # Switched off: nothing appears by itself, neither daily nor before a deploy.
+    await sim.patch_config(auto_backups=False)
+    sim.clock.advance(3 * 86400)
+    await sim.api.post(f"/environments/{env_id}/deploy", headers={"Idempotency-Key": "d3"})
+    assert (await sim.api.get(f"/environments/{env_id}/backups")).json()["total"] == 2
+
+
+async def test_a_long_clock_jump_records_at_most_a_week_of_scheduled_backups(sim: Sim) -> None:
+    env_id = await _running_env(sim)
+    sim.clock.advance(60 * 86400)
+    listed = (await sim.api.get(f"/environments/{env_id}/backups", params={"backup_type": "scheduled"})).json()
+    assert listed["total"] == 7
+    assert {b["status"] for b in listed["items"]} == {"completed", "expired"}
+
+
+async def test_a_backup_planned_to_fail_fails_with_its_message(quiet: Sim) -> None:
+    sim = quiet
+    env_id = await _running_env(sim)
+    patched = await sim.admin.patch(f"/environments/{env_id}", json={"backup_fail_message": "disk full"})
+    assert patched.json()["fail_next_backup"] is True
+    backup = await _backup(sim, env_id)
+    sim.clock.advance(4)
+    failed = (await sim.api.get(f"/backups/{backup['id']}")).json()
+    assert (failed["status"], failed["error_message"], failed["total_size"]) == ("failed", "disk full", None)
+    task = (await sim.api.get(f"/deployments/{backup['task_id']}")).json()
+    assert (task["status"], task["error_message"]) == ("failed", "disk full")
+    logs = (await sim.api.get(f"/environments/{env_id}/logs", params={"task_id": backup["task_id"]})).json()
+    assert "pg_dump" in logs["log"]
+    assert (await sim.api.get(f"/backups/{backup['id']}/download")).status_code == 400
+    # Only the next one: the one after completes; fail_next_backups counts down.
+    again = await _backup(sim, env_id)
+    sim.clock.advance(4)
+    assert (await sim.api.get(f"/backups/{again['id']}")).json()["status"] == "completed"
+    await sim.patch_config(fail_next_backups=1)
+    third = await _backup(sim, env_id)
+    sim.clock.advance(4)
+    assert (await sim.api.get(f"/backups/{third['id']}")).json()["status"] == "failed"
+    assert (await sim.admin.get("/config")).json()["fail_next_backups"] == 0
+
+
+async def test_admin_completes_or_fails_a_running_backup_now(start_sim: StartSim, clock: Any) -> None:
+    sim = await start_sim(clock=clock, auto_backups=False, backup_seconds=3600)
+    env_id = await _running_env(sim)
+    first = await _backup(sim, env_id)
+    sim.clock.advance(10)
+    done = await sim.admin.post(f"/backups/{first['id']}/complete")
+    assert done.status_code == 200 and done.json()["status"] == "completed"
+    assert (await sim.api.get(f"/deployments/{first['task_id']}")).json()["status"] == "completed"
+    second = await _backup(sim, env_id)  # the environment is free again
+    failed = await sim.admin.post(f"/backups/{second['id']}/fail", json={"message": "storage unreachable"})
+    assert (failed.json()["status"], failed.json()["error_message"]) == ("failed", "storage unreachable")
+    assert (await sim.admin.post(f"/backups/{second['id']}/complete")).status_code == 409
+    assert (await sim.admin.post(f"/backups/{uuid.uuid4()}/fail")).status_code == 404
+    admin = (await sim.admin.get(f"/environments/{env_id}/backups")).json()
+    assert admin["counts"]["creates"] == 2
+    assert admin["counts"]["by_status"] == {"completed": 1, "failed": 1}
+
+
+async def test_a_running_task_or_an_undeployed_environment_refuses_a_backup(quiet: Sim) -> None:
+    sim = quiet
+    env = await sim.create_env(PROJECT_A, name="fresh")
+    never = await sim.api.post(f"/environments/{env['id']}/backups", json={})
+    assert never.status_code == 409 and never.json()["detail"]["error"] == "task_in_progress"  # first deploy
+    sim.clock.advance(5)
+    await sim.api.post(f"/environments/{env['id']}/restart", headers={"Idempotency-Key": "r"})
+    busy = await sim.api.post(f"/environments/{env['id']}/backups", json={})
+    assert busy.status_code == 409 and busy.json()["detail"]["error"] == "task_in_progress"
+    serverless = await sim.create_env(PROJECT_NOSERVER, name="nowhere")
+    pending = await sim.api.post(f"/environments/{serverless['id']}/backups", json={})
+    assert pending.status_code == 409 and pending.json()["detail"]["error"] == "invalid_state"
+    bad = await sim.api.post(f"/environments/{env['id']}/backups", json={"backup_type": "scheduled"})
+    assert bad.status_code == 422
+    long_notes = await sim.api.post(f"/environments/{env['id']}/backups", json={"notes": "x" * 501})
+    assert long_notes.status_code == 422
+
+
+async def test_restore_only_into_its_own_environment_of_a_completed_backup(quiet: Sim) -> None:
+    sim = quiet
+    env_id = await _running_env(sim)
+    other_id = await _running_env(sim, "other")
+    backup = await _backup(sim, env_id)
+    url = f"/backups/{backup['id']}/restore"
+    headers = {"X-Confirm-Restore": "true", "Idempotency-Key": "k1"}
+    early = await sim.api.post(url, headers=headers)
+    assert early.status_code == 400 and early.json() == {"detail": "Backup is not in COMPLETED status"}
+    sim.clock.advance(4)
+    foreign = await sim.api.post(url, headers={**headers, "Idempotency-Key": "k2"},
+                                 json={"target_environment_id": other_id})
+    assert foreign.status_code == 422 and foreign.json()["detail"]["error"] == "cross_environment_restore"
+    admin = (await sim.admin.get(f"/environments/{env_id}/backups")).json()
+    assert admin["counts"]["restores"] == 0 and (await sim.admin.get(f"/environments/{other_id}/tasks")).json()[0][
+        "type"] == "deploy"
+    wrong = await sim.api.post(url, headers={"X-Confirm-Restore": "yes", "Idempotency-Key": "k3"})
+    assert wrong.status_code == 400 and wrong.json()["detail"]["error"] == "confirmation_required"
+    await sim.patch_config(confirm_status=422)
+    missing = await sim.api.post(url, headers={"Idempotency-Key": "k4"})
+    assert missing.status_code == 422 and missing.json()["detail"][0]["loc"] == ["header", "x-confirm-restore"]
+    own = await sim.api.post(url, headers={**headers, "Idempotency-Key": "k5"}, json={"environment_id": env_id})
+    assert own.status_code == 202
+    sim.clock.advance(2)
+    [safety] = (await sim.api.get(f"/environments/{env_id}/backups", params={"backup_type": "pre_restore"})).json()[
+        "items"]
+    assert safety["task_id"] == own.json()["task_id"] and safety["status"] == "completed"
+    second = await sim.api.post(url, headers={**headers, "Idempotency-Key": "k6"})
+    assert second.status_code == 409 and second.json()["detail"]["error"] == "task_in_progress"
+
+
+async def test_keys_see_only_their_projects_backups_and_read_only_keys_cannot_write(quiet: Sim) -> None:
+    sim = quiet
+    env_id = await _running_env(sim, project=PROJECT_B)
+    backup = await _backup(sim, env_id)
+    scoped = auth(SCOPED_A)
+    assert (await sim.api.get(f"/backups/{backup['id']}", headers=scoped)).status_code == 404
+    assert (await sim.api.get(f"/environments/{env_id}/backups", headers=scoped)).status_code == 404
+    ro = auth(RO)
+    assert (await sim.api.get(f"/environments/{env_id}/backups", headers=ro)).status_code == 200
+    refused = await sim.api.post(f"/environments/{env_id}/backups", json={}, headers=ro)
+    assert refused.status_code == 403 and refused.json()["detail"]["error"] == "read_only_key"
+    sim.clock.advance(4)
+    refused = await sim.api.post(f"/backups/{backup['id']}/restore", headers={**ro, "X-Confirm-Restore": "true"})
+    assert refused.status_code == 403
+    stats = (await sim.admin.get("/stats")).json()
+    assert stats["by_route"]["create_backup"] == {"201": 1, "403": 1}
+
+
+async def test_deleting_an_environment_outside_the_api_cancels_its_running_backup(quiet: Sim) -> None:
+    sim = quiet
+    env_id = await _running_env(sim)
+    backup = await _backup(sim, env_id)
+    sim.clock.advance(1)
+    assert (await sim.admin.delete(f"/environments/{env_id}")).status_code == 200
+    assert (await sim.api.get(f"/backups/{backup['id']}")).json()["status"] == "cancelled"
+
+
+async def test_a_lost_create_answer_still_created_the_backup(quiet: Sim) -> None:
+    """A fault after the handler (``when: after``): the client sees a 502, the backup exists —
+    the API has no idempotency key for this POST, so a blind retry would make a second one."""
+    sim = quiet
+    env_id = await _running_env(sim)
+    await sim.admin.post("/faults", json={"kind": "error", "status": 502, "when": "after", "route": "create_backup"})
+    lost = await sim.api.post(f"/environments/{env_id}/backups", json={"notes": "[k8s:uid-1]"})
+    assert lost.status_code == 502
+    listed = (await sim.api.get(f"/environments/{env_id}/backups")).json()
+    assert [b["notes"] for b in listed["items"]] == ["[k8s:uid-1]"]
+
+
+def test_cli_flags_set_the_backup_switches() -> None:
+    args = build_parser().parse_args(
+        ["--backup-seconds", "7", "--restore-seconds", "9", "--no-auto-backups", "--fail-next-backups", "2",
+         "--variant", "backup_enums=ref", "--variant", "backups_route=missing"]
+    )
+    config = build_config(args)
+    assert (config.backup_seconds, config.restore_seconds, config.auto_backups, config.fail_next_backups) == (
+        7.0, 9.0, False, 2)
+    assert (config.backup_enums, config.backups_route) == ("ref", "missing")
+    assert build_config(build_parser().parse_args([])).auto_backups is True
