@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from .controlplane import default_bin_dir
-from .manifests import CRD, PEERING_CRD, PEERING_CRDS, RESOURCE
+from .manifests import BACKUP_CRD_NAMES, BACKUP_CRDS, CRD, PEERING_CRD, PEERING_CRDS, RESOURCE
 
 __all__ = ["Kubectl", "KubectlError", "default_kubectl"]
 
@@ -40,10 +40,11 @@ class Kubectl:
         return proc
 
     def install_crd(self, crd: Path = CRD) -> None:
-        """Apply the OdooEnvironment CRD (a file or a directory) and kopf's peering CRDs (the operator
-        needs them), and wait until they are Established (60 s)."""
+        """Apply the OdooEnvironment CRD (a file or a directory), the backup kinds' CRDs and kopf's
+        peering CRDs (the operator needs them all), and wait until they are Established (60 s)."""
         self("apply", "-f", str(crd))
         if crd.is_file():
-            self("apply", "-f", str(PEERING_CRD))
+            for other in (*BACKUP_CRDS, PEERING_CRD):
+                self("apply", "-f", str(other))
         self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{RESOURCE}",
-             *(f"crd/{name}" for name in PEERING_CRDS))
+             *(f"crd/{name}" for name in (*BACKUP_CRD_NAMES, *PEERING_CRDS)))

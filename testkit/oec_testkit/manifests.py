@@ -6,9 +6,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oec_operator.settings import CRD_NAME, GROUP, PLURAL, VERSION
+from oec_operator.settings import (
+    BACKUP_CRD_NAME,
+    CRD_NAME,
+    GROUP,
+    PLURAL,
+    RESTORE_CRD_NAME,
+    SCHEDULE_CRD_NAME,
+    VERSION,
+)
 
 __all__ = [
+    "BACKUP_CRDS",
+    "BACKUP_CRD_NAMES",
     "CRD",
     "GROUP",
     "KIND",
@@ -31,6 +41,10 @@ CRD = ROOT / "crds" / "odooenvironments.oec.sh.yaml"
 PEERING_CRD = ROOT / "crds" / "kopfpeerings.kopf.dev.yaml"
 #: Their names, for ``kubectl wait``.
 PEERING_CRDS = ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev")
+#: The backup kinds' CRDs (``OdooBackup``, ``OdooBackupSchedule``, ``OdooRestore``), installed with
+#: the ``OdooEnvironment`` one, and their names.
+BACKUP_CRD_NAMES = (BACKUP_CRD_NAME, SCHEDULE_CRD_NAME, RESTORE_CRD_NAME)
+BACKUP_CRDS = tuple(ROOT / "crds" / f"{name}.yaml" for name in BACKUP_CRD_NAMES)
 KIND = "OdooEnvironment"
 #: ``odooenvironments.oec.sh``: the name kubectl takes (and the CRD's name).
 RESOURCE = CRD_NAME

@@ -118,15 +118,17 @@ def invalid_manifest(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
     return manifest, field
 
 
-def dry_run_create(cluster: Cluster, manifest: dict[str, Any], dry_run: bool = True) -> tuple[int, str]:
+def dry_run_create(cluster: Cluster, manifest: dict[str, Any], dry_run: bool = True,
+                   plural: str = PLURAL) -> tuple[int, str]:
     """Server-side dry-run (or, with ``dry_run=False``, real) create through the Python client
-    (no YAML round trip); ``(HTTP status, message)``, 201 and "" when accepted."""
+    (no YAML round trip) of an object of ``plural``; ``(HTTP status, message)``, 201 and "" when
+    accepted."""
     from kubernetes import client
 
     with cluster.kube.api_client() as api:
         try:
             client.CustomObjectsApi(api).create_namespaced_custom_object(
-                GROUP, VERSION, cluster.namespace, PLURAL, manifest, _request_timeout=30,
+                GROUP, VERSION, cluster.namespace, plural, manifest, _request_timeout=30,
                 dry_run="All" if dry_run else None)
         except client.ApiException as exc:
             try:
@@ -382,9 +384,9 @@ def test_day2_defaults_are_applied(cluster: Cluster) -> None:
     assert "resources" not in spec and "domain" not in spec  # absent = not managed
 
 
-def _dry_run_patch(cluster: Cluster, name: str, patch: dict[str, Any]) -> tuple[int, str]:
+def _dry_run_patch(cluster: Cluster, name: str, patch: dict[str, Any], plural: str = PLURAL) -> tuple[int, str]:
     """A server-side dry-run JSON merge patch of ``spec``: ``(HTTP status, message)``."""
-    result = cluster.kubectl("patch", f"{PLURAL}.{GROUP}", name, "--type", "merge", "--dry-run=server",
+    result = cluster.kubectl("patch", f"{plural}.{GROUP}", name, "--type", "merge", "--dry-run=server",
                              "-p", json.dumps({"spec": patch}), check=False)
     return (200, "") if result.returncode == 0 else (422, result.stderr)
 
@@ -420,8 +422,8 @@ def _unset(model: BaseModel, path: str = "status") -> list[str]:
 
 def test_every_status_field_of_the_model_survives_the_structural_schema(cluster: Cluster) -> None:
     """The status schema is structural: a field the CRD does not list is silently pruned. Every
-    field of :class:`Status` (the issue-12 ones included) written through the status subresource
-    must read back unchanged."""
+    field of :class:`Status` (the issue-12 and issue-13 ones included) written through the status
+    subresource must read back unchanged."""
     from oec_operator.models.status import Status
 
     manifest = _day2_manifest({})
@@ -451,6 +453,10 @@ def test_every_status_field_of_the_model_survives_the_structural_schema(cluster:
         "lastTaskKey": "oec-operator-stop-k",
         "lastHandledDeployRequest": "r0", "lastHandledRestartAt": "x1", "lastHandledReconcileAt": "x2",
         "lastHandledRedeployAt": "x3", "lastHandledRecreateAt": "x4", "lastSyncTime": "2026-01-15T09:00:00Z",
+        "finalBackup": {"backupId": "b9", "phase": "Running", "requestedAt": "2026-01-15T09:00:00Z",
+                        "completedAt": "2026-01-15T09:05:00Z", "message": "waiting for backup b9"},
+        "backups": {"latest": {"id": "b8", "type": "scheduled", "status": "completed",
+                               "completedAt": "2026-01-15T02:10:00Z"}, "checkedAt": "2026-01-15T09:00:00Z"},
         "conditions": [{"type": "Ready", "status": "True", "reason": "Stopped", "message": "stopped",
                         "observedGeneration": 1, "lastTransitionTime": "2026-01-15T09:00:00Z"}],
     }
@@ -460,4 +466,232 @@ def test_every_status_field_of_the_model_survives_the_structural_schema(cluster:
                     "-p", json.dumps({"status": full}))
     stored = (cluster.get(name) or {}).get("status", {})
     assert Status.from_body(stored) == written
+    assert stored == full  # nothing pruned, nothing added
+
+
+# --------------------------------------------------------------------------- the backup kinds (issue 13)
+
+BACKUP_PLURAL, SCHEDULE_PLURAL, RESTORE_PLURAL = "odoobackups", "odoobackupschedules", "odoorestores"
+#: The smallest valid spec of each kind.
+BASE_SPECS: dict[str, dict[str, Any]] = {
+    BACKUP_PLURAL: {"environmentRef": {"name": "shop"}},
+    SCHEDULE_PLURAL: {"schedule": "0 2 * * *", "environmentRef": {"name": "shop"}},
+    RESTORE_PLURAL: {"environmentRef": {"name": "shop"}, "backupId": "b1", "confirmEnvironmentName": "shop",
+                     "notAfter": "2030-01-01T00:00:00Z"},
+}
+KIND_OF = {BACKUP_PLURAL: "OdooBackup", SCHEDULE_PLURAL: "OdooBackupSchedule", RESTORE_PLURAL: "OdooRestore"}
+
+
+def kind_manifest(plural: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """A manifest of the kind: its base spec with ``changes`` merged in (``None`` removes a key)."""
+    spec = {**BASE_SPECS[plural], **changes}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND_OF[plural],
+            "metadata": {"name": f"{plural[4:10]}-{uuid.uuid4().hex[:8]}"},
+            "spec": {k: v for k, v in spec.items() if v is not None}}
+
+
+#: One manifest per rule with one thing wrong: (plural, spec changes, the field path the refusal must
+#: name, a phrase of its message).
+BACKUP_KIND_REFUSALS: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "backup-no-environment": (BACKUP_PLURAL, {"environmentRef": None}, "spec.environmentRef", "Required value"),
+    "backup-environment-no-name": (BACKUP_PLURAL, {"environmentRef": {}}, "spec.environmentRef.name",
+                                   "Required value"),
+    "backup-retention-enum": (BACKUP_PLURAL, {"retention": "forever"}, "spec.retention", "Unsupported value"),
+    "backup-notes-too-long": (BACKUP_PLURAL, {"notes": "n" * 401}, "spec.notes", "Too long"),
+    "backup-filestore-type": (BACKUP_PLURAL, {"includeFilestore": "yes"}, "spec.includeFilestore",
+                              "must be of type boolean"),
+    "backup-id-empty": (BACKUP_PLURAL, {"backupId": ""}, "spec.backupId", "at least 1 chars long"),
+    "backup-credentials-no-name": (BACKUP_PLURAL, {"credentialsRef": {"key": "apiKey"}}, "spec.credentialsRef.name",
+                                   "Required value"),
+    "schedule-missing": (SCHEDULE_PLURAL, {"schedule": None}, "spec.schedule", "Required value"),
+    "schedule-six-fields": (SCHEDULE_PLURAL, {"schedule": "0 0 2 * * *"}, "spec.schedule", "5-field cron"),
+    "schedule-four-fields": (SCHEDULE_PLURAL, {"schedule": "0 2 * *"}, "spec.schedule", "5-field cron"),
+    "schedule-macro": (SCHEDULE_PLURAL, {"schedule": "@daily"}, "spec.schedule", "5-field cron"),
+    "schedule-tz-prefix": (SCHEDULE_PLURAL, {"schedule": "TZ=UTC 0 2 * * *"}, "spec.schedule", "5-field cron"),
+    "schedule-both-targets": (SCHEDULE_PLURAL, {"selector": {"matchLabels": {"tier": "prod"}}}, "spec",
+                              "exactly one of environmentRef or selector"),
+    "schedule-no-target": (SCHEDULE_PLURAL, {"environmentRef": None}, "spec",
+                           "exactly one of environmentRef or selector"),
+    "schedule-time-zone-words": (SCHEDULE_PLURAL, {"timeZone": "Berlin time"}, "spec.timeZone", "IANA time zone"),
+    "schedule-time-zone-path": (SCHEDULE_PLURAL, {"timeZone": "../../etc/passwd"}, "spec.timeZone",
+                                "IANA time zone"),
+    "schedule-concurrency": (SCHEDULE_PLURAL, {"concurrencyPolicy": "Allow"}, "spec.concurrencyPolicy",
+                             "Unsupported value"),
+    "schedule-deadline-small": (SCHEDULE_PLURAL, {"startingDeadlineSeconds": 10}, "spec.startingDeadlineSeconds",
+                                "greater than or equal to 60"),
+    "schedule-history-big": (SCHEDULE_PLURAL, {"successfulHistoryLimit": 101}, "spec.successfulHistoryLimit",
+                             "less than or equal to 100"),
+    "schedule-failed-negative": (SCHEDULE_PLURAL, {"failedHistoryLimit": -1}, "spec.failedHistoryLimit",
+                                 "greater than or equal to 0"),
+    "schedule-spread-big": (SCHEDULE_PLURAL, {"spreadSeconds": 86401}, "spec.spreadSeconds",
+                            "less than or equal to 86400"),
+    "schedule-template-retention": (SCHEDULE_PLURAL, {"template": {"retention": "forever"}},
+                                    "spec.template.retention", "Unsupported value"),
+    "schedule-template-notes": (SCHEDULE_PLURAL, {"template": {"notes": "n" * 401}}, "spec.template.notes",
+                                "Too long"),
+    "schedule-selector-in-without-values": (
+        SCHEDULE_PLURAL,
+        {"environmentRef": None, "selector": {"matchExpressions": [{"key": "tier", "operator": "In"}]}},
+        "spec.selector.matchExpressions[0]", "values must be non-empty for In and NotIn"),
+    "schedule-selector-operator": (
+        SCHEDULE_PLURAL, {"environmentRef": None,
+                          "selector": {"matchExpressions": [{"key": "tier", "operator": "Like", "values": ["p"]}]}},
+        "spec.selector.matchExpressions[0].operator", "Unsupported value"),
+    "restore-no-backup": (RESTORE_PLURAL, {"backupId": None}, "spec", "exactly one of backupRef or backupId"),
+    "restore-two-backups": (RESTORE_PLURAL, {"backupRef": {"name": "nightly"}}, "spec",
+                            "exactly one of backupRef or backupId"),
+    "restore-no-environment": (RESTORE_PLURAL, {"environmentRef": None}, "spec.environmentRef", "Required value"),
+    "restore-no-confirmation": (RESTORE_PLURAL, {"confirmEnvironmentName": None}, "spec.confirmEnvironmentName",
+                                "Required value"),
+    "restore-empty-confirmation": (RESTORE_PLURAL, {"confirmEnvironmentName": ""}, "spec.confirmEnvironmentName",
+                                   "at least 1 chars long"),
+    "restore-no-not-after": (RESTORE_PLURAL, {"notAfter": None}, "spec.notAfter", "Required value"),
+    "restore-not-after-words": (RESTORE_PLURAL, {"notAfter": "tomorrow"}, "spec.notAfter", "date-time"),
+}
+
+#: Specs at the rules' boundaries that the schema must accept.
+BACKUP_KIND_ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "backup-full": (BACKUP_PLURAL, {"includeFilestore": False, "retention": "permanent", "notes": "ü" * 400,
+                                    "backupId": "5f1c", "credentialsRef": {"name": "team-key", "key": "k"}}),
+    "schedule-selector": (SCHEDULE_PLURAL, {
+        "environmentRef": None, "schedule": "*/15 1-5 1,15 JAN-DEC MON-FRI",
+        "timeZone": "America/Argentina/Buenos_Aires",
+        "selector": {"matchLabels": {"tier": "prod"},
+                     "matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "b"]},
+                                          {"key": "legacy", "operator": "DoesNotExist"}]},
+        "suspend": True, "startingDeadlineSeconds": 60, "successfulHistoryLimit": 0, "failedHistoryLimit": 100,
+        "spreadSeconds": 86400, "template": {"includeFilestore": False, "retention": "daily", "notes": "n" * 400}}),
+    "schedule-empty-selector": (SCHEDULE_PLURAL, {"environmentRef": None, "selector": {}, "timeZone": "Etc/GMT+5"}),
+    "restore-backup-ref": (RESTORE_PLURAL, {"backupId": None, "backupRef": {"name": "nightly-shop-202612010200"},
+                                            "notAfter": "2026-12-01T10:00:00.5+01:00"}),
+}
+
+
+@pytest.mark.parametrize("case", list(BACKUP_KIND_REFUSALS))
+def test_backup_kinds_refused_naming_the_field(cluster: Cluster, case: str) -> None:
+    plural, changes, field, phrase = BACKUP_KIND_REFUSALS[case]
+    status, message = dry_run_create(cluster, kind_manifest(plural, changes), plural=plural)
+    assert status in (400, 422), f"accepted: {changes}"
+    assert f"{field}:" in message and phrase in message, message[:800]
+
+
+@pytest.mark.parametrize("case", list(BACKUP_KIND_ACCEPTED))
+def test_backup_kinds_accepted_at_their_bounds(cluster: Cluster, case: str) -> None:
+    plural, changes = BACKUP_KIND_ACCEPTED[case]
+    status, message = dry_run_create(cluster, kind_manifest(plural, changes), plural=plural)
+    assert status == 201, message[:800]
+
+
+def _created(cluster: Cluster, plural: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create for real (no operator runs in these tests: nothing acts on it) and return the object."""
+    from kubernetes import client
+
+    with cluster.kube.api_client() as api:
+        created = client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, cluster.namespace, plural, manifest, _request_timeout=30)
+    assert isinstance(created, dict)
+    return created
+
+
+def test_backup_kinds_defaults_are_applied(cluster: Cluster) -> None:
+    backup = _created(cluster, BACKUP_PLURAL, kind_manifest(BACKUP_PLURAL, {}))["spec"]
+    assert (backup["retention"], backup["includeFilestore"]) == ("monthly", True)  # never silently permanent
+    schedule = _created(cluster, SCHEDULE_PLURAL, kind_manifest(SCHEDULE_PLURAL, {}))["spec"]
+    assert {k: v for k, v in schedule.items() if k not in ("schedule", "environmentRef")} == {
+        "timeZone": "UTC", "suspend": False, "concurrencyPolicy": "Forbid", "startingDeadlineSeconds": 3600,
+        "successfulHistoryLimit": 7, "failedHistoryLimit": 3,
+        "template": {"includeFilestore": True, "retention": "weekly"}}
+    env = _created(cluster, PLURAL, _day2_manifest({"finalBackup": {}}))["spec"]
+    assert env["finalBackup"] == {"retention": "monthly", "timeoutSeconds": 3600}  # enabled: by environmentType
+    assert "finalBackup" not in _created(cluster, PLURAL, _day2_manifest({}))["spec"]
+
+
+@pytest.mark.parametrize("plural", [BACKUP_PLURAL, RESTORE_PLURAL])
+def test_a_backup_or_restore_spec_cannot_change(cluster: Cluster, plural: str) -> None:
+    name = _created(cluster, plural, kind_manifest(plural, {}))["metadata"]["name"]
+    change = {"notes": "other"} if plural == BACKUP_PLURAL else {"confirmEnvironmentName": "other"}
+    status, message = _dry_run_patch(cluster, name, change, plural)
+    assert status == 422 and "spec: Invalid value" in message, message
+    assert f"spec is immutable; create a new {KIND_OF[plural]}" in message, message
+
+
+def test_a_schedule_can_change(cluster: Cluster) -> None:
+    name = _created(cluster, SCHEDULE_PLURAL, kind_manifest(SCHEDULE_PLURAL, {}))["metadata"]["name"]
+    assert _dry_run_patch(cluster, name, {"schedule": "30 3 * * 0", "suspend": True}, SCHEDULE_PLURAL) == (200, "")
+    status, message = _dry_run_patch(cluster, name, {"environmentRef": None}, SCHEDULE_PLURAL)
+    assert status == 422 and "exactly one of environmentRef or selector" in message, message
+
+
+#: spec.finalBackup of OdooEnvironment: (spec, field, phrase).
+FINAL_BACKUP_REFUSALS: dict[str, tuple[dict[str, Any], str, str]] = {
+    "retention-enum": ({"finalBackup": {"retention": "forever"}}, "spec.finalBackup.retention", "Unsupported value"),
+    "timeout-small": ({"finalBackup": {"timeoutSeconds": 30}}, "spec.finalBackup.timeoutSeconds",
+                      "greater than or equal to 60"),
+    "timeout-big": ({"finalBackup": {"timeoutSeconds": 86401}}, "spec.finalBackup.timeoutSeconds",
+                    "less than or equal to 86400"),
+    "enabled-type": ({"finalBackup": {"enabled": "yes"}}, "spec.finalBackup.enabled", "must be of type boolean"),
+    "enabled-with-observe": ({"managementPolicy": "Observe", "environmentId": "0b7e4b8e-3c1d-4a55-9b1a-1c2d3e4f5a6b",
+                              "finalBackup": {"enabled": True}}, "spec.finalBackup.enabled",
+                             "finalBackup.enabled needs managementPolicy Manage"),
+}
+
+
+@pytest.mark.parametrize("case", list(FINAL_BACKUP_REFUSALS))
+def test_final_backup_refused_naming_the_field(cluster: Cluster, case: str) -> None:
+    spec, field, phrase = FINAL_BACKUP_REFUSALS[case]
+    status, message = dry_run_create(cluster, _day2_manifest(spec))
+    assert status in (400, 422), f"accepted: {spec}"
+    assert f"{field}:" in message and phrase in message, message[:800]
+
+
+def test_final_backup_accepted(cluster: Cluster) -> None:
+    spec = {"environmentType": "production", "deletionPolicy": "Delete",
+            "finalBackup": {"enabled": True, "retention": "yearly", "timeoutSeconds": 60}}
+    assert dry_run_create(cluster, _day2_manifest(spec)) == (201, "")
+    observe_off = {"managementPolicy": "Observe", "environmentId": "0b7e4b8e-3c1d-4a55-9b1a-1c2d3e4f5a6b",
+                   "finalBackup": {"enabled": False}}
+    assert dry_run_create(cluster, _day2_manifest(observe_off)) == (201, "")
+
+
+#: A status with every field of each kind's model set (read back through the structural schema).
+FULL_STATUS: dict[str, dict[str, Any]] = {
+    BACKUP_PLURAL: {
+        "observedGeneration": 1, "phase": "Completed", "backupId": "b1", "taskId": "t1", "environmentId": "e1",
+        "oecStatus": "completed", "backupType": "manual", "databaseSize": 2**33, "filestoreSize": 2**34,
+        "totalSize": 2**35, "compressedSize": 2**32, "startedAt": "2026-01-15T09:00:00Z",
+        "completedAt": "2026-01-15T09:05:00.123456+00:00", "expiresAt": "2026-02-14T09:05:00Z", "verified": True,
+        "createRequestedAt": "2026-01-15T08:59:59Z", "message": "backup b1 completed",
+    },
+    SCHEDULE_PLURAL: {
+        "observedGeneration": 2, "lastScheduleTime": "2026-01-15T02:00:00Z",
+        "nextScheduleTime": "2026-01-16T02:00:00Z", "lastSuccessfulTime": "2026-01-14T02:00:00Z",
+        "active": ["nightly-shop-202601150200"], "environments": 12, "skipped": 3, "message": "12 environments",
+    },
+    RESTORE_PLURAL: {
+        "observedGeneration": 1, "phase": "Running", "backupId": "b1", "environmentId": "e1", "taskId": "t2",
+        "safetyBackupId": "b2", "requestedAt": "2026-01-15T09:00:00Z", "startedAt": "2026-01-15T09:00:01Z",
+        "completedAt": "2026-01-15T09:10:00Z", "message": "restoring b1",
+    },
+}
+
+
+@pytest.mark.parametrize("plural", list(FULL_STATUS))
+def test_every_status_field_of_the_backup_kinds_survives_the_structural_schema(cluster: Cluster, plural: str) -> None:
+    """As for OdooEnvironment: a status field the CRD does not list would be silently pruned."""
+    from oec_operator.models.backups import OdooBackupScheduleStatus, OdooBackupStatus, OdooRestoreStatus
+    from oec_operator.models.status import StatusBase
+
+    models: dict[str, type[StatusBase]] = {BACKUP_PLURAL: OdooBackupStatus, SCHEDULE_PLURAL: OdooBackupScheduleStatus,
+                                           RESTORE_PLURAL: OdooRestoreStatus}
+    model = models[plural]
+    full = {**FULL_STATUS[plural], "conditions": [
+        {"type": "Ready", "status": "True", "reason": "Completed", "message": "done", "observedGeneration": 1,
+         "lastTransitionTime": "2026-01-15T09:00:00Z"}]}
+    written = model.model_validate(full)
+    assert _unset(written) == [], f"the test must set every {model.__name__} field"
+    name = _created(cluster, plural, kind_manifest(plural, {}))["metadata"]["name"]
+    cluster.kubectl("patch", f"{plural}.{GROUP}", name, "--subresource=status", "--type", "merge",
+                    "-p", json.dumps({"status": full}))
+    stored = json.loads(cluster.kubectl("get", f"{plural}.{GROUP}", name, "-o", "json").stdout).get("status", {})
+    assert model.from_body(stored) == written
     assert stored == full  # nothing pruned, nothing added

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from oec_testkit.manifests import PEERING_CRD
+from oec_testkit.manifests import BACKUP_CRDS, PEERING_CRD
 
 from .conftest import CRD, ROOT, kubectl_run
 
@@ -40,7 +40,9 @@ def dry_run(kube: Any, objects: list[dict[str, Any]], namespace: str) -> str:
 def test_crd_base_is_the_crd_and_apply_f_crds_still_works(kube: Any, crd: Path) -> None:
     peering = [d for d in yaml.safe_load_all(PEERING_CRD.read_text()) if d]
     by_name = lambda docs: sorted(docs, key=lambda d: d["metadata"]["name"])  # noqa: E731
-    assert by_name(render(kube, DEPLOY / "crd")) == by_name([yaml.safe_load(CRD.read_text()), *peering])
+    backups = [yaml.safe_load(path.read_text()) for path in BACKUP_CRDS]
+    assert by_name(render(kube, DEPLOY / "crd")) == by_name([yaml.safe_load(CRD.read_text()), *backups, *peering])
+    assert {d["spec"]["names"]["kind"] for d in backups} == {"OdooBackup", "OdooBackupSchedule", "OdooRestore"}
     assert {d["spec"]["names"]["kind"] for d in peering} == {"ClusterKopfPeering", "KopfPeering"}
     # crds/Kustomization has no .yaml suffix, so `kubectl apply -f crds/` applies only the CRDs.
     kubectl_run(kube, "apply", "--dry-run=server", "-f", str(ROOT / "crds"))

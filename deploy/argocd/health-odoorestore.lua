@@ -1,0 +1,47 @@
+-- Argo CD health check for oec.sh/OdooRestore (docs/status-contract.md, OdooRestore).
+-- Argo CD runs it with `obj` set to the live object; it returns {status = ..., message = ...}.
+-- Basic Lua only (no string./table./os. calls). By status.phase (the spec is immutable):
+--   deletionTimestamp        -> Progressing "Pending deletion"
+--   no status.phase          -> Progressing "Waiting for status"
+--   Completed                -> Healthy
+--   Pending, Running         -> Progressing
+--   Failed, Refused          -> Degraded with the reason (Refused: nothing was sent, e.g. notAfter
+--                              passed, wrong confirmation)
+--   any other phase          -> Progressing
+local function find(conditions, conditionType)
+  for _, c in ipairs(conditions or {}) do
+    if c.type == conditionType then
+      return c
+    end
+  end
+  return nil
+end
+
+local function text(c, fallback)
+  if c ~= nil and c.message ~= nil and c.message ~= "" then
+    return c.message
+  end
+  if c ~= nil and c.reason ~= nil and c.reason ~= "" then
+    return c.reason
+  end
+  return fallback
+end
+
+local metadata = obj.metadata or {}
+local status = obj.status or {}
+local conditions = status.conditions
+local phase = status.phase
+
+if metadata.deletionTimestamp ~= nil then
+  return {status = "Progressing", message = "Pending deletion"}
+end
+if phase == nil or phase == "" then
+  return {status = "Progressing", message = "Waiting for status"}
+end
+if phase == "Completed" then
+  return {status = "Healthy", message = text(find(conditions, "Ready"), "Completed")}
+end
+if phase == "Failed" or phase == "Refused" then
+  return {status = "Degraded", message = phase .. ": " .. text(find(conditions, "Stalled"), status.message or phase)}
+end
+return {status = "Progressing", message = text(find(conditions, "Reconciling"), text(find(conditions, "Ready"), phase))}
