@@ -5,9 +5,11 @@ the environment left alone while it runs, the way back recorded."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from oec_operator.controller.restore import RestoreController, RestoreHandle
@@ -236,3 +238,32 @@ async def test_the_environment_shows_restoring_and_sends_nothing_of_its_own_mean
     assert Status.from_body(env["status"]).condition("Reconciling") is not None
     assert [t.type for t in h.sim.state.store.tasks.values() if t.environment_id == env_id and t.type == "restart"] == [
         "restart"]
+
+
+async def _until(done: Callable[[], bool]) -> None:
+    """Until ``done()``, 10 s at most."""
+    for _ in range(1000):
+        if done():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within the timeout")
+
+
+async def test_the_environment_reconciles_at_once_when_a_restore_of_it_changes_phase(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(polling="direct")  # no project watch to wake it meanwhile
+    env, _ = await _running_env(h)
+    state, loop = h.state(env), asyncio.get_running_loop()
+    loop_task = asyncio.create_task(h.sync.run(h.handle(env)))
+    try:
+        await _until(lambda: state.next_poll_at != 0.0)  # the poll loop's first turn
+        far = state.next_poll_at = loop.time() + 3600  # nothing due for an hour
+        await asyncio.sleep(0.2)
+        assert state.next_poll_at == far
+        h.runtime.wake("team/shop")  # what the OdooRestore's event handler does on a phase change
+        await _until(lambda: state.next_poll_at != far)
+    finally:
+        loop_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await loop_task
+    assert "team/shop" not in h.runtime.wakers  # a stopped loop is not woken
