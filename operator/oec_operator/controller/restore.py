@@ -106,11 +106,11 @@ class RestoreController:
         current = self.status.view(ref.uid, obj.body.get("status"))
         if current.phase in restore.TERMINAL_PHASES:
             return None
-        hint = "the credentials"
         try:
             spec = OdooRestoreSpec.from_body(obj.body["spec"])
         except ValidationError as exc:
             return await self._refuse(obj, ref, current, Refusal("InvalidSpec", f"the spec is invalid: {exc}"))
+        hint = f"the credentials of OdooEnvironment {ref.namespace}/{spec.environment_ref.name}"
         try:
             if current.phase == restore.RUNNING:
                 delay = await self._running(obj, ref, spec, current)
@@ -126,6 +126,10 @@ class RestoreController:
             delay = await self._retry(obj, ref, current, reason, message, stalled=stalled, wait=outcome.next_poll)
         except KubeError as exc:
             delay = await self._retry(obj, ref, current, "ProgressingWithRetry", f"Kubernetes API: {exc}; retrying")
+        except Exception as exc:  # a bug or a malformed OdooEnvironment: never a hot loop, never a frozen status
+            obj.logger.exception("restore step failed unexpectedly")
+            delay = await self._retry(obj, ref, current, "ProgressingWithRetry",
+                                      f"unexpected {type(exc).__name__}; see the operator log; retrying")
         else:
             obj.state.failures = 0
         return delay
