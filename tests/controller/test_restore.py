@@ -267,3 +267,21 @@ async def test_the_environment_reconciles_at_once_when_a_restore_of_it_changes_p
         with contextlib.suppress(asyncio.CancelledError):
             await loop_task
     assert "team/shop" not in h.runtime.wakers  # a stopped loop is not woken
+
+
+async def test_an_observed_environment_is_confirmed_by_its_name_in_oec(harness: Harness) -> None:
+    h = harness
+    created = await h.sim.create_env(name="Legacy ERP", environment_type="production")
+    h.sim.clock.advance(10)
+    env = h.add("legacy", managementPolicy="Observe", environmentId=created["id"])
+    await h.change(env)
+    backup_id = await _completed_backup(h, created["id"])
+    ctl = RestoreController(h.runtime)
+
+    wrong = _add_restore(h, "by-object-name", env="legacy", backupId=backup_id, confirmEnvironmentName="legacy")
+    assert await ctl.step(_handle(h, wrong)) is None
+    assert _condition(wrong, "Stalled") == ("True", "ConfirmationMismatch")
+    assert "'Legacy ERP'" in (_status(wrong).message or "")
+    right = _add_restore(h, "by-oec-name", env="legacy", backupId=backup_id, confirmEnvironmentName="Legacy ERP")
+    await _until_terminal(h, ctl, _handle(h, right))
+    assert _status(right).phase == "Completed" and len(_restore_tasks(h, created["id"])) == 1

@@ -32,9 +32,11 @@ def test_an_expired_request_is_refused_and_one_still_valid_is_not() -> None:
 
 
 def test_the_confirmation_must_name_the_environment_exactly() -> None:
-    assert restore.check_confirmation("acme-staging", "acme-staging", "team/staging") is None
+    assert restore.check_confirmation("acme-staging", ["acme-staging"], "team/staging") is None
+    # An observed environment's name in OEC.sh, or the name the operator gives a managed one.
+    assert restore.check_confirmation("Acme Staging", ["acme-staging", "Acme Staging"], "team/staging") is None
     for wrong in ("acme-prod", "Acme-Staging", "acme-staging ", ""):
-        refused = restore.check_confirmation(wrong, "acme-staging", "team/staging")
+        refused = restore.check_confirmation(wrong, ["acme-staging"], "team/staging")
         assert isinstance(refused, Refusal) and refused.reason == "ConfirmationMismatch"
         assert "'acme-staging'" in refused.message
 

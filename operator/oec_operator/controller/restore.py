@@ -150,18 +150,23 @@ class RestoreController:
             return await self._wait(obj, ref, current, Wait("WaitingForEnvironment",
                                                             f"OdooEnvironment {env_name} does not exist (yet)"))
         env_spec = OdooEnvironmentSpec.from_body(environment.get("spec") or {})
-        refused = restore.check_confirmation(spec.confirm_environment_name,
-                                             env_spec.display_name(spec.environment_ref.name), env_name)
+        names = [] if env_spec.observe_only else [env_spec.display_name(spec.environment_ref.name)]
+        environment_id = Status.from_body(environment.get("status")).environment_id
+        if spec.confirm_environment_name not in names and not environment_id:
+            return await self._wait(obj, ref, current, Wait(
+                "WaitingForEnvironment", f"OdooEnvironment {env_name} has no OEC.sh environment yet"))
+        target = await self._target(ref.namespace, spec, environment_id or "", env_spec)
+        if spec.confirm_environment_name not in names:  # its name in OEC.sh, as the API shows it
+            names.append((await target.api.with_priority(Priority.POLL).get_environment(target.environment_id)).name)
+        refused = restore.check_confirmation(spec.confirm_environment_name, names, env_name)
         if refused is not None:
             return await self._refuse(obj, ref, current, refused)
-        environment_id = Status.from_body(environment.get("status")).environment_id
         if not environment_id:
             return await self._wait(obj, ref, current, Wait(
                 "WaitingForEnvironment", f"OdooEnvironment {env_name} has no OEC.sh environment yet"))
         backup_id = await self._backup_id(ref, spec)
         if not isinstance(backup_id, str):
             return await self._settle(obj, ref, current, backup_id)
-        target = await self._target(ref.namespace, spec, environment_id, env_spec)
         try:
             backup = await target.api.get_backup(backup_id)
         except OecNotFoundError:

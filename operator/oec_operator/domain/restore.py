@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,15 +101,17 @@ def check_not_after(not_after: datetime.datetime, now: datetime.datetime) -> Ref
                               "not be; create a new OdooRestore with a later notAfter to restore")
 
 
-def check_confirmation(confirm: str, environment_name: str, environment: str) -> Refusal | None:
-    """``spec.confirmEnvironmentName`` must equal the environment's OEC.sh name exactly
-    (``environment``: the ``OdooEnvironment`` it names, for the message)."""
-    if confirm == environment_name:
+def check_confirmation(confirm: str, names: Sequence[str], environment: str) -> Refusal | None:
+    """``spec.confirmEnvironmentName`` must equal a name of the environment exactly: its name in
+    OEC.sh, or the name the operator gives a managed one (``spec.name``, else ``metadata.name``);
+    ``names`` lists those known, ``environment`` is the ``OdooEnvironment`` (for the message)."""
+    if confirm in names:
         return None
+    shown = " or ".join(repr(n) for n in dict.fromkeys(names)) or "unknown"
     return Refusal("ConfirmationMismatch",
                    f"spec.confirmEnvironmentName {confirm!r} is not the name of OdooEnvironment {environment}'s "
-                   f"environment ({environment_name!r}); a restore replaces its database and files, so it must be "
-                   "named exactly; create a new OdooRestore with the right name")
+                   f"environment ({shown}); a restore replaces its database and files, so it must be named "
+                   "exactly; create a new OdooRestore with the right name")
 
 
 def backup_from_ref(name: str, phase: str | None, backup_id: str | None) -> str | Refusal | Wait:
