@@ -33,8 +33,8 @@ REF_TYPES = ("manual", "scheduled", "pre_deploy")
 RETENTION_DAYS: dict[str, int | None] = {"daily": 1, "weekly": 7, "monthly": 30, "yearly": 365, "permanent": None}
 #: Retention of the backups OEC makes by itself (simulator choice).
 AUTO_RETENTION = {"scheduled": "daily", "pre_deploy": "weekly", "pre_upgrade": "weekly", "pre_restore": "monthly"}
-#: Hour (UTC) at which OEC's own daily ``scheduled`` backup of an environment is taken.
-SCHEDULED_HOUR_UTC = 2
+#: OEC's own ``scheduled`` backup of an environment is taken every day, counted from the end of its
+#: first deploy (not at a wall-clock hour: a test shorter than a day never sees one by surprise).
 DAY = 86400.0
 #: Key that signs the simulated download links (they only need to look presigned).
 _SIGNING_KEY = b"oec-simulator-presign"
@@ -45,8 +45,8 @@ _STORAGE = "https://storage.oec.sh"
 class Backup:
     """A backup record. Times are epoch seconds; ``end_at`` is when it completes (or fails when
     ``failed``); ``task_id`` the task it belongs to (a ``backup`` task, or the ``restore`` task of a
-    safety backup; ``None`` for OEC's own backups). ``environment_gone`` records nothing: records
-    outlive their environment. ``restore_count``: restores started from it (admin view)."""
+    safety backup; ``None`` for OEC's own backups). Records outlive their environment.
+    ``restore_count``: restores started from it (admin view)."""
 
     id: str
     environment_id: str
@@ -173,9 +173,3 @@ def download_view(backup: Backup, now: float, expires_in: int) -> dict[str, Any]
         "expires_at": iso(now + expires_in),
     }
 
-
-def next_scheduled(after: float) -> float:
-    """The first ``SCHEDULED_HOUR_UTC`` o'clock strictly after ``after`` (epoch seconds)."""
-    day_start = math.floor(after / DAY) * DAY
-    candidate = day_start + SCHEDULED_HOUR_UTC * 3600
-    return candidate if candidate > after else candidate + DAY

@@ -105,7 +105,8 @@ class SimulatorConfig(BaseModel):
       ``delete_project``, ``list_environments``, ``create_environment``, ``get_environment``,
       ``patch_environment``, ``delete_environment``, ``environment_status``, ``environment_logs``,
       ``deploy``, ``restart``, ``start``, ``stop``, ``quick_update``, ``get_deployment``,
-      ``list_deployments``.
+      ``list_deployments``, ``list_backups``, ``create_backup``, ``get_backup``,
+      ``backup_download``, ``restore_backup``.
     * ``max_environments`` (None = unlimited): organisation quota (§1 row 16).
     * ``max_cpu_cores``, ``max_ram_mb``, ``max_disk_gb`` (None = unlimited): the plan's largest size
       of one environment; above → 422 ``quota_exceeded`` (§1 row 34).
@@ -129,7 +130,7 @@ class SimulatorConfig(BaseModel):
       ``confirm_status``, ``action_aliases``, ``deployments_list``, ``detail_lag_seconds``,
       ``patch_fields``, ``size_view``, ``disk_shrink``.
     * Backups (§11.5, §1 row 28): ``backup_seconds`` (3.0) and ``restore_seconds`` (4.0) task
-      durations; ``auto_backups`` (True): OEC's own ``scheduled`` (daily, 02:00 UTC) and pre-deploy
+      durations; ``auto_backups`` (True): OEC's own ``scheduled`` (every 24 h after the first deploy) and pre-deploy
       backups appear by themselves; ``fail_next_backups`` (0): the next N backup tasks fail, with
       ``fail_backup_message`` as ``error_message``; variants ``backup_enums`` (``mcp``/``ref``),
       ``backup_page_field`` (``pages``/``total_pages``), ``backups_route`` (``present``/``missing``).

@@ -1,11 +1,12 @@
-"""In-memory OEC.sh state with a lazy lifecycle (docs/oec-api.md §2, §9, §10, §11; §1 rows 10-23, 31-35).
+"""In-memory OEC.sh state with a lazy lifecycle (docs/oec-api.md §2, §9, §10, §11; §1 rows 10-23, 28, 31-38).
 
 Pure logic, no HTTP. State advances on access: every public method first calls :meth:`Store.tick`,
 which completes tasks whose end time (per the injected clock) has passed and applies their effect on
 the environment (deploy → ``running``/failed status, destroy → gone, start/restart/quick-update →
-``running``, stop → ``stopped``; a successful deploy/start/restart/quick-update also makes the
-requested sizes the running ones), and verifies custom domains whose time has come. Timestamps of
-those effects are the task's end time, not the time of the access. Errors are raised as
+``running``, stop → ``stopped``, backup → unchanged, restore → ``running``; a successful
+deploy/start/restart/quick-update also makes the requested sizes the running ones), verifies
+custom domains whose time has come and records OEC's own scheduled backups. Timestamps of those
+effects are the task's end time, not the time of the access. Errors are raised as
 :class:`~oec_simulator.errors.ApiError` with the contract's codes. Visibility of resources for
 project-scoped keys is the caller's job.
 """
@@ -166,7 +167,7 @@ class Task:
         return self.status_at(now) in ("queued", "running")
 
 
-@dataclass
+@dataclass(slots=True)  # slots: attribute reads stay fast in tick() however many fields it has
 class Environment:
     """An environment (§2, §9.1). ``deleted`` ones answer 404 on every ``/environments/{id}`` route.
 
@@ -254,8 +255,9 @@ class Store:
         self.restores.clear()
 
     def tick(self) -> None:
-        """Complete every task whose end time has passed and apply its effect, and verify custom
-        domains whose verification time has come (lazy lifecycle)."""
+        """Complete every task whose end time has passed and apply its effect, verify custom
+        domains whose verification time has come, and record OEC's own scheduled backups that fell
+        due (lazy lifecycle)."""
         now = self.clock.now()
         for env in self.environments.values():
             if env.domain_set_at is not None:  # a custom domain waits for its verification
@@ -282,7 +284,7 @@ class Store:
                 env.status = "running"
                 env.ever_deployed = True
                 if env.next_scheduled_backup is None:
-                    env.next_scheduled_backup = bk.next_scheduled(at)
+                    env.next_scheduled_backup = at + bk.DAY
         elif task.type == "backup":
             pass  # a backup leaves the environment as it was
         elif task.type == "restore":

@@ -7,6 +7,7 @@ import base64
 import copy
 import itertools
 import logging
+import re
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,30 @@ def merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
             merge(target[key], value)
         else:
             target[key] = value
+
+
+_TERM = re.compile(r"\s*(!?)([^!=,\s()]+)(?:\s*(==?|!=)\s*([^,\s()]*)|\s+(in|notin)\s*\(([^)]*)\))?\s*")
+
+
+def selects(query: str | None, labels: Mapping[str, str]) -> bool:
+    """Whether a ``labelSelector`` query (``a=b,c!=d,e in (f,g),h notin (i),j,!k``) selects ``labels``,
+    as the apiserver decides."""
+    for match in _TERM.finditer(query or ""):
+        bang, key, op, value, set_op, values = match.groups()
+        if not key:
+            continue
+        if op in ("=", "=="):
+            ok = labels.get(key) == value
+        elif op == "!=":
+            ok = labels.get(key) != value
+        elif set_op is not None:
+            members = {v.strip() for v in values.split(",")}
+            ok = labels.get(key) in members if set_op == "in" else labels.get(key) not in members
+        else:
+            ok = (key in labels) != bool(bang)
+        if not ok:
+            return False
+    return True
 
 
 class FakeKube(KubeClient):
@@ -90,11 +115,9 @@ class FakeKube(KubeClient):
 
     async def list_objects(self, namespace: str | None = None, *, plural: str = PLURAL,
                            label_selector: str | None = None) -> list[dict[str, Any]]:
-        """Selects by equality terms only (``a=b,c=d``), enough for the operator's own labels."""
         self.calls["list_objects"] += 1
-        terms = dict(term.split("=", 1) for term in (label_selector or "").split(",") if term)
         return [obj for (ns, _), obj in self.kinds[plural].items() if namespace in (None, ns)
-                and all((obj["metadata"].get("labels") or {}).get(k) == v for k, v in terms.items())]
+                and selects(label_selector, obj["metadata"].get("labels") or {})]
 
     async def create_object(self, namespace: str, body: Mapping[str, Any], *, plural: str = PLURAL) -> dict[str, Any]:
         self.calls["create_object"] += 1

@@ -695,3 +695,28 @@ def test_every_status_field_of_the_backup_kinds_survives_the_structural_schema(c
     stored = json.loads(cluster.kubectl("get", f"{plural}.{GROUP}", name, "-o", "json").stdout).get("status", {})
     assert model.from_body(stored) == written
     assert stored == full  # nothing pruned, nothing added
+
+
+def test_a_schedule_selector_lists_on_the_apiserver_what_the_operator_matches(cluster: Cluster) -> None:
+    """``LabelSelector.query()`` (the list query the operator sends) selects on the real apiserver
+    exactly the objects ``LabelSelector.matches`` (the operator's own reading) selects."""
+    from oec_operator.models.backups import LabelSelector
+
+    run = uuid.uuid4().hex[:6]
+    labelled = {"a": {"tier": "prod", "team": "x", "backup": "y"}, "b": {"tier": "prod", "team": "z", "backup": "y"},
+                "c": {"tier": "prod", "team": "x"}, "d": {"tier": "prod", "team": "x", "backup": "y", "legacy": "1"},
+                "e": {"tier": "dev", "team": "x", "backup": "y"}}
+    for name, labels in labelled.items():
+        manifest = _day2_manifest({})
+        manifest["metadata"].update(name=f"sel-{run}-{name}", labels={**labels, "run": run})
+        assert dry_run_create(cluster, manifest, dry_run=False)[0] == 201
+    selector = LabelSelector.model_validate({
+        "matchLabels": {"tier": "prod", "run": run},
+        "matchExpressions": [{"key": "team", "operator": "In", "values": ["x", "y"]},
+                             {"key": "backup", "operator": "Exists"},
+                             {"key": "legacy", "operator": "DoesNotExist"},
+                             {"key": "zone", "operator": "NotIn", "values": ["eu"]}]})
+    listed = cluster.kubectl("get", f"{PLURAL}.{GROUP}", "-l", selector.query(), "-o", "name").stdout.split()
+    expected = [n for n, labels in labelled.items() if selector.matches({**labels, "run": run})]
+    assert expected == ["a"]
+    assert sorted(listed) == [f"{PLURAL[:-1]}.{GROUP}/sel-{run}-{n}" for n in expected]

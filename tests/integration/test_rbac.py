@@ -120,6 +120,15 @@ def _cluster_role(path: Path, name: str) -> dict[str, Any]:
 
 OPERATOR_RULES = split_rules(_cluster_role(ROLE_FILE, "oec-operator"))
 NAMESPACED_CLUSTER_RULES = split_rules(_cluster_role(NAMESPACED_CLUSTER_ROLE_FILE, "oec-operator-cluster"))
+#: The backup kinds (issue 13) and their status.
+BACKUP_KINDS = ("odoobackups", "odoobackupschedules", "odoorestores")
+
+
+def for_backup_kinds(rule: Rule) -> bool:
+    """A rule the backup kinds' controllers need (their resources, and reading an OdooEnvironment by
+    name); the OdooEnvironment lifecycle below does not use it, :func:`test_backup_kinds_least_privilege`
+    pins each one."""
+    return rule.resource.split("/")[0] in BACKUP_KINDS or (rule.resource, rule.verb) == ("odooenvironments", "get")
 
 
 def render(kube: Any, directory: Path) -> list[dict[str, Any]]:
@@ -322,11 +331,15 @@ def test_shipped_role_is_tight(rbac_manifests: list[dict[str, Any]]) -> None:
                 assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: wildcard in {rule}"
     secrets = [r for r in OPERATOR_RULES if r.resource == "secrets"]
     assert [r.verb for r in secrets] == ["get"]
-    editor = find(rbac_manifests, "ClusterRole", "oec-operator-editor")
-    viewer = find(rbac_manifests, "ClusterRole", "oec-operator-viewer")
-    assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
-    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
-    assert {v for r in split_rules(viewer) for v in [r.verb]} == {"get", "list", "watch"}
+    for prefix, resources in (("oec-operator", {"odooenvironments"}), ("oec-operator-backup", set(BACKUP_KINDS))):
+        editor = find(rbac_manifests, "ClusterRole", f"{prefix}-editor")
+        viewer = find(rbac_manifests, "ClusterRole", f"{prefix}-viewer")
+        assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+        assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+        assert {v for r in split_rules(viewer) for v in [r.verb]} == {"get", "list", "watch"}
+        for role in (editor, viewer):
+            assert {r.resource.split("/")[0] for r in split_rules(role)} == resources
+            assert {r.verb for r in split_rules(role) if "/" in r.resource} == {"get"}  # never write status
 
 
 def test_operator_works_with_exactly_the_shipped_role(
@@ -402,7 +415,7 @@ def test_uninstall_guard_works_with_the_shipped_role(
     assert_no_refusal(op)
 
 
-@pytest.mark.parametrize("missing", OPERATOR_RULES, ids=str)
+@pytest.mark.parametrize("missing", [r for r in OPERATOR_RULES if not for_backup_kinds(r)], ids=str)
 def test_every_verb_of_the_role_is_needed(
     missing: Rule, cluster: Cluster, simulator: Simulator, operator_factory: Any, access: Access,
     rbac_manifests: list[dict[str, Any]],
@@ -462,7 +475,8 @@ def install_namespaced(access: Access, manifests: list[dict[str, Any]], operator
     for original in manifests:
         obj, kind, meta = copy.deepcopy(original), original["kind"], original["metadata"]
         if kind in ("Namespace", "CustomResourceDefinition", "Deployment") or meta["name"] in (
-                "oec-operator-editor", "oec-operator-viewer"):
+                "oec-operator-editor", "oec-operator-viewer", "oec-operator-backup-editor",
+                "oec-operator-backup-viewer"):
             continue  # not the operator's permissions (or not runnable here)
         if "namespace" in meta:
             obj["metadata"]["namespace"] = mapping[meta["namespace"]]
@@ -532,3 +546,63 @@ def test_every_cluster_scoped_verb_of_the_namespaced_overlay_is_needed(
     op.stop()
     print(f"without {missing}: {outcome} (after {time.monotonic() - started:.1f} s)")
     assert outcome is not None and ("403" in outcome or "timed out" in outcome)
+
+
+# --------------------------------------------------------------------------- tests: the backup kinds (issue 13)
+
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+#: What the operator may do with the backup kinds, and nothing more (docs/backups.md): kopf lists,
+#: watches and patches each kind and its status; a restore reads its OdooBackup (get); a schedule
+#: creates and deletes OdooBackups (runs, history limits), a final backup creates its record; every
+#: controller reads the OdooEnvironment it refers to (get). No spec is ever written (no update).
+BACKUP_KIND_ACCESS: dict[str, set[str]] = {
+    "odoobackups": {"get", "list", "watch", "patch", "create", "delete"},
+    "odoobackupschedules": {"list", "watch", "patch"},
+    "odoorestores": {"list", "watch", "patch"},
+    "odoobackups/status": {"patch"},
+    "odoobackupschedules/status": {"patch"},
+    "odoorestores/status": {"patch"},
+    "odooenvironments": {"get", "list", "watch", "patch"},
+}
+
+
+def granted(kube: Any, sa_namespace: str, namespace: str) -> dict[str, set[str]]:
+    """What the apiserver's authorizer lets the operator's ServiceAccount do in ``namespace``
+    (SubjectAccessReviews), for each resource of :data:`BACKUP_KIND_ACCESS` and each verb."""
+    from kubernetes import client
+
+    user = f"system:serviceaccount:{sa_namespace}:{SA}"
+    groups = ["system:serviceaccounts", f"system:serviceaccounts:{sa_namespace}", "system:authenticated"]
+    result: dict[str, set[str]] = {}
+    with kube.api_client() as api:
+        authz = client.AuthorizationV1Api(api)
+        for resource in BACKUP_KIND_ACCESS:
+            name, _, sub = resource.partition("/")
+            result[resource] = set()
+            for verb in VERBS:
+                review = client.V1SubjectAccessReview(spec=client.V1SubjectAccessReviewSpec(
+                    user=user, groups=groups, resource_attributes=client.V1ResourceAttributes(
+                        namespace=namespace, group=GROUP, resource=name, subresource=sub or None, verb=verb)))
+                answer = authz.create_subject_access_review(review, _request_timeout=30).status
+                if answer is not None and answer.allowed:
+                    result[resource].add(verb)
+    return result
+
+
+def test_backup_kinds_least_privilege(
+    cluster: Cluster, access: Access, rbac_manifests: list[dict[str, Any]], namespaced_manifests: list[dict[str, Any]],
+) -> None:
+    """The shipped ClusterRole and the namespaced overlay's Role grant exactly
+    :data:`BACKUP_KIND_ACCESS` on the real apiserver; the overlay grants nothing on the backup kinds
+    in a namespace it does not watch."""
+    grant_operator_role(access, rbac_manifests, cluster.namespace)
+    assert granted(cluster.kube, cluster.namespace, cluster.namespace) == BACKUP_KIND_ACCESS
+
+    operator_ns = access.namespace("t-oec-system")
+    watched = (access.namespace("t-team-a"), access.namespace("t-team-b"))
+    install_namespaced(access, namespaced_manifests, operator_ns, watched)
+    for namespace in watched:
+        assert granted(cluster.kube, operator_ns, namespace) == BACKUP_KIND_ACCESS
+    elsewhere = granted(cluster.kube, operator_ns, cluster.namespace)
+    # Only the uninstall guard's cluster-wide list of OdooEnvironments reaches other namespaces.
+    assert elsewhere == {r: ({"list"} if r == "odooenvironments" else set()) for r in BACKUP_KIND_ACCESS}

@@ -208,13 +208,16 @@ async def test_backups_and_their_tasks_stay_readable_after_the_environment_is_de
 
 
 async def test_oec_makes_its_own_scheduled_and_pre_deploy_backups_unless_switched_off(sim: Sim) -> None:
-    # Default on: a daily "scheduled" backup at 02:00 UTC and one before each redeploy.
-    env_id = await _running_env(sim)  # the manual clock starts at 00:00:10 UTC
+    # Default on: a "scheduled" backup every 24 h after the first deploy, one before each redeploy.
+    env_id = await _running_env(sim)
+    deployed = (await sim.api.get(f"/environments/{env_id}/status")).json()["last_deploy"]["completed_at"]
+    sim.clock.advance(86400 - 10)
     assert (await sim.api.get(f"/environments/{env_id}/backups")).json()["total"] == 0
-    sim.clock.advance(2 * 3600)
+    sim.clock.advance(10)
     [scheduled] = (await sim.api.get(f"/environments/{env_id}/backups")).json()["items"]
     assert (scheduled["backup_type"], scheduled["retention_type"]) == ("scheduled", "daily")
-    assert scheduled["created_at"].startswith("2026-01-01T02:00:00")
+    taken = datetime.fromisoformat(scheduled["created_at"]) - datetime.fromisoformat(deployed)
+    assert taken.total_seconds() == 86400
     deploy = await sim.api.post(f"/environments/{env_id}/deploy", headers={"Idempotency-Key": "d2"})
     assert deploy.status_code == 202
     types = [b["backup_type"] for b in (await sim.api.get(f"/environments/{env_id}/backups")).json()["items"]]
@@ -230,7 +233,7 @@ async def test_oec_makes_its_own_scheduled_and_pre_deploy_backups_unless_switche
 
 async def test_a_long_clock_jump_records_at_most_a_week_of_scheduled_backups(sim: Sim) -> None:
     env_id = await _running_env(sim)
-    sim.clock.advance(60 * 86400)
+    sim.clock.advance(60 * 86400 + 10)
     listed = (await sim.api.get(f"/environments/{env_id}/backups", params={"backup_type": "scheduled"})).json()
     assert listed["total"] == 7
     assert {b["status"] for b in listed["items"]} == {"completed", "expired"}
@@ -377,3 +380,18 @@ def test_cli_flags_set_the_backup_switches() -> None:
         7.0, 9.0, False, 2)
     assert (config.backup_enums, config.backups_route) == ("ref", "missing")
     assert build_config(build_parser().parse_args([])).auto_backups is True
+
+
+async def test_a_running_backup_holds_off_a_delete_and_the_ref_variant_names_pre_deploy(
+    start_sim: StartSim, clock: Any
+) -> None:
+    sim = await start_sim(clock=clock, backup_enums="ref")
+    env_id = await _running_env(sim)
+    backup = await _backup(sim, env_id)
+    refused = await sim.api.delete(f"/environments/{env_id}", headers={"X-Confirm-Delete": "true"})
+    assert refused.status_code == 409 and refused.json()["detail"]["task_id"] == backup["task_id"]
+    sim.clock.advance(4)
+    deploy = await sim.api.post(f"/environments/{env_id}/deploy", headers={"Idempotency-Key": "d"})
+    assert deploy.status_code == 202
+    types = [b["backup_type"] for b in (await sim.api.get(f"/environments/{env_id}/backups")).json()["items"]]
+    assert types == ["pre_deploy", "manual"]

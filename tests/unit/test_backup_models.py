@@ -64,3 +64,21 @@ def test_a_label_selector_renders_and_matches_as_the_apiserver_does() -> None:
     assert not selector.matches({"tier": "prod", "team": "c"})
     assert not selector.matches({"tier": "prod", "team": "a", "legacy": "x"})
     assert LabelSelector().matches({}) and LabelSelector().query() == ""
+
+
+def test_the_fake_apiserver_selects_as_the_query_says() -> None:
+    """The controller tests' FakeKube reads the query :meth:`LabelSelector.query` writes."""
+    from tests.controller.conftest import selects
+
+    selector = LabelSelector.model_validate({
+        "matchLabels": {"tier": "prod"},
+        "matchExpressions": [{"key": "team", "operator": "In", "values": ["a", "b"]},
+                             {"key": "zone", "operator": "NotIn", "values": ["x"]},
+                             {"key": "backup", "operator": "Exists"},
+                             {"key": "legacy", "operator": "DoesNotExist"}]})
+    cases = [{"tier": "prod", "team": "a", "backup": "y"}, {"tier": "prod", "team": "c", "backup": "y"},
+             {"tier": "prod", "team": "b", "backup": "y", "zone": "x"}, {"tier": "prod", "team": "a"},
+             {"tier": "prod", "team": "a", "backup": "", "legacy": "1"}, {"tier": "dev", "team": "a", "backup": "y"}]
+    assert [selects(selector.query(), labels) for labels in cases] == [selector.matches(labels) for labels in cases]
+    assert [selector.matches(labels) for labels in cases] == [True, False, False, False, False, False]
+    assert selects("a!=b", {"a": "c"}) and not selects("a!=b", {"a": "b"}) and selects("", {})
