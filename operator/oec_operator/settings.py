@@ -61,6 +61,9 @@ class HandlerId:
     #: ``OdooRestore``: create, and the poll until the restore is terminal.
     RESTORE_CHANGE = "restore-change"
     RESTORE_POLL = "restore-poll"
+    #: ``OdooRestore``: the index of running restores by environment, and the watch of phase changes.
+    RESTORES = "restores"
+    RESTORE_EVENTS = "restore-events"
 
 
 class OperatorConfig(BaseSettings):
