@@ -283,7 +283,7 @@ async def test_a_missing_or_uncreated_environment_waits_with_environment_not_rea
     await b.step(obk)
     ready, reason, message = condition(obk, "Reconciling")
     assert (ready, reason) == ("True", "EnvironmentNotReady") and "OdooEnvironment later" in message
-    assert condition(obk, "Stalled")[0] is None and len(await posts(h)) == 0
+    assert condition(obk, "Stalled")[0] is None and len(await posts(h)) == 0 and status(obk).phase == "Pending"
     h.add("later")  # exists now, but has no OEC.sh environment yet
     await b.step(obk)
     assert "no OEC.sh environment yet" in condition(obk, "Reconciling")[2]
@@ -294,3 +294,13 @@ def test_deleting_an_odoo_backup_says_the_data_stays_in_oec() -> None:
     assert (event.type, event.reason) == ("Normal", "BackupKept")
     assert "backup b-1 stays in OEC.sh" in event.message and "never deletes" in event.message
 
+
+
+async def test_an_unknown_spec_backup_id_fails_with_backup_not_found_and_sends_nothing(harness: Harness) -> None:
+    h = harness
+    await running_env(h)
+    b = Backups(h)
+    obk = b.add("typo", backupId="99999999-9999-4999-8999-999999999999")
+    assert await b.step(obk) is None
+    assert status(obk).phase == "Failed" and condition(obk, "Stalled")[:2] == ("True", "BackupNotFound")
+    assert b.reasons("typo") == ["BackupNotFound"] and len(await posts(h)) == 0

@@ -238,7 +238,7 @@ class BackupController:
             message = f"waiting for OdooEnvironment {env_name}: it {what}"
             return _Step(conditions=[Condition(cond.READY, "False", "EnvironmentNotReady", message),
                                      Condition(cond.RECONCILING, "True", "EnvironmentNotReady", message)],
-                         remove=(cond.STALLED,), update=OdooBackupStatus(message=message),
+                         remove=(cond.STALLED,), update=OdooBackupStatus(phase=Phase.PENDING.value, message=message),
                          delay=self.config.poll_interval / 2)
         key_ref = self._credentials(environment, spec)
         key, hint = await self.runtime.api_key(ref.namespace, key_ref)
