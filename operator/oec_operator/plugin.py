@@ -314,12 +314,12 @@ async def download_link(record: dict[str, Any], api: kubernetes.client.ApiClient
     name, namespace = record["metadata"]["name"], record["metadata"]["namespace"]
     if not backup_id:
         raise PluginError(f"odoobackup {name!r} has no OEC.sh backup yet (status.backupId is empty)")
-    ref = spec.credentials_ref
+    ref = spec.credentials_secret_ref
     try:
         environment = _get(api, namespace, spec.environment_ref.name)
         ref = OdooEnvironmentSpec.from_body(environment.get("spec", {})).credentials_secret_ref or ref
     except PluginError:
-        pass  # the environment object is gone: spec.credentialsRef, else the default key
+        pass  # the environment object is gone: spec.credentialsSecretRef, else the default key
     link = await call_api(api, namespace, ref, api_url,
                           lambda client: client.backup_download(backup_id, expires_in=expires_in))
     lines = [f"# backup {backup_id}: links valid until {link.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ')}; "

@@ -60,7 +60,7 @@ def record_body(body_name: str, spec: OdooEnvironmentSpec, backup_id: str, ref: 
                      "annotations": {"argocd.argoproj.io/compare-options": "IgnoreExtraneous"}},
         "spec": {"environmentRef": {"name": ref.name}, "backupId": backup_id,
                  "retention": spec.final_backup.retention,
-                 **({"credentialsRef": credentials.model_dump(by_alias=True)} if credentials else {})},
+                 **({"credentialsSecretRef": credentials.model_dump(by_alias=True)} if credentials else {})},
     }
 
 
