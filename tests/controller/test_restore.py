@@ -194,13 +194,10 @@ async def test_a_failed_restore_task_is_reported_and_not_retried(harness: Harnes
     h = harness
     _, env_id = await _running_env(h)
     backup_id = await _completed_backup(h, env_id)
+    await h.sim.patch_config(fail_next_restores=1, fail_restore_message="pg_restore: disk full")
     body = _add_restore(h, "doomed", backupId=backup_id)
     ctl, obj = RestoreController(h.runtime), _handle(h, body)
     await ctl.step(obj)
-    task = h.sim.state.store.tasks[_status(body).task_id or ""]
-    # The simulator has no switch for a failing restore: this one fails at its database step.
-    task.fail_step, task.error_message = task.steps.index("restore_database"), "pg_restore: disk full"
-    task.end_at = task.start_at + task.step_seconds * (task.fail_step + 1)
 
     await _until_terminal(h, ctl, obj)
     status = _status(body)
