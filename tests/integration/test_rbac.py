@@ -634,7 +634,8 @@ def _kind_objects(cluster: Cluster, plural: str) -> list[dict[str, Any]]:
 
 def _phase_of(cluster: Cluster, plural: str, name: str) -> str | None:
     obj = next((o for o in _kind_objects(cluster, plural) if o["metadata"]["name"] == name), None)
-    return (obj or {}).get("status", {}).get("phase")
+    phase = (obj or {}).get("status", {}).get("phase")
+    return str(phase) if phase is not None else None
 
 
 def _backup_kind_refusal(cluster: Cluster) -> str | None:
