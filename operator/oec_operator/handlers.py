@@ -23,7 +23,7 @@ from oec_operator.controller.delete import DeleteController
 from oec_operator.controller.restore import RestoreController, RestoreHandle, RestoreState
 from oec_operator.controller.state import EventSink, Handle, ResourceState
 from oec_operator.controller.sync import SyncController
-from oec_operator.controller.uninstall import orphan_all
+from oec_operator.controller.uninstall import orphan_all, release_all
 from oec_operator.domain.outcome import Event
 from oec_operator.domain.ownership import Claim, claims_of
 from oec_operator.domain.restore import environment_key, running_of
@@ -31,13 +31,16 @@ from oec_operator.kube import login as kube_login
 from oec_operator.kube import peering
 from oec_operator.runtime import Runtime
 from oec_operator.settings import (
+    BACKUP_CRD_NAME,
     BACKUP_RESOURCE,
     COMPONENT,
     CRD_NAME,
     FINALIZER,
     PREFIX,
     RESOURCE,
+    RESTORE_CRD_NAME,
     RESTORE_RESOURCE,
+    SCHEDULE_CRD_NAME,
     HandlerId,
     load_config,
 )
@@ -155,13 +158,21 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwa
         raise kopf.TemporaryError(step.message, delay=step.retry_after)
 
 
+#: The backup kinds' CRDs: their objects only lose the finalizer when the CRD goes.
+BACKUP_CRDS = (BACKUP_CRD_NAME, SCHEDULE_CRD_NAME, RESTORE_CRD_NAME)
+
+
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", id=HandlerId.UNINSTALL_GUARD,
-               when=lambda name, **_: name == CRD_NAME)
+               when=lambda name, **_: name in (CRD_NAME, *BACKUP_CRDS))
 async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The CRD is being deleted (operator uninstall): orphan every environment
-    (:mod:`oec_operator.controller.uninstall`)."""
-    if body.metadata.get("deletionTimestamp"):
+    """One of the operator's CRDs is being deleted (operator uninstall): orphan every environment,
+    or release every object of a backup kind (:mod:`oec_operator.controller.uninstall`)."""
+    if not body.metadata.get("deletionTimestamp"):
+        return
+    if body.metadata.name == CRD_NAME:
         await orphan_all(memo.runtime.kube, _events)
+    else:
+        await release_all(memo.runtime.kube, str(body.spec["names"]["plural"]))
 
 
 # --- OdooBackup ------------------------------------------------------------------------------
