@@ -20,22 +20,28 @@ import kopf
 from oec_operator import logs, metrics
 from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
 from oec_operator.controller.delete import DeleteController
+from oec_operator.controller.restore import RestoreController, RestoreHandle, RestoreState
 from oec_operator.controller.schedule import SCHEDULE_LABEL, ScheduleController, ScheduleState, owned_of, target_of
 from oec_operator.controller.state import EventSink, Handle, ResourceState
 from oec_operator.controller.sync import SyncController
-from oec_operator.controller.uninstall import orphan_all
+from oec_operator.controller.uninstall import orphan_all, release_all
 from oec_operator.domain.outcome import Event
 from oec_operator.domain.ownership import Claim, claims_of
+from oec_operator.domain.restore import environment_key, running_of
 from oec_operator.kube import login as kube_login
 from oec_operator.kube import peering
 from oec_operator.runtime import Runtime
 from oec_operator.settings import (
+    BACKUP_CRD_NAME,
     BACKUP_RESOURCE,
     COMPONENT,
     CRD_NAME,
     FINALIZER,
     PREFIX,
     RESOURCE,
+    RESTORE_CRD_NAME,
+    RESTORE_RESOURCE,
+    SCHEDULE_CRD_NAME,
     SCHEDULE_RESOURCE,
     HandlerId,
     load_config,
@@ -54,7 +60,8 @@ def _state(memo: kopf.Memo) -> ResourceState:
 
 def _handle(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, kwargs: Mapping[str, Any]) -> Handle:
     """The object as the controllers take it (with kopf's per-object logger and the index)."""
-    return Handle(body=body, state=_state(memo), claims=kwargs["claims"], events=_events(body), logger=logger)
+    return Handle(body=body, state=_state(memo), claims=kwargs["claims"], events=_events(body), logger=logger,
+                  restores=kwargs.get("restores", {}))
 
 
 def _events(body: Mapping[str, Any]) -> EventSink:
@@ -83,6 +90,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.sync = SyncController(memo.runtime)
     memo.deletion = DeleteController(memo.runtime)
     memo.backups = BackupController(memo.runtime)
+    memo.restore = RestoreController(memo.runtime)
     memo.schedules = ScheduleController(memo.runtime)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
@@ -153,13 +161,21 @@ async def on_delete(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwa
         raise kopf.TemporaryError(step.message, delay=step.retry_after)
 
 
+#: The backup kinds' CRDs: their objects only lose the finalizer when the CRD goes.
+BACKUP_CRDS = (BACKUP_CRD_NAME, SCHEDULE_CRD_NAME, RESTORE_CRD_NAME)
+
+
 @kopf.on.event("apiextensions.k8s.io", "v1", "customresourcedefinitions", id=HandlerId.UNINSTALL_GUARD,
-               when=lambda name, **_: name == CRD_NAME)
+               when=lambda name, **_: name in (CRD_NAME, *BACKUP_CRDS))
 async def uninstall_guard(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The CRD is being deleted (operator uninstall): orphan every environment
-    (:mod:`oec_operator.controller.uninstall`)."""
-    if body.metadata.get("deletionTimestamp"):
+    """One of the operator's CRDs is being deleted (operator uninstall): orphan every environment,
+    or release every object of a backup kind (:mod:`oec_operator.controller.uninstall`)."""
+    if not body.metadata.get("deletionTimestamp"):
+        return
+    if body.metadata.name == CRD_NAME:
         await orphan_all(memo.runtime.kube, _events)
+    else:
+        await release_all(memo.runtime.kube, str(body.spec["names"]["plural"]))
 
 
 # --- OdooBackup ------------------------------------------------------------------------------
@@ -249,3 +265,37 @@ async def schedule_clock(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
             state.handled.clear()
 
 # --- OdooRestore -----------------------------------------------------------------------------
+
+
+@kopf.index(*RESTORE_RESOURCE, id=HandlerId.RESTORES)
+def restores(body: kopf.Body, **_: Any) -> dict[str, str]:
+    """Index: ``namespace/name`` of an ``OdooEnvironment`` -> the restore running into it (read by
+    its reconcile: ``Reconciling`` reason ``Restoring``, no task of its own meanwhile)."""
+    return running_of(body)
+
+
+@kopf.daemon(*RESTORE_RESOURCE, id=HandlerId.RESTORE_POLL, cancellation_timeout=10.0)
+async def restore_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
+                       **_: Any) -> None:
+    """Carry the restore out (:mod:`oec_operator.controller.restore`) until it is terminal; a
+    terminal one returns at once (it never sends again)."""
+    state = memo.get("restore_state")
+    if state is None:
+        state = memo["restore_state"] = RestoreState()
+    obj = RestoreHandle(body=body, events=_events(body), logger=logger, state=state)
+    while not stopped:
+        delay = await memo.restore.step(obj)
+        if delay is None:
+            return
+        await stopped.wait(delay)
+
+
+@kopf.on.event(*RESTORE_RESOURCE, id=HandlerId.RESTORE_EVENTS)
+async def restore_event(body: kopf.Body, memo: kopf.Memo, type: str | None, **_: Any) -> None:
+    """A restore's phase changed or a running one was deleted (the index already shows it): its
+    ``OdooEnvironment`` reconciles now, to show ``Restoring`` at once and to go on at once after it."""
+    phase = (body.get("status") or {}).get("phase")
+    seen, memo["restore_phase"] = memo.get("restore_phase", phase), phase
+    target = (body.get("spec") or {}).get("environmentRef", {}).get("name")
+    if target and (phase != seen or (type == "DELETED" and phase == "Running")):
+        memo.runtime.wake(environment_key(body["metadata"]["namespace"], target))

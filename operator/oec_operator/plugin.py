@@ -11,6 +11,8 @@ Installed with the package as ``kubectl-oec`` (kubectl finds plugins on ``PATH``
     kubectl oec backup NAME [--retention R] [--notes T] [--no-filestore]  # a new OdooBackup of NAME
     kubectl oec backups NAME                        # the environment's backups on OEC.sh, all types
     kubectl oec backup download NAME [--expires-in S]  # a download link for the OdooBackup NAME
+    kubectl oec restore NAME --backup B | --backup-id ID [--not-after 1h] [--yes-i-mean-it NAME]
+                                                    # an OdooRestore, after typing the environment's name
 
 ``logs``, ``backups`` and ``backup download`` call the OEC.sh API with the resource's own
 credentials (its ``credentialsSecretRef`` Secret; for ``backup download`` those the operator uses,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +43,7 @@ from oec_operator.models.status import Health, LastDeploy, PendingResources, Sta
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.errors import OecError, OecTransportError
 from oec_operator.oec.models import Backup
-from oec_operator.settings import BACKUP_PLURAL, GROUP, PLURAL, VERSION, ConfigError, load_config
+from oec_operator.settings import BACKUP_PLURAL, GROUP, PLURAL, RESTORE_PLURAL, VERSION, ConfigError, load_config
 
 T = TypeVar("T")
 
@@ -311,12 +314,12 @@ async def download_link(record: dict[str, Any], api: kubernetes.client.ApiClient
     name, namespace = record["metadata"]["name"], record["metadata"]["namespace"]
     if not backup_id:
         raise PluginError(f"odoobackup {name!r} has no OEC.sh backup yet (status.backupId is empty)")
-    ref = spec.credentials_ref
+    ref = spec.credentials_secret_ref
     try:
         environment = _get(api, namespace, spec.environment_ref.name)
         ref = OdooEnvironmentSpec.from_body(environment.get("spec", {})).credentials_secret_ref or ref
     except PluginError:
-        pass  # the environment object is gone: spec.credentialsRef, else the default key
+        pass  # the environment object is gone: spec.credentialsSecretRef, else the default key
     link = await call_api(api, namespace, ref, api_url,
                           lambda client: client.backup_download(backup_id, expires_in=expires_in))
     lines = [f"# backup {backup_id}: links valid until {link.expires_at.strftime('%Y-%m-%dT%H:%M:%SZ')}; "
@@ -361,6 +364,76 @@ def _patch(api: kubernetes.client.ApiClient, namespace: str, name: str, command:
     return what
 
 
+#: ``--not-after`` durations: ``90s``, ``30m``, ``1h``, ``1h30m``.
+DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """``1h``, ``30m``, ``90s``, ``1h30m`` -> a positive duration.
+
+    Raises:
+        PluginError: not such a duration, or zero.
+    """
+    match = DURATION.match(text.strip())
+    if not match or not any(match.groups()):
+        raise PluginError(f"--not-after {text!r}: expected a duration such as 1h, 30m, 90s or 1h30m")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    duration = datetime.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+    if not duration:
+        raise PluginError("--not-after must be longer than 0s")
+    return duration
+
+
+def restore_manifest(env: dict[str, Any], *, confirm: str, not_after: datetime.datetime,
+                     backup: str | None = None, backup_id: str | None = None) -> dict[str, Any]:
+    """The ``OdooRestore`` that ``kubectl oec restore`` creates for the ``OdooEnvironment`` ``env``:
+    named after it (``generateName``), the backup by ``OdooBackup`` name or OEC id, the typed
+    confirmation, ``notAfter`` (``docs/backups.md`` §3)."""
+    meta = env["metadata"]
+    source: dict[str, Any] = {"backupRef": {"name": backup}} if backup else {"backupId": backup_id}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooRestore",
+            "metadata": {"generateName": f"{meta['name'][:40]}-restore-", "namespace": meta["namespace"]},
+            "spec": {"environmentRef": {"name": meta["name"]}, **source, "confirmEnvironmentName": confirm,
+                     "notAfter": not_after.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+
+
+def confirmation(env: dict[str, Any], given: str | None, backup: str, interactive: bool,
+                 ask: Callable[[str], str] = input) -> str:
+    """The environment's name, typed by the user (or ``--yes-i-mean-it NAME``), as the vendor's
+    own tool asks before a restore: it must equal the environment's OEC.sh name.
+
+    Raises:
+        PluginError: no confirmation (not interactive and no flag) or a wrong name.
+    """
+    name = OdooEnvironmentSpec.from_body(env.get("spec", {})).display_name(env["metadata"]["name"])
+    if given is None:
+        if not interactive:
+            raise PluginError(f"not run interactively: confirm with --yes-i-mean-it {name}")
+        given = ask(f"This replaces the database and filestore of environment {name!r} with backup {backup} "
+                    f"(OEC.sh takes a safety backup first).\nType the environment's name to confirm: ").strip()
+    if given != name:
+        raise PluginError(f"the confirmation {given!r} is not the environment's name {name!r}; nothing was done")
+    return given
+
+
+def _restore(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> str:
+    env = _get(api, namespace, args.name)
+    if not Status.from_body(env.get("status")).environment_id:
+        raise PluginError(f"odooenvironment {args.name!r} has no OEC.sh environment yet")
+    backup = f"OdooBackup {args.backup}" if args.backup else f"{args.backup_id}"
+    confirm = confirmation(env, args.yes_i_mean_it, backup, sys.stdin.isatty())
+    not_after = datetime.datetime.now(datetime.UTC) + parse_duration(args.not_after)
+    body = restore_manifest(env, confirm=confirm, not_after=not_after, backup=args.backup, backup_id=args.backup_id)
+    try:
+        created = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, RESTORE_PLURAL, body))
+    except ApiException as exc:
+        raise PluginError(f"cannot create the OdooRestore: HTTP {exc.status} {exc.reason}") from None
+    name = created["metadata"]["name"]
+    return (f"odoorestore {name!r} created: restores {backup} into odooenvironment {args.name!r} unless not started "
+            f"before {body['spec']['notAfter']}; follow it with kubectl get odoorestore {name} -n {namespace}")
+
+
 def parser() -> argparse.ArgumentParser:
     """The command line."""
     def cluster_flags(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
@@ -402,6 +475,14 @@ def parser() -> argparse.ArgumentParser:
     backups = sub.add_parser("backups", parents=[common], help="the environment's backups on OEC.sh")
     backups.add_argument("name")
     backups.add_argument("--api-url", help="OEC.sh API root (default: OEC_API_URL or the production API)")
+    restore = sub.add_parser("restore", parents=[common], help="restore a backup into the environment (an OdooRestore)")
+    restore.add_argument("name")
+    source = restore.add_mutually_exclusive_group(required=True)
+    source.add_argument("--backup", help="an OdooBackup of the namespace")
+    source.add_argument("--backup-id", help="an OEC.sh backup id of the environment")
+    restore.add_argument("--not-after", default="1h", help="the restore is refused if not started within this (1h)")
+    restore.add_argument("--yes-i-mean-it", metavar="ENVNAME",
+                         help="the environment's name, instead of typing it (needed when not interactive)")
     return p
 
 
@@ -437,6 +518,8 @@ def run(argv: Sequence[str]) -> str:
             return asyncio.run(list_backups(_get(api, namespace, args.name), api, args.api_url))
         if args.command == "logs":
             return asyncio.run(fetch_logs(_get(api, namespace, args.name), api, args.api_url, args.lines, args.task))
+        if args.command == "restore":
+            return _restore(api, namespace, args)
         what = _patch(api, namespace, args.name, args.command)
         return f"{args.command} requested for odooenvironment {args.name!r} ({what})"
 

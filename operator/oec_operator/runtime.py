@@ -5,6 +5,7 @@ Created once at start-up (kept in kopf's ``memo``), closed at clean-up."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,8 @@ class Runtime:
         limiters: one :class:`RateLimiter` per API key (by the key's SHA-256), ``batched`` only.
         fleet: the project watches of the batched design.
         keys: the process-wide gate on refused API keys (``docs/oec-api.md`` §4 brute-force block).
+        wakers: ``namespace/name`` of an ``OdooEnvironment`` -> wakes its poll loop to reconcile now
+            (e.g. once a restore of it ended, ``docs/backups.md`` §3).
     """
 
     config: OperatorConfig
@@ -56,6 +59,7 @@ class Runtime:
     limiters: dict[str, RateLimiter] = field(default_factory=dict)
     keys: KeyGate = field(default_factory=KeyGate)
     fleet: Fleet = field(init=False)
+    wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
@@ -124,6 +128,13 @@ class Runtime:
         except CredentialsError:
             return None
         return key
+
+    def wake(self, key: str) -> None:
+        """Make the ``OdooEnvironment`` with this key (``namespace/name``) reconcile now, if its poll
+        loop runs in this process."""
+        waker = self.wakers.get(key)
+        if waker is not None:
+            waker()
 
     async def aclose(self) -> None:
         """Stop the project watches, close the HTTP client."""

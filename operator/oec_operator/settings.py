@@ -66,6 +66,9 @@ class HandlerId:
     #: ``OdooRestore``: create, and the poll until the restore is terminal.
     RESTORE_CHANGE = "restore-change"
     RESTORE_POLL = "restore-poll"
+    #: ``OdooRestore``: the index of running restores by environment, and the watch of phase changes.
+    RESTORES = "restores"
+    RESTORE_EVENTS = "restore-events"
 
 
 class OperatorConfig(BaseSettings):
@@ -84,6 +87,8 @@ class OperatorConfig(BaseSettings):
     request_timeout: float = Field(default=30.0, gt=0, le=300.0)
     credentials_grace_period: float = Field(default=600.0, ge=0, le=7 * 86400.0)
     external_delete_grace_period: float = Field(default=30.0, ge=0, le=86400.0)
+    # docs/backups.md §5: seconds between two reads of an environment's newest backup (0: never).
+    backup_check_interval: float = Field(default=6 * 3600.0, ge=0, le=7 * 86400.0)
     metrics_port: int = Field(default=8081, ge=0, le=65535)
     metrics_address: str = "0.0.0.0"  # noqa: S104 - inside a pod; set 127.0.0.1 on a workstation
     rate_limit_reads: int = Field(default=120, ge=1, le=1_000_000)

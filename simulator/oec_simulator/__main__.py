@@ -148,6 +148,7 @@ def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--fail-next-deploys", type=int, metavar="N", help="the next N deploy tasks fail")
     group.add_argument("--fail-next-backups", type=int, metavar="N", help="the next N backup tasks fail")
+    group.add_argument("--fail-next-restores", type=int, metavar="N", help="the next N restore tasks fail")
     group.add_argument(
         "--fail-deploy-log",
         action="append",
@@ -230,6 +231,8 @@ def _apply_fault_flags(args: argparse.Namespace, data: dict[str, Any]) -> None:
         data["fail_next_deploys"] = args.fail_next_deploys
     if args.fail_next_backups is not None:
         data["fail_next_backups"] = args.fail_next_backups
+    if args.fail_next_restores is not None:
+        data["fail_next_restores"] = args.fail_next_restores
     if args.fail_deploy_log:
         data["fail_deploy_log"] = list(args.fail_deploy_log)
 

@@ -132,7 +132,8 @@ class SimulatorConfig(BaseModel):
     * Backups (§11.5, §1 row 28): ``backup_seconds`` (3.0) and ``restore_seconds`` (4.0) task
       durations; ``auto_backups`` (True): OEC's own ``scheduled`` (every 24 h after the first deploy) and pre-deploy
       backups appear by themselves; ``fail_next_backups`` (0): the next N backup tasks fail, with
-      ``fail_backup_message`` as ``error_message``; variants ``backup_enums`` (``mcp``/``ref``),
+      ``fail_backup_message`` as ``error_message``; ``fail_next_restores`` (0): the next N restore
+      tasks fail at their database step, with ``fail_restore_message``; variants ``backup_enums`` (``mcp``/``ref``),
       ``backup_page_field`` (``pages``/``total_pages``), ``backups_route`` (``present``/``missing``).
     """
 
@@ -169,6 +170,8 @@ class SimulatorConfig(BaseModel):
     auto_backups: bool = True
     fail_next_backups: int = Field(0, ge=0)
     fail_backup_message: str | None = Field(None, min_length=1, max_length=2000)
+    fail_next_restores: int = Field(0, ge=0)
+    fail_restore_message: str | None = Field(None, min_length=1, max_length=2000)
 
     # §1 row 2: error envelope.
     error_envelope: Literal["detail", "toplevel"] = "detail"

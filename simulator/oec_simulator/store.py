@@ -81,6 +81,8 @@ DEFAULT_FAIL_MESSAGE = "Build failed: pip could not install the requirements of 
 #: Log line and ``error_message`` of a failed backup unless configured otherwise.
 DEFAULT_BACKUP_FAIL_LOG = ("ERROR: pg_dump: error: connection to server was lost",)
 DEFAULT_BACKUP_FAIL_MESSAGE = "Backup failed: pg_dump lost its connection to the database (simulated failure)."
+DEFAULT_RESTORE_FAIL_LOG = ("ERROR: pg_restore: could not write to the database: disk full",)
+DEFAULT_RESTORE_FAIL_MESSAGE = "Restore failed: pg_restore could not write to the database (simulated failure)."
 #: States in which an environment can be restored (§11.5); a backup also needs a deployed one.
 RESTORABLE_STATES = frozenset({"running", "stopped", "failed", "error"})
 _STEP_TEXT = {
@@ -584,6 +586,14 @@ class Store:
             return None
         return DEFAULT_BACKUP_FAIL_LOG, message or self.config.fail_backup_message or DEFAULT_BACKUP_FAIL_MESSAGE
 
+    def _take_restore_failure(self) -> tuple[tuple[str, ...], str] | None:
+        """Consume a planned restore failure (``fail_next_restores``): ``(log lines, error
+        message)``, or ``None`` when the restore should succeed."""
+        if self.config.fail_next_restores <= 0:
+            return None
+        self.config.fail_next_restores = self.config.fail_next_restores - 1
+        return DEFAULT_RESTORE_FAIL_LOG, self.config.fail_restore_message or DEFAULT_RESTORE_FAIL_MESSAGE
+
     def _queue(self, env: Environment, task_type: str, now: float | None = None) -> Task:
         now = self.clock.now() if now is None else now
         duration = self._duration(env, task_type)
@@ -598,6 +608,9 @@ class Store:
         elif task_type == "backup":
             failure = self._take_backup_failure(env)
             fail_step = steps.index("dump_database") if failure is not None else None
+        elif task_type == "restore":
+            failure = self._take_restore_failure()
+            fail_step = steps.index("restore_database") if failure is not None else None
         start_at = now + queue_delay
         end_at = start_at + (step_seconds * (fail_step + 1) if fail_step is not None else run)
         task = Task(

@@ -129,6 +129,15 @@ Day-2 operations (README "Day-2 operations"), each visible in kubectl get/descri
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"resources":{{"ramMb":4096}}}}}}'
   {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"domain":"erp.example.com"}}}}'
   curl -s {api_url.rsplit("/api/", 1)[0]}/_sim/environments    # what OEC.sh (the simulator) shows
+Backups and restore (docs/backups.md), each step visible in `kubectl get odoobackup,odoobackupschedule,odoorestore`:
+  {kubectl.binary} apply -f deploy/samples/odoobackup.yaml
+  {kubectl.binary} wait odoobackup/acme-dev-before-upgrade --for=condition=Ready --timeout=120s
+  {kubectl.binary} apply -f deploy/samples/odoobackupschedule-nightly.yaml    # 02:00 Berlin; to see it fire now:
+  {kubectl.binary} patch odoobackupschedule nightly --type merge -p \
+'{{"spec":{{"schedule":"* * * * *","spreadSeconds":0}}}}'
+  {kubectl.binary} apply -f deploy/samples/odoorestore.yaml    # overwrites acme-dev from that backup, once
+  {kubectl.binary} get odoobackup,odoobackupschedule,odoorestore
+  PATH=$PWD/.venv/bin:$PATH {kubectl.binary} oec backups {SAMPLE_NAME}    # every backup OEC.sh keeps, its own too
   {kubectl.binary} delete odooenv {SAMPLE_NAME}
 Logs: {state}/operator.log, {state}/simulator.log
 Stop everything with: make demo-down

@@ -501,8 +501,8 @@ BACKUP_KIND_REFUSALS: dict[str, tuple[str, dict[str, Any], str, str]] = {
     "backup-filestore-type": (BACKUP_PLURAL, {"includeFilestore": "yes"}, "spec.includeFilestore",
                               "must be of type boolean"),
     "backup-id-empty": (BACKUP_PLURAL, {"backupId": ""}, "spec.backupId", "at least 1 chars long"),
-    "backup-credentials-no-name": (BACKUP_PLURAL, {"credentialsRef": {"key": "apiKey"}}, "spec.credentialsRef.name",
-                                   "Required value"),
+    "backup-credentials-no-name": (BACKUP_PLURAL, {"credentialsSecretRef": {"key": "apiKey"}},
+                                   "spec.credentialsSecretRef.name", "Required value"),
     "schedule-missing": (SCHEDULE_PLURAL, {"schedule": None}, "spec.schedule", "Required value"),
     "schedule-six-fields": (SCHEDULE_PLURAL, {"schedule": "0 0 2 * * *"}, "spec.schedule", "5-field cron"),
     "schedule-four-fields": (SCHEDULE_PLURAL, {"schedule": "0 2 * *"}, "spec.schedule", "5-field cron"),
@@ -552,7 +552,7 @@ BACKUP_KIND_REFUSALS: dict[str, tuple[str, dict[str, Any], str, str]] = {
 #: Specs at the rules' boundaries that the schema must accept.
 BACKUP_KIND_ACCEPTED: dict[str, tuple[str, dict[str, Any]]] = {
     "backup-full": (BACKUP_PLURAL, {"includeFilestore": False, "retention": "permanent", "notes": "ü" * 400,
-                                    "backupId": "5f1c", "credentialsRef": {"name": "team-key", "key": "k"}}),
+                                    "backupId": "5f1c", "credentialsSecretRef": {"name": "team-key", "key": "k"}}),
     "schedule-selector": (SCHEDULE_PLURAL, {
         "environmentRef": None, "schedule": "*/15 1-5 1,15 JAN-DEC MON-FRI",
         "timeZone": "America/Argentina/Buenos_Aires",

@@ -373,11 +373,12 @@ async def test_a_lost_create_answer_still_created_the_backup(quiet: Sim) -> None
 def test_cli_flags_set_the_backup_switches() -> None:
     args = build_parser().parse_args(
         ["--backup-seconds", "7", "--restore-seconds", "9", "--no-auto-backups", "--fail-next-backups", "2",
+         "--fail-next-restores", "1",
          "--variant", "backup_enums=ref", "--variant", "backups_route=missing"]
     )
     config = build_config(args)
-    assert (config.backup_seconds, config.restore_seconds, config.auto_backups, config.fail_next_backups) == (
-        7.0, 9.0, False, 2)
+    assert (config.backup_seconds, config.restore_seconds, config.auto_backups, config.fail_next_backups,
+            config.fail_next_restores) == (7.0, 9.0, False, 2, 1)
     assert (config.backup_enums, config.backups_route) == ("ref", "missing")
     assert build_config(build_parser().parse_args([])).auto_backups is True
 
@@ -395,3 +396,23 @@ async def test_a_running_backup_holds_off_a_delete_and_the_ref_variant_names_pre
     assert deploy.status_code == 202
     types = [b["backup_type"] for b in (await sim.api.get(f"/environments/{env_id}/backups")).json()["items"]]
     assert types == ["pre_deploy", "manual"]
+
+
+async def test_a_restore_planned_to_fail_fails_at_its_database_step_once(quiet: Sim) -> None:
+    sim = quiet
+    env_id = await _running_env(sim)
+    backup = await _backup(sim, env_id)
+    sim.clock.advance(4)
+    await sim.patch_config(fail_next_restores=1, fail_restore_message="pg_restore: disk full")
+    url = f"/backups/{backup['id']}/restore"
+    first = (await sim.api.post(url, headers={"Idempotency-Key": "f1", "X-Confirm-Restore": "true"})).json()
+    sim.clock.advance(5)
+    task = (await sim.api.get(f"/deployments/{first['task_id']}")).json()
+    assert (task["type"], task["status"], task["error_message"]) == ("restore", "failed", "pg_restore: disk full")
+    logs = (await sim.api.get(f"/environments/{env_id}/logs", params={"task_id": first["task_id"]})).json()
+    assert "pg_restore" in logs["log"]
+    # Only the next one: the restore after it completes.
+    second = (await sim.api.post(url, headers={"Idempotency-Key": "f2", "X-Confirm-Restore": "true"})).json()
+    sim.clock.advance(5)
+    assert (await sim.api.get(f"/deployments/{second['task_id']}")).json()["status"] == "completed"
+    assert (await sim.admin.get("/config")).json()["fail_next_restores"] == 0

@@ -367,7 +367,7 @@ class BackupController:
 
     @staticmethod
     def _credentials(environment: Mapping[str, Any] | None, spec: OdooBackupSpec) -> SecretKeyRef | None:
-        """The API key's Secret: the environment's, else ``spec.credentialsRef``, else ``None``
+        """The API key's Secret: the environment's, else ``spec.credentialsSecretRef``, else ``None``
         (the operator's key)."""
         if environment is not None:
             try:
@@ -376,7 +376,7 @@ class BackupController:
                 env_ref = None
             if env_ref is not None:
                 return env_ref
-        return spec.credentials_ref
+        return spec.credentials_secret_ref
 
     def _stalled(self, reason: str, message: str, delay: float | None) -> _Step:
         return _Step(update=OdooBackupStatus(message=message), conditions=cond.stalled(reason, message),

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from oec_operator import metrics
+from oec_operator.controller import final_backup
 from oec_operator.controller.state import Handle
 from oec_operator.controller.sync import owner_of, resource_ref
 from oec_operator.domain import refusals
@@ -72,8 +74,10 @@ class DeleteController:
         async with obj.state.lock:
             step = await self._step(obj)
         if step.done:
-            self.runtime.phases.forget(resource_ref(obj.body).uid)
-            self.runtime.status.forget(resource_ref(obj.body).uid)
+            ref = resource_ref(obj.body)
+            self.runtime.phases.forget(ref.uid)
+            self.runtime.status.forget(ref.uid)
+            metrics.LATEST_BACKUPS.forget(ref.namespace, ref.name)
         return step
 
     async def _step(self, obj: Handle) -> DeletionStep:
@@ -88,6 +92,7 @@ class DeleteController:
         api = await self._client(obj, spec, ref)
         if isinstance(api, DeletionStep):
             return api
+        recorded = environment_id is not None  # else an unrecorded create, found below: nothing in it to back up
         try:
             if not environment_id:
                 assert previous.create_request is not None  # one of the two, see _without_destroy
@@ -95,6 +100,10 @@ class DeleteController:
                 if environment_id is None:
                     return DONE
                 state.environment_id = environment_id
+            if recorded and spec.final_backup_enabled:  # docs/backups.md §4: backed up and recorded before the DELETE
+                hold = await final_backup.before_delete(self.runtime, obj, ref, previous, spec, api, environment_id)
+                if hold is not None:
+                    return DeletionStep(*hold)
             send_delete = self._guarded_delete(obj, ref, previous, api, environment_id)
             def blocked(task_id: str) -> None:
                 state.blocked_task = task_id
@@ -118,6 +127,8 @@ class DeleteController:
             await self._report(obj, ref, previous, "Deleting", message)
             return DeletionStep(self.config.fast_poll_interval, message)
         events(Event("Normal", "Deleted", f"OEC.sh environment {environment_id} is deleted"))
+        if recorded and spec.final_backup_enabled:
+            await final_backup.after_delete(self.runtime, obj, ref, spec, api, environment_id)
         return DONE
 
     def _guarded_delete(self, obj: Handle, ref: ResourceRef, previous: Status, api: OecClient,

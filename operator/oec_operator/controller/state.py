@@ -17,6 +17,9 @@ from oec_operator.oec.models import Environment
 
 #: The ownership index: environment id -> the claims on it (kopf's index ``claims``).
 Claims = Mapping[str, Iterable[Claim]]
+#: The running restores: ``namespace/name`` of an ``OdooEnvironment`` -> what restores it (kopf's
+#: index ``restores``, :func:`oec_operator.domain.restore.running_of`).
+Restores = Mapping[str, Iterable[str]]
 #: Posts one Event about the object.
 EventSink = Callable[[Event], None]
 #: A logger; kopf's per-object logger adapter puts the object into every record (JSON logs).
@@ -69,6 +72,7 @@ class Handle:
         claims: the ownership index.
         events: where its Events go.
         logger: its logger.
+        restores: the index of running restores (``docs/backups.md`` §3).
     """
 
     body: Mapping[str, Any]
@@ -76,3 +80,4 @@ class Handle:
     claims: Claims
     events: EventSink
     logger: Logger
+    restores: Restores = field(default_factory=dict)

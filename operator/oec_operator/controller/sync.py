@@ -23,13 +23,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from oec_operator import metrics
-from oec_operator.controller.state import Claims, EventSink, Handle, ResourceState
+from oec_operator.controller.state import Claims, EventSink, Handle, ResourceState, Restores
 from oec_operator.domain.assess import merge_status
 from oec_operator.domain.failures import backoff, error_outcome, stalled_outcome
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.domain.ownership import DOMAIN_PREFIX, claimed_by, claims_of
 from oec_operator.domain.polling import EnvironmentSource, Interest, WatchedSource
 from oec_operator.domain.reconcile import Context, reconcile
+from oec_operator.domain.restore import environment_key
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError
 from oec_operator.models import conditions as cond
@@ -62,6 +63,13 @@ def owner_of(claims: Claims, body: Mapping[str, Any], *, domain: bool = False) -
         return None
     target, claim = next(iter(mine.items()))
     return claimed_by(claims.get(target, []), claim)
+
+
+def restoring(restores: Restores, ref: ResourceRef) -> str | None:
+    """What restores the object's environment now (the index of running ``OdooRestore`` objects),
+    or ``None``."""
+    running = sorted(restores.get(environment_key(ref.namespace, ref.name), ()))
+    return ", ".join(running) or None
 
 
 def shown(previous: Status, failure: Event | Condition) -> bool:
@@ -125,6 +133,8 @@ class SyncController:
         """The object's poll loop; runs until cancelled (deletion, shutdown). ``obj.body`` must
         stay current (kopf's daemon body does)."""
         loop, state = asyncio.get_running_loop(), obj.state
+        ref = resource_ref(obj.body)
+        wake = self.runtime.wakers[environment_key(ref.namespace, ref.name)] = state.mark_changed
         try:
             while True:
                 with contextlib.suppress(TimeoutError):  # not wait_for: no inner task to outlive a cancel
@@ -138,7 +148,9 @@ class SyncController:
                     continue  # rescheduled by a change: wait for the new time
                 await self.poll_once(obj)
         finally:
-            self.runtime.fleet.forget(resource_ref(obj.body).uid)
+            self.runtime.fleet.forget(ref.uid)
+            if self.runtime.wakers.get(environment_key(ref.namespace, ref.name)) is wake:
+                del self.runtime.wakers[environment_key(ref.namespace, ref.name)]
 
     async def poll_once(self, obj: Handle) -> None:
         """One turn of the poll loop: reconcile if the object's next poll is due."""
@@ -177,6 +189,8 @@ class SyncController:
         if has_news(base, update, slow * SYNC_TIME_REFRESH_INTERVALS * (1 + spread(ref.uid))):
             current = await self._write(obj, ref, update) or base
         runtime.phases.set(ref.uid, current.phase)
+        if current.backups is not None and current.backups.latest is not None:  # docs/backups.md §5
+            metrics.backup_completed(ref.namespace, ref.name, cond.parse_time(current.backups.latest.completed_at))
         post_events(obj.events, outcome, previous)
         if requests.paused:
             runtime.fleet.forget(ref.uid)  # no API calls at all on its behalf, not even in a shared list
@@ -241,6 +255,9 @@ class SyncController:
                 source=source, fresh=force, detailed=state.detailed,
                 gone_grace=config.external_delete_grace_period,
                 domain_claimed_by=owner_of(obj.claims, body, domain=True),
+                backup_check_interval=config.backup_check_interval,
+                backup_check_offset=spread(ref.uid) * config.backup_check_interval,
+                restoring=restoring(obj.restores, ref),
             )
             outcome = await reconcile(ctx)
             state.last_good_key = key

@@ -4,6 +4,8 @@ phase (``docs/status-contract.md`` §3). Pure functions.
 
 - A task of the operator's running (start, stop, restart, quick update): ``Ready=False`` and
   ``Reconciling=True`` with ``Starting``/``Stopping``/``Restarting``/``Updating``.
+- An ``OdooRestore`` of the environment running: ``Ready=False`` and ``Reconciling=True`` reason
+  ``Restoring`` (``docs/backups.md`` §3).
 - Stopped as ``spec.powerState: Stopped`` asks: ``Ready=True`` reason ``Stopped`` (kstatus Current,
   Argo CD Healthy). Running while it asks for ``Stopped`` (or the reverse): not ready yet.
 - ``paused`` is set by OEC.sh, not by the user: ``Ready=False`` reason ``PlatformPaused``.
@@ -50,6 +52,7 @@ class Day2:
         invalid: the message of requests the operator refused itself, or ``None``.
         domain_claimed_by: ``namespace/name`` of the resource that has the domain, or ``None``.
         domain_refused: the API refused the domain PATCH (``status.refusedFields``).
+        restoring: what restores the environment now (an ``OdooRestore``), or ``None``.
     """
 
     task: TaskRef | None = None
@@ -58,6 +61,7 @@ class Day2:
     invalid: str | None = None
     domain_claimed_by: str | None = None
     domain_refused: bool = False
+    restoring: str | None = None
 
 
 def power_state(env: Environment, task: TaskRef | None) -> str | None:
@@ -87,6 +91,10 @@ def _not_ready(outcome: Outcome, reason: str, message: str, *, reconciling: bool
 def _power(spec: OdooEnvironmentSpec, env: Environment, day2: Day2, outcome: Outcome, fast: float) -> None:
     """Ready and Reconciling for the power state, a running task and a size waiting for a restart."""
     ready = _ready(outcome)
+    if ready is not None and day2.restoring and env.status not in ("deleted", "destroying"):
+        _not_ready(outcome, "Restoring", f"{day2.restoring} is restoring a backup into the environment; "
+                   "nothing else is sent to it meanwhile", reconciling=True, fast=fast)
+        return
     if ready is None or ready.reason not in ("Available", "Unavailable"):
         return  # the phase says more (in flight, failed, deleted, a deploy owed)
     task, phase = day2.task, env.status

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from oec_operator.domain import refusals, resources, tasks, waiting
+from oec_operator.domain import freshness, refusals, resources, tasks, waiting
 from oec_operator.domain.assess import ASSESSED_REASONS, assess, observed_status, owe_deploy, phase_events
 from oec_operator.domain.failures import stalled_outcome
 from oec_operator.domain.fieldwrites import FieldWrites
@@ -119,7 +119,11 @@ class Context:
         gone_grace: seconds after an environment's create during which no 404 means "deleted"
             (``OEC_EXTERNAL_DELETE_GRACE_PERIOD``).
         domain_claimed_by: ``namespace/name`` of another resource that has the same ``spec.domain``.
+        restoring: what restores the environment now (an ``OdooRestore`` running, ``docs/backups.md``
+            §3), or ``None``: meanwhile no write and no task of this resource's own is sent.
         fields: the day-2 writes of this reconcile (refused per field, :mod:`oec_operator.domain.fieldwrites`).
+        backup_check_interval / backup_check_offset: seconds between two reads of the newest
+            backup (0: never) and this object's offset within them (:mod:`oec_operator.domain.freshness`).
     """
 
     api: OecClient
@@ -138,6 +142,9 @@ class Context:
     detailed: Environment | None = None
     gone_grace: float = 30.0
     domain_claimed_by: str | None = None
+    backup_check_interval: float = 0.0
+    backup_check_offset: float = 0.0
+    restoring: str | None = None
     fields: FieldWrites = field(init=False)
     #: A refused write was recorded or held back in this reconcile (``status.refusedWrite`` stays).
     refused: bool = field(default=False, init=False)
@@ -312,14 +319,15 @@ async def _reconcile(ctx: Context) -> Outcome:
     if isinstance(found, Outcome):
         return found
     env, deployed = found, False
-    if not ctx.spec.observe_only:
+    hands_off = ctx.spec.observe_only or ctx.restoring is not None  # a restore runs: one task at a time
+    if not hands_off:
         env, deployed = await _converge(ctx, env, events, extra)
     finished = await tasks.follow(ctx, env, extra, events)
     if finished is not None and not tasks.shown_by(env, finished[0]):
         env = await ctx.source.environment(env.id, fresh=True)  # the list's entry may predate the task's end
     pending = resources.settle(ctx.status.pending_resources, finished, None, extra, events)
     running = ctx.status.task is not None and finished is None
-    if not (ctx.spec.observe_only or deployed or running or extra.update.pending_deploy is not None):
+    if not (hands_off or deployed or running or extra.update.pending_deploy is not None):
         env = await tasks.start_next(ctx, env, extra, events, pending, finished)
     if deployed:  # the API accepted a deploy: it is under way, whatever the list showed before
         env = env.model_copy(update={"status": "deploying"})
@@ -333,6 +341,11 @@ async def _reconcile(ctx: Context) -> Outcome:
     if health is not None and health.status:
         env = env.model_copy(update={"status": health.status})
     log_tail = await _failure_log(ctx, env, health)
+    if freshness.due(ctx.status.backups, env.created_at, interval=ctx.backup_check_interval,
+                     offset=ctx.backup_check_offset):
+        backups = await freshness.read_latest(ctx.api, env.id, ctx.now)  # docs/backups.md §5
+        if backups is not None:
+            extra.add(Status(backups=backups))
     outcome = Outcome(status=observed_status(env, health, ctx.now).merged(extra.update), detailed=detailed)
     assess(env, health, outcome, ctx.fast_poll, ctx.slow_poll)
     if extra.update.pending_deploy is not None:
@@ -348,6 +361,7 @@ async def _reconcile(ctx: Context) -> Outcome:
     assess_day2(ctx.spec, ctx.status, env, Day2(task=task, pending=pending, refused=ctx.fields.message(),
                                                 invalid="; ".join(ctx.fields.invalid) or None,
                                                 domain_claimed_by=ctx.domain_claimed_by,
+                                                restoring=ctx.restoring,
                                                 domain_refused=any(r.endswith(" domain") for r in ctx.fields.refused)),
                 outcome, ctx.fast_poll)
     if extra.update.pending_deploy is not None:  # Ready=True Stopped is not ready while a deploy is owed

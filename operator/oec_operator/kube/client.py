@@ -171,14 +171,6 @@ class KubeClient:
             raise
         return True
 
-    async def list_resources(self) -> list[dict[str, Any]]:
-        """Every ``OdooEnvironment`` in the cluster.
-
-        Raises:
-            KubeError: the list failed.
-        """
-        return await self.list_objects(None)
-
     async def read_crd(self, name: str) -> dict[str, Any]:
         """A CustomResourceDefinition.
 

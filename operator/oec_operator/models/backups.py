@@ -98,7 +98,7 @@ class OdooBackupSpec(_SpecModel):
             the API's 500).
         backup_id: observe this existing OEC.sh backup instead of creating one (adoption, the
             final backup's record).
-        credentials_ref: the API key's Secret, for when the environment object is gone; ``None`` =
+        credentials_secret_ref: the API key's Secret, for when the environment object is gone; ``None`` =
             the referenced ``OdooEnvironment``'s credentials, else the operator's.
     """
 
@@ -107,7 +107,7 @@ class OdooBackupSpec(_SpecModel):
     retention: Retention = "monthly"
     notes: str | None = None
     backup_id: str | None = None
-    credentials_ref: SecretKeyRef | None = None
+    credentials_secret_ref: SecretKeyRef | None = None
 
 
 class OdooBackupStatus(StatusBase):

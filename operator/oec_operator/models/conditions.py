@@ -21,18 +21,22 @@ def now_rfc3339() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def seconds_since(value: str | None) -> float | None:
-    """Seconds from an RFC 3339 time (a naive one taken as UTC) to now; ``None`` when ``value`` is
-    absent or unreadable."""
+def parse_time(value: str | None) -> datetime.datetime | None:
+    """An RFC 3339 time (a naive one taken as UTC); ``None`` when ``value`` is absent or unreadable."""
     if not value:
         return None
     try:
         parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return (datetime.datetime.now(datetime.UTC) - parsed).total_seconds()
+    return parsed.replace(tzinfo=datetime.UTC) if parsed.tzinfo is None else parsed
+
+
+def seconds_since(value: str | None) -> float | None:
+    """Seconds from an RFC 3339 time (a naive one taken as UTC) to now; ``None`` when ``value`` is
+    absent or unreadable."""
+    parsed = parse_time(value)
+    return None if parsed is None else (datetime.datetime.now(datetime.UTC) - parsed).total_seconds()
 
 
 @dataclass(frozen=True)
