@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -36,7 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError, SecretReader, resolve_api_key
 from oec_operator.models.backups import OdooBackupSpec, OdooBackupStatus
-from oec_operator.models.conditions import now_rfc3339
+from oec_operator.models.conditions import now_rfc3339, rfc3339
 from oec_operator.models.requests import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT, RESTART_REQUESTED_AT
 from oec_operator.models.spec import OdooEnvironmentSpec, SecretKeyRef
 from oec_operator.models.status import Health, LastDeploy, PendingResources, Status
@@ -232,17 +233,35 @@ def backup_manifest(environment: str, namespace: str, *, retention: str, notes: 
             "spec": spec}
 
 
+def _create(api: kubernetes.client.ApiClient, namespace: str, plural: str, body: dict[str, Any]) -> str:
+    """Create an object of our group in ``namespace``; returns its name (``generateName`` fills it).
+
+    Raises:
+        PluginError: the apiserver refused it (its status and reason, e.g. a CEL rule's message).
+    """
+    try:
+        created = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
+            GROUP, VERSION, namespace, plural, body))
+    except ApiException as exc:
+        raise PluginError(f"cannot create the {plural[:-1]}: HTTP {exc.status} {_message(exc)}") from None
+    return str(created["metadata"]["name"])
+
+
+def _message(exc: ApiException) -> str:
+    """The apiserver's own message of a refusal (it names the field), else the HTTP reason."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return str(message or exc.reason)
+
+
 def create_backup(api: kubernetes.client.ApiClient, namespace: str, environment: str, args: argparse.Namespace) -> str:
     """Create an ``OdooBackup`` of ``environment`` now; returns the line to print (its name)."""
     _get(api, namespace, environment)  # a clear error for a missing environment
     body = backup_manifest(environment, namespace, retention=args.retention, notes=args.notes,
                            include_filestore=not args.no_filestore)
-    try:
-        created = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
-            GROUP, VERSION, namespace, BACKUP_PLURAL, body))
-    except ApiException as exc:
-        raise PluginError(f"cannot create an odoobackup: HTTP {exc.status} {exc.reason}") from None
-    name = created["metadata"]["name"]
+    name = _create(api, namespace, BACKUP_PLURAL, body)
     return (f"odoobackup/{name} created (environment {environment}, retention {args.retention}); "
             f"follow it with: kubectl get odoobackup {name} -n {namespace} -w")
 
@@ -267,8 +286,8 @@ def render_backups(backups: list[Backup], total: int, records: dict[str, str]) -
     rows = [("ID", "TYPE", "STATUS", "SIZE", "COMPLETED", "EXPIRES", "ODOOBACKUP")]
     for b in backups:
         rows.append((b.id, b.backup_type, b.status, "-" if b.total_size is None else str(b.total_size),
-                     b.completed_at.strftime("%Y-%m-%dT%H:%M:%SZ") if b.completed_at else "-",
-                     b.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ") if b.expires_at else "never",
+                     rfc3339(b.completed_at) or "-",
+                     rfc3339(b.expires_at) or "never",
                      records.get(b.id, "-")))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
@@ -394,7 +413,7 @@ def restore_manifest(env: dict[str, Any], *, confirm: str, not_after: datetime.d
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooRestore",
             "metadata": {"generateName": f"{meta['name'][:40]}-restore-", "namespace": meta["namespace"]},
             "spec": {"environmentRef": {"name": meta["name"]}, **source, "confirmEnvironmentName": confirm,
-                     "notAfter": not_after.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}}
+                     "notAfter": rfc3339(not_after)}}
 
 
 def confirmation(env: dict[str, Any], given: str | None, backup: str, interactive: bool,
@@ -424,12 +443,7 @@ def _restore(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Na
     confirm = confirmation(env, args.yes_i_mean_it, backup, sys.stdin.isatty())
     not_after = datetime.datetime.now(datetime.UTC) + parse_duration(args.not_after)
     body = restore_manifest(env, confirm=confirm, not_after=not_after, backup=args.backup, backup_id=args.backup_id)
-    try:
-        created = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
-            GROUP, VERSION, namespace, RESTORE_PLURAL, body))
-    except ApiException as exc:
-        raise PluginError(f"cannot create the OdooRestore: HTTP {exc.status} {exc.reason}") from None
-    name = created["metadata"]["name"]
+    name = _create(api, namespace, RESTORE_PLURAL, body)
     return (f"odoorestore {name!r} created: restores {backup} into odooenvironment {args.name!r} unless not started "
             f"before {body['spec']['notAfter']}; follow it with kubectl get odoorestore {name} -n {namespace}")
 

@@ -50,22 +50,8 @@ UNSUPPORTED_RETRY = 3600.0
 FINAL = (Phase.FAILED, Phase.EXPIRED)
 
 
-def _rfc3339(value: datetime.datetime | None) -> str | None:
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse(value: str | None) -> datetime.datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def follow_interval(elapsed: float | None, fast: float) -> float:
@@ -81,8 +67,8 @@ def status_of(backup: Backup) -> OdooBackupStatus:
         oec_status=backup.status, backup_type=backup.backup_type, phase=phase_of(backup.status).value,
         database_size=backup.database_size, filestore_size=backup.filestore_size,
         total_size=backup.total_size, compressed_size=backup.compressed_size,
-        started_at=_rfc3339(backup.started_at), completed_at=_rfc3339(backup.completed_at),
-        expires_at=_rfc3339(backup.expires_at), verified=backup.is_verified,
+        started_at=cond.rfc3339(backup.started_at), completed_at=cond.rfc3339(backup.completed_at),
+        expires_at=cond.rfc3339(backup.expires_at), verified=backup.is_verified,
     )
 
 
@@ -207,7 +193,7 @@ class BackupController:
         after = previous.merged(update)
         if after.phase == "Completed" and after.completed_at:
             env = OdooBackupSpec.from_body(obj.body["spec"]).environment_ref.name
-            metrics.backup_completed(ref.namespace, env, _parse(after.completed_at))
+            metrics.backup_completed(ref.namespace, env, cond.parse_time(after.completed_at))
         ready = previous.condition(cond.READY) or {}
         for event in result.events:
             if event.reason == previous.phase:  # Completed / Expired: said once, not at every read
@@ -315,7 +301,8 @@ class BackupController:
                                      f"{conditions[0].message} ({_size(backup.total_size)}{expiry})"))
             step.observed = True
             now = self.now()
-            step.delay = min(self._slot(ref, update.completed_at, now)[1], self._until(_parse(update.expires_at), now))
+            step.delay = min(self._slot(ref, update.completed_at, now)[1],
+                             self._until(cond.parse_time(update.expires_at), now))
         else:
             started = backup.started_at or backup.created_at
             elapsed = None if started is None else (self.now() - (
@@ -328,7 +315,7 @@ class BackupController:
         """A completed backup between its daily reads: Expired once ``expiresAt`` passed (no API
         call), else a wait until the next read or the expiry; ``None`` when a read is due."""
         now = self.now()
-        expires = _parse(previous.expires_at)
+        expires = cond.parse_time(previous.expires_at)
         if expires is not None and expires <= now:
             conditions, remove = conditions_of(Phase.EXPIRED, previous.backup_id, None)
             return _Step(update=OdooBackupStatus(phase=Phase.EXPIRED.value, message=conditions[0].message),
@@ -341,7 +328,7 @@ class BackupController:
         """A completed backup's daily reads: whether one is due now, and the seconds until the
         next slot. Slots are a day apart from ``completedAt`` plus an offset per object (so a
         restart does not read every completed backup at once)."""
-        completed = _parse(completed_at) or now
+        completed = cond.parse_time(completed_at) or now
         since = (now - completed).total_seconds() - spread(ref.uid) * COMPLETED_CHECK_INTERVAL
         if since < 0:
             return False, -since

@@ -80,8 +80,6 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
-def _rfc3339(value: datetime.datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class RestoreController:
@@ -177,7 +175,7 @@ class RestoreController:
             return await self._settle(obj, ref, current, checked)
         message = f"restoring backup {backup_id} into environment {environment_id} ({env_name})"
         current = await self._write(ref, current, OdooRestoreStatus(
-            phase=restore.RUNNING, started_at=_rfc3339(now), requested_at=_rfc3339(now), backup_id=backup_id,
+            phase=restore.RUNNING, started_at=cond.rfc3339(now), requested_at=cond.rfc3339(now), backup_id=backup_id,
             environment_id=environment_id, message=message),
             [Condition(cond.READY, "False", "Restoring", message),
              Condition(cond.RECONCILING, "True", "Restoring", message)], remove=(cond.STALLED,))
@@ -266,7 +264,7 @@ class RestoreController:
 
     async def _safety_backup(self, target: Target, current: OdooRestoreStatus, task_id: str) -> str | None:
         """The id of the ``pre_restore`` backup the API took before this restore, if listed."""
-        since = restore.parse_time(current.started_at)
+        since = cond.parse_time(current.started_at)
         if since is None:
             return None
         page = await target.api.with_priority(Priority.POLL).list_backups(
@@ -275,7 +273,7 @@ class RestoreController:
         return found.id if found is not None else None
 
     def _next_read(self, current: OdooRestoreStatus) -> float:
-        return restore.next_read(restore.parse_time(current.started_at), _now(),
+        return restore.next_read(cond.parse_time(current.started_at), _now(),
                                  self.config.fast_poll_interval, self.config.poll_interval)
 
     # --- results -----------------------------------------------------------------------------
@@ -307,7 +305,7 @@ class RestoreController:
                    message: str, extra: OdooRestoreStatus | None = None) -> float | None:
         """The task ended (or the API refused it for good): ``Completed`` or ``Failed``. Returns
         ``None``: terminal."""
-        update = OdooRestoreStatus(phase=phase, completed_at=_rfc3339(_now()), message=message)
+        update = OdooRestoreStatus(phase=phase, completed_at=cond.rfc3339(_now()), message=message)
         if extra is not None:
             update = update.merged(extra)
         if phase == restore.COMPLETED:

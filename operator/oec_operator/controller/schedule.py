@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic
@@ -30,6 +30,7 @@ from oec_operator.domain import schedule as sch
 from oec_operator.kube.client import KubeError
 from oec_operator.models import conditions as cond
 from oec_operator.models.backups import OdooBackupScheduleSpec, OdooBackupScheduleStatus
+from oec_operator.models.conditions import parse_time, rfc3339
 from oec_operator.runtime import Runtime
 from oec_operator.settings import BACKUP_PLURAL, GROUP, VERSION
 
@@ -76,19 +77,8 @@ def owned_of(body: Mapping[str, Any]) -> sch.Owned | None:
                      uid=str(meta.get("uid") or ""))
 
 
-def parse_time(value: str | None) -> datetime | None:
-    """An RFC 3339 time of a status or annotation; ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
-def rfc3339(moment: datetime | None) -> str | None:
-    """``moment`` as RFC 3339 UTC with second precision."""
-    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass

@@ -16,8 +16,7 @@ from typing import Literal
 
 from oec_operator.domain import backups
 from oec_operator.domain.backups import BackupBusy, BackupsUnsupported, Phase, phase_of
-from oec_operator.domain.freshness import rfc3339
-from oec_operator.models.conditions import seconds_since
+from oec_operator.models.conditions import rfc3339, seconds_since
 from oec_operator.models.requests import SKIP_FINAL_BACKUP
 from oec_operator.models.spec import FinalBackup
 from oec_operator.models.status import FinalBackupStatus

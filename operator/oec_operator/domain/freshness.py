@@ -10,24 +10,14 @@ when the key's read budget is short it is skipped and tried at the next poll.
 
 from __future__ import annotations
 
-import datetime
 import math
 import time
 
-from oec_operator.models.conditions import seconds_since
+from oec_operator.models.conditions import rfc3339, seconds_since
 from oec_operator.models.status import BackupsStatus, LatestBackup
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecError, OecNotFoundError
 from oec_operator.oec.ratelimit import Priority
-
-
-def rfc3339(value: datetime.datetime | None) -> str | None:
-    """An API time as RFC 3339 UTC with second precision (a naive one taken as UTC)."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=datetime.UTC)
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def due(backups: BackupsStatus | None, created_at: str | None, *, interval: float, offset: float,

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oec_operator.models.conditions import parse_time, rfc3339
 from oec_operator.oec.models import Backup, Task
 
 PENDING, RUNNING, COMPLETED, FAILED, REFUSED = "Pending", "Running", "Completed", "Failed", "Refused"
@@ -80,24 +81,13 @@ def idempotency_key(uid: str) -> str:
     return "oec-operator-restore-" + hashlib.sha256(f"restore:{uid}".encode()).hexdigest()[:32]
 
 
-def parse_time(value: str | datetime.datetime | None) -> datetime.datetime | None:
-    """An RFC 3339 time as an aware ``datetime`` (a naive one is taken as UTC); ``None`` when
-    absent or unreadable."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-    return value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
 
 
 def check_not_after(not_after: datetime.datetime, now: datetime.datetime) -> Refusal | None:
     """``spec.notAfter`` passed: the request expired (checked before the first POST only)."""
     if now <= not_after:
         return None
-    return Refusal("Expired", f"spec.notAfter {_rfc3339(not_after)} has passed: the restore was not started and will "
+    return Refusal("Expired", f"spec.notAfter {rfc3339(not_after)} has passed: the restore was not started and will "
                               "not be; create a new OdooRestore with a later notAfter to restore")
 
 
@@ -181,5 +171,3 @@ def next_read(started_at: datetime.datetime | None, now: datetime.datetime, fast
     return max(fast, min(slow, age))
 
 
-def _rfc3339(value: datetime.datetime) -> str:
-    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 READY = "Ready"
 RECONCILING = "Reconciling"
@@ -18,18 +18,34 @@ PAUSED = "Paused"
 
 def now_rfc3339() -> str:
     """Current UTC time as RFC 3339 with second precision, e.g. ``2026-11-30T10:00:00Z``."""
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(datetime.datetime.now(datetime.UTC))
 
 
-def parse_time(value: str | None) -> datetime.datetime | None:
-    """An RFC 3339 time (a naive one taken as UTC); ``None`` when ``value`` is absent or unreadable."""
-    if not value:
+@overload
+def rfc3339(value: datetime.datetime) -> str: ...
+@overload
+def rfc3339(value: datetime.datetime | None) -> str | None: ...
+def rfc3339(value: datetime.datetime | None) -> str | None:
+    """``value`` as RFC 3339 UTC with second precision, the form of every time in status (a naive
+    one is taken as UTC); ``None`` stays ``None``."""
+    if value is None:
         return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=datetime.UTC)
+    return value.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str | datetime.datetime | None) -> datetime.datetime | None:
+    """An RFC 3339 time (or a ``datetime``) as an aware ``datetime``, a naive one taken as UTC;
+    ``None`` when ``value`` is absent or unreadable."""
+    if value is None or value == "":
         return None
-    return parsed.replace(tzinfo=datetime.UTC) if parsed.tzinfo is None else parsed
+    if isinstance(value, str):
+        try:
+            value = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return value.replace(tzinfo=datetime.UTC) if value.tzinfo is None else value
 
 
 def seconds_since(value: str | None) -> float | None:
