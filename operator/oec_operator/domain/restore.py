@@ -20,15 +20,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from oec_operator.domain.backups import Phase, phase_of
 from oec_operator.models.conditions import parse_time, rfc3339
 from oec_operator.oec.models import Backup, Task
 
 PENDING, RUNNING, COMPLETED, FAILED, REFUSED = "Pending", "Running", "Completed", "Failed", "Refused"
 #: Phases after which the object never sends anything again.
 TERMINAL_PHASES = frozenset({COMPLETED, FAILED, REFUSED})
-#: Backup statuses of a backup still being made, in both of the API's enum sets
-#: (``docs/oec-api.md`` §11.5, §1 row 28): the restore waits for it.
-BACKUP_IN_FLIGHT = frozenset({"pending", "running", "in_progress", "uploading"})
 #: ``backup_type`` of the safety backup the API takes before it restores (``docs/oec-api.md`` §11.5).
 SAFETY_BACKUP_TYPE = "pre_restore"
 #: ``status.phase`` values of an ``OdooBackup`` that will never complete.
@@ -128,9 +126,10 @@ def check_backup(backup: Backup, environment_id: str) -> Refusal | Wait | None:
         return Refusal("ForeignBackup",
                        f"backup {backup.id} belongs to environment {backup.environment_id}, not to {environment_id}; "
                        "OEC.sh restores a backup only into its own environment")
-    if backup.status == "completed":
+    phase = phase_of(backup.status)
+    if phase is Phase.COMPLETED:
         return None
-    if backup.status in BACKUP_IN_FLIGHT:
+    if phase in (Phase.PENDING, Phase.RUNNING):
         return Wait("WaitingForBackup", f"backup {backup.id} is {backup.status}, not completed yet")
     return Refusal("BackupNotCompleted",
                    f"backup {backup.id} is {backup.status}, not completed: there is nothing to restore from it")
