@@ -8,8 +8,10 @@ from typing import Any
 
 from prometheus_client import REGISTRY
 
+from oec_operator import metrics
 from oec_operator.settings import BACKUP_PLURAL
 from tests.controller.conftest import Harness
+from tests.controller.test_backup import Backups
 from tests.controller.test_delete import running
 from tests.controller.test_sync import environments, status
 from tests.simulator.sim_helpers import API
@@ -259,3 +261,26 @@ async def test_no_backup_is_posted_while_its_intent_cannot_be_recorded(harness: 
     h.kube.fail_status_writes = None
     assert "taking the final backup" in (await h.delete_step(body)).message
     assert len(await manual_backups(h, env_id)) == 1
+
+
+async def test_the_final_backup_record_does_not_bring_back_the_age_of_a_deleted_environment(harness: Harness) -> None:
+    """``oec_operator_latest_backup_age_seconds`` drops a deleted environment's series; its final
+    backup's OdooBackup record (observed after the environment is gone) must not add it again, or
+    a backup-age alert fires for an environment that no longer exists, its age growing forever."""
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    await h.delete_step(body)
+    h.sim.clock.advance(10)
+    assert (await h.delete_step(body)).done
+    del h.kube.objects[("team", "shop")]  # the finalizer is gone: the apiserver removes the object
+    series = [s for s in next(iter(metrics.LATEST_BACKUPS.collect())).samples if s.labels["environment"] == "shop"]
+    assert series == []
+    [record] = records(h)
+    backups = Backups(h)
+    await backups.step(record)
+    assert record["status"]["phase"] == "Completed"
+    series = [s for s in next(iter(metrics.LATEST_BACKUPS.collect())).samples
+              if (s.labels["namespace"], s.labels["environment"]) == ("team", "shop")]
+    assert series == []

@@ -133,6 +133,8 @@ class _Step:
     delay: float | None = None
     observed: bool = False
     transient: bool = False
+    #: The ``OdooEnvironment`` was read and exists: only then is the backup's age shown for it.
+    environment_exists: bool = False
 
 
 class BackupController:
@@ -205,7 +207,8 @@ class BackupController:
         if phase in ("Completed", "Failed") and previous.phase != phase:
             metrics.backup_finished(str(phase).lower())
         after = previous.merged(update)
-        if after.phase == "Completed" and after.completed_at:
+        # A deleted environment's series stays gone (its final backup's record outlives it).
+        if after.phase == "Completed" and after.completed_at and result.environment_exists:
             env = OdooBackupSpec.from_body(obj.body["spec"]).environment_ref.name
             metrics.backup_completed(ref.namespace, env, _parse(after.completed_at))
         ready = previous.condition(cond.READY) or {}
@@ -272,7 +275,9 @@ class BackupController:
             step = self._retry(obj, "RateLimited" if reason == "RateLimited" else "ProgressingWithRetry", message)
             step.delay = retry_delay(exc, obj.state.failures + 1, self.config.fast_poll_interval)
             return step
-        return self._observed(ref, backup)
+        step = self._observed(ref, backup)
+        step.environment_exists = environment is not None
+        return step
 
     async def _create(self, api: OecClient, ref: ResourceRef, spec: OdooBackupSpec, previous: OdooBackupStatus,
                       environment_id: str) -> Backup:
