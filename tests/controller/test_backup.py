@@ -304,3 +304,31 @@ async def test_an_unknown_spec_backup_id_fails_with_backup_not_found_and_sends_n
     assert await b.step(obk) is None
     assert status(obk).phase == "Failed" and condition(obk, "Stalled")[:2] == ("True", "BackupNotFound")
     assert b.reasons("typo") == ["BackupNotFound"] and len(await posts(h)) == 0
+
+
+async def test_a_backup_whose_environment_was_deleted_before_it_was_taken_fails_and_stops_sending(
+        harness: Harness) -> None:
+    """The OdooBackup waited (409: another backup ran) and meanwhile its environment was deleted:
+    nothing can be backed up any more. It must end (Failed, saying why), not stay Pending for ever
+    sending a create (a write) to a gone environment at every look."""
+    h = harness
+    environment_id = await running_env(h)
+    await h.sim.patch_config(backup_seconds=60.0)
+    other = await h.sim.api.post(f"/environments/{environment_id}/backups",
+                                 json={"backup_type": "manual", "retention_type": "daily"})
+    assert other.status_code == 201, other.text
+    b = Backups(h)
+    obk = b.add("adhoc")
+    await b.step(obk)
+    assert condition(obk, "Reconciling")[:2] == ("True", "BackupInProgress")
+    assert (await h.sim.admin.delete(f"/environments/{environment_id}")).status_code == 200
+    del h.kube.objects[("team", "shop")]  # the OdooEnvironment was deleted (deletionPolicy Delete)
+    h.sim.clock.advance(61)
+    assert await b.step(obk) is None  # terminal
+    assert status(obk).phase == "Failed"
+    stalled, reason, message = condition(obk, "Stalled")
+    assert (stalled, reason) == ("True", "EnvironmentGone") and environment_id in message
+    assert b.reasons("adhoc") == ["EnvironmentGone"]
+    sent = len(await posts(h))
+    assert await b.step(obk) is None
+    assert len(await posts(h)) == sent  # never sent again

@@ -263,6 +263,12 @@ class BackupController:
             if backup_id:
                 return self._not_found(backup_id, previous, exc)
             message = f"the OEC.sh environment {environment_id} of OdooEnvironment {env_name} was not found"
+            current_id = (environment or {}).get("status", {}).get("environmentId")
+            if environment is None or current_id != environment_id:  # deleted (or replaced): no backup, ever
+                message = f"{message}: it was deleted before its backup was taken; nothing was backed up"
+                return _Step(update=OdooBackupStatus(phase=Phase.FAILED.value, message=message),
+                             conditions=cond.stalled("EnvironmentGone", message), remove=(cond.RECONCILING,),
+                             observed=True, events=[Event("Warning", "EnvironmentGone", message)])
             step = self._retry(obj, "EnvironmentNotReady", f"{message}; waiting")
             step.delay = self.config.poll_interval
             return step
