@@ -282,3 +282,20 @@ async def test_an_observed_environment_is_confirmed_by_its_name_in_oec(harness: 
     right = _add_restore(h, "by-oec-name", env="legacy", backupId=backup_id, confirmEnvironmentName="Legacy ERP")
     await _until_terminal(h, ctl, _handle(h, right))
     assert _status(right).phase == "Completed" and len(_restore_tasks(h, created["id"])) == 1
+
+
+async def test_with_the_reference_enums_a_restore_completes_and_names_its_safety_backup(harness: Harness) -> None:
+    """The reference API's backup types have no ``pre_restore`` (``docs/oec-api.md`` §1 row 28):
+    a list filtered on it is refused (422). The finished restore must still complete (it stayed
+    Running for ever, its environment blocked as Restoring) and find the safety backup."""
+    h = harness
+    _, env_id = await _running_env(h)
+    backup_id = await _completed_backup(h, env_id)
+    await h.sim.patch_config(backup_enums="ref", backup_page_field="total_pages")
+    body = _add_restore(h, "ref-api", backupId=backup_id)
+    await _until_terminal(h, RestoreController(h.runtime), _handle(h, body))
+    status = _status(body)
+    assert status.phase == "Completed" and _condition(body, "Ready") == ("True", "Completed")
+    [task] = _restore_tasks(h, env_id)
+    safety = h.sim.state.store.safety_backup_of(task.id)
+    assert safety is not None and status.safety_backup_id == safety.id

@@ -265,12 +265,23 @@ class RestoreController:
                                OdooRestoreStatus(safety_backup_id=safety))
 
     async def _safety_backup(self, target: Target, current: OdooRestoreStatus, task_id: str) -> str | None:
-        """The id of the ``pre_restore`` backup the API took before this restore, if listed."""
+        """The id of the ``pre_restore`` backup the API took before this restore, if listed among
+        the environment's newest backups. Not filtered on the type: the reference API's type enum
+        has no ``pre_restore`` and refuses such a filter (``docs/oec-api.md`` §1 row 28); a list
+        refused for good leaves the id out rather than keeping a finished restore running.
+
+        Raises:
+            OecError: a transient failure (429, 5xx, timeout): the next step asks again.
+        """
         since = restore.parse_time(current.started_at)
         if since is None:
             return None
-        page = await target.api.with_priority(Priority.POLL).list_backups(
-            target.environment_id, backup_type=restore.SAFETY_BACKUP_TYPE)
+        try:
+            page = await target.api.with_priority(Priority.POLL).list_backups(target.environment_id, page_size=20)
+        except OecError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                return None
+            raise
         found = restore.safety_backup(page.items, task_id, since)
         return found.id if found is not None else None
 
