@@ -311,3 +311,20 @@ async def test_a_final_backup_that_completed_before_its_timeout_is_not_reported_
     [backup] = await manual_backups(h, env_id)
     [record] = records(h)
     assert record["spec"]["backupId"] == backup["id"]
+
+
+async def test_a_final_backup_is_counted_once_also_when_its_record_is_observed(harness: Harness) -> None:
+    """``oec_operator_backups_total{result="completed"}`` counts each backup once: the deletion
+    counts the final backup; the OdooBackup recording it, observed Completed at its first read,
+    must not count it a second time."""
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    before = completed_total()
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    await h.delete_step(body)
+    assert completed_total() == before + 1
+    [record] = records(h)
+    await Backups(h).step(record)
+    assert record["status"]["phase"] == "Completed"
+    assert completed_total() == before + 1

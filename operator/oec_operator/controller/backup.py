@@ -204,7 +204,9 @@ class BackupController:
                 result.delay = self.config.fast_poll_interval if result.delay is not None else None
                 return
         phase = update.phase if "phase" in update.model_fields_set else None
-        if phase in ("Completed", "Failed") and previous.phase != phase:
+        # Counted when seen ending: one first seen ended (the record of a final backup, which the
+        # deletion counted, or an adopted old backup) is not counted again.
+        if phase in ("Completed", "Failed") and previous.phase in (Phase.PENDING.value, Phase.RUNNING.value):
             metrics.backup_finished(str(phase).lower())
         after = previous.merged(update)
         # A deleted environment's series stays gone (its final backup's record outlives it).
