@@ -299,3 +299,28 @@ async def test_with_the_reference_enums_a_restore_completes_and_names_its_safety
     [task] = _restore_tasks(h, env_id)
     safety = h.sim.state.store.safety_backup_of(task.id)
     assert safety is not None and status.safety_backup_id == safety.id
+
+
+async def test_a_lost_answer_is_not_sent_again_once_the_replay_window_passed(harness: Harness) -> None:
+    """The API replays a repeated ``Idempotency-Key`` for 24 h only (``docs/oec-api.md`` §1 row 5).
+    A restore whose answer was lost and that is looked at again a day later (the operator was
+    down) must not be sent again: the first one may have run, and a second would overwrite a
+    day of data with the old backup again."""
+    h = harness
+    _, env_id = await _running_env(h)
+    backup_id = await _completed_backup(h, env_id)
+    body = _add_restore(h, "lost", backupId=backup_id)
+    await inject(h, kind="error", status=503, route="restore_backup", when="after", count=1)
+    await RestoreController(h.runtime).step(_handle(h, body))
+    assert _status(body).phase == "Running" and _status(body).task_id is None
+    # The operator comes back 25 h later: the first restore ran, its key is no longer replayed.
+    h.sim.clock.advance(25 * 3600)
+    day_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=25)
+    body["status"]["startedAt"] = day_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
+    h.runtime.restore_status.forget(body["metadata"]["uid"])  # a new process: the body is the truth
+    done = await RestoreController(h.runtime).step(_handle(h, body))
+    assert len(_restore_tasks(h, env_id)) == 1 and len(await _restore_posts(h)) == 1  # not sent again
+    status = _status(body)
+    assert done is None  # terminal
+    assert status.phase == "Failed" and _condition(body, "Stalled") == ("True", "RestoreUnconfirmed")
+    assert "pre_restore" in (status.message or "")

@@ -244,6 +244,10 @@ class RestoreController:
         env_spec = OdooEnvironmentSpec.from_body(environment["spec"]) if environment else None
         target = await self._target(ref.namespace, spec, current.environment_id or "", env_spec)
         if not current.task_id:
+            unconfirmed = restore.unconfirmed(restore.parse_time(current.started_at), _now(), current.backup_id,
+                                              f"OdooEnvironment {ref.namespace}/{spec.environment_ref.name}")
+            if unconfirmed is not None:
+                return await self._end(obj, ref, current, restore.FAILED, unconfirmed.reason, unconfirmed.message)
             return await self._send(obj, ref, current, target)
         try:
             task = await target.api.with_priority(Priority.POLL).get_task(current.task_id)
