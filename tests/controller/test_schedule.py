@@ -26,7 +26,7 @@ from oec_operator.controller.schedule import (
 )
 from oec_operator.controller.sync import spread
 from oec_operator.domain import schedule as sch
-from oec_operator.settings import BACKUP_PLURAL, SCHEDULE_PLURAL
+from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL
 
 from .conftest import FakeKube, Harness
 
@@ -267,6 +267,30 @@ async def test_history_limit_zero_never_runs_a_slot_twice(schedules: Callable[..
     await s.turn()
     assert s.backups() == {}
     assert s.kube.calls["create_object"] == 1
+
+
+async def test_history_keeps_a_backup_a_pending_restore_names(schedules: Callable[..., Schedules], now: Clock) -> None:
+    """An OdooRestore not finished yet names a schedule's backup (``backupRef``) that falls beyond
+    the history limit: collecting it would leave the restore waiting for an object that never comes
+    back (and refused at its notAfter). It is kept until the restore ended, then collected."""
+    s = schedules(environmentRef={"name": "shop"}, successfulHistoryLimit=1)
+    s.env("shop")
+    now.at = at(2026, 1, 1, 2, 0, 1)
+    await s.turn()
+    s.set_phase("nightly-shop-202601010200", "Completed")
+    restore = {"metadata": {"namespace": NS, "name": "back", "uid": "r-1"},
+               "spec": {"environmentRef": {"name": "shop"}, "backupRef": {"name": "nightly-shop-202601010200"}},
+               "status": {"phase": "Pending"}}
+    s.kube.kinds[RESTORE_PLURAL][(NS, "back")] = restore
+    now.at = at(2026, 1, 2, 2, 0, 1)
+    await s.turn()
+    s.set_phase("nightly-shop-202601020200", "Completed")
+    now.at = at(2026, 1, 2, 12)
+    await s.turn()
+    assert sorted(s.backups()) == ["nightly-shop-202601010200", "nightly-shop-202601020200"]
+    restore["status"]["phase"] = "Completed"
+    await s.turn()
+    assert sorted(s.backups()) == ["nightly-shop-202601020200"]
 
 
 @pytest.mark.parametrize(("spec", "field"), [

@@ -27,11 +27,12 @@ from oec_operator import clock
 from oec_operator.controller.state import Logger
 from oec_operator.controller.sync import spread
 from oec_operator.domain import schedule as sch
+from oec_operator.domain.restore import TERMINAL_PHASES as RESTORE_ENDED
 from oec_operator.kube.client import KubeError
 from oec_operator.models import conditions as cond
 from oec_operator.models.backups import OdooBackupScheduleSpec, OdooBackupScheduleStatus
 from oec_operator.runtime import Runtime
-from oec_operator.settings import BACKUP_PLURAL, GROUP, VERSION
+from oec_operator.settings import BACKUP_PLURAL, GROUP, RESTORE_PLURAL, VERSION
 
 #: Labels on each ``OdooBackup`` a schedule makes: the schedule's and the environment's names
 #: (shortened with a hash beyond 63 characters, :func:`oec_operator.domain.schedule.short`).
@@ -269,11 +270,23 @@ class ScheduleController:
     async def _collect(self, namespace: str, owned: list[sch.Owned], spec: OdooBackupScheduleSpec,
                        keep: datetime | None, logger: Logger) -> bool:
         """Delete the backups beyond the history limits (only those very objects: UID
-        precondition). Returns ``True`` when a deletion failed (looked at again soon)."""
+        precondition), except one an unfinished ``OdooRestore`` names in ``spec.backupRef``.
+        Returns ``True`` when a deletion failed (looked at again soon)."""
         uids = {o.name: o.uid for o in owned}
         failed = False
-        for doomed in sch.to_collect(owned, successful_limit=spec.successful_history_limit,
-                                     failed_limit=spec.failed_history_limit, keep_slot=keep):
+        doomed_names = sch.to_collect(owned, successful_limit=spec.successful_history_limit,
+                                      failed_limit=spec.failed_history_limit, keep_slot=keep)
+        if not doomed_names:
+            return False
+        try:
+            pinned = await self._restored_from(namespace)
+        except KubeError as exc:
+            logger.warning(f"history not collected, tried again: cannot list the OdooRestore objects ({exc})")
+            return True
+        for doomed in doomed_names:
+            if doomed in pinned:
+                logger.info(f"backup {doomed} kept beyond the history limit: OdooRestore {pinned[doomed]} restores it")
+                continue
             try:
                 if await self.kube.delete_object(namespace, doomed, plural=BACKUP_PLURAL, uid=uids[doomed] or None):
                     logger.info(f"backup {doomed} deleted: beyond the history limit (the data in OEC.sh stays)")
@@ -282,6 +295,20 @@ class ScheduleController:
                     logger.warning(f"backup {doomed} not deleted, tried again: {exc}")
                     failed = True
         return failed
+
+    async def _restored_from(self, namespace: str) -> dict[str, str]:
+        """``OdooBackup`` name -> the unfinished ``OdooRestore`` whose ``spec.backupRef`` names it
+        (one list request, only when something is to be collected).
+
+        Raises:
+            KubeError: the list failed.
+        """
+        pinned: dict[str, str] = {}
+        for obj in await self.kube.list_objects(namespace, plural=RESTORE_PLURAL):
+            ref = ((obj.get("spec") or {}).get("backupRef") or {}).get("name")
+            if ref and (obj.get("status") or {}).get("phase") not in RESTORE_ENDED:
+                pinned[str(ref)] = str(obj["metadata"]["name"])
+        return pinned
 
     async def _write(self, namespace: str, name: str, uid: str, current: OdooBackupScheduleStatus,
                      update: OdooBackupScheduleStatus) -> OdooBackupScheduleStatus:
