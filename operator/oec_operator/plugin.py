@@ -306,12 +306,19 @@ async def download_link(record: dict[str, Any], api: kubernetes.client.ApiClient
     data now (they are credentials: printed, never stored; ``docs/backups.md`` §1).
 
     Raises:
-        PluginError: no backup id yet, no credentials, or the API refused (e.g. not completed).
+        PluginError: the backup is not Completed (its phase and what to do; nothing is sent), no
+            credentials, or the API refused.
     """
     status = OdooBackupStatus.from_body(record.get("status"))
     spec = OdooBackupSpec.from_body(record.get("spec") or {})
     backup_id = status.backup_id or spec.backup_id
     name, namespace = record["metadata"]["name"], record["metadata"]["namespace"]
+    if status.phase in ("Pending", "Running"):
+        raise PluginError(f"odoobackup {name!r} is {status.phase}: a download link exists once it is Completed "
+                          f"(kubectl wait --for=condition=Ready odoobackup/{name} -n {namespace})")
+    if status.phase in ("Failed", "Expired"):
+        raise PluginError(f"odoobackup {name!r} is {status.phase}: nothing to download"
+                          + (f" ({status.message})" if status.message else ""))
     if not backup_id:
         raise PluginError(f"odoobackup {name!r} has no OEC.sh backup yet (status.backupId is empty)")
     ref = spec.credentials_secret_ref
