@@ -269,6 +269,41 @@ async def test_history_limit_zero_never_runs_a_slot_twice(schedules: Callable[..
     assert s.kube.calls["create_object"] == 1
 
 
+async def test_two_schedules_whose_names_collide_both_back_up(schedules: Callable[..., Schedules], now: Clock) -> None:
+    """Schedule ``nightly`` of environment ``prod-shop`` and schedule ``nightly-prod`` of environment
+    ``shop`` make the same ``<schedule>-<environment>-<slot>`` name. The second create's
+    AlreadyExists is another schedule's object, not this run made earlier: each environment still
+    gets its backup (it was skipped in silence)."""
+    first = schedules(environmentRef={"name": "prod-shop"})
+    second = schedules(environmentRef={"name": "shop"})
+    del second.kube.kinds[SCHEDULE_PLURAL][(NS, "nightly")]
+    second.kube.kinds[SCHEDULE_PLURAL][(NS, "nightly")] = first.body
+    second.body["metadata"]["name"] = "nightly-prod"
+    second.kube.kinds[SCHEDULE_PLURAL][(NS, "nightly-prod")] = second.body
+    first.env("prod-shop")
+    first.env("shop")
+    now.at = at(2026, 1, 1, 2, 0, 1)
+
+    async def turn(s: Schedules) -> None:
+        label = s.body["metadata"]["name"]
+        owned = [o for obj in s.backups().values() if obj["metadata"]["labels"][SCHEDULE_LABEL] == label
+                 and (o := owned_of(obj)) is not None]
+        targets = [target_of(obj) for obj in s.kube.objects.values()]
+        await s.controller.turn(s.body, s.state, targets, owned, LOG)
+
+    for _ in range(2):  # looked at twice: still one backup each
+        await turn(first)
+        await turn(second)
+    made = {obj["spec"]["environmentRef"]["name"]: obj for obj in first.backups().values()}
+    assert sorted(made) == ["prod-shop", "shop"] and len(first.backups()) == 2
+    assert made["shop"]["metadata"]["ownerReferences"][0]["uid"] == second.body["metadata"]["uid"]
+    assert made["prod-shop"]["metadata"]["ownerReferences"][0]["uid"] == first.body["metadata"]["uid"]
+    assert second.status["active"] == [made["shop"]["metadata"]["name"]]
+    second.state = ScheduleState()  # a restarted process: the create is still idempotent
+    await turn(second)
+    assert len(first.backups()) == 2
+
+
 async def test_history_keeps_a_backup_a_pending_restore_names(schedules: Callable[..., Schedules], now: Clock) -> None:
     """An OdooRestore not finished yet names a schedule's backup (``backupRef``) that falls beyond
     the history limit: collecting it would leave the restore waiting for an object that never comes

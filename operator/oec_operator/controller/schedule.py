@@ -217,7 +217,8 @@ class ScheduleController:
                 result.pending = due if result.pending is None else min(result.pending, due)
                 continue
             backup = sch.backup_name(name, target.name, slot)
-            if backup in names or (slot, target.name) in state.handled:
+            taken = backup in names or sch.alternate_name(name, target.name, slot, uid) in names
+            if taken or (slot, target.name) in state.handled:
                 continue
             late = sch.missed(slot, fraction, spread_seconds, spec.starting_deadline_seconds, now)
             busy = sch.forbidden(o.phase for o in owned if o.environment == target.name and o.slot != slot)
@@ -228,7 +229,7 @@ class ScheduleController:
                                                          else "the previous backup is not finished (Forbid)"))
                 continue
             try:
-                created = await self._create(namespace, name, uid, spec, target, slot, backup)
+                created, backup = await self._create(namespace, name, uid, spec, target, slot, backup)
             except KubeError as exc:
                 logger.warning(f"run {backup} not created, tried again: {exc}")
                 result.failed = True
@@ -240,12 +241,29 @@ class ScheduleController:
         return result
 
     async def _create(self, namespace: str, name: str, uid: str, spec: OdooBackupScheduleSpec, target: Target,
-                      slot: datetime, backup: str) -> bool:
+                      slot: datetime, backup: str) -> tuple[bool, str]:
         """Create the run's ``OdooBackup``; ``False`` when it exists already (that run was made).
+        A name taken by another schedule's object is not this run: it is made under
+        :func:`~oec_operator.domain.schedule.alternate_name`.
+
+        Returns:
+            Whether it was created now, and its name.
 
         Raises:
             KubeError: the create failed otherwise.
         """
+        if not await self._create_named(namespace, name, uid, spec, target, slot, backup):
+            existing = await self.kube.get_object(namespace, backup, plural=BACKUP_PLURAL)
+            owners = (existing or {}).get("metadata", {}).get("ownerReferences") or []
+            if existing is None or any(owner.get("uid") == uid for owner in owners):
+                return False, backup
+            backup = sch.alternate_name(name, target.name, slot, uid)
+            return await self._create_named(namespace, name, uid, spec, target, slot, backup), backup
+        return True, backup
+
+    async def _create_named(self, namespace: str, name: str, uid: str, spec: OdooBackupScheduleSpec,
+                            target: Target, slot: datetime, backup: str) -> bool:
+        """Create the ``OdooBackup`` ``backup``; ``False`` when that name exists already."""
         template = spec.template
         body = {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooBackup",
