@@ -313,7 +313,7 @@ async def test_history_keeps_a_backup_a_pending_restore_names(schedules: Callabl
     now.at = at(2026, 1, 1, 2, 0, 1)
     await s.turn()
     s.set_phase("nightly-shop-202601010200", "Completed")
-    restore = {"metadata": {"namespace": NS, "name": "back", "uid": "r-1"},
+    restore: dict[str, Any] = {"metadata": {"namespace": NS, "name": "back", "uid": "r-1"},
                "spec": {"environmentRef": {"name": "shop"}, "backupRef": {"name": "nightly-shop-202601010200"}},
                "status": {"phase": "Pending"}}
     s.kube.kinds[RESTORE_PLURAL][(NS, "back")] = restore

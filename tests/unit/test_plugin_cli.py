@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from oec_operator.oec.models import Backup
-from oec_operator.plugin import PluginError, backup_manifest, download_link, nudge, parser, render_backups, render_status
+from oec_operator.plugin import (
+    PluginError,
+    backup_manifest,
+    download_link,
+    nudge,
+    parser,
+    render_backups,
+    render_status,
+)
 
 
 @pytest.mark.parametrize("argv", [
