@@ -27,7 +27,7 @@ import asyncio
 import datetime
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import kubernetes
@@ -219,14 +219,17 @@ _NAME_MAX = 57
 
 
 def backup_manifest(environment: str, namespace: str, *, retention: str, notes: str | None,
-                    include_filestore: bool) -> dict[str, Any]:
+                    include_filestore: bool, credentials: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``OdooBackup`` that ``kubectl oec backup`` creates for the environment object
-    ``environment`` (the apiserver completes the name: ``<environment>-<5 random characters>``)."""
+    ``environment`` (the apiserver completes the name: ``<environment>-<5 random characters>``),
+    with the environment's ``credentialsSecretRef`` (read with it after the environment is gone)."""
     prefix = re.sub(r"-+$", "", environment[:_NAME_MAX]) + "-"
     spec: dict[str, Any] = {"environmentRef": {"name": environment}, "retention": retention,
                             "includeFilestore": include_filestore}
     if notes:
         spec["notes"] = notes
+    if credentials:
+        spec["credentialsSecretRef"] = dict(credentials)
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooBackup",
             "metadata": {"generateName": prefix, "namespace": namespace, "labels": {"oec.sh/environment": environment}},
             "spec": spec}
@@ -234,9 +237,10 @@ def backup_manifest(environment: str, namespace: str, *, retention: str, notes: 
 
 def create_backup(api: kubernetes.client.ApiClient, namespace: str, environment: str, args: argparse.Namespace) -> str:
     """Create an ``OdooBackup`` of ``environment`` now; returns the line to print (its name)."""
-    _get(api, namespace, environment)  # a clear error for a missing environment
+    found = _get(api, namespace, environment)  # a clear error for a missing environment
     body = backup_manifest(environment, namespace, retention=args.retention, notes=args.notes,
-                           include_filestore=not args.no_filestore)
+                           include_filestore=not args.no_filestore,
+                           credentials=(found.get("spec") or {}).get("credentialsSecretRef"))
     try:
         created = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).create_namespaced_custom_object(
             GROUP, VERSION, namespace, BACKUP_PLURAL, body))

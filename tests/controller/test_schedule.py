@@ -269,6 +269,19 @@ async def test_history_limit_zero_never_runs_a_slot_twice(schedules: Callable[..
     assert s.kube.calls["create_object"] == 1
 
 
+async def test_a_run_carries_the_environments_credentials_for_after_it_is_gone(
+        schedules: Callable[..., Schedules], now: Clock) -> None:
+    """A scheduled OdooBackup is read daily after its environment object is gone (it stays until
+    the history collects it): without the environment's ``credentialsSecretRef`` it is read with
+    the operator's key, which may not see that project's backups (404 -> wrongly ``Expired``)."""
+    s = schedules(environmentRef={"name": "shop"})
+    s.env("shop")["spec"]["credentialsSecretRef"] = {"name": "team-key", "key": "apiKey"}
+    now.at = at(2026, 1, 1, 2, 0, 1)
+    await s.turn()
+    made = s.backups()["nightly-shop-202601010200"]
+    assert made["spec"]["credentialsSecretRef"] == {"name": "team-key", "key": "apiKey"}
+
+
 async def test_two_schedules_whose_names_collide_both_back_up(schedules: Callable[..., Schedules], now: Clock) -> None:
     """Schedule ``nightly`` of environment ``prod-shop`` and schedule ``nightly-prod`` of environment
     ``shop`` make the same ``<schedule>-<environment>-<slot>`` name. The second create's

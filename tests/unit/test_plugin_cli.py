@@ -115,6 +115,9 @@ def test_the_backup_manifest_names_the_environment_and_lets_the_apiserver_comple
                             "notes": "pre-upgrade"}
     assert "notes" not in backup_manifest("shop", "team", retention="daily", notes=None,
                                           include_filestore=True)["spec"]
+    keyed = backup_manifest("shop", "team", retention="daily", notes=None, include_filestore=True,
+                            credentials={"name": "team-key", "key": "apiKey"})
+    assert keyed["spec"]["credentialsSecretRef"] == {"name": "team-key", "key": "apiKey"}  # read after it is gone
 
 
 def test_the_backups_table_names_the_odoo_backup_recording_each_and_says_when_cut() -> None:

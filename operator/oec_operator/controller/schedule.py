@@ -55,12 +55,16 @@ class Target:
     name: str
     uid: str
     labels: Mapping[str, str]
+    #: Its ``spec.credentialsSecretRef`` as written (``None``: the operator's key).
+    credentials: Mapping[str, Any] | None = None
 
 
 def target_of(body: Mapping[str, Any]) -> Target:
     """The index entry of an ``OdooEnvironment`` body."""
     meta = body["metadata"]
-    return Target(str(meta["name"]), str(meta["uid"]), dict(meta.get("labels") or {}))
+    credentials = (body.get("spec") or {}).get("credentialsSecretRef")
+    return Target(str(meta["name"]), str(meta["uid"]), dict(meta.get("labels") or {}),
+                  dict(credentials) if isinstance(credentials, Mapping) else None)
 
 
 def owned_of(body: Mapping[str, Any]) -> sch.Owned | None:
@@ -274,8 +278,10 @@ class ScheduleController:
                 "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooBackupSchedule",
                                      "name": name, "uid": uid, "controller": True}],
             },
+            # The environment's key, also once its object is gone (docs/backups.md §1 rule 5).
             "spec": {"environmentRef": {"name": target.name}, "includeFilestore": template.include_filestore,
-                     "retention": template.retention, **({"notes": template.notes} if template.notes else {})},
+                     "retention": template.retention, **({"notes": template.notes} if template.notes else {}),
+                     **({"credentialsSecretRef": dict(target.credentials)} if target.credentials else {})},
         }
         try:
             await self.kube.create_object(namespace, body, plural=BACKUP_PLURAL)
