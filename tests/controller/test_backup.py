@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from oec_operator import metrics
 from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
 from oec_operator.controller.sync import spread
 from oec_operator.domain.outcome import Event
@@ -332,3 +333,23 @@ async def test_a_backup_whose_environment_was_deleted_before_it_was_taken_fails_
     sent = len(await posts(h))
     assert await b.step(obk) is None
     assert len(await posts(h)) == sent  # never sent again
+
+
+async def test_a_restarted_process_shows_the_age_of_a_completed_backup_without_reading_it(harness: Harness) -> None:
+    """After a restart the backup-age metric comes back from the completed OdooBackups at their
+    first look (no API call, it is not their daily read), as long as their environment exists."""
+    h = harness
+    await running_env(h)
+    b = Backups(h)
+    obk = b.add("kept", retention="yearly")
+    await b.step(obk)
+    h.sim.clock.advance(DONE)
+    await b.step(obk)
+    assert status(obk).phase == "Completed"
+    metrics.LATEST_BACKUPS.forget("team", "shop")  # a new process: nothing known
+    requests = len((await h.sim.admin.get("/requests")).json())
+    await Backups(h).step(obk)
+    assert len((await h.sim.admin.get("/requests")).json()) == requests
+    samples = next(iter(metrics.LATEST_BACKUPS.collect())).samples
+    assert [s.labels for s in samples if s.labels["environment"] == "shop"] == [{"namespace": "team",
+                                                                                 "environment": "shop"}]

@@ -105,9 +105,11 @@ def conditions_of(phase: Phase, backup_id: str | None, error: str | None) -> tup
 
 @dataclass
 class BackupState:
-    """What this process remembers of one ``OdooBackup``: consecutive transient failures."""
+    """What this process remembers of one ``OdooBackup``: consecutive transient failures, and
+    whether its completion is shown in the backup-age metric yet."""
 
     failures: int = 0
+    shown: bool = False
 
 
 @dataclass(frozen=True)
@@ -213,6 +215,7 @@ class BackupController:
         if after.phase == "Completed" and after.completed_at and result.environment_exists:
             env = OdooBackupSpec.from_body(obj.body["spec"]).environment_ref.name
             metrics.backup_completed(ref.namespace, env, _parse(after.completed_at))
+            obj.state.shown = True
         ready = previous.condition(cond.READY) or {}
         for event in result.events:
             if event.reason == previous.phase:  # Completed / Expired: said once, not at every read
@@ -232,6 +235,9 @@ class BackupController:
         if phase is Phase.COMPLETED and previous.backup_id:
             due = self._completed_due(ref, previous)
             if due is not None:
+                if not obj.state.shown:  # first look in this process: show its age if the environment exists
+                    env = await self.runtime.kube.get_object(ref.namespace, spec.environment_ref.name)
+                    due.environment_exists = env is not None
                 return due
         env_name = spec.environment_ref.name
         environment = await self.runtime.kube.get_object(ref.namespace, env_name)
