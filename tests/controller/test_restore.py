@@ -324,3 +324,24 @@ async def test_a_lost_answer_is_not_sent_again_once_the_replay_window_passed(har
     assert done is None  # terminal
     assert status.phase == "Failed" and _condition(body, "Stalled") == ("True", "RestoreUnconfirmed")
     assert "pre_restore" in (status.message or "")
+
+
+async def test_a_restore_still_refused_by_another_task_after_its_not_after_is_never_sent(harness: Harness) -> None:
+    """Another task kept the environment busy (409 ``task_in_progress``: this restore was not
+    started) until after ``spec.notAfter``: the restore must not start hours later, when the
+    other task finally ends, over the data written meanwhile. It is refused as expired."""
+    h = harness
+    _, env_id = await _running_env(h)
+    backup_id = await _completed_backup(h, env_id)
+    await h.sim.patch_config(action_seconds=7200.0)
+    await h.runtime.client(RW).restart(env_id, idempotency_key="a-long-task")
+    body = _add_restore(h, "late", backupId=backup_id)
+    ctl, obj = RestoreController(h.runtime), _handle(h, body)
+    await ctl.step(obj)
+    assert _status(body).phase == "Running" and _condition(body, "Reconciling") == ("True", "TaskInProgress")
+    body["spec"]["notAfter"] = _later(-60)  # time passes: notAfter is behind us, the task still runs
+    assert await ctl.step(obj) is None  # terminal
+    assert _status(body).phase == "Refused" and _condition(body, "Stalled") == ("True", "Expired")
+    h.sim.clock.advance(7300)  # the other task ends
+    assert await ctl.step(obj) is None
+    assert _restore_tasks(h, env_id) == []

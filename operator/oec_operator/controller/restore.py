@@ -80,6 +80,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+
+
 def _rfc3339(value: datetime.datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -181,7 +185,7 @@ class RestoreController:
             environment_id=environment_id, message=message),
             [Condition(cond.READY, "False", "Restoring", message),
              Condition(cond.RECONCILING, "True", "Restoring", message)], remove=(cond.STALLED,))
-        return await self._send(obj, ref, current, target)
+        return await self._send(obj, ref, current, target, _aware(spec.not_after))
 
     async def _backup_id(self, ref: ResourceRef, spec: OdooRestoreSpec) -> str | Refusal | Wait:
         """``spec.backupId``, or the id of the ``OdooBackup`` ``spec.backupRef`` names."""
@@ -209,15 +213,20 @@ class RestoreController:
     # --- the POST and the task ---------------------------------------------------------------
 
     async def _send(self, obj: RestoreHandle, ref: ResourceRef, current: OdooRestoreStatus,
-                    target: Target) -> float | None:
+                    target: Target, not_after: datetime.datetime) -> float | None:
         """``POST /backups/{id}/restore`` under the object's key (a repeat is replayed by the API),
-        then ``taskId`` at once."""
+        then ``taskId`` at once. Refused by another task (409) after ``not_after``: never sent again."""
         backup_id = current.backup_id or ""
         try:
             accepted = await target.api.restore_backup(backup_id, idempotency_key=restore.idempotency_key(ref.uid))
         except OecConflictError as exc:
             if exc.code not in BUSY_CODES:
                 raise
+            if exc.code != "concurrent_action" and _now() > not_after:
+                # Another task refused it, so this one never started (an accepted one is replayed
+                # as 202): past notAfter it never will (docs/backups.md §3).
+                return await self._refuse(obj, ref, current, restore.check_not_after(not_after, _now()) or Refusal(
+                    "Expired", "spec.notAfter has passed"))
             task = f"task {exc.task_id}" if exc.task_id else "another task"
             message = (f"{task} runs on environment {target.environment_id}; the restore of backup {backup_id} "
                        "is sent once it ended")
@@ -248,7 +257,7 @@ class RestoreController:
                                               f"OdooEnvironment {ref.namespace}/{spec.environment_ref.name}")
             if unconfirmed is not None:
                 return await self._end(obj, ref, current, restore.FAILED, unconfirmed.reason, unconfirmed.message)
-            return await self._send(obj, ref, current, target)
+            return await self._send(obj, ref, current, target, _aware(spec.not_after))
         try:
             task = await target.api.with_priority(Priority.POLL).get_task(current.task_id)
         except OecNotFoundError:
