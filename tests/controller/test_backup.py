@@ -353,3 +353,12 @@ async def test_a_restarted_process_shows_the_age_of_a_completed_backup_without_r
     samples = next(iter(metrics.LATEST_BACKUPS.collect())).samples
     assert [s.labels for s in samples if s.labels["environment"] == "shop"] == [{"namespace": "team",
                                                                                  "environment": "shop"}]
+
+
+def test_deleting_an_odoo_backup_whose_create_was_sent_does_not_say_nothing_was_made() -> None:
+    """Deleted after its create was sent but before the answer was recorded (a lost answer): a
+    backup may exist in OEC.sh. The Event must not tell the user that none was made."""
+    event = BackupController.deleted({"metadata": {"name": "x", "uid": "u-1"},
+                                      "status": {"createRequestedAt": "2026-12-04T10:00:00Z"}})
+    assert "no backup was made" not in event.message
+    assert "[k8s:u-1]" in event.message and "2026-12-04T10:00:00Z" in event.message

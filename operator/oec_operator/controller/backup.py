@@ -411,8 +411,16 @@ class BackupController:
     def deleted(body: Mapping[str, Any]) -> Event:
         """The Event posted when an ``OdooBackup`` is deleted: its data stays in OEC.sh (the API
         has no delete route, ``docs/oec-api.md`` §11.5)."""
-        backup_id = (body.get("status") or {}).get("backupId")
-        what = f"backup {backup_id}" if backup_id else "no backup was made for it, and nothing"
+        status = body.get("status") or {}
+        backup_id, requested = status.get("backupId"), status.get("createRequestedAt")
+        if backup_id:
+            what = f"backup {backup_id}"
+        elif requested:  # sent, the answer not recorded: it may exist
+            uid = str((body.get("metadata") or {}).get("uid"))
+            what = (f"a backup was requested at {requested} and may have been made (its notes carry "
+                    f"[{marker(uid)}]); if so, it")
+        else:
+            what = "no backup was made for it, and nothing"
         return Event("Normal", "BackupKept", f"OdooBackup deleted; {what} stays in OEC.sh (the operator never "
                                              "deletes backup data; OEC.sh removes it when its retention ends)")
 
