@@ -225,8 +225,10 @@ class RestoreController:
             if exc.code != "concurrent_action" and _now() > not_after:
                 # Another task refused it, so this one never started (an accepted one is replayed
                 # as 202): past notAfter it never will (docs/backups.md §3).
-                return await self._refuse(obj, ref, current, restore.check_not_after(not_after, _now()) or Refusal(
-                    "Expired", "spec.notAfter has passed"))
+                return await self._end(obj, ref, current, restore.REFUSED, "Expired",
+                                       f"spec.notAfter {_rfc3339(not_after)} passed while OEC.sh kept refusing the "
+                                       f"restore ({exc.code}): it never started and will not be; create a new "
+                                       "OdooRestore with a later notAfter to restore")
             task = f"task {exc.task_id}" if exc.task_id else "another task"
             message = (f"{task} runs on environment {target.environment_id}; the restore of backup {backup_id} "
                        "is sent once it ended")
