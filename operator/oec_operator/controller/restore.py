@@ -81,7 +81,8 @@ def _now() -> datetime.datetime:
 
 
 def _aware(value: datetime.datetime) -> datetime.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    """``value`` in UTC (a naive one taken as UTC)."""
+    return (value if value.tzinfo else value.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC)
 
 
 def _rfc3339(value: datetime.datetime) -> str:
