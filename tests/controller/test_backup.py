@@ -362,3 +362,26 @@ def test_deleting_an_odoo_backup_whose_create_was_sent_does_not_say_nothing_was_
                                       "status": {"createRequestedAt": "2026-12-04T10:00:00Z"}})
     assert "no backup was made" not in event.message
     assert "[k8s:u-1]" in event.message and "2026-12-04T10:00:00Z" in event.message
+
+
+async def test_a_backup_of_an_earlier_environment_of_that_name_does_not_show_as_the_new_ones(
+        harness: Harness) -> None:
+    """The OdooEnvironment was deleted and created again (a Git revert): a new OEC.sh environment
+    with no backup yet. The old environment's completed OdooBackups must not make the backup-age
+    metric say the new one was backed up."""
+    h = harness
+    await running_env(h)
+    b = Backups(h)
+    obk = b.add("old", retention="yearly")
+    await b.step(obk)
+    h.sim.clock.advance(DONE)
+    await b.step(obk)
+    assert status(obk).phase == "Completed"
+    metrics.LATEST_BACKUPS.forget("team", "shop")  # the deletion dropped its series
+    del h.kube.objects[("team", "shop")]
+    assert (await h.sim.admin.delete(f"/environments/{status(obk).environment_id}")).status_code == 200
+    await running_env(h)  # created again: another OEC.sh environment
+    assert h.kube.objects[("team", "shop")]["status"]["environmentId"] != status(obk).environment_id
+    await Backups(h).step(obk)  # a restarted process's first look
+    samples = next(iter(metrics.LATEST_BACKUPS.collect())).samples
+    assert [s for s in samples if s.labels["environment"] == "shop"] == []

@@ -135,7 +135,8 @@ class _Step:
     delay: float | None = None
     observed: bool = False
     transient: bool = False
-    #: The ``OdooEnvironment`` was read and exists: only then is the backup's age shown for it.
+    #: The ``OdooEnvironment`` was read and is the backup's (the same OEC.sh environment): only
+    #: then is the backup's age shown for it.
     environment_exists: bool = False
 
 
@@ -237,7 +238,7 @@ class BackupController:
             if due is not None:
                 if not obj.state.shown:  # first look in this process: show its age if the environment exists
                     env = await self.runtime.kube.get_object(ref.namespace, spec.environment_ref.name)
-                    due.environment_exists = env is not None
+                    due.environment_exists = _is_of(env, previous.environment_id)
                 return due
         env_name = spec.environment_ref.name
         environment = await self.runtime.kube.get_object(ref.namespace, env_name)
@@ -290,7 +291,7 @@ class BackupController:
             step.delay = retry_delay(exc, obj.state.failures + 1, self.config.fast_poll_interval)
             return step
         step = self._observed(ref, backup)
-        step.environment_exists = environment is not None
+        step.environment_exists = _is_of(environment, backup.environment_id)
         return step
 
     async def _create(self, api: OecClient, ref: ResourceRef, spec: OdooBackupSpec, previous: OdooBackupStatus,
@@ -423,6 +424,12 @@ class BackupController:
             what = "no backup was made for it, and nothing"
         return Event("Normal", "BackupKept", f"OdooBackup deleted; {what} stays in OEC.sh (the operator never "
                                              "deletes backup data; OEC.sh removes it when its retention ends)")
+
+
+def _is_of(environment: Mapping[str, Any] | None, environment_id: str | None) -> bool:
+    """Whether the ``OdooEnvironment`` exists and is the OEC.sh environment ``environment_id`` (not
+    a later one of the same name, or one deleted)."""
+    return environment is not None and (environment.get("status") or {}).get("environmentId") == environment_id
 
 
 def _same_conditions(old: tuple[Mapping[str, Any], ...], new: list[dict[str, Any]]) -> bool:
