@@ -28,7 +28,7 @@ import datetime
 import json
 import re
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import kubernetes
@@ -220,14 +220,17 @@ _NAME_MAX = 57
 
 
 def backup_manifest(environment: str, namespace: str, *, retention: str, notes: str | None,
-                    include_filestore: bool) -> dict[str, Any]:
+                    include_filestore: bool, credentials: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The ``OdooBackup`` that ``kubectl oec backup`` creates for the environment object
-    ``environment`` (the apiserver completes the name: ``<environment>-<5 random characters>``)."""
+    ``environment`` (the apiserver completes the name: ``<environment>-<5 random characters>``),
+    with the environment's ``credentialsSecretRef`` (read with it after the environment is gone)."""
     prefix = re.sub(r"-+$", "", environment[:_NAME_MAX]) + "-"
     spec: dict[str, Any] = {"environmentRef": {"name": environment}, "retention": retention,
                             "includeFilestore": include_filestore}
     if notes:
         spec["notes"] = notes
+    if credentials:
+        spec["credentialsSecretRef"] = dict(credentials)
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooBackup",
             "metadata": {"generateName": prefix, "namespace": namespace, "labels": {"oec.sh/environment": environment}},
             "spec": spec}
@@ -258,9 +261,10 @@ def _message(exc: ApiException) -> str:
 
 def create_backup(api: kubernetes.client.ApiClient, namespace: str, environment: str, args: argparse.Namespace) -> str:
     """Create an ``OdooBackup`` of ``environment`` now; returns the line to print (its name)."""
-    _get(api, namespace, environment)  # a clear error for a missing environment
+    found = _get(api, namespace, environment)  # a clear error for a missing environment
     body = backup_manifest(environment, namespace, retention=args.retention, notes=args.notes,
-                           include_filestore=not args.no_filestore)
+                           include_filestore=not args.no_filestore,
+                           credentials=(found.get("spec") or {}).get("credentialsSecretRef"))
     name = _create(api, namespace, BACKUP_PLURAL, body)
     return (f"odoobackup/{name} created (environment {environment}, retention {args.retention}); "
             f"follow it with: kubectl get odoobackup {name} -n {namespace} -w")
@@ -325,12 +329,19 @@ async def download_link(record: dict[str, Any], api: kubernetes.client.ApiClient
     data now (they are credentials: printed, never stored; ``docs/backups.md`` §1).
 
     Raises:
-        PluginError: no backup id yet, no credentials, or the API refused (e.g. not completed).
+        PluginError: the backup is not Completed (its phase and what to do; nothing is sent), no
+            credentials, or the API refused.
     """
     status = OdooBackupStatus.from_body(record.get("status"))
     spec = OdooBackupSpec.from_body(record.get("spec") or {})
     backup_id = status.backup_id or spec.backup_id
     name, namespace = record["metadata"]["name"], record["metadata"]["namespace"]
+    if status.phase in ("Pending", "Running"):
+        raise PluginError(f"odoobackup {name!r} is {status.phase}: a download link exists once it is Completed "
+                          f"(kubectl wait --for=condition=Ready odoobackup/{name} -n {namespace})")
+    if status.phase in ("Failed", "Expired"):
+        raise PluginError(f"odoobackup {name!r} is {status.phase}: nothing to download"
+                          + (f" ({status.message})" if status.message else ""))
     if not backup_id:
         raise PluginError(f"odoobackup {name!r} has no OEC.sh backup yet (status.backupId is empty)")
     ref = spec.credentials_secret_ref

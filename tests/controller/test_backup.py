@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from oec_operator import metrics
 from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
 from oec_operator.controller.sync import spread
 from oec_operator.domain.outcome import Event
@@ -304,3 +305,83 @@ async def test_an_unknown_spec_backup_id_fails_with_backup_not_found_and_sends_n
     assert await b.step(obk) is None
     assert status(obk).phase == "Failed" and condition(obk, "Stalled")[:2] == ("True", "BackupNotFound")
     assert b.reasons("typo") == ["BackupNotFound"] and len(await posts(h)) == 0
+
+
+async def test_a_backup_whose_environment_was_deleted_before_it_was_taken_fails_and_stops_sending(
+        harness: Harness) -> None:
+    """The OdooBackup waited (409: another backup ran) and meanwhile its environment was deleted:
+    nothing can be backed up any more. It must end (Failed, saying why), not stay Pending for ever
+    sending a create (a write) to a gone environment at every look."""
+    h = harness
+    environment_id = await running_env(h)
+    await h.sim.patch_config(backup_seconds=60.0)
+    other = await h.sim.api.post(f"/environments/{environment_id}/backups",
+                                 json={"backup_type": "manual", "retention_type": "daily"})
+    assert other.status_code == 201, other.text
+    b = Backups(h)
+    obk = b.add("adhoc")
+    await b.step(obk)
+    assert condition(obk, "Reconciling")[:2] == ("True", "BackupInProgress")
+    assert (await h.sim.admin.delete(f"/environments/{environment_id}")).status_code == 200
+    del h.kube.objects[("team", "shop")]  # the OdooEnvironment was deleted (deletionPolicy Delete)
+    h.sim.clock.advance(61)
+    assert await b.step(obk) is None  # terminal
+    assert status(obk).phase == "Failed"
+    stalled, reason, message = condition(obk, "Stalled")
+    assert (stalled, reason) == ("True", "EnvironmentGone") and environment_id in message
+    assert b.reasons("adhoc") == ["EnvironmentGone"]
+    sent = len(await posts(h))
+    assert await b.step(obk) is None
+    assert len(await posts(h)) == sent  # never sent again
+
+
+async def test_a_restarted_process_shows_the_age_of_a_completed_backup_without_reading_it(harness: Harness) -> None:
+    """After a restart the backup-age metric comes back from the completed OdooBackups at their
+    first look (no API call, it is not their daily read), as long as their environment exists."""
+    h = harness
+    await running_env(h)
+    b = Backups(h)
+    obk = b.add("kept", retention="yearly")
+    await b.step(obk)
+    h.sim.clock.advance(DONE)
+    await b.step(obk)
+    assert status(obk).phase == "Completed"
+    metrics.LATEST_BACKUPS.forget("team", "shop")  # a new process: nothing known
+    requests = len((await h.sim.admin.get("/requests")).json())
+    await Backups(h).step(obk)
+    assert len((await h.sim.admin.get("/requests")).json()) == requests
+    samples = next(iter(metrics.LATEST_BACKUPS.collect())).samples
+    assert [s.labels for s in samples if s.labels["environment"] == "shop"] == [{"namespace": "team",
+                                                                                 "environment": "shop"}]
+
+
+def test_deleting_an_odoo_backup_whose_create_was_sent_does_not_say_nothing_was_made() -> None:
+    """Deleted after its create was sent but before the answer was recorded (a lost answer): a
+    backup may exist in OEC.sh. The Event must not tell the user that none was made."""
+    event = BackupController.deleted({"metadata": {"name": "x", "uid": "u-1"},
+                                      "status": {"createRequestedAt": "2026-12-04T10:00:00Z"}})
+    assert "no backup was made" not in event.message
+    assert "[k8s:u-1]" in event.message and "2026-12-04T10:00:00Z" in event.message
+
+
+async def test_a_backup_of_an_earlier_environment_of_that_name_does_not_show_as_the_new_ones(
+        harness: Harness) -> None:
+    """The OdooEnvironment was deleted and created again (a Git revert): a new OEC.sh environment
+    with no backup yet. The old environment's completed OdooBackups must not make the backup-age
+    metric say the new one was backed up."""
+    h = harness
+    await running_env(h)
+    b = Backups(h)
+    obk = b.add("old", retention="yearly")
+    await b.step(obk)
+    h.sim.clock.advance(DONE)
+    await b.step(obk)
+    assert status(obk).phase == "Completed"
+    metrics.LATEST_BACKUPS.forget("team", "shop")  # the deletion dropped its series
+    del h.kube.objects[("team", "shop")]
+    assert (await h.sim.admin.delete(f"/environments/{status(obk).environment_id}")).status_code == 200
+    await running_env(h)  # created again: another OEC.sh environment
+    assert h.kube.objects[("team", "shop")]["status"]["environmentId"] != status(obk).environment_id
+    await Backups(h).step(obk)  # a restarted process's first look
+    samples = next(iter(metrics.LATEST_BACKUPS.collect())).samples
+    assert [s for s in samples if s.labels["environment"] == "shop"] == []

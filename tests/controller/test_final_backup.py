@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY
 
+from oec_operator import metrics
 from oec_operator.settings import BACKUP_PLURAL
 from tests.controller.conftest import Harness
+from tests.controller.test_backup import Backups
 from tests.controller.test_delete import running
 from tests.controller.test_sync import environments, status
 from tests.simulator.sim_helpers import API
@@ -142,6 +145,10 @@ async def test_a_backup_over_its_timeout_stalls(harness: Harness) -> None:
     assert (stalled, reason) == ("True", "FinalBackupTimedOut")
     assert "600" in message and "oec.sh/skip-final-backup" in message
     assert [e["name"] for e in await environments(h)] == ["shop"]
+    seq = await last_seq(h)
+    assert not (await h.delete_step(body)).done
+    assert await requests(h, seq) == []  # the stall looks again without an API call
+    assert len([e for n, e in h.events if e.reason == "FinalBackupTimedOut"]) == 1
 
 
 async def test_the_backup_route_missing_stalls_rather_than_deleting_without_it(harness: Harness) -> None:
@@ -259,3 +266,65 @@ async def test_no_backup_is_posted_while_its_intent_cannot_be_recorded(harness: 
     h.kube.fail_status_writes = None
     assert "taking the final backup" in (await h.delete_step(body)).message
     assert len(await manual_backups(h, env_id)) == 1
+
+
+async def test_the_final_backup_record_does_not_bring_back_the_age_of_a_deleted_environment(harness: Harness) -> None:
+    """``oec_operator_latest_backup_age_seconds`` drops a deleted environment's series; its final
+    backup's OdooBackup record (observed after the environment is gone) must not add it again, or
+    a backup-age alert fires for an environment that no longer exists, its age growing forever."""
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    await h.delete_step(body)
+    h.sim.clock.advance(10)
+    assert (await h.delete_step(body)).done
+    del h.kube.objects[("team", "shop")]  # the finalizer is gone: the apiserver removes the object
+    series = [s for s in next(iter(metrics.LATEST_BACKUPS.collect())).samples if s.labels["environment"] == "shop"]
+    assert series == []
+    [record] = records(h)
+    backups = Backups(h)
+    await backups.step(record)
+    assert record["status"]["phase"] == "Completed"
+    series = [s for s in next(iter(metrics.LATEST_BACKUPS.collect())).samples
+              if (s.labels["namespace"], s.labels["environment"]) == ("team", "shop")]
+    assert series == []
+
+
+async def test_a_final_backup_that_completed_before_its_timeout_is_not_reported_timed_out(harness: Harness) -> None:
+    """The backup completed within ``timeoutSeconds``, but the deletion's next look came after the
+    timeout (looks are up to a poll interval apart): it must be read and recorded, not declared
+    timed out (that stalled the deletion, and the escape hatch then destroyed the environment
+    without recording the completed backup)."""
+    h = harness
+    body = await running(h, "shop", **PRODUCTION, finalBackup={"timeoutSeconds": 60})
+    env_id = str(status(h, "shop").environment_id)
+    await h.delete_step(body)  # the POST
+    h.sim.clock.advance(5)  # the backup completes, 5 s after it was asked for
+    # The next look comes 61 s after the request (the operator's clock).
+    long_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(seconds=61)
+    body["status"]["finalBackup"]["requestedAt"] = long_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
+    h.runtime.status.forget(body["metadata"]["uid"])  # the body is the truth
+    step = await h.delete_step(body)
+    assert "destroying" in step.message, step.message
+    assert condition(h, "Stalled")[0] != "True"
+    [backup] = await manual_backups(h, env_id)
+    [record] = records(h)
+    assert record["spec"]["backupId"] == backup["id"]
+
+
+async def test_a_final_backup_is_counted_once_also_when_its_record_is_observed(harness: Harness) -> None:
+    """``oec_operator_backups_total{result="completed"}`` counts each backup once: the deletion
+    counts the final backup; the OdooBackup recording it, observed Completed at its first read,
+    must not count it a second time."""
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    before = completed_total()
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    await h.delete_step(body)
+    assert completed_total() == before + 1
+    [record] = records(h)
+    await Backups(h).step(record)
+    assert record["status"]["phase"] == "Completed"
+    assert completed_total() == before + 1

@@ -282,3 +282,66 @@ async def test_an_observed_environment_is_confirmed_by_its_name_in_oec(harness: 
     right = _add_restore(h, "by-oec-name", env="legacy", backupId=backup_id, confirmEnvironmentName="Legacy ERP")
     await _until_terminal(h, ctl, _handle(h, right))
     assert _status(right).phase == "Completed" and len(_restore_tasks(h, created["id"])) == 1
+
+
+async def test_with_the_reference_enums_a_restore_completes_and_names_its_safety_backup(harness: Harness) -> None:
+    """The reference API's backup types have no ``pre_restore`` (``docs/oec-api.md`` §1 row 28):
+    a list filtered on it is refused (422). The finished restore must still complete (it stayed
+    Running for ever, its environment blocked as Restoring) and find the safety backup."""
+    h = harness
+    _, env_id = await _running_env(h)
+    backup_id = await _completed_backup(h, env_id)
+    await h.sim.patch_config(backup_enums="ref", backup_page_field="total_pages")
+    body = _add_restore(h, "ref-api", backupId=backup_id)
+    await _until_terminal(h, RestoreController(h.runtime), _handle(h, body))
+    status = _status(body)
+    assert status.phase == "Completed" and _condition(body, "Ready") == ("True", "Completed")
+    [task] = _restore_tasks(h, env_id)
+    safety = h.sim.state.store.safety_backup_of(task.id)
+    assert safety is not None and status.safety_backup_id == safety.id
+
+
+async def test_a_lost_answer_is_not_sent_again_once_the_replay_window_passed(harness: Harness) -> None:
+    """The API replays a repeated ``Idempotency-Key`` for 24 h only (``docs/oec-api.md`` §1 row 5).
+    A restore whose answer was lost and that is looked at again a day later (the operator was
+    down) must not be sent again: the first one may have run, and a second would overwrite a
+    day of data with the old backup again."""
+    h = harness
+    _, env_id = await _running_env(h)
+    backup_id = await _completed_backup(h, env_id)
+    body = _add_restore(h, "lost", backupId=backup_id)
+    await inject(h, kind="error", status=503, route="restore_backup", when="after", count=1)
+    await RestoreController(h.runtime).step(_handle(h, body))
+    assert _status(body).phase == "Running" and _status(body).task_id is None
+    # The operator comes back 25 h later: the first restore ran, its key is no longer replayed.
+    h.sim.clock.advance(25 * 3600)
+    day_ago = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=25)
+    body["status"]["startedAt"] = day_ago.strftime("%Y-%m-%dT%H:%M:%SZ")
+    h.runtime.restore_status.forget(body["metadata"]["uid"])  # a new process: the body is the truth
+    done = await RestoreController(h.runtime).step(_handle(h, body))
+    assert len(_restore_tasks(h, env_id)) == 1 and len(await _restore_posts(h)) == 1  # not sent again
+    status = _status(body)
+    assert done is None  # terminal
+    assert status.phase == "Failed" and _condition(body, "Stalled") == ("True", "RestoreUnconfirmed")
+    assert "pre_restore" in (status.message or "")
+
+
+async def test_a_restore_still_refused_by_another_task_after_its_not_after_is_never_sent(harness: Harness) -> None:
+    """Another task kept the environment busy (409 ``task_in_progress``: this restore was not
+    started) until after ``spec.notAfter``: the restore must not start hours later, when the
+    other task finally ends, over the data written meanwhile. It is refused as expired."""
+    h = harness
+    _, env_id = await _running_env(h)
+    backup_id = await _completed_backup(h, env_id)
+    await h.sim.patch_config(action_seconds=7200.0)
+    await h.runtime.client(RW).restart(env_id, idempotency_key="a-long-task")
+    body = _add_restore(h, "late", backupId=backup_id)
+    ctl, obj = RestoreController(h.runtime), _handle(h, body)
+    await ctl.step(obj)
+    assert _status(body).phase == "Running" and _condition(body, "Reconciling") == ("True", "TaskInProgress")
+    body["spec"]["notAfter"] = _later(-60)  # time passes: notAfter is behind us, the task still runs
+    assert await ctl.step(obj) is None  # terminal
+    assert _status(body).phase == "Refused" and _condition(body, "Stalled") == ("True", "Expired")
+    h.sim.clock.advance(7300)  # the other task ends
+    assert await ctl.step(obj) is None
+    assert _restore_tasks(h, env_id) == []

@@ -26,7 +26,7 @@ from oec_operator.controller.schedule import (
 )
 from oec_operator.controller.sync import spread
 from oec_operator.domain import schedule as sch
-from oec_operator.settings import BACKUP_PLURAL, SCHEDULE_PLURAL
+from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL
 
 from .conftest import FakeKube, Harness
 
@@ -267,6 +267,78 @@ async def test_history_limit_zero_never_runs_a_slot_twice(schedules: Callable[..
     await s.turn()
     assert s.backups() == {}
     assert s.kube.calls["create_object"] == 1
+
+
+async def test_a_run_carries_the_environments_credentials_for_after_it_is_gone(
+        schedules: Callable[..., Schedules], now: Clock) -> None:
+    """A scheduled OdooBackup is read daily after its environment object is gone (it stays until
+    the history collects it): without the environment's ``credentialsSecretRef`` it is read with
+    the operator's key, which may not see that project's backups (404 -> wrongly ``Expired``)."""
+    s = schedules(environmentRef={"name": "shop"})
+    s.env("shop")["spec"]["credentialsSecretRef"] = {"name": "team-key", "key": "apiKey"}
+    now.at = at(2026, 1, 1, 2, 0, 1)
+    await s.turn()
+    made = s.backups()["nightly-shop-202601010200"]
+    assert made["spec"]["credentialsSecretRef"] == {"name": "team-key", "key": "apiKey"}
+
+
+async def test_two_schedules_whose_names_collide_both_back_up(schedules: Callable[..., Schedules], now: Clock) -> None:
+    """Schedule ``nightly`` of environment ``prod-shop`` and schedule ``nightly-prod`` of environment
+    ``shop`` make the same ``<schedule>-<environment>-<slot>`` name. The second create's
+    AlreadyExists is another schedule's object, not this run made earlier: each environment still
+    gets its backup (it was skipped in silence)."""
+    first = schedules(environmentRef={"name": "prod-shop"})
+    second = schedules(environmentRef={"name": "shop"})
+    del second.kube.kinds[SCHEDULE_PLURAL][(NS, "nightly")]
+    second.kube.kinds[SCHEDULE_PLURAL][(NS, "nightly")] = first.body
+    second.body["metadata"]["name"] = "nightly-prod"
+    second.kube.kinds[SCHEDULE_PLURAL][(NS, "nightly-prod")] = second.body
+    first.env("prod-shop")
+    first.env("shop")
+    now.at = at(2026, 1, 1, 2, 0, 1)
+
+    async def turn(s: Schedules) -> None:
+        label = s.body["metadata"]["name"]
+        owned = [o for obj in s.backups().values() if obj["metadata"]["labels"][SCHEDULE_LABEL] == label
+                 and (o := owned_of(obj)) is not None]
+        targets = [target_of(obj) for obj in s.kube.objects.values()]
+        await s.controller.turn(s.body, s.state, targets, owned, LOG)
+
+    for _ in range(2):  # looked at twice: still one backup each
+        await turn(first)
+        await turn(second)
+    made = {obj["spec"]["environmentRef"]["name"]: obj for obj in first.backups().values()}
+    assert sorted(made) == ["prod-shop", "shop"] and len(first.backups()) == 2
+    assert made["shop"]["metadata"]["ownerReferences"][0]["uid"] == second.body["metadata"]["uid"]
+    assert made["prod-shop"]["metadata"]["ownerReferences"][0]["uid"] == first.body["metadata"]["uid"]
+    assert second.status["active"] == [made["shop"]["metadata"]["name"]]
+    second.state = ScheduleState()  # a restarted process: the create is still idempotent
+    await turn(second)
+    assert len(first.backups()) == 2
+
+
+async def test_history_keeps_a_backup_a_pending_restore_names(schedules: Callable[..., Schedules], now: Clock) -> None:
+    """An OdooRestore not finished yet names a schedule's backup (``backupRef``) that falls beyond
+    the history limit: collecting it would leave the restore waiting for an object that never comes
+    back (and refused at its notAfter). It is kept until the restore ended, then collected."""
+    s = schedules(environmentRef={"name": "shop"}, successfulHistoryLimit=1)
+    s.env("shop")
+    now.at = at(2026, 1, 1, 2, 0, 1)
+    await s.turn()
+    s.set_phase("nightly-shop-202601010200", "Completed")
+    restore: dict[str, Any] = {"metadata": {"namespace": NS, "name": "back", "uid": "r-1"},
+               "spec": {"environmentRef": {"name": "shop"}, "backupRef": {"name": "nightly-shop-202601010200"}},
+               "status": {"phase": "Pending"}}
+    s.kube.kinds[RESTORE_PLURAL][(NS, "back")] = restore
+    now.at = at(2026, 1, 2, 2, 0, 1)
+    await s.turn()
+    s.set_phase("nightly-shop-202601020200", "Completed")
+    now.at = at(2026, 1, 2, 12)
+    await s.turn()
+    assert sorted(s.backups()) == ["nightly-shop-202601010200", "nightly-shop-202601020200"]
+    restore["status"]["phase"] = "Completed"
+    await s.turn()
+    assert sorted(s.backups()) == ["nightly-shop-202601020200"]
 
 
 @pytest.mark.parametrize(("spec", "field"), [

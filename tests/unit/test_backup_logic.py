@@ -108,6 +108,18 @@ async def test_409_is_busy_not_a_failure() -> None:
     assert busy.value.reason == "TaskInProgress" and "t9" in str(busy.value)
 
 
+async def test_409_invalid_state_waits_for_the_environment_and_does_not_blame_a_task() -> None:
+    """OEC.sh refuses a backup of an environment never deployed (409 ``invalid_state``): no task
+    runs, so the wait must not say one does."""
+    api = FakeApi(conflict=OecConflictError("Cannot back up an environment in status 'pending'.", status=409,
+                                            code="invalid_state", extras={"status": "pending"}))
+    with pytest.raises(BackupBusy) as busy:
+        await ensure_backup(api, "e1", mark="k8s:u1", include_filestore=True, retention="daily", notes=None,
+                            requested=True, record_intent=_never)
+    assert busy.value.reason == "EnvironmentNotReady"
+    assert "another task" not in str(busy.value) and "status 'pending'" in str(busy.value)
+
+
 async def test_a_missing_route_is_its_own_outcome() -> None:
     with pytest.raises(BackupsUnsupported):
         await ensure_backup(FakeApi(missing=True), "e1", mark="k8s:u1", include_filestore=True, retention="daily",

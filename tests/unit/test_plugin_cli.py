@@ -3,12 +3,21 @@ the nudging commands patch; the day-2 lines of ``kubectl oec status``."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
 from oec_operator.oec.models import Backup
-from oec_operator.plugin import backup_manifest, nudge, parser, render_backups, render_status
+from oec_operator.plugin import (
+    PluginError,
+    backup_manifest,
+    download_link,
+    nudge,
+    parser,
+    render_backups,
+    render_status,
+)
 
 
 @pytest.mark.parametrize("argv", [
@@ -106,6 +115,9 @@ def test_the_backup_manifest_names_the_environment_and_lets_the_apiserver_comple
                             "notes": "pre-upgrade"}
     assert "notes" not in backup_manifest("shop", "team", retention="daily", notes=None,
                                           include_filestore=True)["spec"]
+    keyed = backup_manifest("shop", "team", retention="daily", notes=None, include_filestore=True,
+                            credentials={"name": "team-key", "key": "apiKey"})
+    assert keyed["spec"]["credentialsSecretRef"] == {"name": "team-key", "key": "apiKey"}  # read after it is gone
 
 
 def test_the_backups_table_names_the_odoo_backup_recording_each_and_says_when_cut() -> None:
@@ -120,3 +132,16 @@ def test_the_backups_table_names_the_odoo_backup_recording_each_and_says_when_cu
                                 "2026-12-11T22:50:03Z", "shop-x1"]
     assert lines[2].split() == ["b1", "scheduled", "completed", "-", "-", "never", "-"]
     assert lines[3] == "(2 newest of 5 backups shown)"
+
+
+@pytest.mark.parametrize(("phase", "hint"), [("Running", "kubectl wait"), ("Pending", "kubectl wait"),
+                                             ("Failed", "nothing to download"), ("Expired", "nothing to download")])
+def test_backup_download_of_a_backup_not_completed_says_so_without_calling_the_api(phase: str, hint: str) -> None:
+    """A download link exists only for a completed backup: the plugin says what the OdooBackup's
+    phase is and what to do, instead of the API's bare refusal (and sends nothing)."""
+    record = {"metadata": {"name": "shop-x1", "namespace": "team"}, "spec": {"environmentRef": {"name": "shop"}},
+              "status": {"phase": phase, "backupId": "b-1"}}
+    with pytest.raises(PluginError) as raised:
+        asyncio.run(download_link(record, None, None, 300))  # type: ignore[arg-type]  # no API is reached
+    message = str(raised.value)
+    assert f"is {phase}" in message and hint in message and "shop-x1" in message

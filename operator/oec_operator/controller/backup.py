@@ -91,9 +91,11 @@ def conditions_of(phase: Phase, backup_id: str | None, error: str | None) -> tup
 
 @dataclass
 class BackupState:
-    """What this process remembers of one ``OdooBackup``: consecutive transient failures."""
+    """What this process remembers of one ``OdooBackup``: consecutive transient failures, and
+    whether its completion is shown in the backup-age metric yet."""
 
     failures: int = 0
+    shown: bool = False
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,9 @@ class _Step:
     delay: float | None = None
     observed: bool = False
     transient: bool = False
+    #: The ``OdooEnvironment`` was read and is the backup's (the same OEC.sh environment): only
+    #: then is the backup's age shown for it.
+    environment_exists: bool = False
 
 
 class BackupController:
@@ -188,12 +193,16 @@ class BackupController:
                 result.delay = self.config.fast_poll_interval if result.delay is not None else None
                 return
         phase = update.phase if "phase" in update.model_fields_set else None
-        if phase in ("Completed", "Failed") and previous.phase != phase:
+        # Counted when seen ending: one first seen ended (the record of a final backup, which the
+        # deletion counted, or an adopted old backup) is not counted again.
+        if phase in ("Completed", "Failed") and previous.phase in (Phase.PENDING.value, Phase.RUNNING.value):
             metrics.backup_finished(str(phase).lower())
         after = previous.merged(update)
-        if after.phase == "Completed" and after.completed_at:
+        # A deleted environment's series stays gone (its final backup's record outlives it).
+        if after.phase == "Completed" and after.completed_at and result.environment_exists:
             env = OdooBackupSpec.from_body(obj.body["spec"]).environment_ref.name
             metrics.backup_completed(ref.namespace, env, cond.parse_time(after.completed_at))
+            obj.state.shown = True
         ready = previous.condition(cond.READY) or {}
         for event in result.events:
             if event.reason == previous.phase:  # Completed / Expired: said once, not at every read
@@ -213,6 +222,9 @@ class BackupController:
         if phase is Phase.COMPLETED and previous.backup_id:
             due = self._completed_due(ref, previous)
             if due is not None:
+                if not obj.state.shown:  # first look in this process: show its age if the environment exists
+                    env = await self.runtime.kube.get_object(ref.namespace, spec.environment_ref.name)
+                    due.environment_exists = _is_of(env, previous.environment_id)
                 return due
         env_name = spec.environment_ref.name
         environment = await self.runtime.kube.get_object(ref.namespace, env_name)
@@ -246,6 +258,12 @@ class BackupController:
             if backup_id:
                 return self._not_found(backup_id, previous, exc)
             message = f"the OEC.sh environment {environment_id} of OdooEnvironment {env_name} was not found"
+            current_id = (environment or {}).get("status", {}).get("environmentId")
+            if environment is None or current_id != environment_id:  # deleted (or replaced): no backup, ever
+                message = f"{message}: it was deleted before its backup was taken; nothing was backed up"
+                return _Step(update=OdooBackupStatus(phase=Phase.FAILED.value, message=message),
+                             conditions=cond.stalled("EnvironmentGone", message), remove=(cond.RECONCILING,),
+                             observed=True, events=[Event("Warning", "EnvironmentGone", message)])
             step = self._retry(obj, "EnvironmentNotReady", f"{message}; waiting")
             step.delay = self.config.poll_interval
             return step
@@ -258,7 +276,9 @@ class BackupController:
             step = self._retry(obj, "RateLimited" if reason == "RateLimited" else "ProgressingWithRetry", message)
             step.delay = retry_delay(exc, obj.state.failures + 1, self.config.fast_poll_interval)
             return step
-        return self._observed(ref, backup)
+        step = self._observed(ref, backup)
+        step.environment_exists = _is_of(environment, backup.environment_id)
+        return step
 
     async def _create(self, api: OecClient, ref: ResourceRef, spec: OdooBackupSpec, previous: OdooBackupStatus,
                       environment_id: str) -> Backup:
@@ -379,10 +399,24 @@ class BackupController:
     def deleted(body: Mapping[str, Any]) -> Event:
         """The Event posted when an ``OdooBackup`` is deleted: its data stays in OEC.sh (the API
         has no delete route, ``docs/oec-api.md`` §11.5)."""
-        backup_id = (body.get("status") or {}).get("backupId")
-        what = f"backup {backup_id}" if backup_id else "no backup was made for it, and nothing"
+        status = body.get("status") or {}
+        backup_id, requested = status.get("backupId"), status.get("createRequestedAt")
+        if backup_id:
+            what = f"backup {backup_id}"
+        elif requested:  # sent, the answer not recorded: it may exist
+            uid = str((body.get("metadata") or {}).get("uid"))
+            what = (f"a backup was requested at {requested} and may have been made (its notes carry "
+                    f"[{marker(uid)}]); if so, it")
+        else:
+            what = "no backup was made for it, and nothing"
         return Event("Normal", "BackupKept", f"OdooBackup deleted; {what} stays in OEC.sh (the operator never "
                                              "deletes backup data; OEC.sh removes it when its retention ends)")
+
+
+def _is_of(environment: Mapping[str, Any] | None, environment_id: str | None) -> bool:
+    """Whether the ``OdooEnvironment`` exists and is the OEC.sh environment ``environment_id`` (not
+    a later one of the same name, or one deleted)."""
+    return environment is not None and (environment.get("status") or {}).get("environmentId") == environment_id
 
 
 def _same_conditions(old: tuple[Mapping[str, Any], ...], new: list[dict[str, Any]]) -> bool:

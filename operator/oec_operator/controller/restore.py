@@ -80,6 +80,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(microsecond=0)
 
 
+def _aware(value: datetime.datetime) -> datetime.datetime:
+    """``value`` in UTC (a naive one taken as UTC)."""
+    return (value if value.tzinfo else value.replace(tzinfo=datetime.UTC)).astimezone(datetime.UTC)
+
 
 
 class RestoreController:
@@ -179,7 +183,7 @@ class RestoreController:
             environment_id=environment_id, message=message),
             [Condition(cond.READY, "False", "Restoring", message),
              Condition(cond.RECONCILING, "True", "Restoring", message)], remove=(cond.STALLED,))
-        return await self._send(obj, ref, current, target)
+        return await self._send(obj, ref, current, target, _aware(spec.not_after))
 
     async def _backup_id(self, ref: ResourceRef, spec: OdooRestoreSpec) -> str | Refusal | Wait:
         """``spec.backupId``, or the id of the ``OdooBackup`` ``spec.backupRef`` names."""
@@ -207,15 +211,22 @@ class RestoreController:
     # --- the POST and the task ---------------------------------------------------------------
 
     async def _send(self, obj: RestoreHandle, ref: ResourceRef, current: OdooRestoreStatus,
-                    target: Target) -> float | None:
+                    target: Target, not_after: datetime.datetime) -> float | None:
         """``POST /backups/{id}/restore`` under the object's key (a repeat is replayed by the API),
-        then ``taskId`` at once."""
+        then ``taskId`` at once. Refused by another task (409) after ``not_after``: never sent again."""
         backup_id = current.backup_id or ""
         try:
             accepted = await target.api.restore_backup(backup_id, idempotency_key=restore.idempotency_key(ref.uid))
         except OecConflictError as exc:
             if exc.code not in BUSY_CODES:
                 raise
+            if exc.code != "concurrent_action" and _now() > not_after:
+                # Another task refused it, so this one never started (an accepted one is replayed
+                # as 202): past notAfter it never will (docs/backups.md §3).
+                return await self._end(obj, ref, current, restore.REFUSED, "Expired",
+                                       f"spec.notAfter {cond.rfc3339(not_after)} passed while OEC.sh kept refusing the "
+                                       f"restore ({exc.code}): it never started and will not be; create a new "
+                                       "OdooRestore with a later notAfter to restore")
             task = f"task {exc.task_id}" if exc.task_id else "another task"
             message = (f"{task} runs on environment {target.environment_id}; the restore of backup {backup_id} "
                        "is sent once it ended")
@@ -242,7 +253,11 @@ class RestoreController:
         env_spec = OdooEnvironmentSpec.from_body(environment["spec"]) if environment else None
         target = await self._target(ref.namespace, spec, current.environment_id or "", env_spec)
         if not current.task_id:
-            return await self._send(obj, ref, current, target)
+            unconfirmed = restore.unconfirmed(cond.parse_time(current.started_at), _now(), current.backup_id,
+                                              f"OdooEnvironment {ref.namespace}/{spec.environment_ref.name}")
+            if unconfirmed is not None:
+                return await self._end(obj, ref, current, restore.FAILED, unconfirmed.reason, unconfirmed.message)
+            return await self._send(obj, ref, current, target, _aware(spec.not_after))
         try:
             task = await target.api.with_priority(Priority.POLL).get_task(current.task_id)
         except OecNotFoundError:
@@ -263,12 +278,23 @@ class RestoreController:
                                OdooRestoreStatus(safety_backup_id=safety))
 
     async def _safety_backup(self, target: Target, current: OdooRestoreStatus, task_id: str) -> str | None:
-        """The id of the ``pre_restore`` backup the API took before this restore, if listed."""
+        """The id of the ``pre_restore`` backup the API took before this restore, if listed among
+        the environment's newest backups. Not filtered on the type: the reference API's type enum
+        has no ``pre_restore`` and refuses such a filter (``docs/oec-api.md`` §1 row 28); a list
+        refused for good leaves the id out rather than keeping a finished restore running.
+
+        Raises:
+            OecError: a transient failure (429, 5xx, timeout): the next step asks again.
+        """
         since = cond.parse_time(current.started_at)
         if since is None:
             return None
-        page = await target.api.with_priority(Priority.POLL).list_backups(
-            target.environment_id, backup_type=restore.SAFETY_BACKUP_TYPE)
+        try:
+            page = await target.api.with_priority(Priority.POLL).list_backups(target.environment_id, page_size=20)
+        except OecError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                return None
+            raise
         found = restore.safety_backup(page.items, task_id, since)
         return found.id if found is not None else None
 

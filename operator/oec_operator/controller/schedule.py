@@ -27,12 +27,13 @@ from oec_operator import clock
 from oec_operator.controller.state import Logger
 from oec_operator.controller.sync import spread
 from oec_operator.domain import schedule as sch
+from oec_operator.domain.restore import TERMINAL_PHASES as RESTORE_ENDED
 from oec_operator.kube.client import KubeError
 from oec_operator.models import conditions as cond
 from oec_operator.models.backups import OdooBackupScheduleSpec, OdooBackupScheduleStatus
 from oec_operator.models.conditions import parse_time, rfc3339
 from oec_operator.runtime import Runtime
-from oec_operator.settings import BACKUP_PLURAL, GROUP, VERSION
+from oec_operator.settings import BACKUP_PLURAL, GROUP, RESTORE_PLURAL, VERSION
 
 #: Labels on each ``OdooBackup`` a schedule makes: the schedule's and the environment's names
 #: (shortened with a hash beyond 63 characters, :func:`oec_operator.domain.schedule.short`).
@@ -55,12 +56,16 @@ class Target:
     name: str
     uid: str
     labels: Mapping[str, str]
+    #: Its ``spec.credentialsSecretRef`` as written (``None``: the operator's key).
+    credentials: Mapping[str, Any] | None = None
 
 
 def target_of(body: Mapping[str, Any]) -> Target:
     """The index entry of an ``OdooEnvironment`` body."""
     meta = body["metadata"]
-    return Target(str(meta["name"]), str(meta["uid"]), dict(meta.get("labels") or {}))
+    credentials = (body.get("spec") or {}).get("credentialsSecretRef")
+    return Target(str(meta["name"]), str(meta["uid"]), dict(meta.get("labels") or {}),
+                  dict(credentials) if isinstance(credentials, Mapping) else None)
 
 
 def owned_of(body: Mapping[str, Any]) -> sch.Owned | None:
@@ -206,7 +211,8 @@ class ScheduleController:
                 result.pending = due if result.pending is None else min(result.pending, due)
                 continue
             backup = sch.backup_name(name, target.name, slot)
-            if backup in names or (slot, target.name) in state.handled:
+            taken = backup in names or sch.alternate_name(name, target.name, slot, uid) in names
+            if taken or (slot, target.name) in state.handled:
                 continue
             late = sch.missed(slot, fraction, spread_seconds, spec.starting_deadline_seconds, now)
             busy = sch.forbidden(o.phase for o in owned if o.environment == target.name and o.slot != slot)
@@ -217,7 +223,7 @@ class ScheduleController:
                                                          else "the previous backup is not finished (Forbid)"))
                 continue
             try:
-                created = await self._create(namespace, name, uid, spec, target, slot, backup)
+                created, backup = await self._create(namespace, name, uid, spec, target, slot, backup)
             except KubeError as exc:
                 logger.warning(f"run {backup} not created, tried again: {exc}")
                 result.failed = True
@@ -229,12 +235,29 @@ class ScheduleController:
         return result
 
     async def _create(self, namespace: str, name: str, uid: str, spec: OdooBackupScheduleSpec, target: Target,
-                      slot: datetime, backup: str) -> bool:
+                      slot: datetime, backup: str) -> tuple[bool, str]:
         """Create the run's ``OdooBackup``; ``False`` when it exists already (that run was made).
+        A name taken by another schedule's object is not this run: it is made under
+        :func:`~oec_operator.domain.schedule.alternate_name`.
+
+        Returns:
+            Whether it was created now, and its name.
 
         Raises:
             KubeError: the create failed otherwise.
         """
+        if not await self._create_named(namespace, name, uid, spec, target, slot, backup):
+            existing = await self.kube.get_object(namespace, backup, plural=BACKUP_PLURAL)
+            owners = (existing or {}).get("metadata", {}).get("ownerReferences") or []
+            if existing is None or any(owner.get("uid") == uid for owner in owners):
+                return False, backup
+            backup = sch.alternate_name(name, target.name, slot, uid)
+            return await self._create_named(namespace, name, uid, spec, target, slot, backup), backup
+        return True, backup
+
+    async def _create_named(self, namespace: str, name: str, uid: str, spec: OdooBackupScheduleSpec,
+                            target: Target, slot: datetime, backup: str) -> bool:
+        """Create the ``OdooBackup`` ``backup``; ``False`` when that name exists already."""
         template = spec.template
         body = {
             "apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooBackup",
@@ -245,8 +268,10 @@ class ScheduleController:
                 "ownerReferences": [{"apiVersion": f"{GROUP}/{VERSION}", "kind": "OdooBackupSchedule",
                                      "name": name, "uid": uid, "controller": True}],
             },
+            # The environment's key, also once its object is gone (docs/backups.md §1 rule 5).
             "spec": {"environmentRef": {"name": target.name}, "includeFilestore": template.include_filestore,
-                     "retention": template.retention, **({"notes": template.notes} if template.notes else {})},
+                     "retention": template.retention, **({"notes": template.notes} if template.notes else {}),
+                     **({"credentialsSecretRef": dict(target.credentials)} if target.credentials else {})},
         }
         try:
             await self.kube.create_object(namespace, body, plural=BACKUP_PLURAL)
@@ -259,11 +284,23 @@ class ScheduleController:
     async def _collect(self, namespace: str, owned: list[sch.Owned], spec: OdooBackupScheduleSpec,
                        keep: datetime | None, logger: Logger) -> bool:
         """Delete the backups beyond the history limits (only those very objects: UID
-        precondition). Returns ``True`` when a deletion failed (looked at again soon)."""
+        precondition), except one an unfinished ``OdooRestore`` names in ``spec.backupRef``.
+        Returns ``True`` when a deletion failed (looked at again soon)."""
         uids = {o.name: o.uid for o in owned}
         failed = False
-        for doomed in sch.to_collect(owned, successful_limit=spec.successful_history_limit,
-                                     failed_limit=spec.failed_history_limit, keep_slot=keep):
+        doomed_names = sch.to_collect(owned, successful_limit=spec.successful_history_limit,
+                                      failed_limit=spec.failed_history_limit, keep_slot=keep)
+        if not doomed_names:
+            return False
+        try:
+            pinned = await self._restored_from(namespace)
+        except KubeError as exc:
+            logger.warning(f"history not collected, tried again: cannot list the OdooRestore objects ({exc})")
+            return True
+        for doomed in doomed_names:
+            if doomed in pinned:
+                logger.info(f"backup {doomed} kept beyond the history limit: OdooRestore {pinned[doomed]} restores it")
+                continue
             try:
                 if await self.kube.delete_object(namespace, doomed, plural=BACKUP_PLURAL, uid=uids[doomed] or None):
                     logger.info(f"backup {doomed} deleted: beyond the history limit (the data in OEC.sh stays)")
@@ -272,6 +309,20 @@ class ScheduleController:
                     logger.warning(f"backup {doomed} not deleted, tried again: {exc}")
                     failed = True
         return failed
+
+    async def _restored_from(self, namespace: str) -> dict[str, str]:
+        """``OdooBackup`` name -> the unfinished ``OdooRestore`` whose ``spec.backupRef`` names it
+        (one list request, only when something is to be collected).
+
+        Raises:
+            KubeError: the list failed.
+        """
+        pinned: dict[str, str] = {}
+        for obj in await self.kube.list_objects(namespace, plural=RESTORE_PLURAL):
+            ref = ((obj.get("spec") or {}).get("backupRef") or {}).get("name")
+            if ref and (obj.get("status") or {}).get("phase") not in RESTORE_ENDED:
+                pinned[str(ref)] = str(obj["metadata"]["name"])
+        return pinned
 
     async def _write(self, namespace: str, name: str, uid: str, current: OdooBackupScheduleStatus,
                      update: OdooBackupScheduleStatus) -> OdooBackupScheduleStatus:

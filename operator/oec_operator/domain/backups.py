@@ -100,14 +100,21 @@ class BackupBusy(Exception):
     Not a failure: try again later (``docs/backups.md`` §1).
 
     Attributes:
-        reason: ``BackupInProgress`` (a backup runs) or ``TaskInProgress`` (another task runs).
+        reason: ``BackupInProgress`` (a backup runs), ``TaskInProgress`` (another task runs) or
+            ``EnvironmentNotReady`` (``invalid_state``: the environment cannot be backed up in its
+            current state, e.g. never deployed).
         task_id: the blocking task, when the API named it.
     """
 
     def __init__(self, exc: OecConflictError) -> None:
+        self.task_id = exc.task_id
+        if exc.code == "invalid_state":
+            self.reason = "EnvironmentNotReady"
+            super().__init__(f"OEC.sh cannot back up the environment in its current state: "
+                             f"{exc.message.rstrip('. ')}; waiting")
+            return
         about_backup = "backup" in f"{exc.code} {exc.message}".lower()
         self.reason = "BackupInProgress" if about_backup else "TaskInProgress"
-        self.task_id = exc.task_id
         what = "another backup" if about_backup else "another task"
         task = f" (task {self.task_id})" if self.task_id else ""
         super().__init__(f"OEC.sh refused the backup while {what} of the environment runs{task}: "

@@ -35,6 +35,9 @@ STALL_REASONS = {"failed": "FinalBackupFailed", "timed_out": "FinalBackupTimedOu
 #: Start of ``status.finalBackup.message`` once the API showed it has no backup route.
 UNSUPPORTED = "the final backup cannot be taken"
 
+#: Start of ``status.finalBackup.message`` once the backup was seen not completed past the timeout.
+TIMED_OUT = "timed out:"
+
 ESCAPE_HATCH = f'set the annotation {SKIP_FINAL_BACKUP}: "true" to delete without it'
 
 
@@ -88,9 +91,13 @@ async def advance(api: OecClient, environment_id: str, *, uid: str, what: str, s
     if status.message and status.message.startswith(UNSUPPORTED):  # not asked again: each POST spends the budget
         return Progress("unsupported", status, status.message)
     waited = seconds_since(status.requested_at)
-    if waited is not None and waited > spec.timeout_seconds:
-        return Progress("timed_out", status, f"the final backup {status.backup_id or '(not started)'} did not complete "
-                                             f"within spec.finalBackup.timeoutSeconds ({spec.timeout_seconds} s)")
+    late = waited is not None and waited > spec.timeout_seconds
+    timed_out = f"{TIMED_OUT} the final backup {status.backup_id or '(not started)'} did not complete within " \
+                f"spec.finalBackup.timeoutSeconds ({spec.timeout_seconds} s)"
+    # Past the timeout a recorded backup is read once more (it may have completed since the last
+    # look); after that the stall makes no API call until the timeout is raised.
+    if late and (status.backup_id is None or (status.message or "").startswith(TIMED_OUT)):
+        return Progress("timed_out", status.model_copy(update={"message": timed_out}), timed_out)
     try:
         if status.backup_id is None:
             requested_at = status.requested_at or now
@@ -120,6 +127,8 @@ async def advance(api: OecClient, environment_id: str, *, uid: str, what: str, s
     if phase in (Phase.FAILED, Phase.EXPIRED):
         return Progress("failed", status,
                         f"the final backup {backup.id} failed: {backup.error_message or backup.status}")
+    if late:
+        return Progress("timed_out", status.model_copy(update={"message": timed_out}), timed_out)
     return Progress("running", status, f"taking the final backup {backup.id} ({backup.status})")
 
 

@@ -29,6 +29,9 @@ PENDING, RUNNING, COMPLETED, FAILED, REFUSED = "Pending", "Running", "Completed"
 TERMINAL_PHASES = frozenset({COMPLETED, FAILED, REFUSED})
 #: ``backup_type`` of the safety backup the API takes before it restores (``docs/oec-api.md`` §11.5).
 SAFETY_BACKUP_TYPE = "pre_restore"
+#: Seconds after the first POST within which it may be sent again under the same key: the API
+#: replays a repeated key for 24 h (``docs/oec-api.md`` §1 row 5), less an hour for clock skew.
+REPLAY_WINDOW = 23 * 3600.0
 #: ``status.phase`` values of an ``OdooBackup`` that will never complete.
 BACKUP_ENDED = frozenset({"Failed", "Expired"})
 
@@ -141,6 +144,20 @@ def refused_for_good(status: int | None, code: str) -> bool:
     (``docs/oec-api.md`` §5)."""
     return status is not None and 400 <= status < 500 and status not in (401, 403, 409, 429) \
         and code != "idempotency_key_mismatch"
+
+
+def unconfirmed(started_at: datetime.datetime | None, now: datetime.datetime, backup_id: str | None,
+                environment: str) -> Refusal | None:
+    """A restore sent (or about to be) at ``started_at`` with no task known yet, past the API's
+    replay window: sending it again would not be replayed but run as a new restore, so it is not
+    sent again (the first may have run; a second would overwrite the data again)."""
+    if started_at is None or (now - started_at).total_seconds() <= REPLAY_WINDOW:
+        return None
+    return Refusal("RestoreUnconfirmed",
+                   f"the restore of backup {backup_id} was first sent at {rfc3339(started_at)} and no task of it is "
+                   f"known; the API replays a repeated request for 24 h only, so sending it again could restore a "
+                   f"second time. A {SAFETY_BACKUP_TYPE} backup of {environment} created after that time "
+                   f"(kubectl oec backups) means it ran; create a new OdooRestore to restore again")
 
 
 def task_phase(task: Task) -> str | None:

@@ -205,6 +205,16 @@ def backup_name(schedule: str, environment: str, slot: datetime) -> str:
     return f"{short(f'{schedule}-{environment}', MAX_NAME - len(stamp) - 1)}-{stamp}"
 
 
+def alternate_name(schedule: str, environment: str, slot: datetime, schedule_uid: str) -> str:
+    """The name used when :func:`backup_name` is taken by another schedule's object (``nightly`` of
+    ``prod-shop`` and ``nightly-prod`` of ``shop`` make the same one): the head, an 8-character
+    hash of this schedule's UID and the environment, and the slot. Deterministic too."""
+    stamp = slot.astimezone(UTC).strftime(_STAMP)
+    digest = hashlib.sha256(f"{schedule_uid}/{environment}".encode()).hexdigest()[:8]
+    head = short(f"{schedule}-{environment}", MAX_NAME - len(stamp) - len(digest) - 2)
+    return f"{head}-{digest}-{stamp}"
+
+
 @dataclass(frozen=True)
 class Owned:
     """An ``OdooBackup`` made by the schedule, as far as history and status need it."""
