@@ -36,7 +36,7 @@ k8s-bin: ## Build kube-apiserver, etcd and kubectl v$(K8S_VERSION) into the cach
 	K8S_VERSION=$(K8S_VERSION) tools/k8sbin/build.sh $(K8S_BIN_DIR)
 
 test: venv k8s-bin ## Unit, simulator and integration tests (starts its own control plane and simulator)
-	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(PY) -m pytest -q -p no:cacheprovider --durations=30 tests
 
 test-unit: venv ## Only the tests that need no control plane
 	$(PY) -m pytest -q -p no:cacheprovider -m "not integration" tests

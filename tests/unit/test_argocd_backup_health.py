@@ -1,4 +1,5 @@
-"""The Argo CD health checks of the backup kinds (``deploy/argocd/health-<kind>.lua``), run the way
+"""The Argo CD health checks of the backup kinds (``deploy/argocd/health-oneshot.lua`` for OdooBackup
+and OdooRestore, ``health-odoobackupschedule.lua``), run the way
 Argo CD runs them (see :mod:`tests.unit.test_argocd_health`): each phase of ``docs/status-contract.md``
 (OdooBackup, OdooBackupSchedule, OdooRestore) gives the Argo CD health a user sees in the app."""
 
@@ -12,8 +13,8 @@ import yaml
 from tests.unit.test_argocd_health import ARGOCD_CM, ROOT, argo_health
 
 ARGOCD = ROOT / "deploy" / "argocd"
-BACKUP, SCHEDULE, RESTORE = (ARGOCD / f"health-{kind.lower()}.lua"
-                             for kind in ("OdooBackup", "OdooBackupSchedule", "OdooRestore"))
+BACKUP = RESTORE = ARGOCD / "health-oneshot.lua"
+SCHEDULE = ARGOCD / "health-odoobackupschedule.lua"
 
 
 def cond(type_: str, status: str, reason: str, message: str = "") -> dict[str, Any]:
@@ -41,7 +42,7 @@ BACKUP_CASES = {
                   "Healthy", "1.2 GB"),
     "failed": (obj({"phase": "Failed", "conditions": [cond("Ready", "False", "BackupFailed", "disk full"),
                                                       cond("Stalled", "True", "BackupFailed", "disk full")]}),
-               "Degraded", "disk full"),
+               "Degraded", "Failed: disk full"),
     "expired": (obj({"phase": "Expired", "conditions": [
         cond("Ready", "False", "Expired", "retention daily ended 2026-12-02"),
         cond("Stalled", "True", "Expired", "retention daily ended 2026-12-02")]}),
@@ -75,6 +76,7 @@ RESTORE_CASES = {
                                                             "waiting for deploy t1 to end")]}),
                 "Progressing", "waiting for deploy t1 to end"),
     "running": (obj({"phase": "Running"}), "Progressing", "Running"),
+    "refused-no-conditions": (obj({"phase": "Refused"}), "Degraded", "Refused: nothing was sent"),
     "completed": (obj({"phase": "Completed", "conditions": [cond("Ready", "True", "Completed", "restored b1")]}),
                   "Healthy", "restored b1"),
     "failed": (obj({"phase": "Failed", "conditions": [cond("Stalled", "True", "RestoreFailed", "task failed")]}),
