@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from oec_operator import metrics
@@ -128,6 +130,55 @@ async def test_a_failed_backup_stalls_and_keeps_the_environment_until_the_annota
     assert "FinalBackupSkipped" in h.reasons("shop")
     h.sim.clock.advance(10)
     assert (await h.delete_step(body)).done
+
+
+async def test_a_failed_final_backup_is_logged_once_and_says_both_ways_out(
+        harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    await h.sim.patch_config(fail_next_backups=1, fail_backup_message="simulated failure.")
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    with caplog.at_level(logging.INFO, logger="tests.controller"):
+        steps = [await h.delete_step(body) for _ in range(3)]
+    message = condition(h, "Stalled")[2]
+    assert ".;" not in message and "simulated failure" in message
+    assert 'oec.sh/final-backup-requested-at to a new value to try again' in message
+    assert 'oec.sh/skip-final-backup: "true" to delete without it' in message
+    assert all(s.message == message for s in steps)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "FinalBackupFailed" in r.getMessage()]
+    assert len(warnings) == 1  # the stall is logged when it began, not at every retry
+
+
+async def test_a_new_final_backup_token_takes_a_new_backup_after_a_failure(harness: Harness) -> None:
+    h = harness
+    body = await running(h, "shop", **PRODUCTION)
+    env_id = str(status(h, "shop").environment_id)
+    await h.sim.patch_config(fail_next_backups=2, fail_backup_message="storage quota exceeded")
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    await h.delete_step(body)
+    assert condition(h, "Stalled")[1] == "FinalBackupFailed"
+    annotations = body["metadata"]["annotations"]
+    annotations["oec.sh/final-backup-requested-at"] = "try-1"
+    assert "taking the final backup" in (await h.delete_step(body)).message  # a new backup, not the failed one
+    h.sim.clock.advance(5)
+    await h.delete_step(body)  # the second one failed too: stalled again
+    assert condition(h, "Stalled")[1] == "FinalBackupFailed"
+    seq = await last_seq(h)
+    for _ in range(2):  # the same token again does nothing
+        assert not (await h.delete_step(body)).done
+    assert not [r for r in await requests(h, seq) if r["method"] in ("POST", "DELETE")]
+    annotations["oec.sh/final-backup-requested-at"] = "try-2"
+    await h.delete_step(body)
+    h.sim.clock.advance(5)
+    assert "destroying" in (await h.delete_step(body)).message
+    backups = await manual_backups(h, env_id)
+    assert [b["status"] for b in backups].count("failed") == 2 and len(backups) == 3
+    [completed] = [b for b in backups if b["status"] == "completed"]
+    assert status(h, "shop").final_backup.backup_id == completed["id"]  # type: ignore[union-attr]
+    assert [r["spec"]["backupId"] for r in records(h)] == [completed["id"]]
+    assert [r for r in await requests(h, seq) if r["method"] == "DELETE"]
 
 
 async def test_a_backup_over_its_timeout_stalls(harness: Harness) -> None:

@@ -18,7 +18,7 @@ from oec_operator.controller.state import Handle
 from oec_operator.domain import final_backup
 from oec_operator.domain.assess import merge_status
 from oec_operator.domain.backups import Phase
-from oec_operator.domain.final_backup import ESCAPE_HATCH, STALL_REASONS, Progress
+from oec_operator.domain.final_backup import STALL_REASONS, WAYS_OUT, Progress
 from oec_operator.domain.outcome import Event, Outcome, ResourceRef
 from oec_operator.kube.client import KubeError
 from oec_operator.models import conditions as cond
@@ -36,6 +36,10 @@ from oec_operator.settings import BACKUP_PLURAL, GROUP, VERSION
 FINAL_BACKUP_LABEL = "oec.sh/final-backup"
 #: ``status.finalBackup.message`` once the annotation skipped the backup (its Event is posted once).
 SKIPPED = f"skipped: the annotation {SKIP_FINAL_BACKUP} is set"
+
+#: In the message of a stalled final backup, before the ways out (:mod:`oec_operator.logs` logs
+#: the deletion's retries with it quietly: the stall was logged once at WARNING).
+KEPT = "the environment is kept:"
 
 #: ``(seconds until the next step, what the deletion waits for)``, or ``None``: send the DELETE.
 Hold = tuple[float, str] | None
@@ -76,7 +80,8 @@ async def before_delete(runtime: Runtime, obj: Handle, ref: ResourceRef, previou
         OecError: an API failure (the caller reports it and retries).
     """
     recorded = previous.final_backup
-    if Requests.from_annotations(obj.body["metadata"].get("annotations")).skip_final_backup:
+    requests = Requests.from_annotations(obj.body["metadata"].get("annotations"))
+    if requests.skip_final_backup:
         if recorded is None or (recorded.phase != Phase.COMPLETED and recorded.message != SKIPPED):
             obj.events(Event("Warning", "FinalBackupSkipped", f"deleting OEC.sh environment {environment_id} "
                              f"without a final backup: the annotation {SKIP_FINAL_BACKUP} is set"))
@@ -88,6 +93,7 @@ async def before_delete(runtime: Runtime, obj: Handle, ref: ResourceRef, previou
     async def persist(update: FinalBackupStatus) -> None:
         await runtime.status.write(ref.namespace, ref.name, ref.uid, Status(final_backup=update))
 
+    recorded = final_backup.retry(recorded, requests.final_backup_token)  # a new token: a new attempt
     try:
         progress = await final_backup.advance(api, environment_id, uid=ref.uid, what=f"{ref.namespace}/{ref.name}",
                                               spec=spec.final_backup, recorded=recorded, now=cond.now_rfc3339(),
@@ -107,10 +113,11 @@ async def before_delete(runtime: Runtime, obj: Handle, ref: ResourceRef, previou
                       (cond.STALLED,), progress.status)
         return retry, message
     reason = STALL_REASONS[progress.state]
-    message = f"{progress.message}; the environment is kept until it is taken, or {ESCAPE_HATCH}"
+    message = f"{progress.message.rstrip('.')}; {KEPT} {WAYS_OUT}"
     if progress.state == "failed" and (recorded is None or recorded.phase not in (Phase.FAILED, Phase.EXPIRED)):
         metrics.backup_finished("failed")
-    if not _shows(previous, reason, message):
+    if not _shows(previous, reason, message):  # said once (the retries of the step are logged quietly)
+        obj.logger.warning(f"{reason}: {message}")
         obj.events(Event("Warning", reason, message))
     await _report(runtime, obj, ref, previous, cond.stalled(reason, message), (cond.RECONCILING,), progress.status)
     # Looked at again soon: the annotation lets the deletion go on at once (no API call meanwhile).

@@ -17,7 +17,7 @@ from typing import Literal
 from oec_operator.domain import backups
 from oec_operator.domain.backups import BackupBusy, BackupsUnsupported, Phase, phase_of
 from oec_operator.models.conditions import rfc3339, seconds_since
-from oec_operator.models.requests import SKIP_FINAL_BACKUP
+from oec_operator.models.requests import FINAL_BACKUP_REQUESTED_AT, SKIP_FINAL_BACKUP
 from oec_operator.models.spec import FinalBackup
 from oec_operator.models.status import FinalBackupStatus
 from oec_operator.oec.client import OecClient
@@ -38,7 +38,9 @@ UNSUPPORTED = "the final backup cannot be taken"
 #: Start of ``status.finalBackup.message`` once the backup was seen not completed past the timeout.
 TIMED_OUT = "timed out:"
 
-ESCAPE_HATCH = f'set the annotation {SKIP_FINAL_BACKUP}: "true" to delete without it'
+#: The two ways out of a stalled final backup (``docs/backups.md`` §4), named in its message.
+WAYS_OUT = (f"set the annotation {FINAL_BACKUP_REQUESTED_AT} to a new value to try again, "
+            f'or {SKIP_FINAL_BACKUP}: "true" to delete without it')
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,26 @@ class Progress:
     backup: Backup | None = None
 
 
-def final_marker(uid: str) -> str:
+def final_marker(uid: str, token: str | None = None) -> str:
     """The marker of the final backup of the ``OdooEnvironment`` with ``uid`` (distinct from any
-    ``OdooBackup``'s, which carries that object's own UID)."""
-    return backups.marker(f"{uid}:final")
+    ``OdooBackup``'s, which carries that object's own UID) taken for the ``token`` of
+    ``oec.sh/final-backup-requested-at`` (each retry has its own: the look-up never adopts a
+    failed attempt)."""
+    return backups.marker(f"{uid}:final" + (f":{token}" if token else ""))
+
+
+def retry(recorded: FinalBackupStatus | None, token: str | None) -> FinalBackupStatus | None:
+    """``status.finalBackup`` to go on from: a fresh attempt for ``token`` when it is new (not the
+    recorded attempt's) and the recorded attempt stalled (failed, expired, timed out or could not
+    be taken), else ``recorded``. A token set while a backup runs is used once it stalled; one
+    set before the first attempt is that attempt's."""
+    if recorded is None:
+        return FinalBackupStatus(token=token) if token else None
+    if not token or token == recorded.token or recorded.phase == Phase.COMPLETED:
+        return recorded
+    message = recorded.message or ""
+    stalled = recorded.phase in (Phase.FAILED, Phase.EXPIRED) or message.startswith((UNSUPPORTED, TIMED_OUT))
+    return FinalBackupStatus(token=token) if stalled else recorded
 
 
 async def advance(api: OecClient, environment_id: str, *, uid: str, what: str, spec: FinalBackup,
@@ -83,6 +101,7 @@ async def advance(api: OecClient, environment_id: str, *, uid: str, what: str, s
             new POST keeps it to one backup).
     """
     status = recorded or FinalBackupStatus()
+    token = status.token
     if status.phase == Phase.COMPLETED:
         return Progress("completed", status)
     if status.phase in (Phase.FAILED, Phase.EXPIRED):
@@ -101,12 +120,13 @@ async def advance(api: OecClient, environment_id: str, *, uid: str, what: str, s
     try:
         if status.backup_id is None:
             requested_at = status.requested_at or now
-            intent = FinalBackupStatus(phase=Phase.PENDING, requested_at=requested_at)
+            intent = FinalBackupStatus(phase=Phase.PENDING, requested_at=requested_at, token=token)
             backup = await backups.ensure_backup(
-                api, environment_id, mark=final_marker(uid), include_filestore=True, retention=spec.retention,
+                api, environment_id, mark=final_marker(uid, token), include_filestore=True, retention=spec.retention,
                 notes=f"final backup before deleting OdooEnvironment {what}", requested=status.requested_at is not None,
                 record_intent=lambda: persist(intent))
-            status = FinalBackupStatus(backup_id=backup.id, phase=phase_of(backup.status), requested_at=requested_at)
+            status = FinalBackupStatus(backup_id=backup.id, phase=phase_of(backup.status), requested_at=requested_at,
+                                       token=token)
         else:
             backup = await _read(api, environment_id, status.backup_id)
     except BackupBusy as exc:

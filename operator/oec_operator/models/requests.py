@@ -14,6 +14,9 @@ POLL_INTERVAL = "oec.sh/poll-interval"
 #: ``"true"``: delete without the final backup that ``spec.finalBackup`` asks for (the escape
 #: hatch when it cannot be taken, ``docs/backups.md`` §4).
 SKIP_FINAL_BACKUP = "oec.sh/skip-final-backup"
+#: A token: a new value after the final backup failed, timed out or could not be taken takes a new
+#: one (``docs/backups.md`` §4).
+FINAL_BACKUP_REQUESTED_AT = "oec.sh/final-backup-requested-at"
 #: Longest steady poll interval the annotation may ask for, seconds (as ``OEC_POLL_INTERVAL``).
 MAX_POLL_INTERVAL = 86400.0
 
@@ -25,7 +28,8 @@ class Requests:
     Attributes:
         paused: ``oec.sh/paused: "true"``.
         skip_final_backup: ``oec.sh/skip-final-backup: "true"``.
-        reconcile_token / redeploy_token / recreate_token / restart_token: the tokens, or ``None``.
+        reconcile_token / redeploy_token / recreate_token / restart_token / final_backup_token: the
+            tokens, or ``None``.
         poll_interval: requested steady poll interval in seconds, or ``None`` when absent or
             not a positive number.
     """
@@ -36,6 +40,7 @@ class Requests:
     redeploy_token: str | None = None
     recreate_token: str | None = None
     restart_token: str | None = None
+    final_backup_token: str | None = None
     poll_interval: float | None = None
 
     @classmethod
@@ -53,6 +58,7 @@ class Requests:
             redeploy_token=a.get(REDEPLOY_REQUESTED_AT) or None,
             recreate_token=a.get(RECREATE_REQUESTED_AT) or None,
             restart_token=a.get(RESTART_REQUESTED_AT) or None,
+            final_backup_token=a.get(FINAL_BACKUP_REQUESTED_AT) or None,
             poll_interval=min(interval, MAX_POLL_INTERVAL) if interval and interval > 0 else None,
         )
 

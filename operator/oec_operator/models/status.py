@@ -176,13 +176,15 @@ class LastDeploy(_StatusModel):
 class FinalBackupStatus(_StatusModel):
     """``status.finalBackup``: the backup taken before the environment is destroyed
     (``spec.finalBackup``, ``docs/backups.md`` §4). ``phase``: the ``OdooBackup`` phases
-    (``Pending``, ``Running``, ``Completed``, ``Failed``, ``Expired``); times RFC 3339."""
+    (``Pending``, ``Running``, ``Completed``, ``Failed``, ``Expired``); times RFC 3339; ``token``:
+    the ``oec.sh/final-backup-requested-at`` value this attempt was taken for (part of its marker)."""
 
     backup_id: str | None = None
     phase: str | None = None
     requested_at: str | None = None
     completed_at: str | None = None
     message: str | None = None
+    token: str | None = None
 
 
 class LatestBackup(_StatusModel):
