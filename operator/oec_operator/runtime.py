@@ -45,6 +45,9 @@ class Runtime:
         keys: the process-wide gate on refused API keys (``docs/oec-api.md`` §4 brute-force block).
         wakers: ``namespace/name`` of an ``OdooEnvironment`` -> wakes its poll loop to reconcile now
             (e.g. once a restore of it ended, ``docs/backups.md`` §3).
+        stale_backups: ``namespace/name`` of the ``OdooEnvironment`` objects whose
+            ``status.backups`` is to be read again at their next reconcile, before their time slot
+            (an ``OdooBackup`` of theirs completed, ``docs/backups.md`` §5).
     """
 
     config: OperatorConfig
@@ -60,6 +63,7 @@ class Runtime:
     keys: KeyGate = field(default_factory=KeyGate)
     fleet: Fleet = field(init=False)
     wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
+    stale_backups: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
@@ -135,6 +139,13 @@ class Runtime:
         waker = self.wakers.get(key)
         if waker is not None:
             waker()
+
+    def backup_completed(self, key: str) -> None:
+        """A backup of the ``OdooEnvironment`` with this key (``namespace/name``) completed: if its
+        poll loop runs in this process, it reads ``status.backups`` again and reconciles now."""
+        if key in self.wakers:
+            self.stale_backups.add(key)
+            self.wake(key)
 
     async def aclose(self) -> None:
         """Stop the project watches, close the HTTP client."""

@@ -379,3 +379,29 @@ async def test_a_final_backup_is_counted_once_also_when_its_record_is_observed(h
     await Backups(h).step(record)
     assert record["status"]["phase"] == "Completed"
     assert completed_total() == before + 1
+
+
+async def test_an_odoo_backup_that_completes_shows_in_the_environments_status_at_its_next_reconcile(
+        harness: Harness) -> None:
+    h = harness
+    body = await running(h, "shop")
+    env_id = str(status(h, "shop").environment_id)
+    state = h.state(body)
+    h.runtime.wakers["team/shop"] = state.mark_changed  # its poll loop runs (SyncController.run)
+    await h.poll(body)
+    b = Backups(h)
+    obk = b.add("before-upgrade")
+    await b.step(obk)
+    h.sim.clock.advance(5)
+    seq = await last_seq(h)
+    await b.step(obk)  # seen completing
+    assert obk["status"]["phase"] == "Completed"
+    assert state.changed  # the environment was woken
+    for _ in range(3):
+        await h.poll(body)
+        h.sim.clock.advance(60)
+    backups = status(h, "shop").backups
+    assert backups is not None and backups.latest is not None
+    assert backups.latest.id == obk["status"]["backupId"] and backups.latest.status == "completed"
+    reads = [r for r in await requests(h, seq) if r["method"] == "GET" and r["path"].endswith(f"{env_id}/backups")]
+    assert len(reads) == 1  # one read for the completion, not one at every poll

@@ -26,6 +26,7 @@ from oec_operator.controller.sync import resource_ref, spread
 from oec_operator.domain.backups import BackupBusy, BackupsUnsupported, Phase, ensure_backup, marker, phase_of
 from oec_operator.domain.failures import backoff, classify, retry_delay
 from oec_operator.domain.outcome import Event, ResourceRef
+from oec_operator.domain.restore import environment_key
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError
 from oec_operator.models import conditions as cond
@@ -203,6 +204,8 @@ class BackupController:
             env = OdooBackupSpec.from_body(obj.body["spec"]).environment_ref.name
             metrics.backup_completed(ref.namespace, env, cond.parse_time(after.completed_at))
             obj.state.shown = True
+            if phase == "Completed":  # seen completing: the environment shows it at once (docs/backups.md §5)
+                self.runtime.backup_completed(environment_key(ref.namespace, env))
         ready = previous.condition(cond.READY) or {}
         for event in result.events:
             if event.reason == previous.phase:  # Completed / Expired: said once, not at every read

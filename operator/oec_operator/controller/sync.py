@@ -257,9 +257,12 @@ class SyncController:
                 domain_claimed_by=owner_of(obj.claims, body, domain=True),
                 backup_check_interval=config.backup_check_interval,
                 backup_check_offset=spread(ref.uid) * config.backup_check_interval,
+                backups_stale=environment_key(ref.namespace, ref.name) in runtime.stale_backups,
                 restoring=restoring(obj.restores, ref),
             )
             outcome = await reconcile(ctx)
+            if outcome.status.backups is not None:  # read: stale no longer
+                runtime.stale_backups.discard(environment_key(ref.namespace, ref.name))
             state.last_good_key = key
         except CredentialsError as exc:
             outcome = stalled_outcome("CredentialsNotFound", str(exc), next_poll=slow)

@@ -124,6 +124,8 @@ class Context:
         fields: the day-2 writes of this reconcile (refused per field, :mod:`oec_operator.domain.fieldwrites`).
         backup_check_interval / backup_check_offset: seconds between two reads of the newest
             backup (0: never) and this object's offset within them (:mod:`oec_operator.domain.freshness`).
+        backups_stale: read the newest backup at this reconcile, whatever the slot (one of its
+            ``OdooBackup`` objects completed, ``docs/backups.md`` §5).
     """
 
     api: OecClient
@@ -144,6 +146,7 @@ class Context:
     domain_claimed_by: str | None = None
     backup_check_interval: float = 0.0
     backup_check_offset: float = 0.0
+    backups_stale: bool = False
     restoring: str | None = None
     fields: FieldWrites = field(init=False)
     #: A refused write was recorded or held back in this reconcile (``status.refusedWrite`` stays).
@@ -341,7 +344,7 @@ async def _reconcile(ctx: Context) -> Outcome:
     if health is not None and health.status:
         env = env.model_copy(update={"status": health.status})
     log_tail = await _failure_log(ctx, env, health)
-    if freshness.due(ctx.status.backups, env.created_at, interval=ctx.backup_check_interval,
+    if ctx.backups_stale or freshness.due(ctx.status.backups, env.created_at, interval=ctx.backup_check_interval,
                      offset=ctx.backup_check_offset):
         backups = await freshness.read_latest(ctx.api, env.id, ctx.now)  # docs/backups.md §5
         if backups is not None:
