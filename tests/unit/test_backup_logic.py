@@ -10,6 +10,8 @@ import pytest
 
 from oec_operator.domain import backups
 from oec_operator.domain.backups import BackupBusy, BackupsUnsupported, Phase, ensure_backup, phase_of
+from oec_operator.domain.final_backup import TIMED_OUT, UNSUPPORTED, final_marker, retry
+from oec_operator.models.status import FinalBackupStatus
 from oec_operator.oec.errors import OecBackupsUnsupportedError, OecConflictError, OecTransportError
 
 
@@ -138,3 +140,16 @@ async def _never() -> None:
 ])
 def test_phase_table_over_both_enum_sets(status: str, phase: Phase) -> None:
     assert phase_of(status) is phase
+
+
+def test_a_new_final_backup_token_restarts_only_a_stalled_attempt() -> None:
+    stalled = [FinalBackupStatus(backup_id="b1", phase="Failed", token="a"),
+               FinalBackupStatus(backup_id="b1", phase="Running", message=f"{TIMED_OUT} …"),
+               FinalBackupStatus(message=f"{UNSUPPORTED}: 404")]
+    for recorded in stalled:
+        assert retry(recorded, "b") == FinalBackupStatus(token="b")  # a new attempt
+        assert retry(recorded, recorded.token) is recorded  # the same token: nothing
+    running = FinalBackupStatus(backup_id="b1", phase="Running")
+    assert retry(running, "b") is running and retry(None, "b") == FinalBackupStatus(token="b")
+    assert retry(FinalBackupStatus(phase="Completed"), "b") == FinalBackupStatus(phase="Completed")
+    assert len({final_marker("u"), final_marker("u", "a"), final_marker("u", "b")}) == 3
