@@ -8,7 +8,7 @@ Installed with the package as ``kubectl-oec`` (kubectl finds plugins on ``PATH``
     kubectl oec reconcile NAME                      # annotation oec.sh/reconcile-requested-at
     kubectl oec restart NAME                        # annotation oec.sh/restart-requested-at
     kubectl oec start|stop NAME                     # spec.powerState Running | Stopped
-    kubectl oec backup NAME [--retention R] [--notes T] [--no-filestore]  # a new OdooBackup of NAME
+    kubectl oec backup [create] NAME [--retention R] [--notes T] [--no-filestore]  # a new OdooBackup of NAME
     kubectl oec backups NAME                        # the environment's backups on OEC.sh, all types
     kubectl oec backup download NAME [--expires-in S]  # a download link for the OdooBackup NAME
     kubectl oec restore NAME --backup B | --backup-id ID [--not-after 1h] [--yes-i-mean-it NAME]
@@ -17,7 +17,10 @@ Installed with the package as ``kubectl-oec`` (kubectl finds plugins on ``PATH``
 ``logs``, ``backups`` and ``backup download`` call the OEC.sh API with the resource's own
 credentials (its ``credentialsSecretRef`` Secret; for ``backup download`` those the operator uses,
 ``docs/backups.md`` §1), else ``OEC_API_KEY`` / ``OEC_API_KEY_SECRET``; the API root is
-``--api-url``, else ``OEC_API_URL``, else the production URL. Exit status 1 with a one-line reason on any error.
+``--api-url``, else ``OEC_API_URL``, else the production URL. ``backups NAME`` of a deleted
+environment reads the environment id and credentials from its ``OdooBackup`` objects. An environment
+named ``download`` or ``create`` is backed up with ``backup create NAME``. Exit status 1 with a
+one-line reason on any error.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import kubernetes
 from kubernetes.client.exceptions import ApiException
 
 from oec_operator.kube.client import KubeError
-from oec_operator.kube.credentials import CredentialsError, SecretReader, resolve_api_key
+from oec_operator.kube.credentials import CredentialsError, SecretReader, resolve_api_key, secret_of
 from oec_operator.models.backups import OdooBackupSpec, OdooBackupStatus
 from oec_operator.models.conditions import now_rfc3339, rfc3339
 from oec_operator.models.requests import RECONCILE_REQUESTED_AT, REDEPLOY_REQUESTED_AT, RESTART_REQUESTED_AT
@@ -173,6 +176,13 @@ def secret_reader(api: kubernetes.client.ApiClient) -> SecretReader:
     return read
 
 
+#: What ``kubectl oec`` needs when the resource names no Secret (the operator's own message is about
+#: the operator's configuration, which this command does not read).
+NO_CREDENTIALS = ("no credentials: the resource has no spec.credentialsSecretRef, so kubectl oec needs an OEC.sh "
+                  "API key in its own environment: export OEC_API_KEY=<key> (or OEC_API_KEY_SECRET=<namespace>/"
+                  "<Secret> holding it), and OEC_API_URL=<API root> for any API but production (e.g. the simulator)")
+
+
 async def call_api(api: kubernetes.client.ApiClient, namespace: str, ref: SecretKeyRef | None, api_url: str | None,
                    call: Callable[[OecClient], Awaitable[T]]) -> T:
     """One OEC.sh call with the API key of ``ref`` in ``namespace`` (else the configured default).
@@ -184,6 +194,8 @@ async def call_api(api: kubernetes.client.ApiClient, namespace: str, ref: Secret
         config = load_config()
     except ConfigError as exc:
         raise PluginError(str(exc)) from None
+    if secret_of(namespace, ref, config) is None and config.api_key is None:
+        raise PluginError(NO_CREDENTIALS)
     try:
         key = await resolve_api_key(secret_reader(api), namespace, ref, config)
     except CredentialsError as exc:
@@ -272,13 +284,8 @@ def create_backup(api: kubernetes.client.ApiClient, namespace: str, environment:
 
 def _records(api: kubernetes.client.ApiClient, namespace: str) -> dict[str, str]:
     """OEC.sh backup id -> the ``OdooBackup`` of ``namespace`` that records it."""
-    try:
-        listing = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
-            GROUP, VERSION, namespace, BACKUP_PLURAL))
-    except ApiException as exc:
-        raise PluginError(f"cannot list odoobackups: HTTP {exc.status} {exc.reason}") from None
     records: dict[str, str] = {}
-    for item in listing.get("items") or []:
+    for item in _backup_items(api, namespace):
         backup_id = (item.get("status") or {}).get("backupId") or (item.get("spec") or {}).get("backupId")
         if backup_id:
             records[str(backup_id)] = str(item["metadata"]["name"])
@@ -306,19 +313,66 @@ def render_backups(backups: list[Backup], total: int, records: dict[str, str]) -
 BACKUPS_SHOWN = 100
 
 
-async def list_backups(obj: dict[str, Any], api: kubernetes.client.ApiClient, api_url: str | None) -> str:
-    """``kubectl oec backups``: every backup of the environment on OEC.sh (manual, scheduled,
-    pre-deploy...: whoever made it) and which ``OdooBackup`` records each.
+def environment_of_backups(name: str, namespace: str, items: list[dict[str, Any]]) -> tuple[str, SecretKeyRef | None]:
+    """The OEC.sh environment id and ``credentialsSecretRef`` of the deleted ``OdooEnvironment``
+    ``name``, from the newest ``OdooBackup`` of ``items`` that references it and has an id (e.g.
+    its final backup; ``docs/backups.md`` §1).
 
     Raises:
-        PluginError: no environment yet, no credentials, or the API failed.
+        PluginError: no such ``OdooBackup``.
     """
+    mine = [item for item in items
+            if ((item.get("spec") or {}).get("environmentRef") or {}).get("name") == name
+            and (item.get("status") or {}).get("environmentId")]
+    if not mine:
+        raise PluginError(f"odooenvironment {name!r} not found in namespace {namespace!r}, and no OdooBackup "
+                          "of the namespace references it with an OEC.sh environment id")
+    newest = max(mine, key=lambda item: str((item.get("metadata") or {}).get("creationTimestamp") or ""))
+    spec = OdooBackupSpec.from_body(newest.get("spec") or {})
+    return str(newest["status"]["environmentId"]), spec.credentials_secret_ref
+
+
+def _backup_items(api: kubernetes.client.ApiClient, namespace: str) -> list[dict[str, Any]]:
+    """The ``OdooBackup`` objects of ``namespace``."""
+    try:
+        listing = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).list_namespaced_custom_object(
+            GROUP, VERSION, namespace, BACKUP_PLURAL))
+    except ApiException as exc:
+        raise PluginError(f"cannot list odoobackups: HTTP {exc.status} {exc.reason}") from None
+    return list(listing.get("items") or [])
+
+
+def _environment_for_backups(api: kubernetes.client.ApiClient, namespace: str,
+                             name: str) -> tuple[str, SecretKeyRef | None]:
+    """The environment id and credentials for ``kubectl oec backups NAME``: the ``OdooEnvironment``'s,
+    else (it was deleted) those its ``OdooBackup`` objects recorded.
+
+    Raises:
+        PluginError: no environment id yet, or neither the object nor a backup of it exists.
+    """
+    try:
+        obj = cast(dict[str, Any], kubernetes.client.CustomObjectsApi(api).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name))
+    except ApiException as exc:
+        if exc.status != 404:
+            raise PluginError(f"cannot read odooenvironment {name!r}: HTTP {exc.status} {exc.reason}") from None
+        return environment_of_backups(name, namespace, _backup_items(api, namespace))
     environment_id = Status.from_body(obj.get("status")).environment_id
     if not environment_id:
         raise PluginError("the resource has no OEC.sh environment yet (status.environmentId is empty)")
-    namespace = obj["metadata"]["namespace"]
-    spec = OdooEnvironmentSpec.from_body(obj.get("spec", {}))
-    page = await call_api(api, namespace, spec.credentials_secret_ref, api_url,
+    return environment_id, OdooEnvironmentSpec.from_body(obj.get("spec", {})).credentials_secret_ref
+
+
+async def list_backups(api: kubernetes.client.ApiClient, namespace: str, name: str, api_url: str | None) -> str:
+    """``kubectl oec backups``: every backup of the environment on OEC.sh (manual, scheduled,
+    pre-deploy...: whoever made it) and which ``OdooBackup`` records each; for a deleted
+    environment, the one its ``OdooBackup`` objects name.
+
+    Raises:
+        PluginError: no environment (nor backup of it), no credentials, or the API failed.
+    """
+    environment_id, ref = await asyncio.to_thread(_environment_for_backups, api, namespace, name)
+    page = await call_api(api, namespace, ref, api_url,
                           lambda client: client.list_backups(environment_id, page=1, page_size=BACKUPS_SHOWN))
     return render_backups(page.items, page.total, _records(api, namespace))
 
@@ -438,7 +492,7 @@ def confirmation(env: dict[str, Any], given: str | None, backup: str, interactiv
     name = OdooEnvironmentSpec.from_body(env.get("spec", {})).display_name(env["metadata"]["name"])
     if given is None:
         if not interactive:
-            raise PluginError(f"not run interactively: confirm with --yes-i-mean-it {name}")
+            raise PluginError("not run interactively: confirm with --yes-i-mean-it <the environment's name>")
         given = ask(f"This replaces the database and filestore of environment {name!r} with backup {backup} "
                     f"(OEC.sh takes a safety backup first).\nType the environment's name to confirm: ").strip()
     if given != name:
@@ -489,12 +543,13 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("stop", parents=[common], help="set spec.powerState to Stopped").add_argument("name")
     backup = sub.add_parser("backup", parents=[common],
                             help="back up NAME now (a new OdooBackup), or `backup download NAME`: a download link")
-    backup.add_argument("words", nargs="+", metavar="NAME", help="the OdooEnvironment, or `download` and an OdooBackup")
-    backup.add_argument("--retention", default="monthly", choices=["daily", "weekly", "monthly", "yearly", "permanent"],
+    backup.add_argument("words", nargs="+", metavar="NAME",
+                        help="[create] the OdooEnvironment, or `download` and an OdooBackup")
+    backup.add_argument("--retention", choices=["daily", "weekly", "monthly", "yearly", "permanent"],
                         help="how long OEC.sh keeps the backup (default monthly)")
     backup.add_argument("--notes", help="notes stored with the backup (at most 400 characters)")
     backup.add_argument("--no-filestore", action="store_true", help="back up the database only")
-    backup.add_argument("--expires-in", type=int, default=300,
+    backup.add_argument("--expires-in", type=int,
                         help="download: seconds the links stay valid (300-3600, default 300)")
     backup.add_argument("--api-url", help="OEC.sh API root (default: OEC_API_URL or the production API)")
     backups = sub.add_parser("backups", parents=[common], help="the environment's backups on OEC.sh")
@@ -511,19 +566,51 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _backup(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> str:
-    """``backup NAME`` or ``backup download NAME``."""
+#: The flags of ``kubectl oec backup`` that only one of its actions takes.
+_CREATE_FLAGS = {"retention": "--retention", "notes": "--notes", "no_filestore": "--no-filestore"}
+_DOWNLOAD_FLAGS = {"expires_in": "--expires-in"}
+
+
+def backup_command(args: argparse.Namespace) -> tuple[str, str]:
+    """``("create", environment)`` or ``("download", odoobackup)`` from ``kubectl oec backup``'s
+    words (``NAME``, ``create NAME``, ``download NAME``); fills the defaults of the action's flags.
+
+    Raises:
+        PluginError: a missing or extra name, or a flag the action does not take (never ignored).
+    """
     words = list(args.words)
-    if len(words) == 2 and words[0] == "download":
+    usage = ("usage: kubectl oec backup [create] ENVIRONMENT | kubectl oec backup download ODOOBACKUP "
+             "(an environment named download or create: kubectl oec backup create NAME)")
+    if words[0] == "download" and len(words) == 1:
+        raise PluginError(f"backup download needs the OdooBackup to download; {usage}")
+    if words[0] in ("create", "download"):
+        action, words = words[0], words[1:]
+    else:
+        action = "create"
+    if len(words) != 1:
+        raise PluginError(usage)
+    wrong = _DOWNLOAD_FLAGS if action == "create" else _CREATE_FLAGS
+    for dest, flag in wrong.items():
+        if getattr(args, dest):
+            raise PluginError(f"{flag} does not apply to backup {action}")
+    if action == "download":
+        args.expires_in = 300 if args.expires_in is None else args.expires_in
         if not 300 <= args.expires_in <= 3600:
             raise PluginError("--expires-in must be between 300 and 3600 seconds")
-        record = _get(api, namespace, words[1], BACKUP_PLURAL)
+    else:
+        args.retention = args.retention or "monthly"
+        if args.notes and len(args.notes) > 400:
+            raise PluginError("--notes takes at most 400 characters")
+    return action, words[0]
+
+
+def _backup(api: kubernetes.client.ApiClient, namespace: str, args: argparse.Namespace) -> str:
+    """``backup [create] NAME`` or ``backup download NAME``."""
+    action, name = backup_command(args)
+    if action == "download":
+        record = _get(api, namespace, name, BACKUP_PLURAL)
         return asyncio.run(download_link(record, api, args.api_url, args.expires_in))
-    if len(words) != 1:
-        raise PluginError("usage: kubectl oec backup NAME | kubectl oec backup download NAME")
-    if args.notes and len(args.notes) > 400:
-        raise PluginError("--notes takes at most 400 characters")
-    return create_backup(api, namespace, words[0], args)
+    return create_backup(api, namespace, name, args)
 
 
 def run(argv: Sequence[str]) -> str:
@@ -540,7 +627,7 @@ def run(argv: Sequence[str]) -> str:
         if args.command == "backup":
             return _backup(api, namespace, args)
         if args.command == "backups":
-            return asyncio.run(list_backups(_get(api, namespace, args.name), api, args.api_url))
+            return asyncio.run(list_backups(api, namespace, args.name, args.api_url))
         if args.command == "logs":
             return asyncio.run(fetch_logs(_get(api, namespace, args.name), api, args.api_url, args.lines, args.task))
         if args.command == "restore":

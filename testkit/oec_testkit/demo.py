@@ -112,36 +112,48 @@ def up(state: Path) -> None:
     print(kubectl("apply", "-n", "default", "-f", str(SAMPLE)).stdout.strip())
     watch(kubectl)
     kc = kubeconfig if kubeconfig.is_absolute() else Path.cwd() / kubeconfig
-    print(f"""
+    print(try_text(kubectl.binary, kc, api_url, state))
+
+
+def try_text(binary: str, kc: Path, api_url: str, state: Path) -> str:
+    """The commands ``make demo`` suggests once the sample is Ready; the plugin commands that call
+    the OEC.sh API come after the ``export`` of the demo's simulator key and URL (the plugin reads
+    ``OEC_API_KEY`` / ``OEC_API_URL``, not the operator's configuration)."""
+    return f"""
 The demo keeps running in the background. Try:
   export KUBECONFIG={kc}
-  {kubectl.binary} get odooenv -o wide
-  {kubectl.binary} describe odooenv {SAMPLE_NAME}
-  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"branch":"release"}}}}'
+  {binary} get odooenv -o wide
+  {binary} describe odooenv {SAMPLE_NAME}
+  {binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"branch":"release"}}}}'
 Day-2 operations (README "Day-2 operations"), each visible in kubectl get/describe and in the simulator:
-  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p \
+  {binary} patch odooenv {SAMPLE_NAME} --type merge -p \
 '{{"spec":{{"deploy":{{"request":{{"id":"commit-2","updateModules":["sale_custom"]}}}}}}}}'
-  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Stopped"}}}}'
-  {kubectl.binary} wait odooenv/{SAMPLE_NAME} --for=condition=Ready --timeout=120s
-  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Running"}}}}'
-  {kubectl.binary} annotate odooenv {SAMPLE_NAME} --overwrite oec.sh/restart-requested-at="$(date -u +%FT%TZ)"
-  PATH=$PWD/.venv/bin:$PATH {kubectl.binary} oec restart {SAMPLE_NAME}    # the same, with the kubectl plugin
-  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"resources":{{"ramMb":4096}}}}}}'
-  {kubectl.binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"domain":"erp.example.com"}}}}'
+  {binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Stopped"}}}}'
+  {binary} wait odooenv/{SAMPLE_NAME} --for=condition=Ready --timeout=120s
+  {binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"powerState":"Running"}}}}'
+  {binary} annotate odooenv {SAMPLE_NAME} --overwrite oec.sh/restart-requested-at="$(date -u +%FT%TZ)"
+  PATH=$PWD/.venv/bin:$PATH {binary} oec restart {SAMPLE_NAME}    # the same, with the kubectl plugin
+  {binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"resources":{{"ramMb":4096}}}}}}'
+  {binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"domain":"erp.example.com"}}}}'
   curl -s {api_url.rsplit("/api/", 1)[0]}/_sim/environments    # what OEC.sh (the simulator) shows
 Backups and restore (docs/backups.md), each step visible in `kubectl get odoobackup,odoobackupschedule,odoorestore`:
-  {kubectl.binary} apply -f deploy/samples/odoobackup.yaml
-  {kubectl.binary} wait odoobackup/acme-dev-before-upgrade --for=condition=Ready --timeout=120s
-  {kubectl.binary} apply -f deploy/samples/odoobackupschedule-nightly.yaml    # 02:00 Berlin; to see it fire now:
-  {kubectl.binary} patch odoobackupschedule nightly --type merge -p \
+  {binary} apply -f deploy/samples/odoobackup.yaml
+  {binary} wait odoobackup/acme-dev-before-upgrade --for=condition=Ready --timeout=120s
+  {binary} apply -f deploy/samples/odoobackupschedule-nightly.yaml    # 02:00 Berlin; to see it fire now:
+  {binary} patch odoobackupschedule nightly --type merge -p \
 '{{"spec":{{"schedule":"* * * * *","spreadSeconds":0}}}}'
-  {kubectl.binary} apply -f deploy/samples/odoorestore.yaml    # overwrites acme-dev from that backup, once
-  {kubectl.binary} get odoobackup,odoobackupschedule,odoorestore
-  PATH=$PWD/.venv/bin:$PATH {kubectl.binary} oec backups {SAMPLE_NAME}    # every backup OEC.sh keeps, its own too
-  {kubectl.binary} delete odooenv {SAMPLE_NAME}
+  {binary} apply -f deploy/samples/odoorestore.yaml    # overwrites acme-dev from that backup; a NEW \
+object of it (after a delete) restores again until its notAfter
+  {binary} get odoobackup,odoobackupschedule,odoorestore
+The kubectl plugin reads its own OEC.sh key and API root (here the demo's simulator key, not a secret):
+  export OEC_API_KEY={DEMO_KEY} OEC_API_URL={api_url}
+  export PATH=$PWD/.venv/bin:$PATH
+  {binary} oec backups {SAMPLE_NAME}    # every backup OEC.sh keeps, its own too
+  {binary} delete odooenv {SAMPLE_NAME}
+  {binary} oec backups {SAMPLE_NAME}    # still listed after the delete, from its OdooBackup objects
 Logs: {state}/operator.log, {state}/simulator.log
 Stop everything with: make demo-down
-""")
+"""
 
 
 def _started(operator: OperatorProcess) -> Child:
@@ -177,7 +189,8 @@ def watch(kubectl: Kubectl, timeout: float = 180) -> None:
 
 
 def status(state: Path) -> None:
-    """Print which processes run, the control plane's status and ``kubectl get odooenv -A``."""
+    """Print which processes run, the control plane's status and ``kubectl get`` of the four kinds
+    (``odooenv,odoobackup,odoobackupschedule,odoorestore``) in all namespaces."""
     for name in ("simulator", "operator"):
         pid = _running(state, name)
         print(f"{name}: {f'running (pid {pid})' if pid else 'stopped'}")
@@ -187,9 +200,10 @@ def status(state: Path) -> None:
         return
     if not os.environ.get("KUBECONFIG_DEMO"):
         print(json.dumps(detached.status(state / "control-plane"), indent=2))
-    listing = Kubectl(default_kubectl(), kubeconfig)("get", "odooenv", "-A", "-o", "wide", check=False)
+    listing = Kubectl(default_kubectl(), kubeconfig)("get", "odooenv,odoobackup,odoobackupschedule,odoorestore",
+                                                     "-A", "-o", "wide", check=False)
     # kubectl says "No resources found" (and why it cannot list) on stderr, not stdout.
-    print((listing.stdout or listing.stderr).rstrip() or "no OdooEnvironment resources")
+    print((listing.stdout or listing.stderr).rstrip() or "no OdooEnvironment or backup resources")
 
 
 def down(state: Path) -> None:

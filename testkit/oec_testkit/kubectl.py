@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 from .controlplane import default_bin_dir
@@ -39,12 +40,28 @@ class Kubectl:
             raise KubectlError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}{proc.stdout}")
         return proc
 
-    def install_crd(self, crd: Path = CRD) -> None:
+    def install_crd(self, crd: Path = CRD, timeout: float = 60.0) -> None:
         """Apply the OdooEnvironment CRD (a file or a directory), the backup kinds' CRDs and kopf's
-        peering CRDs (the operator needs them all), and wait until they are Established (60 s)."""
+        peering CRDs (the operator needs them all), and wait until each is served (``timeout`` s):
+        Established, and then listable. An Established CRD's storage (the apiserver's watch cache)
+        can still answer 429 "storage is (re)initializing" for a moment; an operator started then
+        logs an ERROR per kind, so the wait lasts until a list of every kind succeeds.
+
+        Raises:
+            KubectlError: a CRD not Established, or a kind not listable, within ``timeout``.
+        """
         self("apply", "-f", str(crd))
         if crd.is_file():
             for other in (*BACKUP_CRDS, PEERING_CRD):
                 self("apply", "-f", str(other))
-        self("wait", "--for=condition=Established", "--timeout=60s", f"crd/{RESOURCE}",
-             *(f"crd/{name}" for name in (*BACKUP_CRD_NAMES, *PEERING_CRDS)))
+        names = (RESOURCE, *BACKUP_CRD_NAMES, *PEERING_CRDS)
+        self("wait", "--for=condition=Established", f"--timeout={timeout:.0f}s", *(f"crd/{name}" for name in names))
+        deadline = time.monotonic() + timeout
+        for name in names:
+            while True:
+                proc = self("get", name, "-A", "-o", "name", "--request-timeout=5s", check=False)
+                if proc.returncode == 0:
+                    break
+                if time.monotonic() > deadline:
+                    raise KubectlError(f"{name} not listable after {timeout:.0f}s: {proc.stderr.strip()}")
+                time.sleep(0.2)

@@ -98,6 +98,14 @@ def test_one_backup_per_object_across_two_sigkills_and_the_plugin_commands(
     assert "database:  http" in link.stdout and manual[0]["id"] in link.stdout
     assert "http" not in json.dumps(_status(cluster, name))  # asked on demand, still not stored
 
+    # The OdooEnvironment deleted: its backups are still listed, from its OdooBackup objects.
+    cluster.kubectl("delete", "odooenvironment", "shop", "--timeout=60s", timeout=90)
+    after = kubectl_oec(cluster, "backups", "shop", api_url=simulator.api_url)
+    assert after.returncode == 0, after.stderr
+    assert any(line.startswith(manual[0]["id"]) and line.split()[-1] == name for line in after.stdout.splitlines())
+    none = kubectl_oec(cluster, "backups", "never-made", api_url=simulator.api_url)
+    assert none.returncode == 1 and "no OdooBackup" in none.stderr, none.stderr
+
     cluster.kubectl("delete", "odoobackup", name, "--timeout=30s", timeout=60)
     wait_for(lambda: any(e["reason"] == "BackupKept" for e in cluster.events(name)), timeout=20,
              what="the BackupKept Event")

@@ -143,7 +143,7 @@ def test_kubectl_oec_restore_asks_for_the_name_and_the_restore_runs(
 
     # Not interactive (a script) and no confirmation: nothing is created.
     refused = _kubectl_oec(cluster, "restore", "staging", "--backup-id", backup_id, stdin="staging\n")
-    assert refused.returncode == 1 and "--yes-i-mean-it staging" in refused.stderr
+    assert refused.returncode == 1 and "--yes-i-mean-it <the environment's name>" in refused.stderr
     wrong = _kubectl_oec(cluster, "restore", "staging", "--backup-id", backup_id, "--yes-i-mean-it", "prod")
     assert wrong.returncode == 1 and "nothing was done" in wrong.stderr
     assert json.loads(cluster.kubectl("get", "odoorestore", "-o", "json").stdout)["items"] == []

@@ -11,8 +11,11 @@ import pytest
 from oec_operator.oec.models import Backup
 from oec_operator.plugin import (
     PluginError,
+    backup_command,
     backup_manifest,
+    call_api,
     download_link,
+    environment_of_backups,
     nudge,
     parser,
     render_backups,
@@ -105,7 +108,9 @@ def test_backup_parses_a_create_and_a_download_with_flags_after_the_name() -> No
     assert (args.words, args.retention, args.no_filestore, args.namespace) == (["shop"], "weekly", True, "team")
     args = parser().parse_args(["backup", "download", "shop-x1", "--expires-in", "600"])
     assert (args.words, args.expires_in) == (["download", "shop-x1"], 600)
-    assert parser().parse_args(["backup", "shop"]).retention == "monthly"  # never silently permanent
+    args = parser().parse_args(["backup", "shop"])
+    backup_command(args)
+    assert args.retention == "monthly"  # never silently permanent
 
 
 def test_the_backup_manifest_names_the_environment_and_lets_the_apiserver_complete_the_name() -> None:
@@ -145,3 +150,73 @@ def test_backup_download_of_a_backup_not_completed_says_so_without_calling_the_a
         asyncio.run(download_link(record, None, None, 300))  # type: ignore[arg-type]  # no API is reached
     message = str(raised.value)
     assert f"is {phase}" in message and hint in message and "shop-x1" in message
+
+
+def test_without_credentials_the_plugin_says_what_the_plugin_needs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user running ``kubectl oec backups`` without a key is told to export OEC_API_KEY (or
+    OEC_API_KEY_SECRET) and OEC_API_URL for a non-production API, not to configure the operator."""
+    for name in ("OEC_API_KEY", "OEC_API_KEY_SECRET", "OEC_API_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def never(client: Any) -> None:
+        raise AssertionError("no API call without a key")
+    with pytest.raises(PluginError) as raised:
+        asyncio.run(call_api(None, "team", None, None, never))  # type: ignore[arg-type]  # no Secret is read
+    message = str(raised.value)
+    assert "OEC_API_KEY" in message and "OEC_API_KEY_SECRET" in message and "OEC_API_URL" in message
+    assert "the operator" not in message
+
+
+def _backup_args(argv: list[str]) -> tuple[str, str]:
+    return backup_command(parser().parse_args(argv))
+
+
+def test_backup_download_without_a_name_is_an_error_not_an_environment_named_download() -> None:
+    with pytest.raises(PluginError, match="download needs the OdooBackup"):
+        _backup_args(["backup", "download"])
+    assert _backup_args(["backup", "download", "shop-x1"]) == ("download", "shop-x1")
+    assert _backup_args(["backup", "shop"]) == ("create", "shop")
+    # an environment literally named `download` (or `create`) is backed up with the explicit verb
+    assert _backup_args(["backup", "create", "download"]) == ("create", "download")
+    assert _backup_args(["backup", "create", "create"]) == ("create", "create")
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["backup", "shop", "--expires-in", "600"], "--expires-in"),
+    (["backup", "create", "shop", "--expires-in", "600"], "--expires-in"),
+    (["backup", "download", "shop-x1", "--notes", "x"], "--notes"),
+    (["backup", "download", "shop-x1", "--retention", "weekly"], "--retention"),
+    (["backup", "download", "shop-x1", "--no-filestore"], "--no-filestore"),
+])
+def test_backup_flags_that_do_not_apply_are_refused(argv: list[str], flag: str) -> None:
+    with pytest.raises(PluginError, match=f"{flag} does not apply"):
+        _backup_args(argv)
+
+
+def test_backup_defaults_still_apply_when_not_given() -> None:
+    args = parser().parse_args(["backup", "shop"])
+    backup_command(args)
+    assert args.retention == "monthly"
+    args = parser().parse_args(["backup", "download", "shop-x1"])
+    backup_command(args)
+    assert args.expires_in == 300
+
+
+def test_backups_of_a_deleted_environment_come_from_its_odoo_backups() -> None:
+    """After the OdooEnvironment is deleted, its OdooBackups (e.g. the final backup) still name its
+    OEC.sh environment and credentials: the newest of them is used; none is a clear error."""
+    def record(name: str, env: str, env_id: str | None, created: str, ref: dict[str, str] | None = None
+               ) -> dict[str, Any]:
+        spec: dict[str, Any] = {"environmentRef": {"name": env}}
+        if ref:
+            spec["credentialsSecretRef"] = ref
+        return {"metadata": {"name": name, "creationTimestamp": created}, "spec": spec,
+                "status": {"environmentId": env_id} if env_id else {}}
+    items = [record("shop-a", "shop", "env-old", "2026-12-01T00:00:00Z"),
+             record("shop-final", "shop", "env-new", "2026-12-04T00:00:00Z", {"name": "k", "key": "apiKey"}),
+             record("shop-pending", "shop", None, "2026-12-05T00:00:00Z"),
+             record("other-a", "other", "env-other", "2026-12-06T00:00:00Z")]
+    environment_id, ref = environment_of_backups("shop", "team", items)
+    assert environment_id == "env-new" and ref is not None and (ref.name, ref.key) == ("k", "apiKey")
+    with pytest.raises(PluginError, match=r"not found in namespace 'team'.*no OdooBackup"):
+        environment_of_backups("gone", "team", items)

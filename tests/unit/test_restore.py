@@ -131,8 +131,9 @@ def test_kubectl_oec_restore_asks_for_the_environments_name_typed_out() -> None:
     assert "'acme-staging'" in asked[0] and "b1" in asked[0]
     with pytest.raises(plugin.PluginError, match="nothing was done"):
         plugin.confirmation(ENV_OBJ, None, "b1", True, typed("staging"))  # the object's name is not enough
-    with pytest.raises(plugin.PluginError, match="--yes-i-mean-it acme-staging"):
+    with pytest.raises(plugin.PluginError, match="--yes-i-mean-it <the environment's name>") as refused:
         plugin.confirmation(ENV_OBJ, None, "b1", False, typed("acme-staging"))  # a script must say it
+    assert "acme-staging" not in str(refused.value)  # not a line to copy without reading: the user types it
     assert plugin.confirmation(ENV_OBJ, "acme-staging", "b1", False) == "acme-staging"
     with pytest.raises(plugin.PluginError):
         plugin.confirmation(ENV_OBJ, "acme-prod", "b1", False)
