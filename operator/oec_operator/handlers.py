@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -70,6 +70,34 @@ def _events(body: Mapping[str, Any]) -> EventSink:
     return post
 
 
+#: Seconds kopf lets a daemon return by itself once ``stopped`` is set, before it cancels it
+#: (``docs/kopf.md`` §7). Ours return at once (:func:`_until_stopped`); without a backoff kopf
+#: cancels at once and logs "Daemon ... is cancelled. Will escalate." at every deletion.
+STOP_BACKOFF = 5.0
+
+
+async def _until_stopped(work: Awaitable[None], stopped: kopf.DaemonStopped) -> None:
+    """Run a daemon's loop until it ends by itself or kopf sets ``stopped`` (deletion, shutdown, a
+    pause by a peer); then stop the loop and return normally, as kopf expects of a daemon.
+
+    Raises:
+        Exception: whatever the loop raised (kopf retries the daemon).
+    """
+    async def stop() -> None:
+        await stopped.wait()
+
+    loop, waiter = asyncio.ensure_future(work), asyncio.ensure_future(stop())
+    try:
+        await asyncio.wait((loop, waiter), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+        if not loop.done():
+            loop.cancel()
+            await asyncio.wait((loop,))
+    if not loop.cancelled():
+        loop.result()  # its own exception, if it raised one
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     """Own finalizer and annotation prefix (``docs/kopf.md`` §1), peering (§6), logging, the shared runtime."""
@@ -125,13 +153,13 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwa
     await memo.sync.reconcile_now(_handle(body, memo, logger, kwargs))
 
 
-@kopf.daemon(*RESOURCE, id=HandlerId.POLL, cancellation_timeout=10.0,
+@kopf.daemon(*RESOURCE, id=HandlerId.POLL, cancellation_backoff=STOP_BACKOFF, cancellation_timeout=10.0,
              initial_delay=lambda **_: random.uniform(0, CONFIG.fast_poll_interval))  # noqa: S311 - spread restarts
 async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
                **kwargs: Any) -> None:
     """Keep the status true until kopf stops the daemon (deletion, shutdown, a pause by a peer)."""
     try:
-        await memo.sync.run(_handle(body, memo, logger, kwargs))
+        await _until_stopped(memo.sync.run(_handle(body, memo, logger, kwargs)), stopped)
     finally:
         if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
             _forget(memo, body)
@@ -188,13 +216,14 @@ def _backup_handle(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger) -> Bac
     return BackupHandle(body=body, state=cast(BackupState, state), events=_events(body), logger=logger)
 
 
-@kopf.daemon(*BACKUP_RESOURCE, id=HandlerId.BACKUP_POLL, cancellation_timeout=10.0)
+@kopf.daemon(*BACKUP_RESOURCE, id=HandlerId.BACKUP_POLL, cancellation_backoff=STOP_BACKOFF,
+             cancellation_timeout=10.0)
 async def backup_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
                       **_: Any) -> None:
     """Create the backup once, follow it, then watch its expiry (``docs/backups.md`` §1); ends
     when the backup is Failed or Expired."""
     try:
-        await memo.backups.run(_backup_handle(body, memo, logger))
+        await _until_stopped(memo.backups.run(_backup_handle(body, memo, logger)), stopped)
     finally:
         if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
             memo.runtime.backup_status.forget(str(body["metadata"]["uid"]))  # a peer may write meanwhile
@@ -250,15 +279,17 @@ def schedule_changed(memo: kopf.Memo, **_: Any) -> None:
     _schedule_state(memo).wake.set()
 
 
-@kopf.daemon(*SCHEDULE_RESOURCE, id=HandlerId.SCHEDULE_CLOCK, cancellation_timeout=10.0)
+@kopf.daemon(*SCHEDULE_RESOURCE, id=HandlerId.SCHEDULE_CLOCK, cancellation_backoff=STOP_BACKOFF,
+             cancellation_timeout=10.0)
 async def schedule_clock(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
                          **kwargs: Any) -> None:
     """Run the schedule (:meth:`oec_operator.controller.schedule.ScheduleController.run`) until
     kopf stops the daemon (deletion, shutdown, a pause by a peer)."""
     state = _schedule_state(memo)
+    state.events = _events(body)
     try:
-        await memo.schedules.run(body, state, kwargs[HandlerId.SCHEDULE_TARGETS],
-                                 kwargs[HandlerId.SCHEDULE_BACKUPS], logger)
+        await _until_stopped(memo.schedules.run(body, state, kwargs[HandlerId.SCHEDULE_TARGETS],
+                                                kwargs[HandlerId.SCHEDULE_BACKUPS], logger), stopped)
     finally:
         if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
             memo.runtime.schedule_status.forget(str(body["metadata"]["uid"]))
@@ -274,7 +305,8 @@ def restores(body: kopf.Body, **_: Any) -> dict[str, str]:
     return running_of(body)
 
 
-@kopf.daemon(*RESTORE_RESOURCE, id=HandlerId.RESTORE_POLL, cancellation_timeout=10.0)
+@kopf.daemon(*RESTORE_RESOURCE, id=HandlerId.RESTORE_POLL, cancellation_backoff=STOP_BACKOFF,
+             cancellation_timeout=10.0)
 async def restore_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
                        **_: Any) -> None:
     """Carry the restore out (:mod:`oec_operator.controller.restore`) until it is terminal; a
@@ -283,11 +315,12 @@ async def restore_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, st
     if state is None:
         state = memo["restore_state"] = RestoreState()
     obj = RestoreHandle(body=body, events=_events(body), logger=logger, state=state)
-    while not stopped:
-        delay = await memo.restore.step(obj)
-        if delay is None:
-            return
-        await stopped.wait(delay)
+
+    async def steps() -> None:
+        while not stopped and (delay := await memo.restore.step(obj)) is not None:
+            await stopped.wait(delay)
+
+    await _until_stopped(steps(), stopped)
 
 
 @kopf.on.event(*RESTORE_RESOURCE, id=HandlerId.RESTORE_EVENTS)

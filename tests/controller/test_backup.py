@@ -208,6 +208,8 @@ async def test_a_failing_backup_is_failed_with_the_api_reason_and_an_event(harne
     h.sim.clock.advance(DONE)
     assert await b.step(obk) is None  # terminal: no more steps
     assert status(obk).phase == "Failed"
+    # nothing to keep, so no expiry (kubectl's EXPIRES column) and no completion time (COMPLETED)
+    assert (status(obk).expires_at, status(obk).completed_at) == (None, None)
     stalled, reason, message = condition(obk, "Stalled")
     assert (stalled, reason) == ("True", "BackupFailed") and "storage quota exceeded" in message
     assert b.reasons("adhoc") == ["BackupFailed"]

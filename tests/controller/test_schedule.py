@@ -26,6 +26,7 @@ from oec_operator.controller.schedule import (
 )
 from oec_operator.controller.sync import spread
 from oec_operator.domain import schedule as sch
+from oec_operator.domain.outcome import Event
 from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL
 
 from .conftest import FakeKube, Harness
@@ -345,6 +346,8 @@ async def test_history_keeps_a_backup_a_pending_restore_names(schedules: Callabl
     ({"schedule": "0 2 * *"}, "spec.schedule"),
     ({"schedule": "0 2 * * * *"}, "spec.schedule"),
     ({"timeZone": "Europe/Nowhere"}, "spec.timeZone"),
+    ({"schedule": "99 2 * * *"}, "spec.schedule"),
+    ({"timeZone": "Mars/Olympus"}, "spec.timeZone"),
 ])
 async def test_an_invalid_schedule_is_stalled_with_the_field_named(
         schedules: Callable[..., Schedules], now: Clock, spec: dict[str, Any], field: str) -> None:
@@ -364,6 +367,19 @@ async def test_an_invalid_schedule_is_stalled_with_the_field_named(
     await s.turn()
     assert s.ready()[:2] == ("True", "Scheduled")
     assert [c["type"] for c in s.status["conditions"]] == ["Ready"]
+
+
+async def test_an_invalid_schedule_posts_one_warning_naming_the_field(
+        schedules: Callable[..., Schedules], now: Clock) -> None:
+    s = schedules(environmentRef={"name": "shop"}, schedule="99 2 * * *")
+    posted: list[Event] = []
+    s.state.events = posted.append
+    s.env("shop")
+    now.at = at(2026, 1, 1, 2, 0, 1)
+    for _ in range(3):  # the daemon looks again and again (IDLE, spec touches, backup events)
+        await s.turn()
+    assert [(e.type, e.reason) for e in posted] == [("Warning", "InvalidSpec")]
+    assert posted[0].message.startswith("spec.schedule")
 
 
 async def test_no_matching_environment_is_not_a_failure(schedules: Callable[..., Schedules], now: Clock) -> None:

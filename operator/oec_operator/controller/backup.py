@@ -62,14 +62,18 @@ def follow_interval(elapsed: float | None, fast: float) -> float:
 
 
 def status_of(backup: Backup) -> OdooBackupStatus:
-    """The status fields a backup read from the API fills (never a download URL)."""
+    """The status fields a backup read from the API fills (never a download URL). ``completedAt``
+    and ``expiresAt`` only for a backup that exists (Completed, Expired): the API sets them on a
+    failed one too, where they would show a completion and an expiry a month ahead of nothing."""
+    phase = phase_of(backup.status)
+    kept = phase in (Phase.COMPLETED, Phase.EXPIRED)
     return OdooBackupStatus(
         backup_id=backup.id, task_id=backup.task_id, environment_id=backup.environment_id,
-        oec_status=backup.status, backup_type=backup.backup_type, phase=phase_of(backup.status).value,
+        oec_status=backup.status, backup_type=backup.backup_type, phase=phase.value,
         database_size=backup.database_size, filestore_size=backup.filestore_size,
         total_size=backup.total_size, compressed_size=backup.compressed_size,
-        started_at=cond.rfc3339(backup.started_at), completed_at=cond.rfc3339(backup.completed_at),
-        expires_at=cond.rfc3339(backup.expires_at), verified=backup.is_verified,
+        started_at=cond.rfc3339(backup.started_at), completed_at=cond.rfc3339(backup.completed_at) if kept else None,
+        expires_at=cond.rfc3339(backup.expires_at) if kept else None, verified=backup.is_verified,
     )
 
 

@@ -24,9 +24,10 @@ from typing import Any
 import pydantic
 
 from oec_operator import clock
-from oec_operator.controller.state import Logger
+from oec_operator.controller.state import EventSink, Logger
 from oec_operator.controller.sync import spread
 from oec_operator.domain import schedule as sch
+from oec_operator.domain.outcome import Event
 from oec_operator.domain.restore import TERMINAL_PHASES as RESTORE_ENDED
 from oec_operator.kube.client import KubeError
 from oec_operator.models import conditions as cond
@@ -94,10 +95,12 @@ class ScheduleState:
         wake: set to make the schedule look again now (spec changed, a backup changed).
         handled: ``(slot, environment)`` runs made or skipped by this process, so that a skip is
             counted once even when the slot is looked at again.
+        events: where the schedule's Kubernetes Events go (set by the daemon; ``None``: none).
     """
 
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     handled: set[tuple[datetime, str]] = field(default_factory=set)
+    events: EventSink | None = None
 
 
 class ScheduleController:
@@ -151,6 +154,9 @@ class ScheduleController:
                 raise sch.InvalidSchedule("selector", "set exactly one of environmentRef and selector")
         except (sch.InvalidSchedule, pydantic.ValidationError) as exc:
             message = str(exc) if isinstance(exc, sch.InvalidSchedule) else f"spec: {exc.errors()[0]['msg']}"
+            ready = next((c for c in current.conditions or () if c.get("type") == cond.READY), {})
+            if state.events is not None and (ready.get("reason"), ready.get("message")) != ("InvalidSpec", message):
+                state.events(Event("Warning", "InvalidSpec", message))  # once per new stall, not per look
             await self._write(namespace, name, uid, current, OdooBackupScheduleStatus(
                 next_schedule_time=None, message=message, observed_generation=generation,
                 conditions=tuple(cond.merge_conditions(current.conditions, cond.stalled("InvalidSpec", message),
