@@ -164,13 +164,19 @@ async def test_a_crash_after_the_post_before_the_status_write_makes_one_backup(
     assert status(obk).backup_id == sim["backups"][0]["id"]
 
 
-async def test_a_409_while_another_backup_runs_waits_then_succeeds(harness: Harness) -> None:
-    h = harness
+async def env_with_a_backup_running(h: Harness) -> str:
+    """A running environment with a 60 s backup made outside the operator running on it."""
     environment_id = await running_env(h)
     await h.sim.patch_config(backup_seconds=60.0)
     other = await h.sim.api.post(f"/environments/{environment_id}/backups",
                                  json={"backup_type": "manual", "retention_type": "daily"})
     assert other.status_code == 201, other.text
+    return environment_id
+
+
+async def test_a_409_while_another_backup_runs_waits_then_succeeds(harness: Harness) -> None:
+    h = harness
+    environment_id = await env_with_a_backup_running(h)
     b = Backups(h)
     obk = b.add("adhoc")
     delay = await b.step(obk)
@@ -315,11 +321,7 @@ async def test_a_backup_whose_environment_was_deleted_before_it_was_taken_fails_
     nothing can be backed up any more. It must end (Failed, saying why), not stay Pending for ever
     sending a create (a write) to a gone environment at every look."""
     h = harness
-    environment_id = await running_env(h)
-    await h.sim.patch_config(backup_seconds=60.0)
-    other = await h.sim.api.post(f"/environments/{environment_id}/backups",
-                                 json={"backup_type": "manual", "retention_type": "daily"})
-    assert other.status_code == 201, other.text
+    environment_id = await env_with_a_backup_running(h)
     b = Backups(h)
     obk = b.add("adhoc")
     await b.step(obk)
