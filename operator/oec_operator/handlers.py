@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, cast
 
 import kopf
@@ -76,9 +76,14 @@ def _events(body: Mapping[str, Any]) -> EventSink:
 STOP_BACKOFF = 5.0
 
 
-async def _until_stopped(work: Awaitable[None], stopped: kopf.DaemonStopped) -> None:
+async def _until_stopped(work: Awaitable[None], stopped: kopf.DaemonStopped,
+                         forget: Callable[[], None]) -> None:
     """Run a daemon's loop until it ends by itself or kopf sets ``stopped`` (deletion, shutdown, a
     pause by a peer); then stop the loop and return normally, as kopf expects of a daemon.
+
+    ``forget`` runs when a peer with a higher priority paused this process (``docs/kopf.md`` §6):
+    another process may act on the object meanwhile, so what this one remembers of it (its last
+    status write, its schedule) is not to be trusted when it resumes; the next body is.
 
     Raises:
         Exception: whatever the loop raised (kopf retries the daemon).
@@ -94,6 +99,8 @@ async def _until_stopped(work: Awaitable[None], stopped: kopf.DaemonStopped) -> 
         if not loop.done():
             loop.cancel()
             await asyncio.wait((loop,))
+        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
+            forget()
     if not loop.cancelled():
         loop.result()  # its own exception, if it raised one
 
@@ -158,17 +165,12 @@ async def on_change(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, **kwa
 async def poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, stopped: kopf.DaemonStopped,
                **kwargs: Any) -> None:
     """Keep the status true until kopf stops the daemon (deletion, shutdown, a pause by a peer)."""
-    try:
-        await _until_stopped(memo.sync.run(_handle(body, memo, logger, kwargs)), stopped)
-    finally:
-        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
-            _forget(memo, body)
+    await _until_stopped(memo.sync.run(_handle(body, memo, logger, kwargs)), stopped, lambda: _forget(memo, body))
 
 
 def _forget(memo: kopf.Memo, body: kopf.Body) -> None:
-    """Paused by a peer with a higher priority (``docs/kopf.md`` §6): another process may act on the
-    object meanwhile, so what this one remembers of it (its last status write, the schedule, the
-    environment as last read) is not to be trusted when it resumes; the next body is."""
+    """Forget what this process remembers of an ``OdooEnvironment`` (its last status write, the
+    schedule, the environment as last read) after a pause by a peer (:func:`_until_stopped`)."""
     memo.runtime.status.forget(str(body["metadata"]["uid"]))
     state, fresh = _state(memo), ResourceState()
     for item in dataclasses.fields(ResourceState):
@@ -222,11 +224,8 @@ async def backup_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, sto
                       **_: Any) -> None:
     """Create the backup once, follow it, then watch its expiry (``docs/backups.md`` §1); ends
     when the backup is Failed or Expired."""
-    try:
-        await _until_stopped(memo.backups.run(_backup_handle(body, memo, logger)), stopped)
-    finally:
-        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
-            memo.runtime.backup_status.forget(str(body["metadata"]["uid"]))  # a peer may write meanwhile
+    await _until_stopped(memo.backups.run(_backup_handle(body, memo, logger)), stopped,
+                         lambda: memo.runtime.backup_status.forget(str(body["metadata"]["uid"])))
 
 
 @kopf.on.delete(*BACKUP_RESOURCE, id=HandlerId.BACKUP_DELETE, optional=True)
@@ -287,13 +286,12 @@ async def schedule_clock(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, 
     kopf stops the daemon (deletion, shutdown, a pause by a peer)."""
     state = _schedule_state(memo)
     state.events = _events(body)
-    try:
-        await _until_stopped(memo.schedules.run(body, state, kwargs[HandlerId.SCHEDULE_TARGETS],
-                                                kwargs[HandlerId.SCHEDULE_BACKUPS], logger), stopped)
-    finally:
-        if stopped.reason is not None and kopf.DaemonStoppingReason.OPERATOR_PAUSING in stopped.reason:
-            memo.runtime.schedule_status.forget(str(body["metadata"]["uid"]))
-            state.handled.clear()
+    def forget() -> None:
+        memo.runtime.schedule_status.forget(str(body["metadata"]["uid"]))
+        state.handled.clear()
+
+    await _until_stopped(memo.schedules.run(body, state, kwargs[HandlerId.SCHEDULE_TARGETS],
+                                            kwargs[HandlerId.SCHEDULE_BACKUPS], logger), stopped, forget)
 
 # --- OdooRestore -----------------------------------------------------------------------------
 
@@ -320,7 +318,7 @@ async def restore_poll(body: kopf.Body, memo: kopf.Memo, logger: kopf.Logger, st
         while not stopped and (delay := await memo.restore.step(obj)) is not None:
             await stopped.wait(delay)
 
-    await _until_stopped(steps(), stopped)
+    await _until_stopped(steps(), stopped, lambda: memo.runtime.restore_status.forget(str(body["metadata"]["uid"])))
 
 
 @kopf.on.event(*RESTORE_RESOURCE, id=HandlerId.RESTORE_EVENTS)
