@@ -524,13 +524,7 @@ class Store:
         running, otherwise 409 ``invalid_state`` when the current status does not allow the action.
         """
         env = self.get_environment(env_id)
-        if env.active_task_id is not None:
-            raise ApiError(
-                409,
-                "task_in_progress",
-                "Another task is already queued or running for this environment.",
-                extras={"task_id": env.active_task_id},
-            )
+        self._refuse_while_busy(env)
         allowed = ALLOWED_FROM.get(action)
         if allowed is not None and env.status not in allowed:
             raise ApiError(
@@ -593,6 +587,17 @@ class Store:
             return None
         self.config.fail_next_restores = self.config.fail_next_restores - 1
         return DEFAULT_RESTORE_FAIL_LOG, self.config.fail_restore_message or DEFAULT_RESTORE_FAIL_MESSAGE
+
+    @staticmethod
+    def _refuse_while_busy(env: Environment) -> None:
+        """One task per environment (§11.3): 409 ``task_in_progress`` naming the active task."""
+        if env.active_task_id is not None:
+            raise ApiError(
+                409,
+                "task_in_progress",
+                "Another task is already queued or running for this environment.",
+                extras={"task_id": env.active_task_id},
+            )
 
     def _queue(self, env: Environment, task_type: str, now: float | None = None) -> Task:
         now = self.clock.now() if now is None else now
@@ -967,12 +972,7 @@ class Store:
                     "A backup of this environment is already running.",
                     extras={"task_id": active.id, "backup_id": running},
                 )
-            raise ApiError(
-                409,
-                "task_in_progress",
-                "Another task is already queued or running for this environment.",
-                extras={"task_id": active.id},
-            )
+        self._refuse_while_busy(env)
         if not env.ever_deployed or env.status in ("pending", "destroying"):
             raise ApiError(
                 409, "invalid_state", f"Cannot back up an environment in status '{env.status}'.",
@@ -1036,13 +1036,7 @@ class Store:
         if env.deleted:
             raise ApiError(409, "invalid_state", "The environment of this backup no longer exists.",
                            extras={"status": "deleted"})
-        if env.active_task_id is not None:
-            raise ApiError(
-                409,
-                "task_in_progress",
-                "Another task is already queued or running for this environment.",
-                extras={"task_id": env.active_task_id},
-            )
+        self._refuse_while_busy(env)
         if env.status not in RESTORABLE_STATES:
             raise ApiError(409, "invalid_state", f"Cannot restore an environment in status '{env.status}'.",
                            extras={"status": env.status})

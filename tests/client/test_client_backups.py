@@ -18,7 +18,8 @@ from oec_operator.oec.errors import (
     OecNotFoundError,
 )
 from oec_operator.oec.ratelimit import Priority, RateLimiter
-from tests.simulator.sim_helpers import API, PROJECT_A, RW, Sim, StartSim
+from tests.client.helpers import requests_sent, running_environment
+from tests.simulator.sim_helpers import API, RW, Sim, StartSim
 
 
 @pytest.fixture
@@ -34,25 +35,18 @@ async def http(quiet: Sim) -> AsyncIterator[httpx.AsyncClient]:
     await client.aclose()
 
 
-async def _running(sim: Sim, api: OecClient, name: str = "shop") -> str:
-    env = await api.create_environment(PROJECT_A, name=name, environment_type="development", idempotency_key=name)
-    sim.clock.advance(5)
-    return env.id
 
 
-async def _sent(sim: Sim, since: int = 0) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = (await sim.admin.get("/requests", params={"since": since})).json()
-    return entries
 
 
 async def test_create_list_get_download_restore(quiet: Sim, http: httpx.AsyncClient) -> None:
     sim = quiet
     api = OecClient(http, RW)
-    env_id = await _running(sim, api)
-    since = max(int(e["seq"]) for e in await _sent(sim))
+    env_id = await running_environment(sim, api)
+    since = max(int(e["seq"]) for e in await requests_sent(sim))
     backup = await api.create_backup(env_id, retention_type="monthly", notes="nightly [k8s:abc]")
     assert (backup.status, backup.backup_type, backup.environment_id) == ("pending", "manual", env_id)
-    [post] = await _sent(sim, since)
+    [post] = await requests_sent(sim, since)
     assert post["body"] == {"backup_type": "manual", "include_filestore": True, "retention_type": "monthly",
                             "notes": "nightly [k8s:abc]"}
     assert post["idempotency_key"] is None and post["x_idempotency_key"] is None  # the API has none here
@@ -71,7 +65,7 @@ async def test_create_list_get_download_restore(quiet: Sim, http: httpx.AsyncCli
     assert "X-Amz-Signature" not in repr(links)  # the links are bearer credentials
     accepted = await api.restore_backup(backup.id, idempotency_key="restore-1")
     assert (accepted.environment_id, accepted.backup_id) == (env_id, backup.id)
-    [restore] = [e for e in await _sent(sim) if e["path"].endswith("/restore")]
+    [restore] = [e for e in await requests_sent(sim) if e["path"].endswith("/restore")]
     assert (restore["idempotency_key"], restore["confirm_restore"]) == ("restore-1", "true")
     sim.clock.advance(4)
     task = await api.get_task(accepted.task_id)
@@ -86,7 +80,7 @@ async def test_the_reference_variant_parses_with_total_pages_and_unknown_values_
     sim = await start_sim(clock=clock, auto_backups=False, backup_enums="ref", backup_page_field="total_pages")
     async with make_http_client(sim.base_url + API, timeout=5) as http:
         api = OecClient(http, RW)
-        env_id = await _running(sim, api)
+        env_id = await running_environment(sim, api)
         for _ in range(3):
             await api.create_backup(env_id, retention_type="weekly")
             sim.clock.advance(4)
@@ -107,7 +101,7 @@ async def test_a_missing_create_route_is_told_apart_from_a_gone_environment(star
     sim = await start_sim(clock=clock, backups_route="missing")
     async with make_http_client(sim.base_url + API, timeout=5) as http:
         api = OecClient(http, RW)
-        env_id = await _running(sim, api)
+        env_id = await running_environment(sim, api)
         with pytest.raises(OecBackupsUnsupportedError) as missing:
             await api.create_backup(env_id, retention_type="monthly")
         assert (missing.value.status, missing.value.code) == (404, "backups_unsupported")
@@ -117,7 +111,7 @@ async def test_a_missing_create_route_is_told_apart_from_a_gone_environment(star
         assert not isinstance(gone.value, OecBackupsUnsupportedError) and gone.value.code == "not_found"
         # An API that has the list but not the POST answers 405: unsupported as well.
         await sim.patch_config(backups_route="present")
-        other = await _running(sim, api, "other")
+        other = await running_environment(sim, api, "other")
         await sim.admin.post("/faults", json={"status": 405, "code": "method_not_allowed", "route": "create_backup"})
         with pytest.raises(OecBackupsUnsupportedError):
             await api.create_backup(other, retention_type="monthly")
@@ -126,7 +120,7 @@ async def test_a_missing_create_route_is_told_apart_from_a_gone_environment(star
 async def test_backup_create_and_restore_spend_the_write_budget(quiet: Sim, http: httpx.AsyncClient) -> None:
     sim = quiet
     setup = OecClient(http, RW)
-    env_id = await _running(sim, setup)
+    env_id = await running_environment(sim, setup)
     fresh = "oec_live_rw_" + "budget_" * 4  # its own buckets on the API side
     assert (await sim.admin.post("/keys", json={"key": fresh})).status_code == 201
     limiter = RateLimiter()
@@ -151,15 +145,15 @@ async def test_backup_create_and_restore_spend_the_write_budget(quiet: Sim, http
 async def test_arguments_out_of_the_api_range_are_refused_before_sending(quiet: Sim, http: httpx.AsyncClient) -> None:
     sim = quiet
     api = OecClient(http, RW)
-    env_id = await _running(sim, api)
-    since = max(int(e["seq"]) for e in await _sent(sim))
+    env_id = await running_environment(sim, api)
+    since = max(int(e["seq"]) for e in await requests_sent(sim))
     with pytest.raises(ValueError, match="retention"):
         await api.create_backup(env_id, retention_type="forever")
     with pytest.raises(ValueError, match="notes"):
         await api.create_backup(env_id, retention_type="daily", notes="x" * 501)
     with pytest.raises(ValueError, match="expires_in"):
         await api.backup_download(env_id, expires_in=60)
-    assert await _sent(sim, since) == []
+    assert await requests_sent(sim, since) == []
 
 
 def test_metrics_group_backup_paths_without_ids() -> None:

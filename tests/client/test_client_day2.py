@@ -12,6 +12,7 @@ import pytest
 
 from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.errors import OecConflictError, OecValidationError
+from tests.client.helpers import requests_sent, running_environment
 from tests.simulator.sim_helpers import API, PROJECT_A, RW, Sim, StartSim
 
 
@@ -22,20 +23,12 @@ async def http(sim: Sim) -> AsyncIterator[httpx.AsyncClient]:
     await client.aclose()
 
 
-async def _running(sim: Sim, api: OecClient, name: str = "shop") -> str:
-    env = await api.create_environment(PROJECT_A, name=name, environment_type="development", idempotency_key=name)
-    sim.clock.advance(5)
-    return env.id
 
 
-async def _sent(sim: Sim, since: int = 0) -> list[dict[str, Any]]:
-    """What reached the API: ``(method, path, body, Idempotency-Key)`` entries of the request log."""
-    entries: list[dict[str, Any]] = (await sim.admin.get("/requests", params={"since": since})).json()
-    return entries
 
 
 async def _last_seq(sim: Sim) -> int:
-    return max((int(e["seq"]) for e in await _sent(sim)), default=0)
+    return max((int(e["seq"]) for e in await requests_sent(sim)), default=0)
 
 
 async def _admin_tasks(sim: Sim, env_id: str) -> list[dict[str, Any]]:
@@ -45,11 +38,11 @@ async def _admin_tasks(sim: Sim, env_id: str) -> list[dict[str, Any]]:
 
 async def test_patch_sends_only_the_given_fields_and_reads_the_domain(sim: Sim, http: httpx.AsyncClient) -> None:
     api = OecClient(http, RW)
-    env_id = await _running(sim, api)
+    env_id = await running_environment(sim, api)
     since = await _last_seq(sim)
     env = await api.update_environment(env_id, domain="erp.example.com", ram_mb=4096)
     assert (env.custom_domain, env.custom_domain_verified, env.ram_mb) == ("erp.example.com", False, 4096)
-    [patch] = await _sent(sim, since)
+    [patch] = await requests_sent(sim, since)
     assert (patch["method"], patch["body"]) == ("PATCH", {"domain": "erp.example.com", "ram_mb": 4096})
     sim.clock.advance(5)
     assert (await api.get_environment(env_id)).custom_domain_verified is True
@@ -73,12 +66,12 @@ async def test_create_sends_domain_and_sizes(sim: Sim, http: httpx.AsyncClient) 
 
 async def test_deploy_sends_update_modules_only_when_given(sim: Sim, http: httpx.AsyncClient) -> None:
     api = OecClient(http, RW)
-    env_id = await _running(sim, api)
+    env_id = await running_environment(sim, api)
     since = await _last_seq(sim)
     accepted = await api.deploy(env_id, idempotency_key="d1", update_modules=["sale_custom", "stock"])
     sim.clock.advance(5)
     await api.deploy(env_id, idempotency_key="d2")
-    first, second = await _sent(sim, since)
+    first, second = await requests_sent(sim, since)
     assert (first["body"], first["idempotency_key"]) == ({"update_modules": ["sale_custom", "stock"]}, "d1")
     assert (second["body"], second["idempotency_key"]) == (None, "d2")
     tasks = await _admin_tasks(sim, env_id)
@@ -88,7 +81,7 @@ async def test_deploy_sends_update_modules_only_when_given(sim: Sim, http: httpx
 
 async def test_stop_start_restart_quick_update(sim: Sim, http: httpx.AsyncClient) -> None:
     api = OecClient(http, RW)
-    env_id = await _running(sim, api)
+    env_id = await running_environment(sim, api)
     stop = await api.stop(env_id, idempotency_key="s1")
     assert stop.status == "queued" and stop.environment_id == env_id
     assert (await api.stop(env_id, idempotency_key="s1")).task_id == stop.task_id  # a retry is replayed
@@ -116,7 +109,7 @@ async def test_stop_start_restart_quick_update(sim: Sim, http: httpx.AsyncClient
         ("start", "completed", None, None),
         ("stop", "completed", None, None),
     ]
-    sent = [(e["path"].rsplit("/", 1)[-1], e["body"], e["idempotency_key"]) for e in await _sent(sim)]
+    sent = [(e["path"].rsplit("/", 1)[-1], e["body"], e["idempotency_key"]) for e in await requests_sent(sim)]
     assert ("start", None, "st1") in sent and ("restart", None, "r1") in sent
     assert ("quick-update", {"mode": "update_specific", "modules": ["sale_custom"]}, "q1") in sent
 
@@ -127,14 +120,14 @@ async def test_quick_update_checks_mode_and_modules_before_sending(sim: Sim, htt
     for mode, modules in (("update_specific", None), ("update_all", ["sale"]), ("everything", None)):
         with pytest.raises(ValueError):
             await api.quick_update("any", mode=mode, modules=modules, idempotency_key="q")
-    assert await _sent(sim, since) == []
+    assert await requests_sent(sim, since) == []
 
 
 async def test_older_api_refuses_a_size_field_by_name(start_sim: StartSim, clock: object) -> None:
     sim = await start_sim(clock=clock, patch_fields="seed")
     async with make_http_client(sim.base_url + API) as http:
         api = OecClient(http, RW)
-        env_id = await _running(sim, api)
+        env_id = await running_environment(sim, api)
         with pytest.raises(OecValidationError) as caught:
             await api.update_environment(env_id, cpu_cores=2)
         assert caught.value.field == "cpu_cores"
@@ -145,7 +138,7 @@ async def test_shrink_plan_limit_and_taken_domain_are_typed_errors(start_sim: St
     sim = await start_sim(clock=clock, max_cpu_cores=4)
     async with make_http_client(sim.base_url + API) as http:
         api = OecClient(http, RW)
-        first, second = await _running(sim, api, "one"), await _running(sim, api, "two")
+        first, second = await running_environment(sim, api, "one"), await running_environment(sim, api, "two")
         with pytest.raises(OecValidationError) as shrink:
             await api.update_environment(first, disk_gb=5)
         assert shrink.value.field == "disk_gb" and "cannot shrink" in shrink.value.message

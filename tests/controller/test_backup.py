@@ -339,17 +339,23 @@ async def test_a_backup_whose_environment_was_deleted_before_it_was_taken_fails_
     assert len(await posts(h)) == sent  # never sent again
 
 
-async def test_a_restarted_process_shows_the_age_of_a_completed_backup_without_reading_it(harness: Harness) -> None:
-    """After a restart the backup-age metric comes back from the completed OdooBackups at their
-    first look (no API call, it is not their daily read), as long as their environment exists."""
-    h = harness
+async def completed_backup(h: Harness, name: str) -> dict[str, Any]:
+    """A yearly OdooBackup of a running environment, taken and Completed."""
     await running_env(h)
     b = Backups(h)
-    obk = b.add("kept", retention="yearly")
+    obk = b.add(name, retention="yearly")
     await b.step(obk)
     h.sim.clock.advance(DONE)
     await b.step(obk)
     assert status(obk).phase == "Completed"
+    return obk
+
+
+async def test_a_restarted_process_shows_the_age_of_a_completed_backup_without_reading_it(harness: Harness) -> None:
+    """After a restart the backup-age metric comes back from the completed OdooBackups at their
+    first look (no API call, it is not their daily read), as long as their environment exists."""
+    h = harness
+    obk = await completed_backup(h, "kept")
     metrics.LATEST_BACKUPS.forget("team", "shop")  # a new process: nothing known
     requests = len((await h.sim.admin.get("/requests")).json())
     await Backups(h).step(obk)
@@ -374,13 +380,7 @@ async def test_a_backup_of_an_earlier_environment_of_that_name_does_not_show_as_
     with no backup yet. The old environment's completed OdooBackups must not make the backup-age
     metric say the new one was backed up."""
     h = harness
-    await running_env(h)
-    b = Backups(h)
-    obk = b.add("old", retention="yearly")
-    await b.step(obk)
-    h.sim.clock.advance(DONE)
-    await b.step(obk)
-    assert status(obk).phase == "Completed"
+    obk = await completed_backup(h, "old")
     metrics.LATEST_BACKUPS.forget("team", "shop")  # the deletion dropped its series
     del h.kube.objects[("team", "shop")]
     assert (await h.sim.admin.delete(f"/environments/{status(obk).environment_id}")).status_code == 200
