@@ -35,6 +35,14 @@ RESOURCES = Gauge("oec_operator_resources", "OdooEnvironments by OEC.sh environm
 #: ``completed`` or ``failed``, each counted once, when the status first shows it.
 BACKUPS = Counter("oec_operator_backups", "Backups the operator made or followed, by terminal result", ["result"])
 
+#: Webhook deliveries by the receiver's answer (``docs/webhooks.md`` §4): ``accepted``,
+#: ``duplicate``, ``ping``, ``unverified`` (401), ``malformed`` (400), ``unknown_environment``
+#: (404), ``too_large`` (413), ``flooded`` (429).
+WEBHOOK_EVENTS = Counter("oec_operator_webhook_events", "Webhook deliveries by result", ["result"])
+#: 1 while a key's webhooks are healthy and its project lists run at the stretched interval
+#: (push), 0 while they run at the normal interval (poll); ``key`` is the key's id (SHA-256 prefix).
+PUSH_MODE = Gauge("oec_operator_push_mode", "1: push (webhooks healthy, polling stretched), 0: poll", ["key"])
+
 _ID = re.compile(r"/[0-9a-fA-F-]{36}(?=/|$)")
 
 

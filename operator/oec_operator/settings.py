@@ -42,6 +42,17 @@ PREFIX = "operator.oec.sh"
 COMPONENT = "oec-operator"
 
 
+#: The webhook events the operator subscribes to by default (``docs/oec-api.md`` §11.6): the
+#: environment and deploy events of the API reference (the vendor client's ``environment.ready``
+#: is not in it).
+WEBHOOK_EVENTS = (
+    "deploy.started", "deploy.completed", "deploy.failed", "deploy.cancelled",
+    "environment.created", "environment.deleted", "environment.status_changed",
+)
+#: The receiver's path (``OEC_WEBHOOK_URL`` must route to it).
+WEBHOOK_PATH = "/oec/webhook"
+
+
 class HandlerId:
     """The ids of the kopf registrations (kopf keeps progress under ``PREFIX/<id>``)."""
 
@@ -102,6 +113,37 @@ class OperatorConfig(BaseSettings):
     peering_name: str = Field(default="oec-operator", pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
     peering_priority: int | None = Field(default=None, ge=-(2**62), le=2**62)
     peering_lifetime: int = Field(default=15, ge=5, le=600)
+    # Webhooks (docs/webhooks.md): the public https URL OEC.sh posts to (an Ingress routing to the
+    # receiver); unset = no webhooks, polling alone (nothing else changes).
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    # The receiver (in every replica): port (0 = off) and address; it serves POST WEBHOOK_PATH.
+    webhook_port: int = Field(default=8082, ge=0, le=65535)
+    webhook_address: str = "0.0.0.0"  # noqa: S104 - inside a pod
+    # The Kubernetes Secret (namespace/name) holding each key's webhook id, secret and pinned
+    # signature scheme; written by the operator.
+    webhook_secret: str = Field(default="oec-operator-system/oec-operator-webhooks",
+                                pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[^/]+$")
+    # Events subscribed (at most 10 per webhook, docs/oec-api.md §11.6).
+    webhook_events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1, max_length=10)
+    # The signature scheme tried before calibration pins one (docs/webhooks.md §3).
+    webhook_signature_header: str = "X-OEC-Signature"
+    webhook_signature_encoding: Literal["hex", "base64"] = "hex"
+    webhook_signature_prefix: str = ""
+    webhook_signed_content: Literal["body", "timestamp.body"] = "body"
+    webhook_timestamp_header: str = "X-OEC-Timestamp"
+    webhook_timestamp_tolerance: float = Field(default=300.0, ge=1.0, le=86400.0)
+    # Seconds within which an identical delivery is answered as a duplicate (no second read).
+    webhook_dedup_window: float = Field(default=600.0, ge=0, le=86400.0)
+    # Seconds per environment during which further deliveries join the refresh already owed.
+    webhook_debounce: float = Field(default=2.0, ge=0, le=300.0)
+    # Deliveries being handled at once beyond which the receiver answers 429.
+    webhook_max_inflight: int = Field(default=256, ge=1, le=100_000)
+    # While push is healthy, the steady project-list interval is multiplied by this factor.
+    webhook_poll_stretch: float = Field(default=6.0, ge=1.0, le=100.0)
+    # Seconds between two reads of the webhook's own state (is_active, failure_count).
+    webhook_check_interval: float = Field(default=300.0, ge=10.0, le=86400.0)
+    # Days after which the webhook secret is rotated (0 = never).
+    webhook_rotate_after_days: float = Field(default=90.0, ge=0, le=3650.0)
 
     @field_validator("api_key")
     @classmethod

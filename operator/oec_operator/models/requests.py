@@ -17,6 +17,10 @@ SKIP_FINAL_BACKUP = "oec.sh/skip-final-backup"
 #: A token: a new value after the final backup failed, timed out or could not be taken takes a new
 #: one (``docs/backups.md`` §4).
 FINAL_BACKUP_REQUESTED_AT = "oec.sh/final-backup-requested-at"
+#: A token written by the operator's webhook receiver in a replica that does not run the
+#: object's loop (a standby, ``docs/webhooks.md`` §2): the active replica reads the environment
+#: again now. Never a source of state.
+REFRESH_REQUESTED_AT = "oec.sh/refresh-requested-at"
 #: Longest steady poll interval the annotation may ask for, seconds (as ``OEC_POLL_INTERVAL``).
 MAX_POLL_INTERVAL = 86400.0
 
