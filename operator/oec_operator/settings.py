@@ -121,7 +121,7 @@ class OperatorConfig(BaseSettings):
     webhook_address: str = "0.0.0.0"  # noqa: S104 - inside a pod
     # The Kubernetes Secret (namespace/name) holding each key's webhook id, secret and pinned
     # signature scheme; written by the operator.
-    webhook_secret: str = Field(default="oec-operator-system/oec-operator-webhooks",
+    webhook_secret: str = Field(default="oec-system/oec-operator-webhooks",
                                 pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[^/]+$")
     # Events subscribed (at most 10 per webhook, docs/oec-api.md §11.6).
     webhook_events: list[str] = Field(default_factory=lambda: list(WEBHOOK_EVENTS), min_length=1, max_length=10)
