@@ -48,7 +48,7 @@ def test_crd_base_is_the_crd_and_apply_f_crds_still_works(kube: Any, crd: Path) 
     kubectl_run(kube, "apply", "--dry-run=server", "-f", str(ROOT / "crds"))
 
 
-@pytest.mark.parametrize("overlay", ["default", "namespaced"])
+@pytest.mark.parametrize("overlay", ["default", "namespaced", "default-webhooks"])
 def test_install_is_accepted_and_the_pod_is_restricted(kube: Any, namespace: str, crd: Path, overlay: str) -> None:
     objects = render(kube, DEPLOY / overlay)
     kinds = {o["kind"] for o in objects}
@@ -94,3 +94,30 @@ def test_deployment_matches_the_contract(kube: Any) -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
     assert {"requests", "limits"} <= set(container["resources"])
+
+
+def test_webhook_overlay_routes_the_public_path_to_every_replicas_receiver(kube: Any) -> None:
+    objects = render(kube, DEPLOY / "default-webhooks")
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    (service,) = [o for o in objects if o["kind"] == "Service"]
+    (ingress,) = [o for o in objects if o["kind"] == "Ingress"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    # The receiver's port is named, the Service selects every replica (a standby forwards).
+    assert ports["webhook"] == 8082
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "webhook"
+    # The URL registered with OEC.sh is the Ingress host and only the receiver's path is routed.
+    rule = ingress["spec"]["rules"][0]
+    (path,) = rule["http"]["paths"]
+    assert env["OEC_WEBHOOK_URL"] == f"https://{rule['host']}{path['path']}"
+    assert path["path"] == "/oec/webhook" and path["pathType"] == "Exact"
+    assert path["backend"]["service"]["name"] == service["metadata"]["name"]
+    assert rule["host"] in ingress["spec"]["tls"][0]["hosts"]
+    assert "cert-manager.io/cluster-issuer" in ingress["metadata"]["annotations"]
+    # Without the component nothing of it is installed (a cluster without inbound internet).
+    plain = render(kube, DEPLOY / "default")
+    assert not [o for o in plain if o["kind"] in ("Service", "Ingress")]
+    (plain_deployment,) = [o for o in plain if o["kind"] == "Deployment"]
+    assert "OEC_WEBHOOK_URL" not in {e["name"] for e in plain_deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
