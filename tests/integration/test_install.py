@@ -120,4 +120,5 @@ def test_webhook_overlay_routes_the_public_path_to_every_replicas_receiver(kube:
     plain = render(kube, DEPLOY / "default")
     assert not [o for o in plain if o["kind"] in ("Service", "Ingress")]
     (plain_deployment,) = [o for o in plain if o["kind"] == "Deployment"]
-    assert "OEC_WEBHOOK_URL" not in {e["name"] for e in plain_deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    plain_env = plain_deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert "OEC_WEBHOOK_URL" not in {e["name"] for e in plain_env}
