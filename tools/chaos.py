@@ -22,6 +22,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--outage-trials", type=int, default=5, help="trials per outage form")
     parser.add_argument("--rl-windows", type=int, default=3, help="rate-limit windows (minutes) per 429 form")
     parser.add_argument("--kube-trials", type=int, default=10, help="apiserver cuts + restarts")
+    parser.add_argument("--webhook-trials", type=int, default=10,
+                        help="trials per webhook fault (forged, replayed, receiver down; the flood runs once)")
     parser.add_argument("--out", default="bench-results/chaos-results.json", help="JSON output (default %(default)s)")
     parser.add_argument("--kubeconfig", help="use this cluster (default: start a local control plane)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of {','.join(SCENARIOS)}")
@@ -32,7 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {SCENARIOS}")
     return long_run(Path(args.out), rounds=args.rounds, outage_trials=args.outage_trials, rl_windows=args.rl_windows,
-                    kube_trials=args.kube_trials, only=only, seed=args.seed, kubeconfig=args.kubeconfig,
+                    kube_trials=args.kube_trials, only=only, seed=args.seed, webhook_trials=args.webhook_trials,
+                    kubeconfig=args.kubeconfig,
                     arguments=vars(args))
 
 

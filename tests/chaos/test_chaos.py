@@ -83,3 +83,13 @@ def test_the_checks_catch_broken_promises(lab: chaos.Lab) -> None:
     assert any(v.startswith("dup: 2 environments") for v in found), found
     assert any(v.startswith("victim:") and "destroyed although its resource still exists" in v for v in found), found
     assert set(ledger.wait_converged(timeout=3)) == {"dup", "victim", "stale"}
+
+
+def test_forged_replayed_and_unknown_webhooks_change_nothing_and_a_downed_receiver_loses_nothing(
+        lab: chaos.Lab) -> None:
+    rows = chaos.scenario_webhooks(lab, trials=1)
+    assert_clean(rows)
+    forged, replayed, flood, down = (r.notes for r in rows)
+    assert forged["answers"] == {401: 4}, forged
+    assert flood["deliveries"] > 50 and flood["answers"].get(404), flood  # the flood was one
+    assert all(n > 0 for n in down["failed_attempts_while_down"]), down

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "DESIGNS",
     "FAST_POLL_INTERVAL",
     "KEY",
     "KEY_SECRET_NAME",
@@ -12,6 +13,7 @@ __all__ = [
     "POLL_INTERVAL",
     "PROJECTS",
     "SERVICE_ACCOUNT",
+    "STRETCH",
 ]
 
 KEY = "oec_live_rw_bench_simulator_key_00000000000000000"
@@ -24,3 +26,9 @@ NAMESPACE = "bench"
 POLL_INTERVAL = 60.0  # seconds
 FAST_POLL_INTERVAL = 5.0  # seconds
 LIFTED = 1_000_000  # the simulator's limits a minute when "lifted"
+#: The designs a run can compare: the operator's (``batched``), the naive one (``direct``), and
+#: the operator with OEC.sh webhooks (``push``: batched + the receiver, ``docs/webhooks.md``).
+DESIGNS = ("batched", "direct", "push")
+#: The push design's steady-interval factor while push is healthy (``OEC_WEBHOOK_POLL_STRETCH``,
+#: its default): its project lists run every ``STRETCH * POLL_INTERVAL`` seconds.
+STRETCH = 6.0

@@ -13,6 +13,14 @@ class Run:
 
     ``apiserver``: phase (``create``, ``settle``, ``steady``) → the operator's kube-apiserver
     requests over it (``seconds``, ``requests_per_second``, ``secret_gets_per_second``).
+
+    ``quiet_reads_per_minute``: API reads a minute in a window with no change (batched, push).
+    Push design only: ``deliveries`` the simulator sent during the steady window;
+    ``push_mode_quiet`` the key's ``oec_operator_push_mode`` at the start and end of the quiet
+    window; ``stopped_*`` the staleness of changes made after the simulator stopped delivering
+    (``stopped_after_switch_p99``: of those made after the key fell back to poll);
+    ``poll_mode_after`` seconds from the stop (``poll_mode_after_change``: from the first change
+    after it) until the key's push mode read 0.
     """
 
     design: str
@@ -35,3 +43,13 @@ class Run:
     rss_mb: float = 0.0  # at the end of the run
     cpu_seconds: float = 0.0
     apiserver: dict[str, dict[str, float]] = field(default_factory=dict)
+    quiet_reads_per_minute: float | None = None
+    deliveries: int | None = None
+    push_mode_quiet: list[float | None] = field(default_factory=list)
+    stopped_staleness: list[float] = field(default_factory=list)
+    stopped_missed: int = 0
+    stopped_p50: float | None = None
+    stopped_p99: float | None = None
+    stopped_after_switch_p99: float | None = None
+    poll_mode_after: float | None = None
+    poll_mode_after_change: float | None = None

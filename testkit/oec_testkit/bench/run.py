@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .apiserver import ApiserverCounts, rates, scrape
-from .config import FAST_POLL_INTERVAL, LIFTED, POLL_INTERVAL, PROJECTS
+from .config import DESIGNS, FAST_POLL_INTERVAL, LIFTED, POLL_INTERVAL, PROJECTS, STRETCH
 from .model import Run
-from .phases import create_and_wait, creation_rate, settle, steady_state
-from .report import chart, table
+from .phases import create_and_wait, creation_rate, deliveries_stopped, quiet, settle, steady_state, wait_push
+from .report import chart, push_table, table
 from .stack import Stack, log
 
 __all__ = ["Options", "one_run", "run_benchmark"]
@@ -23,14 +23,16 @@ __all__ = ["Options", "one_run", "run_benchmark"]
 
 @dataclass(frozen=True)
 class Options:
-    """What to run (seconds throughout): ``sizes`` and ``designs`` (``batched``, ``direct``),
-    the measurement ``window``, ``samples`` phase changes per steady window, the timeouts of
-    Ready and of settling, the N of the default-limits run (0: none), where results go, and
-    whether the logs of every run are kept there."""
+    """What to run (seconds throughout): ``sizes`` and ``designs`` (of :data:`~.config.DESIGNS`),
+    the measurement ``window``, the ``quiet_window`` with no change (0: ``window``), ``samples``
+    phase changes per steady window (and per deliveries-stopped phase), the timeouts of Ready and
+    of settling, the N of the default-limits run (0: none), where results go, and whether the
+    logs of every run are kept there."""
 
     sizes: tuple[int, ...] = (100, 1000, 3000)
-    designs: tuple[str, ...] = ("batched", "direct")
+    designs: tuple[str, ...] = DESIGNS
     window: float = 180.0
+    quiet_window: float = 0.0
     samples: int = 20
     ready_timeout: float = 300.0
     settle_timeout: float = 2400.0
@@ -40,8 +42,9 @@ class Options:
 
 
 def one_run(design: str, n: int, limits: str, options: Options) -> Run:
-    """One design at one N on a fresh stack: ``limits`` ``lifted`` (create, settle, steady window)
-    or ``default`` (the creation rate at 20 writes a minute)."""
+    """One design at one N on a fresh stack: ``limits`` ``lifted`` (create, settle, steady window
+    with changes, quiet window, and for ``push`` deliveries stopped mid-run) or ``default`` (the
+    creation rate at 20 writes a minute)."""
     run = Run(design=design, n=n, limits=limits)
     log(f"{design} N={n} limits={limits}")
     with tempfile.TemporaryDirectory(prefix="oec-bench-") as tmp, ExitStack() as stack_exit:
@@ -58,11 +61,19 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
         if limits == "lifted":
             create_and_wait(stack, run, options.ready_timeout)
             mark = phase("create")
-            if design == "batched":
+            if design != "direct":
                 settle(stack, run, options.settle_timeout)
                 mark = phase("settle")
             steady_state(stack, run, options.window, options.samples)
-            phase("steady")
+            mark = phase("steady")
+            if design != "direct":  # the naive design reads the same with or without changes
+                if design == "push":
+                    log(f"  push mode before the quiet window: {wait_push(stack, 2 * POLL_INTERVAL)}")
+                quiet(stack, run, options.quiet_window or options.window)
+                mark = phase("quiet")
+            if design == "push":
+                deliveries_stopped(stack, run, options.window, options.samples)
+                phase("stopped")
         else:
             creation_rate(stack, run, options.window)
             phase("create")
@@ -74,7 +85,9 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
             for name in ("operator.log", "simulator.log"):
                 (target / name).write_bytes((Path(tmp) / name).read_bytes())
             (target / "stats.json").write_text(json.dumps(stack.stats(), indent=1))
-    log(f"  {json.dumps({k: v for k, v in asdict(run).items() if k != 'staleness'})}")
+            if design == "push":
+                (target / "webhooks.json").write_text(json.dumps(stack.webhooks(), indent=1))
+    log(f"  {json.dumps({k: v for k, v in asdict(run).items() if k not in ('staleness', 'stopped_staleness')})}")
     return run
 
 
@@ -93,14 +106,17 @@ def run_benchmark(options: Options) -> list[Run]:
             runs.append(one_run(design, n, "lifted", options))
             (out / "bench.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     if options.default_limits_n:
-        for design in options.designs:
+        for design in (d for d in options.designs if d != "push"):  # push creates as batched does
             runs.append(one_run(design, options.default_limits_n, "default", options))
             (out / "bench.json").write_text(json.dumps([asdict(r) for r in runs], indent=2))
     meta = {"poll_interval": POLL_INTERVAL, "fast_poll_interval": FAST_POLL_INTERVAL, "projects": PROJECTS,
-            "window": options.window, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
+            "window": options.window, "quiet_window": options.quiet_window or options.window,
+            "push_stretch": STRETCH, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "operator": "ServiceAccount of deploy/rbac, default key from a Secret (OEC_API_KEY_SECRET)"}
     (out / "bench.json").write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=2))
     text = table(runs)
+    if any(r.design == "push" and r.limits == "lifted" for r in runs):
+        text += "\n\nDeliveries stopped mid-run (push):\n\n" + push_table(runs)
     (out / "table.md").write_text(text + "\n")
     chart(runs, out / "bench.png")
     print(text)

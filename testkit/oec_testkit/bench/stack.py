@@ -4,24 +4,35 @@ The operator runs in the shipped configuration: as the ServiceAccount of ``deplo
 that RBAC (a token kubeconfig), watching every namespace, its default API key read from a Secret
 (``OEC_API_KEY_SECRET``) as ``deploy/manager`` does it, not from ``OEC_API_KEY``. The harness itself is the admin
 (``system:masters``), whose requests the apiserver's metrics tell apart (``apiserver.py``).
+
+The ``push`` design is ``batched`` with OEC.sh webhooks (``docs/webhooks.md``): the operator's
+receiver on a free loopback port, ``OEC_WEBHOOK_URL`` pointing at it (the operator registers the
+webhook itself), its metrics on another loopback port (``oec_operator_push_mode``), and the
+simulator started with ``--allow-insecure-webhook-urls`` (it refuses http and loopback URLs
+otherwise, as OEC.sh does). The other designs run with the receiver off (``OEC_WEBHOOK_PORT=0``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from oec_operator.settings import WEBHOOK_PATH
 from oec_simulator.admin_client import SimulatorAdmin
 
 from ..controlplane import ControlPlane
 from ..kubectl import Kubectl
-from ..manifests import RESOURCE, ROOT, environment
+from ..manifests import GROUP, PLURAL, RESOURCE, ROOT, VERSION, environment
 from ..operator import OperatorProcess
+from ..ports import free_ports
 from ..simulator import start_simulator
 from .config import (
     FAST_POLL_INTERVAL,
@@ -32,11 +43,14 @@ from .config import (
     POLL_INTERVAL,
     PROJECTS,
     SERVICE_ACCOUNT,
+    STRETCH,
 )
 
 __all__ = ["Stack", "log", "manifests"]
 
 TOKEN_SECONDS = 24 * 3600  # longer than any run
+#: The bench key's id, the ``key`` label of the operator's metrics (``OecClient.key_id``).
+KEY_ID = hashlib.sha256(KEY.encode()).hexdigest()[:16]
 
 
 def log(message: str) -> None:
@@ -49,24 +63,39 @@ class Stack:
     operator (``design``: ``OEC_POLLING``) of one run, in ``work``."""
 
     def __init__(self, work: Path, design: str, write_limit: int, verbose: bool = False) -> None:
-        self.work = work
+        from kubernetes import client, config
+
+        self.work, self.design = work, design
         self.cp = ControlPlane(state_dir=work / "cp").start()
         self.kubeconfig = self.cp.kubeconfig
         self._kubectl = Kubectl(self.cp.kubectl, self.kubeconfig)
         self._kubectl.install_crd(ROOT / "crds")
         self.kubectl("create", "namespace", NAMESPACE)
+        api = config.new_client_from_config(config_file=str(self.kubeconfig))
+        api.configuration.connection_pool_maxsize = 8
+        self.custom: Any = client.CustomObjectsApi(api)  # untyped returns
         operator_kubeconfig = self._install_operator_identity()
+        push = design == "push"
         self.sim = start_simulator(["--key", KEY, "--read-limit", "120", "--write-limit", str(write_limit),
-                                    "--request-log-limit", "1000"],
+                                    "--request-log-limit", "1000",
+                                    *(["--allow-insecure-webhook-urls"] if push else [])],
                                    port_file=work / "sim.port", log=work / "simulator.log")
         self.admin = SimulatorAdmin(self.sim.base_url, timeout=30)
         self.projects = [self.admin.new_project(f"bench-{p}") for p in range(PROJECTS)]
+        env = {"OEC_POLLING": "batched" if push else design, "OEC_POLL_INTERVAL": str(POLL_INTERVAL),
+               "OEC_FAST_POLL_INTERVAL": str(FAST_POLL_INTERVAL), "OEC_METRICS_PORT": "0", "OEC_WEBHOOK_PORT": "0"}
+        self.metrics_url: str | None = None
+        if push:
+            receiver, metrics = free_ports(2)
+            self.metrics_url = f"http://127.0.0.1:{metrics}/metrics"
+            env.update({"OEC_WEBHOOK_URL": f"http://127.0.0.1:{receiver}{WEBHOOK_PATH}",
+                        "OEC_WEBHOOK_PORT": str(receiver), "OEC_WEBHOOK_ADDRESS": "127.0.0.1",
+                        "OEC_WEBHOOK_POLL_STRETCH": str(STRETCH),
+                        "OEC_METRICS_PORT": str(metrics), "OEC_METRICS_ADDRESS": "127.0.0.1"})
         self.operator = OperatorProcess(
             operator_kubeconfig, self.sim.api_url, work / "operator.log",
             args=[] if verbose else ["--quiet"],  # every namespace, as the Deployment (its RBAC lists no namespaces)
-            key_secret=f"{KEY_SECRET_NAMESPACE}/{KEY_SECRET_NAME}",
-            env={"OEC_POLLING": design, "OEC_POLL_INTERVAL": str(POLL_INTERVAL),
-                 "OEC_FAST_POLL_INTERVAL": str(FAST_POLL_INTERVAL), "OEC_METRICS_PORT": "0"},
+            key_secret=f"{KEY_SECRET_NAMESPACE}/{KEY_SECRET_NAME}", env=env,
         ).start()
 
     def _install_operator_identity(self) -> Path:
@@ -89,8 +118,39 @@ class Stack:
         return list(json.loads(out)["items"])
 
     def one(self, name: str) -> dict[str, Any]:
-        """The OdooEnvironment ``name``."""
-        return dict(json.loads(self.kubectl("get", RESOURCE, "-n", NAMESPACE, name, "-o", "json")))
+        """The OdooEnvironment ``name`` (a GET through the Python client: cheaper than a kubectl
+        process, so a change can be looked for every fraction of a second)."""
+        return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name,
+                                                             _request_timeout=30))
+
+    def push_mode(self) -> float | None:
+        """The operator's ``oec_operator_push_mode`` for the bench's key (1 push, 0 poll), from its
+        metrics page; None when it has no such sample yet or does not answer (push design only)."""
+        if self.metrics_url is None:
+            return None
+        try:
+            text = httpx.get(self.metrics_url, timeout=5, trust_env=False).text
+        except httpx.HTTPError:
+            return None
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "oec_operator_push_mode" and sample.labels.get("key") == KEY_ID:
+                    return float(sample.value)
+        return None
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """Every webhook the simulator has, with its delivery counts (``GET /_sim/webhooks``)."""
+        response = self.admin.http.get("/_sim/webhooks")
+        response.raise_for_status()
+        return list(response.json())
+
+    def deliveries(self) -> int:
+        """Deliveries the simulator made to every webhook so far (all outcomes)."""
+        return sum(sum((hook.get("deliveries") or {}).values()) for hook in self.webhooks())
+
+    def set_deliveries(self, enabled: bool) -> None:
+        """Stop (``False``) or resume the simulator's webhook deliveries (``POST /_sim/webhooks/deliveries``)."""
+        self.admin.http.post("/_sim/webhooks/deliveries", json={"enabled": enabled}).raise_for_status()
 
     def stats(self) -> dict[str, Any]:
         """The simulator's counters (``/_sim/stats``)."""

@@ -16,13 +16,16 @@ simulator (``/_sim/environments`` includes deleted ones); no environment is left
 resource with ``deletionPolicy: Delete`` is gone; no environment is destroyed while its resource
 exists or when the policy is ``Orphan``; after the fault clears every resource converges
 (``Ready=True`` for its current generation) with the last ``spec.branch`` applied; the API key
-appears nowhere the operator writes. Timings are in seconds throughout.
+appears nowhere the operator writes. Webhooks (issue 14, ``scenarios/webhooks.py``): a forged,
+replayed or unknown delivery costs at most one API read and never changes status; changes made
+while the receiver is down all show once it is back. Timings are in seconds throughout.
 """
 
 from .kube import Kube
 from .lab import Lab, Sim, new_key
 from .ledger import Ledger, Tracked
 from .proxy import Proxy
+from .relay import Relay
 from .results import Result, table
 from .run import SCENARIOS, long_run, run_all
 from .scenarios.apiserver import scenario_apiserver
@@ -30,6 +33,7 @@ from .scenarios.kill import scenario_operator_kill
 from .scenarios.outage import backoff_bound, scenario_api_outage
 from .scenarios.ratelimit import rate_limits_in_parallel, scenario_rate_limit
 from .scenarios.secrets import leak_needles, scenario_secrets
+from .scenarios.webhooks import scenario_webhooks
 
 __all__ = [
     "SCENARIOS",
@@ -37,6 +41,7 @@ __all__ = [
     "Lab",
     "Ledger",
     "Proxy",
+    "Relay",
     "Result",
     "Sim",
     "Tracked",
@@ -51,5 +56,6 @@ __all__ = [
     "scenario_operator_kill",
     "scenario_rate_limit",
     "scenario_secrets",
+    "scenario_webhooks",
     "table",
 ]

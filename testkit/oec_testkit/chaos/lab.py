@@ -21,6 +21,7 @@ from ..ports import free_ports
 from ..simulator import start_simulator
 from .kube import Kube
 from .proxy import Proxy
+from .relay import Relay
 
 __all__ = ["CONVERGE_TIMEOUT", "FAST_POLL", "MIN_POLL", "POLL", "Lab", "Sim", "free_port", "new_key", "parse_time"]
 
@@ -138,6 +139,12 @@ class Lab:
         proxy = Proxy(target_port)
         self._cleanup.append(proxy.close)
         return proxy
+
+    def relay(self, target_port: int) -> Relay:
+        """A :class:`Relay` (recording webhook forwarder) in front of ``127.0.0.1:target_port``."""
+        relay = Relay(target_port)
+        self._cleanup.append(relay.close)
+        return relay
 
     def operator(self, kube: Kube, api_url: str, api_key: str, *, kubeconfig: str | Path | None = None,
                  env: dict[str, str] | None = None, args: Sequence[str] = ()) -> OperatorProcess:

@@ -21,16 +21,17 @@ from .scenarios.kill import scenario_operator_kill
 from .scenarios.outage import scenario_api_outage
 from .scenarios.ratelimit import rate_limits_in_parallel
 from .scenarios.secrets import scenario_secrets
+from .scenarios.webhooks import scenario_webhooks
 
 __all__ = ["SCENARIOS", "long_run", "run_all"]
 
 
 #: Scenario names for ``--only``.
-SCENARIOS = ("kill", "outage", "ratelimit", "kube", "secrets")
+SCENARIOS = ("kill", "outage", "ratelimit", "kube", "secrets", "webhooks")
 
 
 def run_all(lab: Lab, rounds: int, outage_trials: int, rl_windows: int, kube_trials: int,
-            only: Sequence[str] = (), seed: int = 6) -> list[Result]:
+            only: Sequence[str] = (), seed: int = 6, webhook_trials: int = 10) -> list[Result]:
     """Every scenario (or those named in ``only``, see :data:`SCENARIOS`) with the given trial
     counts (the long form); returns all rows."""
     results: list[Result] = []
@@ -60,11 +61,13 @@ def run_all(lab: Lab, rounds: int, outage_trials: int, rl_windows: int, kube_tri
         step("apiserver cut and restart", lambda: scenario_apiserver(lab, kube_trials))
     if "secrets" in chosen:
         step("key leak scan", lambda: scenario_secrets(lab))
+    if "webhooks" in chosen:
+        step("webhooks: forged, replayed, unknown flood, receiver down", lambda: scenario_webhooks(lab, webhook_trials))
     return results
 
 
 def long_run(out: Path, *, rounds: int, outage_trials: int, rl_windows: int, kube_trials: int,
-             only: Sequence[str] = (), seed: int = 6, kubeconfig: str | None = None,
+             only: Sequence[str] = (), seed: int = 6, webhook_trials: int = 10, kubeconfig: str | None = None,
              arguments: dict[str, Any] | None = None) -> int:
     """:func:`run_all` on ``kubeconfig``'s cluster (default: a local control plane started for it),
     print the table, write ``out`` (JSON: seconds, ``arguments``, rows); return 0 if every row
@@ -77,7 +80,7 @@ def long_run(out: Path, *, rounds: int, outage_trials: int, rl_windows: int, kub
             cp = stack.enter_context(ControlPlane())
             kubeconfig, kubectl = str(cp.kubeconfig), str(cp.kubectl)
         lab = stack.enter_context(Lab(kubeconfig, kubectl, Path(tmp)))
-        results = run_all(lab, rounds, outage_trials, rl_windows, kube_trials, only, seed)
+        results = run_all(lab, rounds, outage_trials, rl_windows, kube_trials, only, seed, webhook_trials)
     print(table(results))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
