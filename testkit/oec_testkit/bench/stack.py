@@ -142,7 +142,7 @@ class Stack:
         """Every webhook the simulator has, with its delivery counts (``GET /_sim/webhooks``)."""
         response = self.admin.http.get("/_sim/webhooks")
         response.raise_for_status()
-        return list(response.json())
+        return list(response.json()["webhooks"])
 
     def deliveries(self) -> int:
         """Deliveries the simulator made to every webhook so far (all outcomes)."""

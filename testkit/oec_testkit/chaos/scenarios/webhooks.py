@@ -66,7 +66,7 @@ class PushLab:
 
     def webhook(self) -> dict[str, Any]:
         """The simulator's webhook of this operator (admin view, with its secret)."""
-        hooks = [h for h in self.sim.admin.get("/_sim/webhooks").json() if h.get("url") == self.relay.url]
+        hooks = [h for h in self.sim.admin.get("/_sim/webhooks").json()["webhooks"] if h.get("url") == self.relay.url]
         if not hooks:
             raise LookupError("no webhook registered for the relay's URL")
         return dict(hooks[0])
@@ -90,6 +90,22 @@ class PushLab:
     def reads_of(self, ids: set[str], since: int) -> int:
         """API requests since log sequence ``since`` whose path names one of ``ids``."""
         return sum(1 for r in self.sim.requests(since) if any(i in r["path"] for i in ids))
+
+    def quiesce(self, env_id: str, quiet: float = SETTLE, timeout: float = 60.0) -> bool:
+        """Wait until no API request has named ``env_id`` for ``quiet`` s (the reads of an earlier
+        change are done), so that later requests can only come from what follows; False after
+        ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            seq = self.sim.last_seq()
+            time.sleep(quiet)
+            if self.reads_of({env_id}, seq) == 0:
+                return True
+        return False
+
+    def requests_of(self, env_id: str, since: int) -> list[str]:
+        """``METHOD path status`` of the API requests naming ``env_id`` since ``since`` (for messages)."""
+        return [f"{r['method']} {r['path']} {r['status']}" for r in self.sim.requests(since) if env_id in r["path"]]
 
     def events(self) -> Counter[str]:
         """``oec_operator_webhook_events_total`` by ``result`` (empty if the page does not answer)."""
@@ -164,8 +180,9 @@ def push_lab(lab: Lab, tag: str, resources: int = 3) -> PushLab:
 def forged(pl: PushLab, trials: int) -> Result:
     """Per trial, deliveries naming a real running environment as ``stopped``, each forged one way:
     no signature, a wrong secret, a tampered body under a real signature, a garbage signature.
-    Checked: each answered 401, no API request names that environment, its phase stays
-    ``running``, and the receiver counted them ``unverified``."""
+    Checked (from a moment no request named that environment for :data:`SETTLE` s): each answered
+    401, no API request names that environment afterwards, its phase stays ``running``, and the
+    receiver counted them ``unverified``."""
     bad: list[str] = []
     answers: Counter[int] = Counter()
     secret = pl.webhook()["secret"]
@@ -176,6 +193,8 @@ def forged(pl: PushLab, trials: int) -> Result:
         env_id = pl.env_id(name)
         body = event_body(env_id, pl.ledger.project)
         honest = event_body(env_id, pl.ledger.project, status="running")
+        if not pl.quiesce(env_id):
+            bad.append(f"trial {t}: {env_id} never went 3.5 s without an API request before the trial")
         seq0 = pl.sim.last_seq()
         forms = {
             "no signature": {},
@@ -191,7 +210,8 @@ def forged(pl: PushLab, trials: int) -> Result:
                 bad.append(f"trial {t}: forged delivery ({form}) answered {status}, not 401")
         time.sleep(SETTLE)
         if (reads := pl.reads_of({env_id}, seq0)) != 0:
-            bad.append(f"trial {t}: {reads} API request(s) for {env_id} after forged deliveries")
+            bad.append(f"trial {t}: {reads} API request(s) for {env_id} after forged deliveries: "
+                       f"{pl.requests_of(env_id, seq0)}")
         if (phase := pl.phase(name)) != "running":
             bad.append(f"trial {t}: {name} phase {phase!r} after forged deliveries (environment running)")
     counted = pl.events()["unverified"] - before["unverified"]
@@ -205,8 +225,9 @@ def forged(pl: PushLab, trials: int) -> Result:
 def replayed(pl: PushLab, trials: int, copies: int = 5) -> Result:
     """Per trial: an environment stopped in the simulator (a real, signed delivery captured by the
     relay), then started again (shown ``running``); the captured ``stopped`` delivery is re-sent
-    byte for byte ``copies`` times. Checked: at most one API request for that environment after
-    the replays began, and its phase stays ``running`` throughout (sampled) and after."""
+    byte for byte ``copies`` times once no request named that environment for :data:`SETTLE` s.
+    Checked: at most one API request for that environment after the replays began, and its phase
+    stays ``running`` throughout (sampled) and after."""
     bad: list[str] = []
     answers: Counter[int] = Counter()
     reads: list[int] = []
@@ -231,6 +252,8 @@ def replayed(pl: PushLab, trials: int, copies: int = 5) -> Result:
         if pl.wait_phase(name, "running", SAFETY_NET) is None:
             bad.append(f"trial {t}: {name} never showed running again")
             continue
+        if not pl.quiesce(env_id):
+            bad.append(f"trial {t}: {env_id} never went 3.5 s without an API request before the replays")
         seq0 = pl.sim.last_seq()
         phases: list[str | None] = []
         for _ in range(copies):
@@ -242,7 +265,8 @@ def replayed(pl: PushLab, trials: int, copies: int = 5) -> Result:
             time.sleep(0.2)
         reads.append(pl.reads_of({env_id}, seq0))
         if reads[-1] > 1:
-            bad.append(f"trial {t}: {reads[-1]} API requests for {env_id} after {copies} replays (at most 1)")
+            bad.append(f"trial {t}: {reads[-1]} API requests for {env_id} after {copies} replays (at most 1): "
+                       f"{pl.requests_of(env_id, seq0)}")
         if any(p != "running" for p in phases):
             bad.append(f"trial {t}: {name} showed {sorted({str(p) for p in phases})} during the replays "
                        "(the environment was running)")
