@@ -23,6 +23,8 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=180.0, help="seconds of each measurement window")
     parser.add_argument("--quiet-window", type=float, default=0.0,
                         help="seconds of the window with no change (default: --window)")
+    parser.add_argument("--push-timeout", type=float, default=600.0,
+                        help="seconds the push design may take to reach push mode before its windows")
     parser.add_argument("--samples", type=int, default=20, help="phase changes per steady window")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--settle-timeout", type=float, default=2400.0,
@@ -34,7 +36,8 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the processes of the run on SIGTERM too
     run_benchmark(Options(
         sizes=tuple(int(s) for s in args.sizes.split(",")), designs=tuple(args.designs.split(",")),
-        window=args.window, quiet_window=args.quiet_window, samples=args.samples, ready_timeout=args.ready_timeout,
+        window=args.window, quiet_window=args.quiet_window, push_timeout=args.push_timeout, samples=args.samples,
+        ready_timeout=args.ready_timeout,
         settle_timeout=args.settle_timeout, default_limits_n=args.default_limits_n, out=Path(args.out),
         keep_logs=args.keep_logs,
     ))

@@ -15,7 +15,9 @@ class Run:
     requests over it (``seconds``, ``requests_per_second``, ``secret_gets_per_second``).
 
     ``quiet_reads_per_minute``: API reads a minute in a window with no change (batched, push).
-    Push design only: ``deliveries`` the simulator sent during the steady window;
+    Push design only: ``push_wait_seconds`` after settling until the key's
+    ``oec_operator_push_mode`` read 1 (``push_mode_steady``: what it read then, before the steady
+    window); ``deliveries`` the simulator sent during the steady window;
     ``push_mode_quiet`` the key's ``oec_operator_push_mode`` at the start and end of the quiet
     window; ``stopped_*`` the staleness of changes made after the simulator stopped delivering
     (``stopped_after_switch_p99``: of those made after the key fell back to poll);
@@ -44,6 +46,8 @@ class Run:
     cpu_seconds: float = 0.0
     apiserver: dict[str, dict[str, float]] = field(default_factory=dict)
     quiet_reads_per_minute: float | None = None
+    push_wait_seconds: float | None = None
+    push_mode_steady: float | None = None
     deliveries: int | None = None
     push_mode_quiet: list[float | None] = field(default_factory=list)
     stopped_staleness: list[float] = field(default_factory=list)

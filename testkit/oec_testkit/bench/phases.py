@@ -160,15 +160,15 @@ def steady_state(stack: Stack, run: Run, window: float, samples: int) -> None:
         run.deliveries = stack.deliveries() - delivered
 
 
-def wait_push(stack: Stack, timeout: float) -> float | None:
-    """Wait up to ``timeout`` s until the operator's key is in push mode; return the mode then
-    (1 push, 0 poll, None unknown)."""
-    deadline = time.monotonic() + timeout
+def wait_push(stack: Stack, timeout: float) -> tuple[float, float | None]:
+    """Wait up to ``timeout`` s until the operator's key is in push mode; return the seconds
+    waited and the mode then (1 push, 0 poll, None unknown)."""
+    t0 = time.monotonic()
     mode = stack.push_mode()
-    while mode != 1 and time.monotonic() < deadline:
+    while mode != 1 and time.monotonic() - t0 < timeout:
         time.sleep(2)
         mode = stack.push_mode()
-    return mode
+    return time.monotonic() - t0, mode
 
 
 def quiet(stack: Stack, run: Run, window: float) -> None:

@@ -69,13 +69,16 @@ def table(runs: list[Run]) -> str:
 def push_table(runs: list[Run]) -> str:
     """The Markdown table of the push runs' second part: the simulator stops delivering webhooks
     mid-run while environments keep changing."""
-    lines = ["| N | deliveries in the steady window | push mode (quiet start / end) | staleness p50 / p99 after "
+    lines = ["| N | push mode after settling (s) | deliveries in the steady window | push mode (quiet start / end) | "
+             "staleness p50 / p99 after "
              "the stop (s) | missed | poll mode after the stop / after its first change (s) | staleness p99 "
              "after poll mode (s) |",
-             "|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted((r for r in runs if r.design == "push" and r.limits == "lifted"), key=lambda r: r.n):
         modes = " / ".join(fmt(m) for m in r.push_mode_quiet) or "-"
-        lines.append(f"| {r.n} | {fmt(r.deliveries)} | {modes} | {fmt(r.stopped_p50, 1)} / {fmt(r.stopped_p99, 1)} | "
+        waited = f"{fmt(r.push_wait_seconds)}" if r.push_mode_steady == 1 else f"not in {fmt(r.push_wait_seconds)}"
+        lines.append(f"| {r.n} | {waited} | {fmt(r.deliveries)} | {modes} | "
+                     f"{fmt(r.stopped_p50, 1)} / {fmt(r.stopped_p99, 1)} | "
                      f"{r.stopped_missed} | {fmt(r.poll_mode_after)} / {fmt(r.poll_mode_after_change)} | "
                      f"{fmt(r.stopped_after_switch_p99, 1)} |")
     return "\n".join(lines)

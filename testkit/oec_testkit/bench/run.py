@@ -24,7 +24,9 @@ __all__ = ["Options", "one_run", "run_benchmark"]
 @dataclass(frozen=True)
 class Options:
     """What to run (seconds throughout): ``sizes`` and ``designs`` (of :data:`~.config.DESIGNS`),
-    the measurement ``window``, the ``quiet_window`` with no change (0: ``window``), ``samples``
+    the measurement ``window``, the ``quiet_window`` with no change (0: ``window``), how long the
+    push design may take to reach push mode before its steady and quiet windows (``push_timeout``;
+    they run anyway after it), ``samples``
     phase changes per steady window (and per deliveries-stopped phase), the timeouts of Ready and
     of settling, the N of the default-limits run (0: none), where results go, and whether the
     logs of every run are kept there."""
@@ -33,6 +35,7 @@ class Options:
     designs: tuple[str, ...] = DESIGNS
     window: float = 180.0
     quiet_window: float = 0.0
+    push_timeout: float = 600.0
     samples: int = 20
     ready_timeout: float = 300.0
     settle_timeout: float = 2400.0
@@ -64,11 +67,15 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
             if design != "direct":
                 settle(stack, run, options.settle_timeout)
                 mark = phase("settle")
+            if design == "push":
+                run.push_wait_seconds, run.push_mode_steady = wait_push(stack, options.push_timeout)
+                log(f"  push mode {run.push_mode_steady} {run.push_wait_seconds:.0f}s after settling")
+                mark = phase("push")
             steady_state(stack, run, options.window, options.samples)
             mark = phase("steady")
             if design != "direct":  # the naive design reads the same with or without changes
                 if design == "push":
-                    log(f"  push mode before the quiet window: {wait_push(stack, 2 * POLL_INTERVAL)}")
+                    log(f"  push mode before the quiet window: {wait_push(stack, options.push_timeout)}")
                 quiet(stack, run, options.quiet_window or options.window)
                 mark = phase("quiet")
             if design == "push":
