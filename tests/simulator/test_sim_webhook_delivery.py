@@ -283,3 +283,20 @@ async def test_a_receiver_that_hangs_does_not_hold_up_the_api(start_sim: StartSi
     assert second["status"] == "deploying" and sim.state.delivery.in_flight() >= 1
     receiver.release.set()
     await receiver.wait_for(2)
+
+
+async def test_a_webhook_deleted_while_a_delivery_waits_gets_no_more_attempts(start_sim: StartSim, clock: Any,
+                                                                              receiver: Receiver) -> None:
+    sim = await start_sim(clock=clock, webhook_allow_insecure_urls=True, webhook_retry_delays=[0.3])
+    env_id = await _running_env(sim)
+    hook = await _webhook(sim, receiver, ["environment.status_changed"])
+    receiver.answers = [500]
+    await _stop(sim, env_id)
+    await receiver.wait_for(1)
+    assert (await sim.api.delete(f"/webhooks/{hook['id']}")).status_code == 204
+    engine = sim.state.delivery
+    for _ in range(100):  # the delivery ends after its retry delay, without sending
+        if engine.in_flight() == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert engine.in_flight() == 0 and len(receiver.got) == 1
