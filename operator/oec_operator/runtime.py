@@ -24,6 +24,9 @@ from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.keygate import KeyGate
 from oec_operator.oec.ratelimit import Priority, RateLimiter
 from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, OperatorConfig
+from oec_operator.webhooks.book import SecretBook
+from oec_operator.webhooks.calibrate import Calibrator
+from oec_operator.webhooks.scheme import SignatureScheme
 
 if TYPE_CHECKING:
     import kopf
@@ -48,6 +51,8 @@ class Runtime:
         stale_backups: ``namespace/name`` of the ``OdooEnvironment`` objects whose
             ``status.backups`` is to be read again at their next reconcile, before their time slot
             (an ``OdooBackup`` of theirs completed, ``docs/backups.md`` §5).
+        webhooks: the webhook secrets deliveries are verified with (``docs/webhooks.md`` §3).
+        calibrator: the recent webhook pings, to learn the signature scheme (``docs/webhooks.md`` §3).
     """
 
     config: OperatorConfig
@@ -64,6 +69,8 @@ class Runtime:
     fleet: Fleet = field(init=False)
     wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
     stale_backups: set[str] = field(default_factory=set)
+    webhooks: SecretBook = field(init=False)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
@@ -71,6 +78,7 @@ class Runtime:
         self.backup_status = StatusWriter(self.kube, OdooBackupStatus, BACKUP_PLURAL)
         self.schedule_status = StatusWriter(self.kube, OdooBackupScheduleStatus, SCHEDULE_PLURAL)
         self.restore_status = StatusWriter(self.kube, OdooRestoreStatus, RESTORE_PLURAL)
+        self.webhooks = SecretBook(SignatureScheme.from_config(self.config))
         self.fleet = Fleet(lambda key: self.client(key, Priority.POLL),
                            lambda key: self._limiter(key).bucket(write=False).limit if self.batched else 1e9,
                            fast=self.config.fast_poll_interval)
