@@ -203,3 +203,21 @@ async def test_a_conflicting_resource_does_not_take_the_hints(h: Harness) -> Non
     await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
     await hub(h).drain()
     assert h.state(shop).changed and not h.state(twin).changed
+
+
+async def test_the_refresh_annotation_reads_the_environment_afresh(h: Harness) -> None:
+    """The active replica's side of a forwarded hint: kopf's update handler sees the new
+    ``oec.sh/refresh-requested-at`` and the reconcile reads the environment (not the list's copy)."""
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
+    since = await last_seq(h)
+    shop["metadata"]["annotations"][REFRESH_REQUESTED_AT] = "2026-12-05T01:00:00.000Z"
+    await h.change(shop)
+    assert f"GET /environments/{env_id}" in await api_reads(h, since)
+    assert status(h, "shop").phase == "stopped"
+    since = await last_seq(h)
+    shop["metadata"]["annotations"]["team"] = "x"  # another annotation: the same token, no read
+    await h.change(shop)
+    assert f"GET /environments/{env_id}" not in await api_reads(h, since)
