@@ -221,3 +221,16 @@ async def test_the_refresh_annotation_reads_the_environment_afresh(h: Harness) -
     shop["metadata"]["annotations"]["team"] = "x"  # another annotation: the same token, no read
     await h.change(shop)
     assert f"GET /environments/{env_id}" not in await api_reads(h, since)
+
+
+async def test_a_paused_owner_elsewhere_is_not_annotated(h: Harness, make_harness: Callable[..., Harness]) -> None:
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    shop["metadata"]["annotations"]["oec.sh/paused"] = "true"
+    standby = make_harness(webhook_debounce=0.2)
+    standby.kube.objects = standby.kube.kinds["odooenvironments"] = h.kube.objects
+    standby.runtime.push = PushHub(standby.runtime)
+    assert await standby.runtime.push.hint(KEY, env_id, "environment.status_changed")  # owned: not a 404
+    assert REFRESH_REQUESTED_AT not in shop["metadata"]["annotations"]
+    assert standby.kube.calls["patch_metadata"] == 0
