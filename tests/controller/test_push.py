@@ -234,3 +234,22 @@ async def test_a_paused_owner_elsewhere_is_not_annotated(h: Harness, make_harnes
     assert await standby.runtime.push.hint(KEY, env_id, "environment.status_changed")  # owned: not a 404
     assert REFRESH_REQUESTED_AT not in shop["metadata"]["annotations"]
     assert standby.kube.calls["patch_metadata"] == 0
+
+
+async def test_a_hint_for_a_deleted_environment_wakes_the_owner_once_a_list_agrees(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(webhook_debounce=0.2, external_delete_grace_period=0)
+    h.runtime.push = PushHub(h.runtime)
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    assert (await h.sim.admin.delete(f"/environments/{env_id}")).status_code == 200  # in the dashboard
+    since = await last_seq(h)
+    assert await hub(h).hint(KEY, env_id, "environment.deleted")
+    await hub(h).drain()
+    # A 404 alone proves nothing: the project's list, sent after it, must not show it either.
+    assert await api_reads(h, since) == [f"GET /environments/{env_id}", f"GET /projects/{PROJECT_A}/environments"]
+    assert h.state(shop).changed
+    await h.poll(shop)  # the reconcile's own rules: the list and a direct read agree
+    assert status(h, "shop").phase == "deleted"
+    assert (status(h, "shop").condition("Stalled") or {}).get("reason") == "ExternallyDeleted"
