@@ -300,7 +300,7 @@ class ProjectWatch:
             if seen is None or seen.env != env:
                 changed.add(env.id)
             if (seen.env.status != env.status) if seen is not None else self._listed_at is not None:
-                announced.append(env.id)  # a new status, or a new environment after the first list
+                announced.append(env.id)  # a new status, or an environment new since the previous list
             self._seen[env.id] = _Seen(env, started)
         for env_id in list(self._seen):
             if env_id not in present and self._seen[env_id].at <= started:
@@ -402,11 +402,12 @@ class Fleet:
 
     def _unroute(self, uid: str) -> None:
         env_id = self._env_of.pop(uid, None)
-        uids = self._routes.get(env_id or "")
-        if uids is not None:
-            uids.pop(uid, None)
-            if not uids:
-                del self._routes[env_id or ""]
+        if env_id is None:
+            return
+        uids = self._routes.get(env_id, {})
+        uids.pop(uid, None)
+        if not uids:
+            self._routes.pop(env_id, None)
 
     def floor(self, digest: str, api_key: str) -> float:
         """Shortest list interval (seconds) for one key's projects: all its watches (those of
