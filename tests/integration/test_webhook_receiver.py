@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 def test_the_operator_serves_the_receiver_and_refuses_a_forged_delivery(operator_factory: Any) -> None:
     webhook_port, metrics_port = free_ports(2)
     operator_factory(OEC_WEBHOOK_PORT=str(webhook_port), OEC_WEBHOOK_ADDRESS="127.0.0.1",
+                     OEC_WEBHOOK_URL=f"http://127.0.0.1:{webhook_port}{WEBHOOK_PATH}",
                      OEC_METRICS_PORT=str(metrics_port), OEC_METRICS_ADDRESS="127.0.0.1")
     base = f"http://127.0.0.1:{webhook_port}"
 

@@ -247,11 +247,15 @@ async def test_the_receiver_answers_503_until_it_has_a_sink(rig: Rig) -> None:
     assert "Retry-After" in answer.headers
 
 
-def test_no_receiver_when_the_port_is_0() -> None:
+def test_no_receiver_when_the_port_is_0_or_no_public_url_is_set() -> None:
     from oec_operator.webhooks.receiver import serve
 
-    config = OperatorConfig(webhook_port=0)
-    assert asyncio.run(serve(config, SecretBook(SignatureScheme()), Calibrator())) is None
+    book, url = SecretBook(SignatureScheme()), "https://hooks.example.com/oec/webhook"
+    assert asyncio.run(serve(OperatorConfig(webhook_port=0, webhook_url=url), book, Calibrator())) is None
+    # A cluster without inbound internet sets no URL: no port is opened (nothing else changes).
+    (port,) = free_ports(1)
+    no_url = OperatorConfig(webhook_port=port, webhook_address="127.0.0.1")
+    assert asyncio.run(serve(no_url, book, Calibrator())) is None
 
 
 @pytest.fixture(autouse=True)

@@ -251,12 +251,12 @@ def _claims(body: bytes) -> tuple[object, str | None]:
 async def serve(config: OperatorConfig, book: SecretBook, calibrator: Calibrator,
                 sink: Sink | None = None) -> Receiver | None:
     """Start the receiver (every replica, the standby ones too: OEC.sh may post to any), or
-    nothing when ``webhook_port`` is 0.
+    nothing when ``webhook_url`` is unset (no webhooks: nothing else changes) or ``webhook_port`` is 0.
 
     Raises:
         OSError: the port cannot be bound.
     """
-    if not config.webhook_port:
+    if not config.webhook_port or not config.webhook_url:
         return None
     receiver = Receiver(config, book, calibrator, sink)
     await receiver.start()
