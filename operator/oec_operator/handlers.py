@@ -20,6 +20,7 @@ import kopf
 from oec_operator import logs, metrics
 from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
 from oec_operator.controller.delete import DeleteController
+from oec_operator.controller.push import PushHub
 from oec_operator.controller.restore import RestoreController, RestoreHandle, RestoreState
 from oec_operator.controller.schedule import SCHEDULE_LABEL, ScheduleController, ScheduleState, owned_of, target_of
 from oec_operator.controller.state import EventSink, Handle, ResourceState
@@ -127,6 +128,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.backups = BackupController(memo.runtime)
     memo.restore = RestoreController(memo.runtime)
     memo.schedules = ScheduleController(memo.runtime)
+    memo.runtime.push = PushHub(memo.runtime)  # where webhook hints go (docs/webhooks.md §2)
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
 
