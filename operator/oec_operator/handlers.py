@@ -47,6 +47,8 @@ from oec_operator.settings import (
     HandlerId,
     load_config,
 )
+from oec_operator.webhooks.registration import Registrar
+from oec_operator.webhooks.secretstore import WebhookSecretStore
 
 CONFIG = load_config()
 
@@ -129,12 +131,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.restore = RestoreController(memo.runtime)
     memo.schedules = ScheduleController(memo.runtime)
     memo.runtime.push = PushHub(memo.runtime)  # where webhook hints go (docs/webhooks.md §2)
+    if CONFIG.webhook_url:  # one webhook per API key in use (docs/webhooks.md §5); a task, as above
+        memo.runtime.registrar = Registrar(
+            CONFIG, WebhookSecretStore(memo.runtime.kube, CONFIG.webhook_secret), memo.runtime.webhooks,
+            memo.runtime.calibrator, on_state=memo.runtime.webhook_state)
+        memo.registration = asyncio.create_task(memo.runtime.registrar.run(), name="webhook registration")
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the HTTP clients and stop the project watches."""
+    registration: asyncio.Task[None] | None = memo.get("registration")
+    if registration is not None:
+        registration.cancel()
+        await asyncio.wait((registration,))
     announce: asyncio.Task[None] | None = memo.get("announce")
     if announce is not None:
         announce.cancel()

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import kopf
 
     from oec_operator.controller.push import PushHub
+    from oec_operator.webhooks.registration import Registrar, WebhookState
 
 #: Steady intervals (``OEC_POLL_INTERVAL``) an unannounced change or a failed verification keeps
 #: a key in poll mode (``docs/webhooks.md`` §6).
@@ -58,6 +59,8 @@ class Runtime:
             (an ``OdooBackup`` of theirs completed, ``docs/backups.md`` §5).
         push: where webhook hints go (set at start-up, ``docs/webhooks.md`` §2).
         push_health: key id (``OecClient.key_id``) -> its :class:`PushHealth` (:meth:`health`).
+        registrar: keeps one webhook per API key in use (``OEC_WEBHOOK_URL`` set only,
+            ``docs/webhooks.md`` §5); told of each key (and project) a reconcile uses.
     """
 
     config: OperatorConfig
@@ -76,6 +79,7 @@ class Runtime:
     stale_backups: set[str] = field(default_factory=set)
     push: PushHub | None = None
     push_health: dict[str, PushHealth] = field(default_factory=dict)
+    registrar: Registrar | None = None
 
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
@@ -117,7 +121,10 @@ class Runtime:
                          gate=self.keys)
 
     def source(self, api_key: str, project_id: str, api: OecClient) -> EnvironmentSource:
-        """Where a reconcile with this key reads the environments of ``project_id``."""
+        """Where a reconcile with this key reads the environments of ``project_id`` (the key's
+        webhook is registered on its first use, ``docs/webhooks.md`` §5)."""
+        if self.registrar is not None:
+            self.registrar.track(api, project_id)
         if not self.batched:
             return DirectSource(api, project_id)
         return WatchedSource(self.fleet.watch(api_key, project_id), api)
@@ -169,6 +176,10 @@ class Runtime:
                 key_id, stretch=config.webhook_poll_stretch, memory=PUSH_MEMORY_INTERVALS * config.poll_interval,
                 state_ttl=2 * config.webhook_check_interval, on_switch=self._push_switched)
         return health
+
+    def webhook_state(self, state: WebhookState) -> None:
+        """What the registrar saw of a key's webhook, for its push health (``docs/webhooks.md`` §5)."""
+        self.health(state.key_id).webhook_state(state.usable, state.is_active, state.failure_count)
 
     def _stretch(self, key_id: str) -> float:
         """The factor on the steady list interval of the key's watches (1.0 without webhooks)."""
