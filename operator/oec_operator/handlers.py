@@ -47,6 +47,7 @@ from oec_operator.settings import (
     HandlerId,
     load_config,
 )
+from oec_operator.webhooks import receiver as webhook_receiver
 from oec_operator.webhooks.registration import Registrar
 from oec_operator.webhooks.secretstore import WebhookSecretStore
 
@@ -137,6 +138,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
             memo.runtime.calibrator, on_state=memo.runtime.webhook_state)
         memo.registration = asyncio.create_task(memo.runtime.registrar.run(), name="webhook registration")
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
+    # Every replica answers deliveries (docs/webhooks.md §4); the sink is the push hub.
+    memo.receiver = await webhook_receiver.serve(CONFIG, memo.runtime.webhooks, memo.runtime.calibrator)
 
 
 @kopf.on.cleanup()
@@ -149,6 +152,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     announce: asyncio.Task[None] | None = memo.get("announce")
     if announce is not None:
         announce.cancel()
+    receiver: webhook_receiver.Receiver | None = memo.get("receiver")
+    if receiver is not None:
+        await receiver.stop()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()

@@ -36,8 +36,9 @@ RESOURCES = Gauge("oec_operator_resources", "OdooEnvironments by OEC.sh environm
 BACKUPS = Counter("oec_operator_backups", "Backups the operator made or followed, by terminal result", ["result"])
 
 #: Webhook deliveries by the receiver's answer (``docs/webhooks.md`` §4): ``accepted``,
-#: ``duplicate``, ``ping``, ``unverified`` (401), ``malformed`` (400), ``unknown_environment``
-#: (404), ``too_large`` (413), ``flooded`` (429).
+#: ``duplicate``, ``ping``, ``ignored`` (202: names no environment), ``unverified`` (401),
+#: ``malformed`` (400), ``unknown_environment`` (404), ``too_large`` (413), ``flooded`` (429),
+#: ``unavailable`` (503: not ready, or the hand-over failed).
 WEBHOOK_EVENTS = Counter("oec_operator_webhook_events", "Webhook deliveries by result", ["result"])
 #: 1 while a key's webhooks are healthy and its project lists run at the stretched interval
 #: (push), 0 while they run at the normal interval (poll); ``key`` is the key's id (SHA-256 prefix).

@@ -26,6 +26,9 @@ from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.keygate import KeyGate
 from oec_operator.oec.ratelimit import Priority, RateLimiter
 from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, OperatorConfig
+from oec_operator.webhooks.book import SecretBook
+from oec_operator.webhooks.calibrate import Calibrator
+from oec_operator.webhooks.scheme import SignatureScheme
 
 if TYPE_CHECKING:
     import kopf
@@ -61,6 +64,8 @@ class Runtime:
         push_health: key id (``OecClient.key_id``) -> its :class:`PushHealth` (:meth:`health`).
         registrar: keeps one webhook per API key in use (``OEC_WEBHOOK_URL`` set only,
             ``docs/webhooks.md`` §5); told of each key (and project) a reconcile uses.
+        webhooks: the webhook secrets deliveries are verified with (``docs/webhooks.md`` §3).
+        calibrator: the recent webhook pings, to learn the signature scheme (``docs/webhooks.md`` §3).
     """
 
     config: OperatorConfig
@@ -80,6 +85,8 @@ class Runtime:
     push: PushHub | None = None
     push_health: dict[str, PushHealth] = field(default_factory=dict)
     registrar: Registrar | None = None
+    webhooks: SecretBook = field(init=False)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
@@ -87,6 +94,7 @@ class Runtime:
         self.backup_status = StatusWriter(self.kube, OdooBackupStatus, BACKUP_PLURAL)
         self.schedule_status = StatusWriter(self.kube, OdooBackupScheduleStatus, SCHEDULE_PLURAL)
         self.restore_status = StatusWriter(self.kube, OdooRestoreStatus, RESTORE_PLURAL)
+        self.webhooks = SecretBook(SignatureScheme.from_config(self.config))
         self.fleet = Fleet(lambda key: self.client(key, Priority.POLL),
                            lambda key: self._limiter(key).bucket(write=False).limit if self.batched else 1e9,
                            fast=self.config.fast_poll_interval, stretch=self._stretch, on_changes=self._listed_changes)

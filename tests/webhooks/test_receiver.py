@@ -193,11 +193,13 @@ async def test_a_flood_beyond_the_in_flight_cap_answers_429_with_retry_after(rig
     held = [asyncio.create_task(rig.post(delivery())) for _ in range(4)]  # webhook_max_inflight=4
     await asyncio.wait_for(rig.sink.all_held.wait(), 10)
     before = count("flooded")
-    answer = await rig.post(delivery())
+    try:
+        answer = await asyncio.wait_for(rig.post(delivery()), 5)
+    finally:
+        rig.sink.gate.set()
     assert (answer.status_code, answer.json()) == (429, {"result": "flooded"})
     assert int(answer.headers["Retry-After"]) > 0
     assert count("flooded") == before + 1
-    rig.sink.gate.set()
     assert [r.status_code for r in await asyncio.gather(*held)] == [202] * 4
     assert (await rig.post(delivery())).status_code == 202  # room again
 
