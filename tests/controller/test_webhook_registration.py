@@ -222,9 +222,9 @@ async def test_changed_events_are_patched_once(
 
 @pytest.mark.parametrize("signature", ["hex", "prefixed", "base64", "timestamp"])
 async def test_every_signature_scheme_of_the_simulator_calibrates(
-        start_sim: StartSim, clock: Any, start: Callable[..., Awaitable[Setup]], receiver: Served,
-        signature: str) -> None:
-    sim = await start_sim(clock=clock, webhook_allow_insecure_urls=True, webhook_signature=signature)
+        start_sim: StartSim, start: Callable[..., Awaitable[Setup]], signature: str) -> None:
+    # On the real clock: a time-stamped signature is checked against the receiver's wall clock.
+    sim = await start_sim(webhook_allow_insecure_urls=True, webhook_signature=signature)
     s = await start(api=sim)
     assert await s.registrar.check_all()
     assert s.states[-1].usable
@@ -263,8 +263,8 @@ async def test_the_mutation_limit_is_waited_out(
                                       headers={"X-Idempotency-Key": f"s{n}"})
         assert response.status_code == 201, response.text
     await sim.admin.post("/clock", json={"advance_seconds": 61})
-    # Without a client-side limiter (naive polling), so the API's 429 is what paces the deletions.
-    s = await start(api=sim, polling="naive")
+    # Without a client-side limiter (the direct design), so the API's 429 is what paces the deletions.
+    s = await start(api=sim, polling="direct")
     assert await s.registrar.check_all()
     assert len(await webhooks(sim)) == 1
     entries = (await sim.admin.get("/requests")).json()
