@@ -5,6 +5,7 @@ client and webhook Secret store against the in-process simulator over HTTP (whic
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -111,6 +112,10 @@ async def calls(sim: Sim, since: int = 0) -> list[str]:
 
 async def last_seq(sim: Sim) -> int:
     return max((e["seq"] for e in (await sim.admin.get("/requests")).json()), default=0)
+
+
+def config_key_id() -> str:
+    return hashlib.sha256(RW.encode()).hexdigest()[:16]
 
 
 def stored(s: Setup) -> dict[str, str]:
@@ -254,7 +259,7 @@ async def test_the_mutation_limit_is_waited_out(
         start_sim: StartSim, clock: Any, start: Callable[..., Awaitable[Setup]], receiver: Served) -> None:
     sim = await start_sim(clock=clock, webhook_allow_insecure_urls=True, webhook_mutation_limit=2)
     config = operator_config(sim, webhook_url=receiver.url, webhook_secret="/".join(SECRET_AT))
-    marker = f"oec-operator:{install_id(config)}"
+    marker = f"oec-operator:{install_id(config)} key {config_key_id()}"
     for n in range(4):  # four webhooks of ours: three deletions, more than the limit allows a minute
         if n % 2 == 0:
             await sim.admin.post("/clock", json={"advance_seconds": 61})
@@ -298,3 +303,25 @@ async def test_a_rotation_asked_on_the_secret_happens_once(
     assert (await calls(sim, since)).count("POST /webhooks/{id}/rotate-secret") == 1
     assert stored(s)[f"{key_id}.secret"] != old
     assert await verifies(sim)
+
+
+async def test_twelve_keys_of_one_organization_get_one_webhook_each_without_a_429(
+        start: Callable[..., Awaitable[Setup]], sim: Sim) -> None:
+    keys = [RW] + [f"oec_live_rw_{n:02d}" + "K" * 41 for n in range(11)]
+    for key in keys[1:]:
+        response = await sim.admin.post("/keys", json={"key": key, "scope": "org"})
+        assert response.status_code == 201, response.text
+    s = await start()
+    for key in keys[1:]:
+        s.registrar.track(s.h.runtime.client(key, Priority.CHANGE))
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()  # all twelve within the same simulated minute
+    entries = (await sim.admin.get("/requests", params={"since": since})).json()
+    assert all(e["status"] != 429 for e in entries)
+    hooks = await webhooks(sim)
+    assert len(hooks) == 12
+    assert len({st.key_id for st in s.states}) == 12 and all(st.usable for st in s.states)
+    # Every key's secret verifies its own webhook's deliveries (no key rotated another's).
+    for hook in hooks:
+        response = await sim.api.post(f"/webhooks/{hook['id']}/test")
+        assert response.json()["status_code"] == 202, hook["description"]

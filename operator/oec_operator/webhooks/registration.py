@@ -138,6 +138,11 @@ class Registrar:
         self._wake = asyncio.Event()
         self._default = SignatureScheme.from_config(config)
 
+    def marker_of(self, key_id: str) -> str:
+        """What our webhooks of this key carry in their description: org-wide webhooks of one
+        organization are visible to all its keys, so each key knows its own by it."""
+        return f"{self.marker} key {key_id}"
+
     # ------------------------------------------------------------------ inputs
 
     def track(self, client: OecClient, project_id: str | None = None) -> None:
@@ -214,8 +219,8 @@ class Registrar:
             OecError: an API call failed; KubeError: the Secret could not be written.
         """
         key = self._keys[key_id]
-        hooks = [w for w in await key.client.list_webhooks()
-                 if w.url == self.url and self.marker in (w.description or "")]
+        mark = self.marker_of(key_id)
+        hooks = [w for w in await key.client.list_webhooks() if w.url == self.url and mark in (w.description or "")]
         if not key.scoped:
             try:
                 await self._ensure_one(key, key_id, None, [w for w in hooks if w.project_id is None], state)
@@ -278,7 +283,7 @@ class Registrar:
         api = key.client
         created = await self._mutate(lambda: api.create_webhook(
             url=self.url, events=list(self.config.webhook_events), project_id=project,
-            description=f"Managed by {self.marker}; do not edit", idempotency_key=idem))
+            description=f"Managed by {self.marker_of(api.key_id)}; do not edit", idempotency_key=idem))
         self._nonces.pop(name, None)
         metrics.WEBHOOK_REGISTRATIONS.labels("created").inc()
         logger.info("created webhook %s for key %s%s", created.id, api.key_id, f" project {project}" if project else "")
