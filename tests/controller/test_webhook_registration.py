@@ -22,7 +22,7 @@ from oec_operator.webhooks.registration import Registrar, WebhookState, install_
 from oec_operator.webhooks.scheme import SignatureScheme
 from oec_operator.webhooks.secretstore import ROTATE_ANNOTATION, WebhookSecretStore
 from tests.controller.conftest import Harness, operator_config
-from tests.simulator.sim_helpers import API, RW, Sim, StartSim
+from tests.simulator.sim_helpers import API, PROJECT_A, RW, SCOPED_A, Sim, StartSim
 
 pytestmark = pytest.mark.usefixtures("receiver")
 
@@ -325,3 +325,19 @@ async def test_twelve_keys_of_one_organization_get_one_webhook_each_without_a_42
     for hook in hooks:
         response = await sim.api.post(f"/webhooks/{hook['id']}/test")
         assert response.json()["status_code"] == 202, hook["description"]
+
+
+async def test_a_project_scoped_key_gets_one_webhook_per_watched_project(
+        start: Callable[..., Awaitable[Setup]], sim: Sim) -> None:
+    s = await start()
+    scoped = s.h.runtime.client(SCOPED_A, Priority.CHANGE)
+    s.registrar.track(scoped, PROJECT_A)
+    assert await s.registrar.check_all()
+    hooks = await webhooks(sim, SCOPED_A)
+    assert [h["project_id"] for h in hooks] == [PROJECT_A]
+    assert stored(s)[f"{scoped.key_id}.{PROJECT_A}.id"] == hooks[0]["id"]
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert [c for c in await calls(sim, since) if c in MUTATIONS] == []
+    response = await sim.api.post(f"/webhooks/{hooks[0]['id']}/test", headers={"Authorization": f"Bearer {SCOPED_A}"})
+    assert response.json()["status_code"] == 202
