@@ -36,7 +36,7 @@ class Served:
     book and calibrator, as a new process would have)."""
 
     url: str
-    receiver: Served
+    receiver: Receiver
 
 
 @pytest.fixture
@@ -66,7 +66,7 @@ def start(make_harness: Callable[..., Harness], receiver: Served) -> Callable[..
     apiserver (``kube=``) or a new one, its registrar loaded from the webhook Secret and the
     default key tracked."""
 
-    async def _start(kube: Any = None, api: Sim | None = None, **overrides: Any) -> Setup:
+    async def _start(kube: Any = None, api: Sim | None = None, track: bool = True, **overrides: Any) -> Setup:
         if api is not None:
             overrides["api_url"] = api.base_url + API
         h = make_harness(webhook_url=receiver.url, webhook_secret="/".join(SECRET_AT), **overrides)
@@ -86,7 +86,8 @@ def start(make_harness: Callable[..., Harness], receiver: Served) -> Callable[..
         registrar = Registrar(h.runtime.config, WebhookSecretStore(h.kube, "/".join(SECRET_AT)), book,
                               calibrator, on_state=states.append, sleep=sleep)
         await registrar.load()
-        registrar.track(h.runtime.client(RW, Priority.CHANGE))
+        if track:
+            registrar.track(h.runtime.client(RW, Priority.CHANGE))
         return Setup(h, registrar, book, states)
 
     return _start
@@ -341,3 +342,13 @@ async def test_a_project_scoped_key_gets_one_webhook_per_watched_project(
     assert [c for c in await calls(sim, since) if c in MUTATIONS] == []
     response = await sim.api.post(f"/webhooks/{hooks[0]['id']}/test", headers={"Authorization": f"Bearer {SCOPED_A}"})
     assert response.json()["status_code"] == 202
+
+
+async def test_the_key_a_reconcile_uses_is_registered(start: Callable[..., Awaitable[Setup]], sim: Sim) -> None:
+    s = await start(track=False)
+    s.h.runtime.registrar = s.registrar
+    assert await s.registrar.check_all()
+    assert await webhooks(sim) == []  # no resource, no key in use: nothing registered
+    await s.h.change(s.h.add("web"))
+    assert await s.registrar.check_all()
+    assert len(await webhooks(sim)) == 1
