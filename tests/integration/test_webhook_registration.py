@@ -1,0 +1,84 @@
+"""Webhook registration in a real operator process (``docs/webhooks.md`` §5): with exactly the
+shipped RBAC (the operator ClusterRole and ``deploy/rbac/webhook_secret_role.yaml``), a real
+apiserver and the simulator process, the first resource's key gets one webhook, the webhook
+Secret is created with a calibrated scheme, and the receiver verifies the webhook's pings."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from . import test_rbac
+from .conftest import RW_KEY, Cluster, Simulator, environment, kubectl_run, wait_for
+from .test_rbac import Access, assert_no_refusal, find, free_port, grant_operator_role
+
+pytestmark = pytest.mark.integration
+
+WEBHOOK_SECRET = "oec-operator-webhooks"
+# The RBAC tests' fixtures: the test's ServiceAccount grants, the rendered deploy/rbac.
+access, rbac_manifests = test_rbac.access, test_rbac.rbac_manifests
+
+
+@pytest.fixture
+def insecure_urls(simulator: Simulator) -> Iterator[httpx.Client]:
+    """The simulator accepts loopback webhook URLs for this test (its documented test flag); the
+    test's webhooks are deleted afterwards (the simulator and its key serve the whole session)."""
+    simulator.configure(webhook_allow_insecure_urls=True)
+    api = httpx.Client(base_url=simulator.api_url, headers={"Authorization": f"Bearer {RW_KEY}"}, timeout=10,
+                       trust_env=False)
+    before = {h["id"] for h in hooks(api)}
+    yield api
+    for hook in hooks(api):
+        if hook["id"] not in before:
+            api.delete(f"/webhooks/{hook['id']}")
+    simulator.configure(webhook_allow_insecure_urls=False)
+    api.close()
+
+
+def hooks(api: httpx.Client) -> list[dict[str, Any]]:
+    body = api.get("/webhooks", params={"limit": 100}).json()
+    return list(body["items"] if isinstance(body, dict) else body)
+
+
+def secret_data(cluster: Cluster) -> dict[str, str]:
+    proc = kubectl_run(cluster.kube, "-n", cluster.namespace, "get", "secret", WEBHOOK_SECRET, "-o", "json",
+                       check=False)
+    if proc.returncode != 0:
+        return {}
+    return {k: base64.b64decode(v).decode() for k, v in (json.loads(proc.stdout).get("data") or {}).items()}
+
+
+def test_the_first_resource_registers_its_key_with_exactly_the_shipped_rbac(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any, access: Access,
+    rbac_manifests: list[dict[str, Any]], insecure_urls: httpx.Client,
+) -> None:
+    kubeconfig = grant_operator_role(access, rbac_manifests, cluster.namespace)
+    role, binding = find(rbac_manifests, "Role", WEBHOOK_SECRET), find(rbac_manifests, "RoleBinding", WEBHOOK_SECRET)
+    for obj in (role, binding):  # oec-system is the test's namespace here
+        obj["metadata"]["namespace"] = cluster.namespace
+    binding["subjects"][0]["namespace"] = cluster.namespace
+    access.apply(role, binding)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/oec/webhook"
+    op = operator_factory(kubeconfig=kubeconfig, args=[], OEC_API_KEY="",
+                          OEC_API_KEY_SECRET=f"{cluster.namespace}/oec-api-key", OEC_WEBHOOK_URL=url,
+                          OEC_WEBHOOK_PORT=str(port), OEC_WEBHOOK_ADDRESS="127.0.0.1",
+                          OEC_WEBHOOK_SECRET=f"{cluster.namespace}/{WEBHOOK_SECRET}")
+    access.operators.append(op)
+    project = simulator.new_project("webhook-registration")
+    cluster.apply(environment("hooked", project))
+
+    key_id = hashlib.sha256(RW_KEY.encode()).hexdigest()[:16]
+    wait_for(lambda: f"{key_id}.scheme" in secret_data(cluster), timeout=60, what="a calibrated webhook in the Secret")
+    ours = [h for h in hooks(insecure_urls) if h["url"] == url]
+    assert len(ours) == 1 and ours[0]["id"] == secret_data(cluster)[f"{key_id}.id"]
+    # The receiver verifies the webhook's deliveries: the ping is answered 202, not 401.
+    assert insecure_urls.post(f"/webhooks/{ours[0]['id']}/test").json()["status_code"] == 202
+    assert_no_refusal(op)
+    assert secret_data(cluster)[f"{key_id}.secret"] not in op.output()
