@@ -69,7 +69,8 @@ def start(make_harness: Callable[..., Harness], receiver: Served) -> Callable[..
     async def _start(kube: Any = None, api: Sim | None = None, track: bool = True, **overrides: Any) -> Setup:
         if api is not None:
             overrides["api_url"] = api.base_url + API
-        h = make_harness(webhook_url=receiver.url, webhook_secret="/".join(SECRET_AT), **overrides)
+        overrides.setdefault("webhook_url", receiver.url)
+        h = make_harness(webhook_secret="/".join(SECRET_AT), **overrides)
         if api is not None:
             h.sim = api
         if kube is not None:
@@ -352,3 +353,18 @@ async def test_the_key_a_reconcile_uses_is_registered(start: Callable[..., Await
     await s.h.change(s.h.add("web"))
     assert await s.registrar.check_all()
     assert len(await webhooks(sim)) == 1
+
+
+async def test_a_changed_url_moves_the_webhook_the_secret_names(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    first = await start()
+    assert await first.registrar.check_all()
+    (before,) = await webhooks(sim)
+    moved = receiver.url.replace("127.0.0.1", "localhost")  # the same receiver, under another name
+    again = await start(kube=first.h.kube, webhook_url=moved)
+    since = await last_seq(sim)
+    assert await again.registrar.check_all()
+    assert [c for c in await calls(sim, since) if c in MUTATIONS] == ["PATCH /webhooks/{id}"]
+    (after,) = await webhooks(sim)
+    assert (after["id"], after["url"]) == (before["id"], moved)
+    assert await verifies(sim)

@@ -143,6 +143,9 @@ class Registrar:
         organization are visible to all its keys, so each key knows its own by it."""
         return f"{self.marker} key {key_id}"
 
+    def _description(self, key_id: str) -> str:
+        return f"Managed by {self.marker_of(key_id)}; do not edit"
+
     # ------------------------------------------------------------------ inputs
 
     def track(self, client: OecClient, project_id: str | None = None) -> None:
@@ -219,8 +222,7 @@ class Registrar:
             OecError: an API call failed; KubeError: the Secret could not be written.
         """
         key = self._keys[key_id]
-        mark = self.marker_of(key_id)
-        hooks = [w for w in await key.client.list_webhooks() if w.url == self.url and mark in (w.description or "")]
+        hooks = await key.client.list_webhooks()
         if not key.scoped:
             try:
                 await self._ensure_one(key, key_id, None, [w for w in hooks if w.project_id is None], state)
@@ -237,10 +239,15 @@ class Registrar:
 
     # ------------------------------------------------------------------ one webhook
 
-    async def _ensure_one(self, key: _Key, name: str, project: str | None, ours: list[Webhook],
+    async def _ensure_one(self, key: _Key, name: str, project: str | None, listed: list[Webhook],
                           state: StoredState) -> None:
+        """One webhook of ``listed`` (the key's, in this scope) kept as configured. Ours: our URL and
+        marker, or the one our Secret names (registered under an earlier ``OEC_WEBHOOK_URL``)."""
         api = key.client
         stored = state.entries.get(name)
+        mark = self.marker_of(api.key_id)
+        ours = [w for w in listed if (w.url == self.url and mark in (w.description or ""))
+                or (stored is not None and w.id == stored.webhook_id)]
         keep = _pick(ours, stored)
         for extra in (w for w in ours if w is not keep):
             await self._mutate(lambda w=extra: api.delete_webhook(w.id))  # type: ignore[misc]
@@ -283,20 +290,25 @@ class Registrar:
         api = key.client
         created = await self._mutate(lambda: api.create_webhook(
             url=self.url, events=list(self.config.webhook_events), project_id=project,
-            description=f"Managed by {self.marker_of(api.key_id)}; do not edit", idempotency_key=idem))
+            description=self._description(api.key_id), idempotency_key=idem))
         self._nonces.pop(name, None)
         metrics.WEBHOOK_REGISTRATIONS.labels("created").inc()
         logger.info("created webhook %s for key %s%s", created.id, api.key_id, f" project {project}" if project else "")
         return created
 
     async def _converge(self, key: _Key, hook: Webhook, now: float) -> Webhook:
-        """PATCH the events when they differ; re-activate an inactive webhook at most once per
-        check interval."""
+        """One PATCH of what differs (events; URL and marker after ``OEC_WEBHOOK_URL`` changed);
+        re-activate an inactive webhook at most once per check interval."""
         api = key.client
+        fields: dict[str, object] = {}
         if sorted(hook.events) != sorted(self.config.webhook_events):
-            hook = await self._mutate(lambda: api.update_webhook(hook.id, events=list(self.config.webhook_events)))
+            fields["events"] = list(self.config.webhook_events)
+        if hook.url != self.url or self.marker_of(api.key_id) not in (hook.description or ""):
+            fields.update(url=self.url, description=self._description(api.key_id))
+        if fields:
+            hook = await self._mutate(lambda: api.update_webhook(hook.id, **fields))
             metrics.WEBHOOK_REGISTRATIONS.labels("updated").inc()
-            logger.info("webhook %s of key %s: events updated", hook.id, api.key_id)
+            logger.info("webhook %s of key %s: %s updated", hook.id, api.key_id, ", ".join(sorted(fields)))
         if not hook.is_active and now - key.reactivated_at >= self.config.webhook_check_interval:
             key.reactivated_at = now
             logger.warning("webhook %s of key %s is inactive (failure_count %s): re-activating it; "
