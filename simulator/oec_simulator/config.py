@@ -106,7 +106,9 @@ class SimulatorConfig(BaseModel):
       ``patch_environment``, ``delete_environment``, ``environment_status``, ``environment_logs``,
       ``deploy``, ``restart``, ``start``, ``stop``, ``quick_update``, ``get_deployment``,
       ``list_deployments``, ``list_backups``, ``create_backup``, ``get_backup``,
-      ``backup_download``, ``restore_backup``.
+      ``backup_download``, ``restore_backup``, ``list_webhooks``, ``create_webhook``, ``get_webhook``,
+      ``update_webhook``, ``delete_webhook``, ``test_webhook``, ``rotate_webhook_secret``,
+      ``list_webhook_deliveries``.
     * ``max_environments`` (None = unlimited): organisation quota (§1 row 16).
     * ``max_cpu_cores``, ``max_ram_mb``, ``max_disk_gb`` (None = unlimited): the plan's largest size
       of one environment; above → 422 ``quota_exceeded`` (§1 row 34).

@@ -227,13 +227,13 @@ class DeliveryEngine:
     async def _deliver(self, hook: Webhook, delivery: Delivery) -> None:
         try:
             delays = list(self._config().webhook_retry_delays)
-            while True:
+            while hook.is_active and hook.id in self._registry.hooks:  # deleted or deactivated: no more attempts
                 if await self._attempt(hook, delivery):
                     return
-                if delivery.attempt_count > len(delays) or not hook.is_active or hook.id not in self._registry.hooks:
-                    delivery.status = "failed"
-                    return
+                if delivery.attempt_count > len(delays) or not hook.is_active:
+                    break
                 await asyncio.sleep(delays[delivery.attempt_count - 1])
+            delivery.status = "failed"
         finally:
             if delivery.status == "pending":  # cancelled: deliveries stopped or simulator closing
                 delivery.status = "failed"

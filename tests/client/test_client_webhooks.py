@@ -120,3 +120,13 @@ async def test_a_webhook_mutation_429_closes_only_that_budget(sim: Sim, http: ht
     held.cancel()
     with pytest.raises(asyncio.CancelledError):
         await held
+
+
+
+async def test_other_list_shapes_are_read(sim: Sim, http: httpx.AsyncClient) -> None:
+    """The webhook list and the deliveries are read also as a plain array / a ``data`` or ``items`` list."""
+    hook = await OecClient(http, RW).create_webhook(URL, EVENTS, idempotency_key="wh-shapes")
+    shown = sim.state.webhooks.hooks[hook.id].view()
+    assert [h.id for h in client_module._WebhookPage.model_validate([shown]).items] == [hook.id]
+    assert [h.id for h in client_module._WebhookPage.model_validate({"data": [shown]}).items] == [hook.id]
+    assert client_module._DeliveryList.model_validate({"items": []}).root == []

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from oec_operator.oec.errors import (
     OecBackupsUnsupportedError,
@@ -783,12 +783,22 @@ class OecClient:
 
 
 class _WebhookPage(BaseModel):
-    """One offset page of ``GET /webhooks`` (``docs/oec-api.md`` §8)."""
+    """One offset page of ``GET /webhooks`` (``docs/oec-api.md`` §8); a plain array or a ``data``
+    list is read as one last page (the API's pagination styles differ between routes)."""
 
     model_config = ConfigDict(extra="ignore")
 
     items: list[Webhook]
     has_more: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_shapes(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"items": data}
+        if isinstance(data, dict) and "items" not in data and isinstance(data.get("data"), list):
+            return {**data, "items": data["data"]}
+        return data
 
 
 class _RotatedSecret(BaseModel):
@@ -798,7 +808,14 @@ class _RotatedSecret(BaseModel):
 
 
 class _DeliveryList(RootModel[list[WebhookDelivery]]):
-    """The plain JSON array of ``GET /webhooks/{id}/deliveries``."""
+    """The plain JSON array of ``GET /webhooks/{id}/deliveries`` (an ``items``/``data`` list is read too)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrapped(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return data.get("items", data.get("data", data))
+        return data
 
 
 def _given(**fields: Any) -> dict[str, Any]:
