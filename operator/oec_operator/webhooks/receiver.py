@@ -39,6 +39,8 @@ MAX_BODY = 64 * 1024
 RETRY_AFTER = 5
 #: Seconds between two INFO lines with the counts of answers.
 SUMMARY_EVERY = 60.0
+#: Seconds open deliveries get to finish when the receiver stops (then they are cancelled).
+SHUTDOWN = 5.0
 #: De-duplication entries kept at most (the oldest go first).
 SEEN_MAX = 65536
 #: What an environment id may look like (anything else in a verified delivery is malformed).
@@ -125,14 +127,14 @@ class Receiver:
         Raises:
             OSError: the port cannot be bound.
         """
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.config.webhook_address, self.config.webhook_port).start()
         logger.info("Webhook receiver listening on %s:%s%s", self.config.webhook_address,
                     self.config.webhook_port, WEBHOOK_PATH)
 
     async def stop(self) -> None:
-        """Stop serving (open requests get a moment to finish)."""
+        """Stop serving (open deliveries get :data:`SHUTDOWN` seconds to finish)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
