@@ -183,6 +183,7 @@ class Runtime:
             health = self.push_health[key_id] = PushHealth(
                 key_id, stretch=config.webhook_poll_stretch, memory=PUSH_MEMORY_INTERVALS * config.poll_interval,
                 state_ttl=2 * config.webhook_check_interval, on_switch=self._push_switched)
+            metrics.PUSH_MODE.labels(key_id).set(0)
         return health
 
     def webhook_state(self, state: WebhookState) -> None:

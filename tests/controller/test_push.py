@@ -203,3 +203,53 @@ async def test_a_conflicting_resource_does_not_take_the_hints(h: Harness) -> Non
     await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
     await hub(h).drain()
     assert h.state(shop).changed and not h.state(twin).changed
+
+
+async def test_the_refresh_annotation_reads_the_environment_afresh(h: Harness) -> None:
+    """The active replica's side of a forwarded hint: kopf's update handler sees the new
+    ``oec.sh/refresh-requested-at`` and the reconcile reads the environment (not the list's copy)."""
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
+    since = await last_seq(h)
+    shop["metadata"]["annotations"][REFRESH_REQUESTED_AT] = "2026-12-05T01:00:00.000Z"
+    await h.change(shop)
+    assert f"GET /environments/{env_id}" in await api_reads(h, since)
+    assert status(h, "shop").phase == "stopped"
+    since = await last_seq(h)
+    shop["metadata"]["annotations"]["team"] = "x"  # another annotation: the same token, no read
+    await h.change(shop)
+    assert f"GET /environments/{env_id}" not in await api_reads(h, since)
+
+
+async def test_a_paused_owner_elsewhere_is_not_annotated(h: Harness, make_harness: Callable[..., Harness]) -> None:
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    shop["metadata"]["annotations"]["oec.sh/paused"] = "true"
+    standby = make_harness(webhook_debounce=0.2)
+    standby.kube.objects = standby.kube.kinds["odooenvironments"] = h.kube.objects
+    standby.runtime.push = PushHub(standby.runtime)
+    assert await standby.runtime.push.hint(KEY, env_id, "environment.status_changed")  # owned: not a 404
+    assert REFRESH_REQUESTED_AT not in shop["metadata"]["annotations"]
+    assert standby.kube.calls["patch_metadata"] == 0
+
+
+async def test_a_hint_for_a_deleted_environment_wakes_the_owner_once_a_list_agrees(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(webhook_debounce=0.2, external_delete_grace_period=0)
+    h.runtime.push = PushHub(h.runtime)
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    assert (await h.sim.admin.delete(f"/environments/{env_id}")).status_code == 200  # in the dashboard
+    since = await last_seq(h)
+    assert await hub(h).hint(KEY, env_id, "environment.deleted")
+    await hub(h).drain()
+    # A 404 alone proves nothing: the project's list, sent after it, must not show it either.
+    assert await api_reads(h, since) == [f"GET /environments/{env_id}", f"GET /projects/{PROJECT_A}/environments"]
+    assert h.state(shop).changed
+    await h.poll(shop)  # the reconcile's own rules: the list and a direct read agree
+    assert status(h, "shop").phase == "deleted"
+    assert (status(h, "shop").condition("Stalled") or {}).get("reason") == "ExternallyDeleted"

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from oec_operator.domain.polling import ProjectWatch
 from oec_operator.kube.client import KubeError
-from oec_operator.models.requests import REFRESH_REQUESTED_AT
+from oec_operator.models.requests import REFRESH_REQUESTED_AT, Requests
 from oec_operator.oec.errors import OecError
 from oec_operator.runtime import Runtime
 
@@ -51,6 +51,7 @@ class PushHub:
         self._owed: dict[str, asyncio.Task[None]] = {}  # environment id -> its refresh, not started yet
         self._running: set[asyncio.Task[None]] = set()
         self._owners: dict[str, tuple[str, str]] = {}  # environment id -> (namespace, name)
+        self._paused: set[tuple[str, str]] = set()  # owners with oec.sh/paused: no refresh asked of them
         self._listed_at: float | None = None
         self._listing = asyncio.Lock()
         self._forwarded: dict[tuple[str, str], float] = {}  # (namespace, name) -> last forward
@@ -72,6 +73,8 @@ class PushHub:
         owner = await self._owner(env_id)
         if owner is None:
             return False
+        if owner in self._paused:
+            return True  # owned, but nothing is read on its behalf while paused
         return await self._forward(owner, env_id, event)
 
     def delivered(self, key_id: str) -> None:
@@ -114,11 +117,14 @@ class PushHub:
                     return None
                 finally:
                     self._listed_at = self._clock()
-                self._owners = {}
+                self._owners, self._paused = {}, set()
                 for obj in objects:
+                    meta = obj["metadata"]
                     found = (obj.get("status") or {}).get("environmentId")
-                    if found and not obj["metadata"].get("deletionTimestamp"):
-                        self._owners.setdefault(str(found), (obj["metadata"]["namespace"], obj["metadata"]["name"]))
+                    if found and not meta.get("deletionTimestamp"):
+                        owner = self._owners.setdefault(str(found), (meta["namespace"], meta["name"]))
+                        if Requests.from_annotations(meta.get("annotations")).paused:
+                            self._paused.add(owner)
         return self._owners.get(env_id)
 
     def _fresh(self) -> bool:

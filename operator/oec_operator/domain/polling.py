@@ -184,22 +184,22 @@ class ProjectWatch:
     async def refresh_environment(self, env_id: str) -> bool:
         """Read one environment now (``GET /environments/{id}`` through the watch's client: the
         key's read budget) because a webhook named it (``docs/webhooks.md`` §2); keep it and wake
-        its interests when it changed. A 404 forgets the entry and wakes them too: their reconcile
-        confirms the deletion by its own rules (a list, the grace period), never from this read.
+        its interests when it changed. A 404 alone proves nothing (``docs/oec-api.md`` §1 row 13):
+        it is followed by a list of the project started after it (:meth:`listed`), which wakes the
+        interests when the environment is absent from it too; their reconcile then applies its own
+        rules (the grace period after a create, ``ExternallyDeleted``).
 
         Returns:
-            True when the environment changed (or answered 404).
+            True when the environment changed (or is gone from the project's list).
 
         Raises:
             OecError: the read failed otherwise.
         """
-        before = self._seen.get(env_id)
+        before, asked = self._seen.get(env_id), self._clock()
         try:
             env = await self.api.get_environment(env_id)
         except OecNotFoundError:
-            self._seen.pop(env_id, None)
-            self._wake(env_id)
-            return True
+            return await self.listed(env_id, since=asked) is None  # the list wakes them when absent
         self.record(env)
         if before is not None and before.env == env:
             return False
@@ -300,7 +300,7 @@ class ProjectWatch:
             if seen is None or seen.env != env:
                 changed.add(env.id)
             if (seen.env.status != env.status) if seen is not None else self._listed_at is not None:
-                announced.append(env.id)  # a new status, or a new environment after the first list
+                announced.append(env.id)  # a new status, or an environment new since the previous list
             self._seen[env.id] = _Seen(env, started)
         for env_id in list(self._seen):
             if env_id not in present and self._seen[env_id].at <= started:
@@ -402,11 +402,12 @@ class Fleet:
 
     def _unroute(self, uid: str) -> None:
         env_id = self._env_of.pop(uid, None)
-        uids = self._routes.get(env_id or "")
-        if uids is not None:
-            uids.pop(uid, None)
-            if not uids:
-                del self._routes[env_id or ""]
+        if env_id is None:
+            return
+        uids = self._routes.get(env_id, {})
+        uids.pop(uid, None)
+        if not uids:
+            self._routes.pop(env_id, None)
 
     def floor(self, digest: str, api_key: str) -> float:
         """Shortest list interval (seconds) for one key's projects: all its watches (those of
