@@ -139,7 +139,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         memo.registration = asyncio.create_task(memo.runtime.registrar.run(), name="webhook registration")
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
     # Every replica answers deliveries (docs/webhooks.md §4); the sink is the push hub.
-    memo.receiver = await webhook_receiver.serve(CONFIG, memo.runtime.webhooks, memo.runtime.calibrator)
+    memo.receiver = await webhook_receiver.serve(CONFIG, memo.runtime.webhooks, memo.runtime.calibrator,
+                                                 memo.runtime.push)
 
 
 @kopf.on.cleanup()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -82,3 +83,30 @@ def test_the_first_resource_registers_its_key_with_exactly_the_shipped_rbac(
     assert insecure_urls.post(f"/webhooks/{ours[0]['id']}/test").json()["status_code"] == 202
     assert_no_refusal(op)
     assert secret_data(cluster)[f"{key_id}.secret"] not in op.output()
+
+
+def test_a_change_made_in_oec_reaches_status_by_webhook_within_seconds(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any, insecure_urls: httpx.Client,
+) -> None:
+    """The whole push path in one operator process: registration, the simulator's delivery, the
+    receiver, the hub's targeted read; the steady poll is an hour away, so only the webhook can
+    bring the change."""
+    port = free_port()
+    operator_factory(OEC_POLL_INTERVAL="3600", OEC_MIN_POLL_INTERVAL="3600",
+                     OEC_WEBHOOK_URL=f"http://127.0.0.1:{port}/oec/webhook", OEC_WEBHOOK_PORT=str(port),
+                     OEC_WEBHOOK_ADDRESS="127.0.0.1", OEC_WEBHOOK_SECRET=f"{cluster.namespace}/{WEBHOOK_SECRET}")
+    project = simulator.new_project("webhook-push")
+    cluster.apply(environment("pushed", project))
+
+    def phase() -> str | None:
+        return ((cluster.get("pushed") or {}).get("status") or {}).get("phase")
+
+    key_id = hashlib.sha256(RW_KEY.encode()).hexdigest()[:16]
+    wait_for(lambda: phase() == "running" and f"{key_id}.scheme" in secret_data(cluster), timeout=60,
+             what="pushed running and its key's webhook calibrated")
+    time.sleep(2.0)  # steady now
+    env_id = (cluster.get("pushed") or {})["status"]["environmentId"]
+    started = time.monotonic()
+    simulator.edit(env_id, status="stopped")  # in the dashboard
+    wait_for(lambda: phase() == "stopped", timeout=15, what="the status showing the stop")
+    print(f"change in OEC.sh -> status in {time.monotonic() - started:.1f} s")
