@@ -141,6 +141,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Every replica answers deliveries (docs/webhooks.md §4); the sink is the push hub.
     memo.receiver = await webhook_receiver.serve(CONFIG, memo.runtime.webhooks, memo.runtime.calibrator,
                                                  memo.runtime.push)
+    if memo.receiver is not None:  # a delivery naming our webhook but failing verification: push health
+        memo.receiver.on_unverified = lambda key_id: memo.runtime.health(key_id).verification_failed()
 
 
 @kopf.on.cleanup()

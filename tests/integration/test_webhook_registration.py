@@ -110,3 +110,27 @@ def test_a_change_made_in_oec_reaches_status_by_webhook_within_seconds(
     simulator.edit(env_id, status="stopped")  # in the dashboard
     wait_for(lambda: phase() == "stopped", timeout=15, what="the status showing the stop")
     print(f"change in OEC.sh -> status in {time.monotonic() - started:.1f} s")
+
+
+def test_a_forged_delivery_naming_our_webhook_drops_the_key_to_poll_mode(
+    cluster: Cluster, simulator: Simulator, operator_factory: Any, insecure_urls: httpx.Client,
+) -> None:
+    """Push health hears of a delivery that names our webhook but fails verification (a wrong
+    secret or scheme): the key's project lists go back to the normal interval at once."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/oec/webhook"
+    op = operator_factory(OEC_WEBHOOK_URL=url, OEC_WEBHOOK_PORT=str(port), OEC_WEBHOOK_ADDRESS="127.0.0.1",
+                          OEC_WEBHOOK_SECRET=f"{cluster.namespace}/{WEBHOOK_SECRET}")
+    project = simulator.new_project("webhook-forged")
+    cluster.apply(environment("forged", project))
+    key_id = hashlib.sha256(RW_KEY.encode()).hexdigest()[:16]
+    wait_for(lambda: f"{key_id}.scheme" in secret_data(cluster), timeout=60, what="the key's webhook calibrated")
+    webhook_id = secret_data(cluster)[f"{key_id}.id"]
+    insecure_urls.post(f"/webhooks/{webhook_id}/test")  # a verified delivery: push health's credit
+    wait_for(lambda: f"key {key_id}: push mode" in op.output(), timeout=30, what="the key in push mode")
+    body = json.dumps({"id": "forged-1", "event": "environment.status_changed", "webhook_id": webhook_id,
+                       "data": {"environment_id": "00000000-0000-4000-8000-000000000001"}})
+    answer = httpx.post(url, content=body, headers={"Content-Type": "application/json", "X-OEC-Signature": "0" * 64},
+                        trust_env=False)
+    assert answer.status_code == 401
+    wait_for(lambda: f"key {key_id}: poll mode" in op.output(), timeout=10, what="the key back in poll mode")
