@@ -176,7 +176,10 @@ class Runtime:
 
     def health(self, key_id: str) -> PushHealth:
         """The push health of the key with this id (``OecClient.key_id``), created on first use
-        (in poll mode until its webhook proves itself, ``docs/webhooks.md`` §6)."""
+        (in poll mode until its webhook proves itself, ``docs/webhooks.md`` §6). A project-scoped
+        key's webhooks are known to the receiver as ``<key id>.<project id>`` (§5): their
+        deliveries count for the key."""
+        key_id = key_id.split(".", 1)[0]
         health = self.push_health.get(key_id)
         if health is None:
             config = self.config

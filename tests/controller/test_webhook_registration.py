@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from oec_operator.controller.push import PushHub
 from oec_operator.oec.ratelimit import Priority
 from oec_operator.settings import WEBHOOK_PATH
 from oec_operator.webhooks.book import SecretBook
@@ -368,3 +369,17 @@ async def test_a_changed_url_moves_the_webhook_the_secret_names(
     (after,) = await webhooks(sim)
     assert (after["id"], after["url"]) == (before["id"], moved)
     assert await verifies(sim)
+
+
+async def test_deliveries_of_a_project_scoped_webhook_credit_the_keys_push_health(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start(track=False)
+    receiver.receiver.sink = s.h.runtime.push = PushHub(s.h.runtime)
+    scoped = s.h.runtime.client(SCOPED_A, Priority.CHANGE)
+    s.registrar.track(scoped, PROJECT_A)
+    assert await s.registrar.check_all()
+    (hook,) = await webhooks(sim, SCOPED_A)
+    response = await sim.api.post(f"/webhooks/{hook['id']}/test", headers={"Authorization": f"Bearer {SCOPED_A}"})
+    assert response.json()["status_code"] == 202
+    assert set(s.h.runtime.push_health) == {scoped.key_id}  # the key's own health, not one per webhook
+    assert "no delivery received yet" not in s.h.runtime.health(scoped.key_id).reasons()
