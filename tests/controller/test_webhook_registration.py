@@ -59,6 +59,7 @@ class Setup:
     registrar: Registrar
     book: SecretBook
     states: list[WebhookState]
+    calibrator: Calibrator
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def start(make_harness: Callable[..., Harness], receiver: Served) -> Callable[..
         await registrar.load()
         if track:
             registrar.track(h.runtime.client(RW, Priority.CHANGE))
-        return Setup(h, registrar, book, states)
+        return Setup(h, registrar, book, states, calibrator)
 
     return _start
 
@@ -383,3 +384,18 @@ async def test_deliveries_of_a_project_scoped_webhook_credit_the_keys_push_healt
     assert response.json()["status_code"] == 202
     assert set(s.h.runtime.push_health) == {scoped.key_id}  # the key's own health, not one per webhook
     assert "no delivery received yet" not in s.h.runtime.health(scoped.key_id).reasons()
+
+
+async def test_a_standby_replica_does_not_swallow_a_rotation_request(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    active = await start()
+    assert await active.registrar.check_all()
+    standby = await start(kube=active.h.kube, track=False)  # reconciles nothing: tracks no key
+    active.h.kube.secret_meta[SECRET_AT]["annotations"][ROTATE_ANNOTATION] = "2026-12-05T02:00:00Z"
+    assert await standby.registrar.check_all()
+    # The active replica's own receiver gets its calibration ping (one receiver serves both here).
+    receiver.receiver.book, receiver.receiver.calibrator = active.book, active.calibrator
+    since = await last_seq(sim)
+    assert await active.registrar.check_all()
+    assert "POST /webhooks/{id}/rotate-secret" in await calls(sim, since)
+    assert active.states[-1].usable and await verifies(sim)

@@ -211,7 +211,8 @@ class Registrar:
             except (OecError, KubeError) as exc:
                 ok = False
                 logger.warning("webhook registration of key %s failed: %s", key_id, exc)
-        if ok and state.rotation_requested and state.rotate_token:
+        # Only a process that checked keys acted on it (a standby replica tracks none).
+        if ok and self._keys and state.rotation_requested and state.rotate_token:
             await self._store.handled(state.rotate_token)
         return ok
 
@@ -234,8 +235,11 @@ class Registrar:
                 key.scoped = True
                 logger.info("key %s is project-scoped: one webhook per watched project", key_id)
         for project in sorted(key.projects):
-            await self._ensure_one(key, f"{key_id}.{project}", project,
-                                   [w for w in hooks if w.project_id == project], state)
+            try:
+                await self._ensure_one(key, f"{key_id}.{project}", project,
+                                       [w for w in hooks if w.project_id == project], state)
+            except OecValidationError as exc:  # e.g. the URL: retried at the next check, not in 30 s
+                self._refused(key, exc)
 
     # ------------------------------------------------------------------ one webhook
 
