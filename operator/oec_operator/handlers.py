@@ -141,8 +141,17 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     # Every replica answers deliveries (docs/webhooks.md §4); the sink is the push hub.
     memo.receiver = await webhook_receiver.serve(CONFIG, memo.runtime.webhooks, memo.runtime.calibrator,
                                                  memo.runtime.push)
-    if memo.receiver is not None:  # a delivery naming our webhook but failing verification: push health
-        memo.receiver.on_unverified = lambda key_id: memo.runtime.health(key_id).verification_failed()
+    if memo.receiver is not None:
+        memo.receiver.on_unverified = lambda key_id: _unverified(memo.runtime, key_id)
+
+
+def _unverified(runtime: Runtime, key_id: str) -> None:
+    """A delivery named our webhook but failed verification: the key's push health drops to poll,
+    and the webhook Secret is read again (another replica may have rotated the secret,
+    ``docs/webhooks.md`` §5-§6)."""
+    runtime.health(key_id).verification_failed()
+    if runtime.registrar is not None:
+        runtime.registrar.stale()
 
 
 @kopf.on.cleanup()

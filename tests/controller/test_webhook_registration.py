@@ -4,6 +4,7 @@ client and webhook Secret store against the in-process simulator over HTTP (whic
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -399,3 +400,22 @@ async def test_a_standby_replica_does_not_swallow_a_rotation_request(
     assert await active.registrar.check_all()
     assert "POST /webhooks/{id}/rotate-secret" in await calls(sim, since)
     assert active.states[-1].usable and await verifies(sim)
+
+
+async def test_a_replica_whose_secret_went_stale_reads_it_again_on_the_first_refused_delivery(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    active = await start()
+    assert await active.registrar.check_all()
+    standby = await start(kube=active.h.kube, track=False)  # its receiver serves from here on
+    receiver.receiver.on_unverified = lambda key_id: standby.registrar.stale()
+    active.h.kube.secret_meta[SECRET_AT]["annotations"][ROTATE_ANNOTATION] = "2026-12-05T02:10:00Z"
+    receiver.receiver.book, receiver.receiver.calibrator = active.book, active.calibrator
+    assert await active.registrar.check_all()  # rotated by the active replica
+    receiver.receiver.book, receiver.receiver.calibrator = standby.book, standby.calibrator
+    assert not await verifies(sim)  # the standby still has the old secret: 401 ...
+    for _ in range(50):  # ... and reads the Secret again at once (no API call)
+        if await verifies(sim):
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the standby never verified the rotated secret")

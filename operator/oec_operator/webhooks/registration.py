@@ -53,6 +53,8 @@ PING_TIMEOUT = 10.0
 MUTATION_ATTEMPTS = 5
 #: Seconds before a round that failed is tried again (at most the check interval).
 RETRY_SECONDS = 30.0
+#: Least seconds between two early reloads asked by deliveries that failed verification.
+RELOAD_SECONDS = 10.0
 
 
 class Book(Protocol):
@@ -136,6 +138,8 @@ class Registrar:
         self._keys: dict[str, _Key] = {}
         self._nonces: dict[str, str] = {}
         self._wake = asyncio.Event()
+        self._reloaded_at = float("-inf")
+        self._reload: asyncio.Task[None] | None = None
         self._default = SignatureScheme.from_config(config)
 
     def marker_of(self, key_id: str) -> str:
@@ -147,6 +151,23 @@ class Registrar:
         return f"Managed by {self.marker_of(key_id)}; do not edit"
 
     # ------------------------------------------------------------------ inputs
+
+    def stale(self) -> None:
+        """A delivery named one of our webhooks but failed verification: the secret may have been
+        rotated by another replica, so read the Secret again now (at most every
+        :data:`RELOAD_SECONDS`; never an API call, so forged deliveries cost no read)."""
+        now = time.monotonic()
+        if now - self._reloaded_at < RELOAD_SECONDS or (self._reload is not None and not self._reload.done()):
+            return
+        self._reloaded_at = now
+        self._reload = asyncio.get_running_loop().create_task(self._reload_secret(), name="webhook Secret reload")
+
+    async def _reload_secret(self) -> None:
+        """Read the Secret into the book (no API call)."""
+        try:
+            await self.load()
+        except KubeError as exc:
+            logger.warning("webhook Secret unreadable (%s)", exc)
 
     def track(self, client: OecClient, project_id: str | None = None) -> None:
         """The operator uses this key (for ``project_id``): register its webhook soon. Cheap when
