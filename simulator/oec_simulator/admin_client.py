@@ -207,7 +207,7 @@ class SimulatorAdmin:
     # ---------------------------------------------------------------- webhooks
 
     def webhooks(self) -> JSON:
-        """``GET /_sim/webhooks`` → ``{deliveries_enabled, sent, in_flight, webhooks: [Webhook +
+        """``GET /_sim/webhooks`` → ``{deliveries_enabled, sent, dropped, in_flight, webhooks: [Webhook +
         {secret, owner, deliveries: {success, failed, pending}, attempts}]}``."""
         return dict(self._call("GET", "/webhooks"))
 

@@ -1,9 +1,10 @@
 """Admin endpoints of webhooks (docs/oec-api.md §11.6; the engine in ``delivery.py``). They show the
 secrets: the admin API is a test tool and is never exposed (loopback only, no auth).
 
-* ``GET /_sim/webhooks`` → ``{"deliveries_enabled": bool, "sent": n, "in_flight": n, "webhooks":
-  [Webhook + {secret, owner, deliveries: {success, failed, pending}, attempts}]}`` (``sent``: POST
-  attempts made, pings included; ``in_flight``: deliveries still running or waiting to retry).
+* ``GET /_sim/webhooks`` → ``{"deliveries_enabled": bool, "sent": n, "dropped": n, "in_flight": n,
+  "webhooks": [Webhook + {secret, owner, deliveries: {success, failed, pending}, attempts}]}``
+  (``sent``: POST attempts made, pings included; ``dropped``: events not sent because deliveries
+  were stopped; ``in_flight``: deliveries still running or waiting to retry).
 * ``POST /_sim/webhooks/deliveries`` ``{"enabled": bool}`` → same shape: ``false`` stops sending
   (new events are dropped, deliveries in flight end ``failed``), ``true`` resumes for new events.
 * ``GET /_sim/webhooks/{id}/deliveries`` → every kept delivery record (not only the 50 newest),
@@ -33,6 +34,7 @@ def _overview(sim: Simulator) -> dict[str, Any]:
     return {
         "deliveries_enabled": sim.delivery.enabled,
         "sent": sim.delivery.sent,
+        "dropped": sim.delivery.dropped,
         "in_flight": sim.delivery.in_flight(),
         "webhooks": [sim.webhooks.admin_view(hook) for hook in sim.webhooks.hooks.values()],
     }

@@ -83,7 +83,7 @@ class DeliveryEngine:
 
     ``enabled`` (admin ``POST /_sim/webhooks/deliveries``): False drops new events and stops the
     deliveries in flight (they end ``failed``); the ``/test`` ping is sent either way. ``sent``
-    counts attempts made (pings included).
+    counts attempts made (pings included), ``dropped`` the events dropped while disabled.
     """
 
     def __init__(self, config: Callable[[], SimulatorConfig], clock: Clock, store: Store,
@@ -94,6 +94,7 @@ class DeliveryEngine:
         self._registry = registry
         self.enabled = True
         self.sent = 0
+        self.dropped = 0
         self._http: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
@@ -126,10 +127,12 @@ class DeliveryEngine:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def reset(self) -> None:
-        """Forget what the scans saw (``POST /_sim/reset``); deliveries in flight are cancelled."""
+        """Forget what the scans saw and resume sending (``POST /_sim/reset``); deliveries in flight
+        are cancelled."""
         for task in list(self._tasks):
             task.cancel()
         self._seen, self._open = None, {}
+        self.enabled = True
 
     def in_flight(self) -> int:
         """Deliveries still running (retries pending included)."""
@@ -211,6 +214,7 @@ class DeliveryEngine:
         """Queue one delivery of ``event`` per active webhook that subscribes to it and sees
         ``project_id`` (org-wide, or that project's); dropped while deliveries are disabled."""
         if not self.enabled:
+            self.dropped += 1
             return
         event_id = str(uuid.uuid4())
         now = self._clock.now()
@@ -263,8 +267,9 @@ class DeliveryEngine:
         self.sent += 1
         started = time.perf_counter()
         try:
-            response = await self._client().post(hook.url, content=body, headers=headers,
-                                                 timeout=config.webhook_timeout_seconds)
+            # Waiting for one of the pool's connections is not the receiver's fault: no pool timeout.
+            timeout = httpx.Timeout(config.webhook_timeout_seconds, pool=None)
+            response = await self._client().post(hook.url, content=body, headers=headers, timeout=timeout)
         except httpx.HTTPError as exc:
             return None, None, round((time.perf_counter() - started) * 1000), type(exc).__name__
         duration = round((time.perf_counter() - started) * 1000)

@@ -249,6 +249,7 @@ async def test_the_admin_switch_stops_and_resumes_deliveries(start_sim: StartSim
     [got] = await receiver.wait_for(1)
     assert got.body["data"]["environment_id"] == second
     overview = (await sim.admin.get("/webhooks")).json()
+    assert overview["dropped"] == 1
     [shown] = overview["webhooks"]
     assert (shown["id"], shown["secret"], shown["deliveries"]["success"]) == (hook["id"], hook["secret"], 1)
     records = (await sim.admin.get(f"/webhooks/{hook['id']}/deliveries")).json()
