@@ -43,6 +43,11 @@ WEBHOOK_EVENTS = Counter("oec_operator_webhook_events", "Webhook deliveries by r
 #: 1 while a key's webhooks are healthy and its project lists run at the stretched interval
 #: (push), 0 while they run at the normal interval (poll); ``key`` is the key's id (SHA-256 prefix).
 PUSH_MODE = Gauge("oec_operator_push_mode", "1: push (webhooks healthy, polling stretched), 0: poll", ["key"])
+#: Webhook registration steps (docs/webhooks.md §5): ``created``, ``updated``, ``deleted`` (a
+#: duplicate of ours), ``rotated``, ``reactivated``, ``calibrated``, ``uncalibrated`` (no scheme
+#: matched the test ping), ``refused`` (the API refused the webhook, e.g. a non-public URL).
+WEBHOOK_REGISTRATIONS = Counter("oec_operator_webhook_registrations", "Webhook registration steps by result",
+                                ["result"])
 
 _ID = re.compile(r"/[0-9a-fA-F-]{36}(?=/|$)")
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import kopf
 
     from oec_operator.controller.push import PushHub
+    from oec_operator.webhooks.registration import Registrar, WebhookState
 
 #: Steady intervals (``OEC_POLL_INTERVAL``) an unannounced change or a failed verification keeps
 #: a key in poll mode (``docs/webhooks.md`` §6).
@@ -59,10 +60,12 @@ class Runtime:
         stale_backups: ``namespace/name`` of the ``OdooEnvironment`` objects whose
             ``status.backups`` is to be read again at their next reconcile, before their time slot
             (an ``OdooBackup`` of theirs completed, ``docs/backups.md`` §5).
-        webhooks: the webhook secrets deliveries are verified with (``docs/webhooks.md`` §3).
-        calibrator: the recent webhook pings, to learn the signature scheme (``docs/webhooks.md`` §3).
         push: where webhook hints go (set at start-up, ``docs/webhooks.md`` §2).
         push_health: key id (``OecClient.key_id``) -> its :class:`PushHealth` (:meth:`health`).
+        registrar: keeps one webhook per API key in use (``OEC_WEBHOOK_URL`` set only,
+            ``docs/webhooks.md`` §5); told of each key (and project) a reconcile uses.
+        webhooks: the webhook secrets deliveries are verified with (``docs/webhooks.md`` §3).
+        calibrator: the recent webhook pings, to learn the signature scheme (``docs/webhooks.md`` §3).
     """
 
     config: OperatorConfig
@@ -79,10 +82,11 @@ class Runtime:
     fleet: Fleet = field(init=False)
     wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
     stale_backups: set[str] = field(default_factory=set)
-    webhooks: SecretBook = field(init=False)
-    calibrator: Calibrator = field(default_factory=Calibrator)
     push: PushHub | None = None
     push_health: dict[str, PushHealth] = field(default_factory=dict)
+    registrar: Registrar | None = None
+    webhooks: SecretBook = field(init=False)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
@@ -125,7 +129,10 @@ class Runtime:
                          gate=self.keys)
 
     def source(self, api_key: str, project_id: str, api: OecClient) -> EnvironmentSource:
-        """Where a reconcile with this key reads the environments of ``project_id``."""
+        """Where a reconcile with this key reads the environments of ``project_id`` (the key's
+        webhook is registered on its first use, ``docs/webhooks.md`` §5)."""
+        if self.registrar is not None:
+            self.registrar.track(api, project_id)
         if not self.batched:
             return DirectSource(api, project_id)
         return WatchedSource(self.fleet.watch(api_key, project_id), api)
@@ -169,7 +176,10 @@ class Runtime:
 
     def health(self, key_id: str) -> PushHealth:
         """The push health of the key with this id (``OecClient.key_id``), created on first use
-        (in poll mode until its webhook proves itself, ``docs/webhooks.md`` §6)."""
+        (in poll mode until its webhook proves itself, ``docs/webhooks.md`` §6). A project-scoped
+        key's webhooks are known to the receiver as ``<key id>.<project id>`` (§5): their
+        deliveries count for the key."""
+        key_id = key_id.split(".", 1)[0]
         health = self.push_health.get(key_id)
         if health is None:
             config = self.config
@@ -178,6 +188,10 @@ class Runtime:
                 state_ttl=2 * config.webhook_check_interval, on_switch=self._push_switched)
             metrics.PUSH_MODE.labels(key_id).set(0)
         return health
+
+    def webhook_state(self, state: WebhookState) -> None:
+        """What the registrar saw of a key's webhook, for its push health (``docs/webhooks.md`` §5)."""
+        self.health(state.key_id).webhook_state(state.usable, state.is_active, state.failure_count)
 
     def _stretch(self, key_id: str) -> float:
         """The factor on the steady list interval of the key's watches (1.0 without webhooks)."""
