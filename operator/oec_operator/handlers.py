@@ -20,6 +20,7 @@ import kopf
 from oec_operator import logs, metrics
 from oec_operator.controller.backup import BackupController, BackupHandle, BackupState
 from oec_operator.controller.delete import DeleteController
+from oec_operator.controller.push import PushHub
 from oec_operator.controller.restore import RestoreController, RestoreHandle, RestoreState
 from oec_operator.controller.schedule import SCHEDULE_LABEL, ScheduleController, ScheduleState, owned_of, target_of
 from oec_operator.controller.state import EventSink, Handle, ResourceState
@@ -46,6 +47,9 @@ from oec_operator.settings import (
     HandlerId,
     load_config,
 )
+from oec_operator.webhooks import receiver as webhook_receiver
+from oec_operator.webhooks.registration import Registrar
+from oec_operator.webhooks.secretstore import WebhookSecretStore
 
 CONFIG = load_config()
 
@@ -127,15 +131,42 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     memo.backups = BackupController(memo.runtime)
     memo.restore = RestoreController(memo.runtime)
     memo.schedules = ScheduleController(memo.runtime)
+    memo.runtime.push = PushHub(memo.runtime)  # where webhook hints go (docs/webhooks.md §2)
+    if CONFIG.webhook_url:  # one webhook per API key in use (docs/webhooks.md §5); a task, as above
+        memo.runtime.registrar = Registrar(
+            CONFIG, WebhookSecretStore(memo.runtime.kube, CONFIG.webhook_secret), memo.runtime.webhooks,
+            memo.runtime.calibrator, on_state=memo.runtime.webhook_state)
+        memo.registration = asyncio.create_task(memo.runtime.registrar.run(), name="webhook registration")
     metrics.serve(CONFIG.metrics_port, CONFIG.metrics_address)
+    # Every replica answers deliveries (docs/webhooks.md §4); the sink is the push hub.
+    memo.receiver = await webhook_receiver.serve(CONFIG, memo.runtime.webhooks, memo.runtime.calibrator,
+                                                 memo.runtime.push)
+    if memo.receiver is not None:
+        memo.receiver.on_unverified = lambda key_id: _unverified(memo.runtime, key_id)
+
+
+def _unverified(runtime: Runtime, key_id: str) -> None:
+    """A delivery named our webhook but failed verification: the key's push health drops to poll,
+    and the webhook Secret is read again (another replica may have rotated the secret,
+    ``docs/webhooks.md`` §5-§6)."""
+    runtime.health(key_id).verification_failed()
+    if runtime.registrar is not None:
+        runtime.registrar.stale()
 
 
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     """Close the HTTP clients and stop the project watches."""
+    registration: asyncio.Task[None] | None = memo.get("registration")
+    if registration is not None:
+        registration.cancel()
+        await asyncio.wait((registration,))
     announce: asyncio.Task[None] | None = memo.get("announce")
     if announce is not None:
         announce.cancel()
+    receiver: webhook_receiver.Receiver | None = memo.get("receiver")
+    if receiver is not None:
+        await receiver.stop()
     runtime: Runtime | None = memo.get("runtime")
     if runtime is not None:
         await runtime.aclose()

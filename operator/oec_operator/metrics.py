@@ -36,12 +36,18 @@ RESOURCES = Gauge("oec_operator_resources", "OdooEnvironments by OEC.sh environm
 BACKUPS = Counter("oec_operator_backups", "Backups the operator made or followed, by terminal result", ["result"])
 
 #: Webhook deliveries by the receiver's answer (``docs/webhooks.md`` §4): ``accepted``,
-#: ``duplicate``, ``ping``, ``unverified`` (401), ``malformed`` (400), ``unknown_environment``
-#: (404), ``too_large`` (413), ``flooded`` (429).
+#: ``duplicate``, ``ping``, ``ignored`` (202: names no environment), ``unverified`` (401),
+#: ``malformed`` (400), ``unknown_environment`` (404), ``too_large`` (413), ``flooded`` (429),
+#: ``unavailable`` (503: not ready, or the hand-over failed).
 WEBHOOK_EVENTS = Counter("oec_operator_webhook_events", "Webhook deliveries by result", ["result"])
 #: 1 while a key's webhooks are healthy and its project lists run at the stretched interval
 #: (push), 0 while they run at the normal interval (poll); ``key`` is the key's id (SHA-256 prefix).
 PUSH_MODE = Gauge("oec_operator_push_mode", "1: push (webhooks healthy, polling stretched), 0: poll", ["key"])
+#: Webhook registration steps (docs/webhooks.md §5): ``created``, ``updated``, ``deleted`` (a
+#: duplicate of ours), ``rotated``, ``reactivated``, ``calibrated``, ``uncalibrated`` (no scheme
+#: matched the test ping), ``refused`` (the API refused the webhook, e.g. a non-public URL).
+WEBHOOK_REGISTRATIONS = Counter("oec_operator_webhook_registrations", "Webhook registration steps by result",
+                                ["result"])
 
 _ID = re.compile(r"/[0-9a-fA-F-]{36}(?=/|$)")
 

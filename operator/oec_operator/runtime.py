@@ -4,6 +4,7 @@ Created once at start-up (kept in kopf's ``memo``), closed at clean-up."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import httpx
 
 from oec_operator import metrics
 from oec_operator.domain.polling import DirectSource, EnvironmentSource, Fleet, WatchedSource
+from oec_operator.domain.pushhealth import Mode, PushHealth
 from oec_operator.kube.client import KubeClient
 from oec_operator.kube.credentials import CredentialsError, describe, resolve_api_key, secret_of
 from oec_operator.kube.secrets import SecretCache
@@ -24,9 +26,19 @@ from oec_operator.oec.client import OecClient, make_http_client
 from oec_operator.oec.keygate import KeyGate
 from oec_operator.oec.ratelimit import Priority, RateLimiter
 from oec_operator.settings import BACKUP_PLURAL, RESTORE_PLURAL, SCHEDULE_PLURAL, OperatorConfig
+from oec_operator.webhooks.book import SecretBook
+from oec_operator.webhooks.calibrate import Calibrator
+from oec_operator.webhooks.scheme import SignatureScheme
 
 if TYPE_CHECKING:
     import kopf
+
+    from oec_operator.controller.push import PushHub
+    from oec_operator.webhooks.registration import Registrar, WebhookState
+
+#: Steady intervals (``OEC_POLL_INTERVAL``) an unannounced change or a failed verification keeps
+#: a key in poll mode (``docs/webhooks.md`` §6).
+PUSH_MEMORY_INTERVALS = 3
 
 
 @dataclass
@@ -48,6 +60,12 @@ class Runtime:
         stale_backups: ``namespace/name`` of the ``OdooEnvironment`` objects whose
             ``status.backups`` is to be read again at their next reconcile, before their time slot
             (an ``OdooBackup`` of theirs completed, ``docs/backups.md`` §5).
+        push: where webhook hints go (set at start-up, ``docs/webhooks.md`` §2).
+        push_health: key id (``OecClient.key_id``) -> its :class:`PushHealth` (:meth:`health`).
+        registrar: keeps one webhook per API key in use (``OEC_WEBHOOK_URL`` set only,
+            ``docs/webhooks.md`` §5); told of each key (and project) a reconcile uses.
+        webhooks: the webhook secrets deliveries are verified with (``docs/webhooks.md`` §3).
+        calibrator: the recent webhook pings, to learn the signature scheme (``docs/webhooks.md`` §3).
     """
 
     config: OperatorConfig
@@ -64,6 +82,11 @@ class Runtime:
     fleet: Fleet = field(init=False)
     wakers: dict[str, Callable[[], None]] = field(default_factory=dict)
     stale_backups: set[str] = field(default_factory=set)
+    push: PushHub | None = None
+    push_health: dict[str, PushHealth] = field(default_factory=dict)
+    registrar: Registrar | None = None
+    webhooks: SecretBook = field(init=False)
+    calibrator: Calibrator = field(default_factory=Calibrator)
 
     def __post_init__(self) -> None:
         self.secrets = SecretCache(self.kube.read_secret_data, self.config.secret_cache_ttl)
@@ -71,9 +94,10 @@ class Runtime:
         self.backup_status = StatusWriter(self.kube, OdooBackupStatus, BACKUP_PLURAL)
         self.schedule_status = StatusWriter(self.kube, OdooBackupScheduleStatus, SCHEDULE_PLURAL)
         self.restore_status = StatusWriter(self.kube, OdooRestoreStatus, RESTORE_PLURAL)
+        self.webhooks = SecretBook(SignatureScheme.from_config(self.config))
         self.fleet = Fleet(lambda key: self.client(key, Priority.POLL),
                            lambda key: self._limiter(key).bucket(write=False).limit if self.batched else 1e9,
-                           fast=self.config.fast_poll_interval)
+                           fast=self.config.fast_poll_interval, stretch=self._stretch, on_changes=self._listed_changes)
 
     @classmethod
     def create(cls, config: OperatorConfig, settings: kopf.OperatorSettings) -> Runtime:
@@ -105,7 +129,10 @@ class Runtime:
                          gate=self.keys)
 
     def source(self, api_key: str, project_id: str, api: OecClient) -> EnvironmentSource:
-        """Where a reconcile with this key reads the environments of ``project_id``."""
+        """Where a reconcile with this key reads the environments of ``project_id`` (the key's
+        webhook is registered on its first use, ``docs/webhooks.md`` §5)."""
+        if self.registrar is not None:
+            self.registrar.track(api, project_id)
         if not self.batched:
             return DirectSource(api, project_id)
         return WatchedSource(self.fleet.watch(api_key, project_id), api)
@@ -147,7 +174,51 @@ class Runtime:
             self.stale_backups.add(key)
             self.wake(key)
 
+    def health(self, key_id: str) -> PushHealth:
+        """The push health of the key with this id (``OecClient.key_id``), created on first use
+        (in poll mode until its webhook proves itself, ``docs/webhooks.md`` §6). A project-scoped
+        key's webhooks are known to the receiver as ``<key id>.<project id>`` (§5): their
+        deliveries count for the key."""
+        key_id = key_id.split(".", 1)[0]
+        health = self.push_health.get(key_id)
+        if health is None:
+            config = self.config
+            health = self.push_health[key_id] = PushHealth(
+                key_id, stretch=config.webhook_poll_stretch, memory=PUSH_MEMORY_INTERVALS * config.poll_interval,
+                state_ttl=2 * config.webhook_check_interval, on_switch=self._push_switched)
+            metrics.PUSH_MODE.labels(key_id).set(0)
+        return health
+
+    def webhook_state(self, state: WebhookState) -> None:
+        """What the registrar saw of a key's webhook, for its push health (``docs/webhooks.md`` §5)."""
+        self.health(state.key_id).webhook_state(state.usable, state.is_active, state.failure_count)
+
+    def _stretch(self, key_id: str) -> float:
+        """The factor on the steady list interval of the key's watches (1.0 without webhooks)."""
+        health = self.push_health.get(key_id)
+        return 1.0 if health is None else health.stretch()
+
+    def _listed_changes(self, key_id: str, env_ids: list[str]) -> None:
+        """A list of the key saw these environments change: its push health judges whether the
+        webhooks announced them, and looks again once the grace for a late hint is over."""
+        health = self.push_health.get(key_id)
+        if health is None:
+            return
+        health.poll_saw_change(env_ids)
+        delay = health.pending()
+        if delay is not None:
+            asyncio.get_running_loop().call_later(delay, health.mode)
+
+    def _push_switched(self, key_id: str, mode: Mode) -> None:
+        """A key's push health switched: publish it; back in poll mode, its watches plan their next
+        list at the normal interval at once."""
+        metrics.PUSH_MODE.labels(key_id).set(1 if mode == "push" else 0)
+        if mode == "poll":
+            self.fleet.kick(key_id)
+
     async def aclose(self) -> None:
         """Stop the project watches, close the HTTP client."""
+        if self.push is not None:
+            await self.push.aclose()
         await self.fleet.aclose()
         await self.http.aclose()

@@ -207,6 +207,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a config field / API variant, e.g. delete_status=204, error_envelope=toplevel, "
         "rate_limit_headers=none, idempotency_mode=strict (repeatable)",
     )
+    parser.add_argument(
+        "--allow-insecure-webhook-urls",
+        action="store_true",
+        help="accept http and loopback/private webhook URLs (tests and demos; default: https to public hosts)",
+    )
     parser.add_argument("--log-level", default="INFO", help="stderr log level (default INFO)")
     _add_fault_flags(parser)
     return parser
@@ -262,6 +267,8 @@ def build_config(args: argparse.Namespace) -> SimulatorConfig:
             data[field] = value
     if args.no_auto_backups:
         data["auto_backups"] = False
+    if args.allow_insecure_webhook_urls:
+        data["webhook_allow_insecure_urls"] = True
     for variant in args.variant:
         name, value = _parse_variant(variant)
         if name in ("projects", "keys", "faults", "outage"):

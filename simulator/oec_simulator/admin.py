@@ -37,10 +37,12 @@ Endpoints (JSON in, JSON out; errors ``{"error", "message", "detail"?}`` with 40
   outage); ``PATCH /_sim/config`` ``{field: value}`` →
   the updated config
 * ``POST /_sim/reset`` → ``{"status": "reset"}`` (environments, tasks, request log, rate limits,
-  idempotency cache, IP blocks, fault rules, outage; keeps projects, keys, config, stats)
+  idempotency cache, IP blocks, fault rules, outage, webhooks; keeps projects, keys, config, stats)
 * ``GET /_sim/clock`` → ``{now, iso, offset}``; ``POST /_sim/clock`` ``{advance_seconds}`` → same
 * ``/_sim/faults``, ``/_sim/faults/{id}``, ``/_sim/faults/seed``, ``/_sim/outage``: fault injection
   (see ``admin_faults.py``; these answer 400 on an invalid body)
+* ``/_sim/webhooks``, ``/_sim/webhooks/deliveries``, ``/_sim/webhooks/{id}/deliveries``: webhooks
+  with their secrets, stop/resume sending, every delivery record (see ``admin_webhooks.py``)
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from . import admin_faults
+from . import admin_faults, admin_webhooks
 from .admin_common import ADMIN_PREFIX, AdminError, admin_errors, read_body, read_json, sim_of, validation_detail
 from .clock import iso
 from .config import KeyConfig, ProjectConfig
@@ -258,6 +260,7 @@ def add_admin_routes(app: web.Application) -> None:
         ("GET", "/clock", get_clock),
         ("POST", "/clock", advance_clock),
         *admin_faults.ROUTES,
+        *admin_webhooks.ROUTES,
     ]
     for method, path, handler in routes:
         app.router.add_route(method, ADMIN_PREFIX + path, handler)

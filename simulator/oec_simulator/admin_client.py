@@ -63,7 +63,7 @@ class SimulatorAdmin:
 
     def reset(self) -> None:
         """``POST /_sim/reset``: drop environments, tasks, request log, rate limits, idempotency cache,
-        IP blocks, fault rules and outage; projects, keys, config and stats stay."""
+        IP blocks, fault rules, outage and webhooks; projects, keys, config and stats stay."""
         self._call("POST", "/reset")
 
     def config(self) -> JSON:
@@ -203,6 +203,30 @@ class SimulatorAdmin:
         if message:
             fields["backup_fail_message"] = message
         return self.patch_environment(env_id, **fields)
+
+    # ---------------------------------------------------------------- webhooks
+
+    def webhooks(self) -> JSON:
+        """``GET /_sim/webhooks`` → ``{deliveries_enabled, sent, dropped, in_flight, webhooks: [Webhook +
+        {secret, owner, deliveries: {success, failed, pending}, attempts}]}``."""
+        return dict(self._call("GET", "/webhooks"))
+
+    def webhook_secret(self, webhook_id: str) -> str:
+        """The current signing secret of a webhook (from :meth:`webhooks`); KeyError if unknown."""
+        for hook in self.webhooks()["webhooks"]:
+            if hook["id"] == webhook_id:
+                return str(hook["secret"])
+        raise KeyError(webhook_id)
+
+    def set_deliveries(self, enabled: bool) -> JSON:
+        """``POST /_sim/webhooks/deliveries``: ``False`` stops sending (new events dropped, deliveries
+        in flight end ``failed``); ``True`` resumes for new events. → :meth:`webhooks`."""
+        return dict(self._call("POST", "/webhooks/deliveries", {"enabled": enabled}))
+
+    def webhook_deliveries(self, webhook_id: str) -> list[JSON]:
+        """``GET /_sim/webhooks/{id}/deliveries`` → every kept delivery record, newest first, with
+        ``event_id`` and ``payload``."""
+        return list(self._call("GET", f"/webhooks/{webhook_id}/deliveries"))
 
     # ---------------------------------------------------------------- faults
 

@@ -1,4 +1,4 @@
-"""Public API handlers under ``/api/public/v1`` (docs/oec-api.md §2, §8, §9, §11.1-§11.5).
+"""Public API handlers under ``/api/public/v1`` (docs/oec-api.md §2, §8, §9, §11.1-§11.6).
 
 Handlers run after the middleware in ``app.py`` has authenticated the key, rate-limited the request,
 applied fault injection, latency and idempotency; they raise
@@ -37,6 +37,7 @@ from .schemas import (
     refuse_mcp_patch_fields,
 )
 from .store import MCP_FILTER_STATUSES, SEED_STATUSES, Environment, Project
+from .webhooks import PUBLIC_DELIVERIES, CreateWebhookBody, PatchWebhookBody, Webhook, check_url
 
 SIM_KEY = web.AppKey("oec_simulator", Simulator)
 PRINCIPAL_KEY = web.RequestKey("oec_principal", Principal)
@@ -463,6 +464,99 @@ async def restore_backup(request: web.Request) -> web.Response:
     )
 
 
+# ---------------------------------------------------------------------------- webhooks (§11.6)
+def _visible_webhook(request: web.Request) -> Webhook:
+    """The webhook in the path if the key sees it (org key: all; project key: its project's), else 404."""
+    sim = _sim(request)
+    hook = sim.webhooks.get(_path_uuid(request, "webhook_id"))
+    principal = _principal(request)
+    if principal.scope == "project" and hook.project_id != principal.project_id:
+        raise not_found()
+    return hook
+
+
+def _charge_mutation(request: web.Request) -> None:
+    sim = _sim(request)
+    sim.webhooks.charge_mutation(_principal(request).key_id, sim.config.webhook_mutation_limit)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    """``GET /webhooks?limit=&offset=`` → offset page ``{items, total, limit, offset, has_more}`` (§8)."""
+    sim, principal = _sim(request), _principal(request)
+    limit = _int_query(request, "limit", 50, 1, 100)
+    offset = _int_query(request, "offset", 0, 0, 1_000_000)
+    hooks = [h for h in sim.webhooks.hooks.values() if principal.scope == "org" or h.project_id == principal.project_id]
+    page = hooks[offset : offset + limit]
+    return _json({"items": [h.view() for h in page], "total": len(hooks), "limit": limit, "offset": offset,
+                  "has_more": offset + limit < len(hooks)})
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    """``POST /webhooks`` (``X-Idempotency-Key``) → 201 Webhook with its ``secret`` (shown once).
+    ``project_id`` is required with a project key and must be its project (422)."""
+    sim, principal = _sim(request), _principal(request)
+    body = parse_body(_raw(request), CreateWebhookBody)
+    check_url(body.url, allow_insecure=sim.config.webhook_allow_insecure_urls)
+    project_id = str(body.project_id) if body.project_id else None
+    if principal.scope == "project":
+        if project_id is None:
+            raise field_error("body", "project_id", "project_id is required with a project-scoped API key", "missing")
+        if project_id != principal.project_id:
+            raise field_error("body", "project_id", "project_id must be the API key's project", "value_error")
+    if project_id is not None:
+        sim.store.get_project(project_id)
+    _charge_mutation(request)
+    sim.delivery.prime()  # what exists now is not news to the new webhook
+    hook = sim.webhooks.create(body, project_id=project_id, owner=principal.key_id)
+    return _json({**hook.view(), "secret": hook.secret}, status=201)
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    """``GET /webhooks/{webhook_id}`` → Webhook (no secret)."""
+    return _json(_visible_webhook(request).view())
+
+
+async def update_webhook(request: web.Request) -> web.Response:
+    """``PATCH /webhooks/{webhook_id}`` body any of ``url, events, description, format, is_active`` → 200."""
+    sim = _sim(request)
+    hook = _visible_webhook(request)
+    body = parse_body(_raw(request), PatchWebhookBody)
+    if body.url is not None:
+        check_url(body.url, allow_insecure=sim.config.webhook_allow_insecure_urls)
+    _charge_mutation(request)
+    return _json(sim.webhooks.update(hook, body).view())
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    """``DELETE /webhooks/{webhook_id}`` → 204; its delivery history goes with it."""
+    hook = _visible_webhook(request)
+    _charge_mutation(request)
+    _sim(request).webhooks.delete(hook)
+    return web.Response(status=204)
+
+
+async def test_webhook(request: web.Request) -> web.Response:
+    """``POST /webhooks/{webhook_id}/test`` → sends a signed ``ping`` now and answers
+    ``{success, status_code, duration_ms, message}``; no delivery record."""
+    sim = _sim(request)
+    hook = _visible_webhook(request)
+    return _json(await sim.delivery.ping(hook))
+
+
+async def rotate_webhook_secret(request: web.Request) -> web.Response:
+    """``POST /webhooks/{webhook_id}/rotate-secret`` → ``{secret}``; the old secret signs nothing more."""
+    sim = _sim(request)
+    hook = _visible_webhook(request)
+    return _json({"secret": sim.webhooks.rotate(hook)})
+
+
+async def list_webhook_deliveries(request: web.Request) -> web.Response:
+    """``GET /webhooks/{webhook_id}/deliveries`` → plain array of the 50 newest deliveries, newest first."""
+    hook = _visible_webhook(request)
+    newest = list(hook.deliveries)[-PUBLIC_DELIVERIES:]
+    return _json([d.view() for d in reversed(newest)])
+
+
 #: Handler of each non-action logical route name; every action route is answered by :func:`_action`.
 _HANDLERS: dict[str, Handler] = {
     handler.__name__: handler
@@ -470,7 +564,8 @@ _HANDLERS: dict[str, Handler] = {
         list_projects, create_project, get_project, patch_project, delete_project, list_environments,
         create_environment, get_environment, patch_environment, delete_environment, environment_status,
         environment_logs, list_deployments, get_deployment, list_backups, create_backup, get_backup,
-        backup_download, restore_backup,
+        backup_download, restore_backup, list_webhooks, create_webhook, get_webhook, update_webhook,
+        delete_webhook, test_webhook, rotate_webhook_secret, list_webhook_deliveries,
     )
 }
 

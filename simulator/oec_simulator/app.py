@@ -20,6 +20,9 @@ The public API lives under ``/api/public/v1`` (routes in ``api.py``), the admin 
 9. ``when: after`` fault rules: the handler's answer (and its state change, and its idempotency
    cache entry) stands, but the client gets the injected error or a dropped connection.
 
+After a write (any POST/PUT/PATCH/DELETE), the webhook delivery engine scans the store so that the
+write's effect is delivered at once (``delivery.py``; it also scans periodically).
+
 Before all of this, an outage window (``POST /_sim/outage``) answers every API request 503 or resets
 its connection. A dropped request is logged with ``status: null`` and counted as ``reset``/``timeout``.
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -106,7 +110,8 @@ async def _dispatch(sim: Simulator, request: web.Request, handler: Handler, rout
             response = _error_response(exc, sim)
         assert isinstance(response, web.Response)
         body = response.body if isinstance(response.body, bytes) else b""
-        return StoredResponse(response.status, body, response.content_type if body else None)
+        return StoredResponse(response.status, body, response.content_type if body else None,
+                              response.headers.get("Retry-After"))
 
     key = _idempotency_key(sim, request, route)
     if key is None:
@@ -123,9 +128,11 @@ async def _dispatch(sim: Simulator, request: web.Request, handler: Handler, rout
             strict=sim.config.idempotency_mode == "strict",
             wait_inflight=sim.config.idempotency_inflight == "wait",
         )
+    headers = {"Retry-After": stored.retry_after} if stored.retry_after else None
     if stored.body:
-        return web.Response(status=stored.status, body=stored.body, content_type=stored.content_type)
-    return web.Response(status=stored.status)
+        return web.Response(status=stored.status, body=stored.body, content_type=stored.content_type,
+                            headers=headers)
+    return web.Response(status=stored.status, headers=headers)
 
 
 def _consume(sim: Simulator, principal: Principal, *, is_write: bool, dry_run: bool) -> RateDecision:
@@ -237,6 +244,8 @@ async def _serve(sim: Simulator, request: web.Request, handler: Handler) -> web.
     if response.status != 429:
         for header, value in rate_headers.items():
             response.headers[header] = value
+    if request.method in WRITE_METHODS:
+        sim.delivery.scan()  # a write's effect is announced at once, not at the next periodic scan
     return response
 
 
@@ -289,4 +298,11 @@ def create_app(config: SimulatorConfig, *, clock: Clock | None = None) -> web.Ap
     for method, path, handler, name in ROUTES:
         app.router.add_route(method, API_PREFIX + path, handler, name=name)
     add_admin_routes(app)
+
+    async def deliveries(_: web.Application) -> AsyncIterator[None]:
+        await sim.delivery.start()
+        yield
+        await sim.delivery.stop()
+
+    app.cleanup_ctx.append(deliveries)
     return app

@@ -106,7 +106,9 @@ class SimulatorConfig(BaseModel):
       ``patch_environment``, ``delete_environment``, ``environment_status``, ``environment_logs``,
       ``deploy``, ``restart``, ``start``, ``stop``, ``quick_update``, ``get_deployment``,
       ``list_deployments``, ``list_backups``, ``create_backup``, ``get_backup``,
-      ``backup_download``, ``restore_backup``.
+      ``backup_download``, ``restore_backup``, ``list_webhooks``, ``create_webhook``, ``get_webhook``,
+      ``update_webhook``, ``delete_webhook``, ``test_webhook``, ``rotate_webhook_secret``,
+      ``list_webhook_deliveries``.
     * ``max_environments`` (None = unlimited): organisation quota (§1 row 16).
     * ``max_cpu_cores``, ``max_ram_mb``, ``max_disk_gb`` (None = unlimited): the plan's largest size
       of one environment; above → 422 ``quota_exceeded`` (§1 row 34).
@@ -135,6 +137,11 @@ class SimulatorConfig(BaseModel):
       ``fail_backup_message`` as ``error_message``; ``fail_next_restores`` (0): the next N restore
       tasks fail at their database step, with ``fail_restore_message``; variants ``backup_enums`` (``mcp``/``ref``),
       ``backup_page_field`` (``pages``/``total_pages``), ``backups_route`` (``present``/``missing``).
+    * Webhooks (§11.6, §1 row 27): ``webhook_allow_insecure_urls`` (False; CLI
+      ``--allow-insecure-webhook-urls``), ``webhook_mutation_limit`` (10 per minute),
+      ``webhook_signature`` (``hex``/``prefixed``/``base64``/``timestamp``),
+      ``webhook_signature_header`` (``X-OEC-Signature``), ``webhook_retry_delays`` ([1, 5, 30] s),
+      ``webhook_deactivate_after`` (10 failed attempts; 0 = never), ``webhook_timeout_seconds`` (10).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
@@ -226,6 +233,23 @@ class SimulatorConfig(BaseModel):
     backup_page_field: Literal["pages", "total_pages"] = "pages"
     # §1 row 28: the backup-create route exists, or is absent (POST answers 404, as an older API).
     backups_route: Literal["present", "missing"] = "present"
+    # §1 row 27: webhook target URLs: https to a public host only, or (test flag) also http and
+    # loopback/private addresses.
+    webhook_allow_insecure_urls: bool = False
+    # §1 row 27: webhook create/update/delete per key per rolling minute (§11.6: 10).
+    webhook_mutation_limit: int = Field(10, ge=1)
+    # §1 row 27: how a delivery is signed (HMAC-SHA256 with the webhook's secret): ``hex`` of the raw
+    # body, ``prefixed`` (``sha256=<hex>``), ``base64``, or ``timestamp`` (hex over
+    # ``"{ts}.{body}"``, the unix seconds also in ``X-OEC-Timestamp``); in header
+    # ``webhook_signature_header``.
+    webhook_signature: Literal["hex", "prefixed", "base64", "timestamp"] = "hex"
+    webhook_signature_header: str = Field("X-OEC-Signature", pattern=r"^[A-Za-z0-9-]{1,64}$")
+    # §1 row 27: seconds before each retry of a failed delivery attempt (non-2xx or no answer).
+    webhook_retry_delays: list[float] = Field(default_factory=lambda: [1.0, 5.0, 30.0], max_length=20)
+    # §1 row 27: consecutive failed attempts that deactivate a webhook (``is_active: false``); 0 = never.
+    webhook_deactivate_after: int = Field(10, ge=0)
+    # Seconds a delivery attempt (and the /test ping) waits for the receiver's answer.
+    webhook_timeout_seconds: float = Field(10.0, gt=0)
 
     @field_validator("rate_limit_headers", mode="before")
     @classmethod
@@ -234,6 +258,13 @@ class SimulatorConfig(BaseModel):
             return "full"
         if value is False:
             return "body_only"
+        return value
+
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _non_negative_delays(cls, value: list[float]) -> list[float]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("webhook retry delays must be >= 0 seconds")
         return value
 
     @field_validator("latency")

@@ -54,6 +54,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint("GET", "/backups/{backup_id}", "get_backup"),
     Endpoint("GET", "/backups/{backup_id}/download", "backup_download"),
     Endpoint("POST", "/backups/{backup_id}/restore", "restore_backup"),
+    Endpoint("GET", "/webhooks", "list_webhooks"),
+    Endpoint("POST", "/webhooks", "create_webhook"),
+    Endpoint("GET", "/webhooks/{webhook_id}", "get_webhook"),
+    Endpoint("PATCH", "/webhooks/{webhook_id}", "update_webhook"),
+    Endpoint("DELETE", "/webhooks/{webhook_id}", "delete_webhook"),
+    Endpoint("POST", "/webhooks/{webhook_id}/test", "test_webhook"),
+    Endpoint("POST", "/webhooks/{webhook_id}/rotate-secret", "rotate_webhook_secret"),
+    Endpoint("GET", "/webhooks/{webhook_id}/deliveries", "list_webhook_deliveries"),
 )
 
 #: Logical route names of the actions (``POST /environments/{env_id}/<action>``, §9.4).
@@ -63,6 +71,7 @@ ACTIONS = frozenset({"deploy", "restart", "start", "stop", "quick_update"})
 IDEMPOTENCY_HEADERS: dict[str, str] = {
     "create_project": "X-Idempotency-Key",
     "create_environment": "X-Idempotency-Key",
+    "create_webhook": "X-Idempotency-Key",
     **dict.fromkeys(sorted(ACTIONS), "Idempotency-Key"),
     "restore_backup": "Idempotency-Key",
 }

@@ -25,11 +25,13 @@ Scope = tuple[str, str, str, str]
 
 @dataclass(frozen=True)
 class StoredResponse:
-    """A response as cached and replayed: HTTP ``status``, raw ``body`` bytes, ``content_type``."""
+    """A response as cached and replayed: HTTP ``status``, raw ``body`` bytes, ``content_type``, and the
+    handler's ``Retry-After`` header if it set one (e.g. a webhook-mutation 429)."""
 
     status: int
     body: bytes
     content_type: str | None
+    retry_after: str | None = None
 
 
 @dataclass

@@ -18,10 +18,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
+
 from . import detached
 from .kubectl import Kubectl, default_kubectl
 from .manifests import ROOT, condition
 from .operator import OperatorProcess
+from .ports import free_ports
 from .processes import Child, pid_alive
 from .simulator import start_simulator
 
@@ -34,6 +37,13 @@ SAMPLE_NAME = "acme-dev"
 #: Deployment (the default peering object), so a second `oec-operator` started by hand waits.
 OPERATOR_ENV = {"OEC_POLL_INTERVAL": "15", "OEC_FAST_POLL_INTERVAL": "1", "OEC_METRICS_ADDRESS": "127.0.0.1",
                 "OEC_PEERING_NAME": "oec-operator"}
+#: The demo's webhooks (docs/webhooks.md): the simulator posts to the operator's receiver on
+#: loopback over http, which the real API refuses; the simulator allows it with this flag.
+SIMULATOR_WEBHOOK_FLAG = "--allow-insecure-webhook-urls"
+#: Where the operator keeps the webhook secret in the demo (its namespace is the sample's).
+WEBHOOK_SECRET_REF = "default/oec-operator-webhooks"  # noqa: S105 - a Secret's name
+#: The operator's metrics address in the demo (``oec_operator_push_mode``).
+METRICS_URL = "http://127.0.0.1:8081/metrics"
 
 
 def log(message: str) -> None:
@@ -97,22 +107,89 @@ def up(state: Path) -> None:
         port_file.unlink(missing_ok=True)
         _stop_background(state, "operator")  # it would still talk to the old simulator's port
     _background(state, "simulator", lambda: start_simulator(
-        ["--deploy-seconds", "10"], port_file=port_file, log=state / "simulator.log", isolation="session").proc)
+        ["--deploy-seconds", "10", SIMULATOR_WEBHOOK_FLAG], port_file=port_file, log=state / "simulator.log",
+        isolation="session").proc)
     api_url = f"http://127.0.0.1:{int(port_file.read_text())}/api/public/v1"
 
     log("installing the OdooEnvironment CRD and kopf's peering CRDs")
     kubectl.install_crd(ROOT / "crds")
 
-    log(f"starting the operator against {api_url}")
-    operator = OperatorProcess(kubeconfig, api_url, state / "operator.log", api_key=DEMO_KEY, env=OPERATOR_ENV,
-                               isolation="session", cwd=ROOT)
+    log(f"starting the operator against {api_url}, its webhook receiver on {webhook_url(state)}")
+    operator = OperatorProcess(kubeconfig, api_url, state / "operator.log", api_key=DEMO_KEY,
+                               env={**OPERATOR_ENV, **webhook_env(state)}, isolation="session", cwd=ROOT)
     _background(state, "operator", lambda: _started(operator))
 
     log(f"applying {SAMPLE.relative_to(ROOT)}")
     print(kubectl("apply", "-n", "default", "-f", str(SAMPLE)).stdout.strip())
     watch(kubectl)
+    show_push(kubectl, api_url)
     kc = kubeconfig if kubeconfig.is_absolute() else Path.cwd() / kubeconfig
     print(try_text(kubectl.binary, kc, api_url, state))
+
+
+def webhook_url(state: Path) -> str:
+    """The receiver's URL on loopback; its port is chosen once and kept in ``state/webhook.port``
+    (a second ``make demo`` finds the running operator on it)."""
+    port_file = state / "webhook.port"
+    if not port_file.exists():
+        port_file.write_text(str(free_ports(1)[0]))
+    return f"http://127.0.0.1:{int(port_file.read_text())}/oec/webhook"
+
+
+def webhook_env(state: Path) -> dict[str, str]:
+    """The operator's webhook settings in the demo (README "Webhooks")."""
+    url = webhook_url(state)
+    return {"OEC_WEBHOOK_URL": url, "OEC_WEBHOOK_PORT": url.rsplit(":", 1)[1].split("/", 1)[0],
+            "OEC_WEBHOOK_ADDRESS": "127.0.0.1", "OEC_WEBHOOK_SECRET": WEBHOOK_SECRET_REF}
+
+
+def push_mode(metrics_url: str = METRICS_URL) -> bool:
+    """True once the operator says a key's webhooks are healthy (``oec_operator_push_mode 1``)."""
+    try:
+        text = httpx.get(metrics_url, timeout=5).text
+    except httpx.HTTPError:
+        return False
+    return any(line.startswith("oec_operator_push_mode{") and line.rstrip().endswith(" 1.0")
+               for line in text.splitlines())
+
+
+def show_push(kubectl: Kubectl, api_url: str, timeout: float = 60) -> None:
+    """Stop the sample's environment through the OEC.sh API (as a user of the dashboard would) and
+    print how long ``kubectl get`` takes to show it: seconds with webhooks, where the steady poll
+    would take up to its interval. The operator then starts it again (``spec.powerState: Running``).
+
+    Raises:
+        RuntimeError: the environment id is unknown or the API refused the stop.
+    """
+    obj = json.loads(kubectl("get", "odooenv", SAMPLE_NAME, "-n", "default", "-o", "json").stdout)
+    env_id = obj.get("status", {}).get("environmentId")
+    if not env_id:
+        raise RuntimeError(f"{SAMPLE_NAME} has no status.environmentId")
+    log("waiting for the operator's webhook to be registered and calibrated (push mode)")
+    deadline = time.monotonic() + timeout
+    while not push_mode() and time.monotonic() < deadline:
+        time.sleep(1)
+    pushing = push_mode()
+    log("webhooks healthy: the steady project list now runs every "
+        f"{float(OPERATOR_ENV['OEC_POLL_INTERVAL']) * 6:.0f} s" if pushing else
+        "webhooks not healthy yet (see the operator log): the change shows at the next poll instead")
+    log(f"stopping {SAMPLE_NAME}'s environment through the OEC.sh API (not through Kubernetes)")
+    answer = httpx.post(f"{api_url}/environments/{env_id}/stop", timeout=10,
+                        headers={"Authorization": f"Bearer {DEMO_KEY}", "Idempotency-Key": f"demo-stop-{time.time()}"})
+    if answer.status_code >= 300:
+        raise RuntimeError(f"the simulator refused the stop: {answer.status_code} {answer.text[:200]}")
+    stopped_at = time.monotonic()
+    while time.monotonic() - stopped_at < 120:
+        phase = json.loads(kubectl("get", "odooenv", SAMPLE_NAME, "-n", "default", "-o", "json").stdout).get(
+            "status", {}).get("phase")
+        if phase == "stopped":
+            print(kubectl("get", "odooenv", SAMPLE_NAME, "-n", "default").stdout.rstrip(), flush=True)
+            log(f"kubectl get showed the stop {time.monotonic() - stopped_at:.1f} s after it was made in OEC.sh; "
+                "the operator now starts it again (spec.powerState: Running): "
+                f"kubectl get odooenv {SAMPLE_NAME} -w")
+            return
+        time.sleep(0.2)
+    log("the stop did not show within 120 s; see the operator log")
 
 
 def try_text(binary: str, kc: Path, api_url: str, state: Path) -> str:

@@ -58,7 +58,8 @@ class OperatorProcess:
         if key_secret is not None:
             self.extra_env["OEC_API_KEY_SECRET"] = key_secret
         pod = f"op-{uuid.uuid4().hex[:8]}-{next(self._ids)}"
-        self.extra_env.update({"POD_ID": pod, "OEC_PEERING_NAME": pod})
+        # The webhook receiver is off unless ``env`` gives it a port (tests run operators side by side).
+        self.extra_env.update({"POD_ID": pod, "OEC_PEERING_NAME": pod, "OEC_WEBHOOK_PORT": "0"})
         self.extra_env.update(env or {})
         self.isolation, self.cwd = isolation, cwd
         self.child: Child | None = None

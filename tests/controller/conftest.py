@@ -81,6 +81,7 @@ class FakeKube(KubeClient):
             plural: {} for plural in (PLURAL, BACKUP_PLURAL, SCHEDULE_PLURAL, RESTORE_PLURAL)}
         self.objects = self.kinds[PLURAL]
         self.secrets: dict[tuple[str, str], dict[str, str]] = {}
+        self.secret_meta: dict[tuple[str, str], dict[str, Any]] = {}
         self.crd_deleting = False
         self.fail_status_writes: int | None = None
         self.calls: Counter[str] = Counter()
@@ -146,6 +147,27 @@ class FakeKube(KubeClient):
         if (namespace, name) not in self.secrets:
             raise KubeError("GET Secret: not found", 404)
         return dict(self.secrets[(namespace, name)])
+
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.calls["read_secret"] += 1
+        if (namespace, name) not in self.secrets:
+            return None
+        return {"metadata": {"namespace": namespace, "name": name, **copy.deepcopy(self.secret_meta.get(
+            (namespace, name), {}))}, "data": dict(self.secrets[(namespace, name)])}
+
+    async def create_secret(self, namespace: str, name: str, data: Mapping[str, str],
+                            labels: Mapping[str, str] | None = None) -> None:
+        self.calls["create_secret"] += 1
+        if (namespace, name) in self.secrets:
+            raise KubeError("POST Secret: already exists", 409)
+        self.secrets[(namespace, name)] = dict(data)
+        self.secret_meta[(namespace, name)] = {"labels": dict(labels or {}), "annotations": {}}
+
+    async def patch_secret_data(self, namespace: str, name: str, data: Mapping[str, str | None]) -> None:
+        self.calls["patch_secret"] += 1
+        if (namespace, name) not in self.secrets:
+            raise KubeError("PATCH Secret: not found", 404)
+        merge(self.secrets[(namespace, name)], data)
 
     async def read_crd(self, name: str) -> dict[str, Any]:
         self.calls["read_crd"] += 1

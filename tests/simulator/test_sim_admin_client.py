@@ -179,3 +179,17 @@ def test_backups(admin: SimulatorAdmin, api: httpx.Client) -> None:
     with pytest.raises(httpx.HTTPStatusError) as info:
         admin.complete_backup(first["id"])
     assert info.value.response.status_code == 409
+
+
+def test_webhooks(admin: SimulatorAdmin, api: httpx.Client) -> None:
+    created = api.post("/webhooks", json={"url": "https://hooks.example.com/oec", "events": ["deploy.failed"]}).json()
+    overview = admin.webhooks()
+    [hook] = overview["webhooks"]
+    assert (hook["id"], hook["secret"], overview["deliveries_enabled"]) == (created["id"], created["secret"], True)
+    assert admin.webhook_secret(created["id"]) == created["secret"]
+    assert admin.webhook_deliveries(created["id"]) == []
+    assert admin.set_deliveries(False)["deliveries_enabled"] is False
+    admin.reset()  # a reset removes the webhooks and resumes sending
+    assert admin.webhooks()["webhooks"] == [] and admin.webhooks()["deliveries_enabled"] is True
+    with pytest.raises(KeyError):
+        admin.webhook_secret(created["id"])

@@ -229,3 +229,15 @@ def test_cli_installs_faults_at_start(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def test_webhook_flags_build_the_config() -> None:
+    args = build_parser().parse_args(
+        ["--allow-insecure-webhook-urls", "--variant", "webhook_signature=timestamp",
+         "--variant", "webhook_retry_delays=[0.5, 2]", "--variant", "webhook_deactivate_after=0"]
+    )
+    config = build_config(args)
+    assert config.webhook_allow_insecure_urls is True
+    assert (config.webhook_signature, config.webhook_retry_delays, config.webhook_deactivate_after) == (
+        "timestamp", [0.5, 2.0], 0)
+    assert build_config(build_parser().parse_args([])).webhook_allow_insecure_urls is False

@@ -44,6 +44,8 @@ class ResourceState:
         detailed: the environment as it was when its ``/status`` was last read.
         blocked_task: the task a 409 ``task_in_progress`` named when the deletion's DELETE was
             refused: read until it ended before the next DELETE.
+        refresh_token: the last ``oec.sh/refresh-requested-at`` reconciled in this process (a new
+            one reads the environment afresh, ``docs/webhooks.md`` §2).
     """
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -55,6 +57,7 @@ class ResourceState:
     changed: bool = False
     detailed: Environment | None = None
     blocked_task: str | None = None
+    refresh_token: str | None = None
 
     def mark_changed(self) -> None:
         """The environment changed in OEC.sh: reconcile now (the project watch's callback)."""

@@ -253,6 +253,7 @@ class SyncController:
                 fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
                 write=lambda update: runtime.status.write(ref.namespace, ref.name, ref.uid, update),
                 source=source, fresh=force, detailed=state.detailed,
+                refresh=force and requests.refresh_token not in (None, state.refresh_token),
                 gone_grace=config.external_delete_grace_period,
                 domain_claimed_by=owner_of(obj.claims, body, domain=True),
                 backup_check_interval=config.backup_check_interval,
@@ -261,6 +262,7 @@ class SyncController:
                 restoring=restoring(obj.restores, ref),
             )
             outcome = await reconcile(ctx)
+            state.refresh_token = requests.refresh_token
             if outcome.status.backups is not None:  # read: stale no longer
                 runtime.stale_backups.discard(environment_key(ref.namespace, ref.name))
             state.last_good_key = key

@@ -74,15 +74,25 @@ class ProjectWatch:
         fast: fast interval in seconds (``OEC_FAST_POLL_INTERVAL``).
         floor: seconds; the shortest interval allowed now (see :meth:`Fleet.floor`).
         clock: monotonic clock in seconds.
+        stretch: factor applied to the steady interval now (the key's push health,
+            ``docs/webhooks.md`` §6); never to the fast one.
+        on_changes: called with the ids of the environments whose status a list found changed,
+            or that appeared or vanished, since the previous list (what a webhook should have
+            announced; the key's push health judges it).
+        key_id: the id of the watch's API key (``OecClient.key_id``).
     """
 
     def __init__(self, api: OecClient, project_id: str, *, fast: float, floor: Callable[[], float],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, stretch: Callable[[], float] = lambda: 1.0,
+                 on_changes: Callable[[list[str]], None] | None = None, key_id: str = "") -> None:
         self.api = api
+        self.key_id = key_id
         self.project_id = project_id
         self.fast = fast
         self._floor = floor
         self._clock = clock
+        self._stretch = stretch
+        self._on_changes = on_changes
         self._seen: dict[str, _Seen] = {}
         self._present: dict[str, Environment] = {}  # the entries of the last list, as listed
         self._listed_at: float | None = None
@@ -130,10 +140,16 @@ class ProjectWatch:
         return bool(self._interests)
 
     def interval(self) -> float:
-        """Seconds between lists now (before jitter): fast while busy, else the shortest steady."""
+        """Seconds between lists now (before jitter): fast while busy, else the shortest steady
+        times the key's push stretch (``docs/webhooks.md`` §6)."""
         interests = [i for by_uid in self._interests.values() for i in by_uid.values()]
-        steady = [self.fast if i.busy else i.steady for i in interests]
+        stretch = self._stretch() if interests else 1.0
+        steady = [self.fast if i.busy else i.steady * stretch for i in interests]
         return max(min(steady, default=self.fast), self._floor())
+
+    def kick(self) -> None:
+        """Plan the next list again now (the interval changed, e.g. push health dropped to poll)."""
+        self._kick.set()
 
     def stale_after(self) -> float:
         """Age in seconds beyond which a cached entry is not trusted: two intervals and a fast one."""
@@ -164,6 +180,35 @@ class ProjectWatch:
         env = await self.api.get_environment(env_id)
         self.record(env)
         return env
+
+    async def refresh_environment(self, env_id: str) -> bool:
+        """Read one environment now (``GET /environments/{id}`` through the watch's client: the
+        key's read budget) because a webhook named it (``docs/webhooks.md`` §2); keep it and wake
+        its interests when it changed. A 404 alone proves nothing (``docs/oec-api.md`` §1 row 13):
+        it is followed by a list of the project started after it (:meth:`listed`), which wakes the
+        interests when the environment is absent from it too; their reconcile then applies its own
+        rules (the grace period after a create, ``ExternallyDeleted``).
+
+        Returns:
+            True when the environment changed (or is gone from the project's list).
+
+        Raises:
+            OecError: the read failed otherwise.
+        """
+        before, asked = self._seen.get(env_id), self._clock()
+        try:
+            env = await self.api.get_environment(env_id)
+        except OecNotFoundError:
+            return await self.listed(env_id, since=asked) is None  # the list wakes them when absent
+        self.record(env)
+        if before is not None and before.env == env:
+            return False
+        self._wake(env_id)
+        return True
+
+    def _wake(self, env_id: str) -> None:
+        for interest in self._interests.get(env_id, {}).values():
+            interest.wake()
 
     def now(self) -> float:
         """The watch's clock, seconds (for :meth:`listed`'s ``since``)."""
@@ -245,6 +290,7 @@ class ProjectWatch:
             raise
         self._failure, self._failures = None, 0
         changed: set[str] = set()
+        announced: list[str] = []  # what a webhook announces: a new status, a create, a delete
         present = {env.id: env for env in listed}
         self._present = present
         for env in listed:
@@ -253,15 +299,19 @@ class ProjectWatch:
                 continue  # read or changed by us after this list started: newer than the list
             if seen is None or seen.env != env:
                 changed.add(env.id)
+            if (seen.env.status != env.status) if seen is not None else self._listed_at is not None:
+                announced.append(env.id)  # a new status, or an environment new since the previous list
             self._seen[env.id] = _Seen(env, started)
         for env_id in list(self._seen):
             if env_id not in present and self._seen[env_id].at <= started:
                 del self._seen[env_id]
                 changed.add(env_id)
+                announced.append(env_id)
         self._listed_at = started
         for env_id in changed:
-            for interest in self._interests.get(env_id, {}).values():
-                interest.wake()
+            self._wake(env_id)
+        if announced and self._on_changes is not None:
+            self._on_changes(announced)
 
     async def _run(self) -> None:
         """The poll loop: list every interval (from the last list) while anyone is interested."""
@@ -290,6 +340,11 @@ class ProjectWatch:
                 await self._task
 
 
+def key_id_of(api_key: str) -> str:
+    """The id of an API key in logs and metrics (as ``OecClient.key_id``): a SHA-256 prefix."""
+    return hashlib.sha256(api_key.strip().encode()).hexdigest()[:16]
+
+
 class Fleet:
     """Every :class:`ProjectWatch` of the process, by API key and project.
 
@@ -297,15 +352,24 @@ class Fleet:
         client_for: ``client_for(api_key)`` -> a POLL-priority client for that key.
         read_budget: ``read_budget(api_key)`` -> reads per minute of the key (its limiter's).
         fast: fast interval, seconds.
+        stretch: ``stretch(key_id)`` -> the factor on the steady interval of that key's watches
+            (its push health, ``docs/webhooks.md`` §6); 1.0 by default.
+        on_changes: ``on_changes(key_id, env_ids)``: a list of that key saw these environments
+            change (:class:`ProjectWatch`'s ``on_changes``).
     """
 
     def __init__(self, client_for: Callable[[str], OecClient], read_budget: Callable[[str], float],
-                 *, fast: float) -> None:
+                 *, fast: float, stretch: Callable[[str], float] = lambda _: 1.0,
+                 on_changes: Callable[[str, list[str]], None] | None = None) -> None:
         self._client_for = client_for
         self._read_budget = read_budget
         self.fast = fast
+        self._stretch = stretch
+        self._on_changes = on_changes
         self._watches: dict[tuple[str, str], ProjectWatch] = {}
         self._by_uid: dict[str, ProjectWatch] = {}
+        self._env_of: dict[str, str] = {}  # resource uid -> its environment id
+        self._routes: dict[str, dict[str, None]] = {}  # environment id -> resource uids (ordered)
 
     def watch(self, api_key: str, project_id: str) -> ProjectWatch:
         """The watch of ``project_id`` through ``api_key`` (created on first use)."""
@@ -313,10 +377,37 @@ class Fleet:
         key = (digest, project_id)
         watch = self._watches.get(key)
         if watch is None:
+            key_id, on_changes = key_id_of(api_key), self._on_changes
             watch = ProjectWatch(self._client_for(api_key), project_id, fast=self.fast,
-                                 floor=lambda: self.floor(digest, api_key))
+                                 floor=lambda: self.floor(digest, api_key), stretch=lambda: self._stretch(key_id),
+                                 on_changes=None if on_changes is None else lambda ids: on_changes(key_id, ids),
+                                 key_id=key_id)
             self._watches[key] = watch
         return watch
+
+    def route(self, env_id: str) -> ProjectWatch | None:
+        """The watch through which the resource subscribed to ``env_id`` in this process reads it
+        (``None``: no such resource here): where a webhook's hint goes (``docs/webhooks.md`` §2)."""
+        for uid in self._routes.get(env_id, {}):
+            watch = self._by_uid.get(uid)
+            if watch is not None:
+                return watch
+        return None
+
+    def kick(self, key_id: str) -> None:
+        """Make every watch of the key (``OecClient.key_id``) plan its next list again now."""
+        for watch in self._watches.values():
+            if watch.key_id == key_id:
+                watch.kick()
+
+    def _unroute(self, uid: str) -> None:
+        env_id = self._env_of.pop(uid, None)
+        if env_id is None:
+            return
+        uids = self._routes.get(env_id, {})
+        uids.pop(uid, None)
+        if not uids:
+            self._routes.pop(env_id, None)
 
     def floor(self, digest: str, api_key: str) -> float:
         """Shortest list interval (seconds) for one key's projects: all its watches (those of
@@ -331,11 +422,16 @@ class Fleet:
         if previous is not None and previous is not watch:
             previous.unsubscribe(uid)
         self._by_uid[uid] = watch
+        if self._env_of.get(uid) != env_id:
+            self._unroute(uid)
+            self._env_of[uid] = env_id
+            self._routes.setdefault(env_id, {})[uid] = None
         watch.subscribe(env_id, uid, interest)
 
     def forget(self, uid: str) -> None:
         """Resource ``uid`` is gone or stopped."""
         watch = self._by_uid.pop(uid, None)
+        self._unroute(uid)
         if watch is not None:
             watch.unsubscribe(uid)
         for key in [k for k, w in self._watches.items() if not w.interested and not w.running]:

@@ -115,6 +115,8 @@ class Context:
         write: writes a status update at once (see :meth:`persist`).
         source: where environments are read from (batched list or direct reads).
         fresh: a user's change triggered this reconcile: read the environment now.
+        refresh: a webhook asked for a fresh read (a new ``oec.sh/refresh-requested-at``,
+            ``docs/webhooks.md`` §2): read the environment now even without a user's change.
         detailed: the environment as it was when its ``/status`` was last read (``None``: never).
         gone_grace: seconds after an environment's create during which no 404 means "deleted"
             (``OEC_EXTERNAL_DELETE_GRACE_PERIOD``).
@@ -141,6 +143,7 @@ class Context:
     write: Persist
     source: EnvironmentSource
     fresh: bool = False
+    refresh: bool = False
     detailed: Environment | None = None
     gone_grace: float = 30.0
     domain_claimed_by: str | None = None
@@ -173,9 +176,10 @@ class Context:
     @property
     def read_fresh(self) -> bool:
         """Read the environment now rather than from the project's list: a user's change (a new
-        generation or a new token), not a repeated or annotation-only run of a change handler."""
+        generation or a new token) or a webhook's refresh request, not a repeated or annotation-only
+        run of a change handler."""
         owed = self.pending_redeploy or self.pending_recreate or self.pending_restart or self.pending_request
-        return self.fresh and (not self.reconciled_before or bool(owed)
+        return self.fresh and (not self.reconciled_before or bool(owed) or self.refresh
                                or self.requests.reconcile_token != self.status.last_handled_reconcile_at)
 
     @property

@@ -189,6 +189,39 @@ class KubeClient:
         secret = await self._call("get", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         return dict(secret.get("data") or {})
 
+    async def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A whole Secret (``metadata`` and base64 ``data``), or ``None`` when there is none (404).
+
+        Raises:
+            KubeError: the read failed otherwise (403: not permitted).
+        """
+        try:
+            secret: dict[str, Any] = await self._call("get", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return secret
+
+    async def create_secret(self, namespace: str, name: str, data: Mapping[str, str],
+                            labels: Mapping[str, str] | None = None) -> None:
+        """Create an ``Opaque`` Secret with ``data`` (base64 values).
+
+        Raises:
+            KubeError: the write failed (409: it exists already).
+        """
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})}, "data": dict(data)}
+        await self._call("post", f"/api/v1/namespaces/{namespace}/secrets", body)
+
+    async def patch_secret_data(self, namespace: str, name: str, data: Mapping[str, str | None]) -> None:
+        """Merge-patch a Secret's ``data`` (base64 values; ``None`` removes a key).
+
+        Raises:
+            KubeError: the write failed (404: no such Secret).
+        """
+        await self._call("patch", f"/api/v1/namespaces/{namespace}/secrets/{name}", {"data": dict(data)}, MERGE_PATCH)
+
     async def create_cluster_peering(self, name: str, status: Mapping[str, Any]) -> bool:
         """Create kopf's ``ClusterKopfPeering`` ``name`` (``kopf.dev/v1``) with ``status``.
 

@@ -34,6 +34,7 @@ class Requests:
         skip_final_backup: ``oec.sh/skip-final-backup: "true"``.
         reconcile_token / redeploy_token / recreate_token / restart_token / final_backup_token: the
             tokens, or ``None``.
+        refresh_token: ``oec.sh/refresh-requested-at`` (written by a webhook receiver), or ``None``.
         poll_interval: requested steady poll interval in seconds, or ``None`` when absent or
             not a positive number.
     """
@@ -45,6 +46,7 @@ class Requests:
     recreate_token: str | None = None
     restart_token: str | None = None
     final_backup_token: str | None = None
+    refresh_token: str | None = None
     poll_interval: float | None = None
 
     @classmethod
@@ -63,6 +65,7 @@ class Requests:
             recreate_token=a.get(RECREATE_REQUESTED_AT) or None,
             restart_token=a.get(RESTART_REQUESTED_AT) or None,
             final_backup_token=a.get(FINAL_BACKUP_REQUESTED_AT) or None,
+            refresh_token=a.get(REFRESH_REQUESTED_AT) or None,
             poll_interval=min(interval, MAX_POLL_INTERVAL) if interval and interval > 0 else None,
         )
 

@@ -1,4 +1,4 @@
-"""Async client of the OEC.sh public REST API (environments, actions, tasks, logs, backups).
+"""Async client of the OEC.sh public REST API (environments, actions, tasks, logs, backups, webhooks).
 
 It knows nothing of Kubernetes. One ``httpx.AsyncClient`` (connection pool, timeouts, base URL)
 is shared by every :class:`OecClient`; an ``OecClient`` binds it to one API key. Every method
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from oec_operator.oec.errors import (
     OecBackupsUnsupportedError,
@@ -39,6 +39,9 @@ from oec_operator.oec.models import (
     RestoreAccepted,
     Task,
     TaskLog,
+    Webhook,
+    WebhookDelivery,
+    WebhookTest,
 )
 from oec_operator.oec.ratelimit import WINDOW_MARGIN, Priority, RateLimiter
 from oec_operator.oec.transport import BoundedTransport
@@ -61,6 +64,10 @@ PATCH_FIELDS = ("name", "branch", "domain", "cpu_cores", "ram_mb", "disk_gb")
 DOWNLOAD_EXPIRY_RANGE = (300, 3600)
 #: Longest backup ``notes`` the API takes (``docs/oec-api.md`` §11.5).
 MAX_BACKUP_NOTES = 500
+#: Fields of ``PATCH /webhooks/{id}`` (``docs/oec-api.md`` §11.6).
+WEBHOOK_PATCH_FIELDS = ("url", "events", "description", "format", "is_active")
+#: Largest page of ``GET /webhooks`` (offset pagination, ``docs/oec-api.md`` §8).
+WEBHOOK_PAGE = 100
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -144,6 +151,15 @@ def request_priority(method: str, path: str, base: Priority) -> Priority:
     return base
 
 
+def is_webhook_mutation(method: str, path: str) -> bool:
+    """Whether a request creates, updates or deletes a webhook: those also count against the key's
+    10/min webhook-mutation budget (``docs/oec-api.md`` §11.6); test and rotate-secret do not."""
+    parts = path.strip("/").split("/")
+    return parts[0] == "webhooks" and (
+        (method == "POST" and len(parts) == 1) or (method in ("PATCH", "DELETE") and len(parts) == 2)
+    )
+
+
 class OecClient:
     """The OEC.sh API bound to one API key.
 
@@ -203,7 +219,10 @@ class OecClient:
         if self._limiter is None:
             return write
         priority = request_priority(method, path, self.priority)
-        if priority == Priority.DETAIL:
+        if is_webhook_mutation(method, path):
+            await self._limiter.acquire_webhook(priority=min(priority, Priority.CHANGE))
+            await self._limiter.acquire(write=True, priority=min(priority, Priority.CHANGE))
+        elif priority == Priority.DETAIL:
             if not self._limiter.try_acquire(write=write):
                 wait = self._limiter.seconds_until_free(write=write)
                 raise OecBudgetDeferred(f"{method} {path} deferred: the API budget is reserved for other requests",
@@ -247,6 +266,7 @@ class OecClient:
     ) -> httpx.Response:
         write = await self._admit(method, path)
         granted_at = self._limiter.now() if self._limiter is not None else 0.0
+        webhook = is_webhook_mutation(method, path)
         started = time.perf_counter()
         try:
             response = await self._http.request(
@@ -259,30 +279,47 @@ class OecClient:
         except httpx.TransportError as exc:
             if self._limiter is not None:
                 self._limiter.unanswered(write=write, granted_at=granted_at)
+                if webhook:
+                    self._limiter.webhook_answered(granted_at=granted_at, ok=False)
             self._observe(method, path, None, started, None, None)
             # The exception text may carry the URL but never headers; keep only its kind.
             raise OecTransportError(f"{type(exc).__name__} on {method} {path}", code="transport") from None
         except asyncio.CancelledError:
             if self._limiter is not None:
                 self._limiter.unanswered(write=write, granted_at=granted_at)
+                if webhook:
+                    self._limiter.webhook_answered(granted_at=granted_at, ok=False)
             raise
         wall = self._limiter.wall_time() if self._limiter is not None else None
         error = error_from_response(response, now=wall) if response.status_code >= 300 else None
         retry_after = getattr(error, "retry_after", None)
         if self._limiter is not None:
-            if isinstance(error, OecRateLimitError):
-                # The wait is what the API says (not "remaining 0" of a whole window); an IP
-                # block stops every request, not just this bucket (``docs/oec-api.md`` §4).
-                for bucket in (True, False) if error.code == "ip_blocked" else (write,):
-                    self._limiter.rate_limited(write=bucket, retry_after=error.retry_after, headers=response.headers,
-                                               stated=error.stated)
-            else:
-                self._limiter.observe(write=write, headers=response.headers, granted_at=granted_at)
+            self._learn(self._limiter, write, webhook, error, response, granted_at)
         self._observe(method, path, response.status_code, started, response.headers.get("x-ratelimit-remaining"),
                       retry_after)
         if error is not None:
             raise error
         return response
+
+    @staticmethod
+    def _learn(limiter: RateLimiter, write: bool, webhook: bool, error: OecError | None, response: httpx.Response,
+               granted_at: float) -> None:
+        """Feed an answer to the key's limiter (``docs/oec-api.md`` §6, §11.6)."""
+        if webhook:
+            if isinstance(error, OecRateLimitError) and error.code == "webhook_mutation_rate_limit":
+                # Only the webhook-mutation budget is spent out; the write budget is not.
+                limiter.webhook_rate_limited(retry_after=error.retry_after, stated=error.stated)
+                limiter.observe(write=write, headers=response.headers, granted_at=granted_at)
+                return
+            limiter.webhook_answered(granted_at=granted_at, ok=True)
+        if isinstance(error, OecRateLimitError):
+            # The wait is what the API says (not "remaining 0" of a whole window); an IP
+            # block stops every request, not just this bucket (``docs/oec-api.md`` §4).
+            for bucket in (True, False) if error.code == "ip_blocked" else (write,):
+                limiter.rate_limited(write=bucket, retry_after=error.retry_after, headers=response.headers,
+                                     stated=error.stated)
+        else:
+            limiter.observe(write=write, headers=response.headers, granted_at=granted_at)
 
     def _observe(self, method: str, path: str, status: int | None, started: float, remaining: str | None,
                  retry_after: float | None) -> None:
@@ -643,6 +680,143 @@ class OecClient:
         )
         return _parse(RestoreAccepted, response)
 
+    async def list_webhooks(self) -> list[Webhook]:
+        """``GET /webhooks``: every webhook the key sees, all offset pages (``docs/oec-api.md``
+        §8, §11.6; a project key sees only its project's). No secrets.
+
+        Raises:
+            OecError: any API or transport failure (also a page body of an unexpected shape).
+        """
+        hooks: list[Webhook] = []
+        offset = 0
+        while True:
+            response = await self._request("GET", "/webhooks", params={"limit": WEBHOOK_PAGE, "offset": offset})
+            page = _parse(_WebhookPage, response)
+            hooks.extend(page.items)
+            offset += len(page.items)
+            if not page.has_more or not page.items:
+                return hooks
+
+    async def create_webhook(self, url: str, events: list[str], *, idempotency_key: str,
+                             project_id: str | None = None, description: str | None = None) -> Webhook:
+        """``POST /webhooks`` with ``X-Idempotency-Key`` (``docs/oec-api.md`` §11.6): a ``raw``,
+        active webhook. Counts against the write budget and the 10/min webhook-mutation budget.
+
+        Args:
+            url: https URL the deliveries go to (≤ 2048; private/loopback addresses are refused).
+            events: 1-10 event names (e.g. ``environment.status_changed``).
+            idempotency_key: stable key for this logical create; a retry returns the first answer.
+            project_id: the project for a project-scoped key (required then); ``None`` = org-wide.
+            description: free text, ≤ 500 characters.
+
+        Returns:
+            The webhook with its ``secret`` (sent only in this answer; never log it).
+
+        Raises:
+            OecValidationError: URL, events or ``project_id`` refused (``field`` names it).
+            OecRateLimitError: ``webhook_mutation_rate_limit`` (or the write budget).
+            OecError: any other failure.
+        """
+        body = _given(url=url, events=list(events), project_id=project_id, description=description)
+        response = await self._request("POST", "/webhooks", json=body,
+                                       headers={"X-Idempotency-Key": idempotency_key})
+        return _parse(Webhook, response)
+
+    async def get_webhook(self, webhook_id: str) -> Webhook:
+        """``GET /webhooks/{id}`` (§11.6): ``is_active``, ``failure_count``, ``last_triggered_at``.
+
+        Raises:
+            OecNotFoundError: deleted or not visible to this key.
+            OecError: any other failure.
+        """
+        response = await self._request("GET", f"/webhooks/{webhook_id}")
+        return _parse(Webhook, response)
+
+    async def update_webhook(self, webhook_id: str, **fields: Any) -> Webhook:
+        """``PATCH /webhooks/{id}`` with only the given (not ``None``) fields of
+        :data:`WEBHOOK_PATCH_FIELDS` (§11.6); counts against the webhook-mutation budget.
+
+        Raises:
+            ValueError: no field, or a field not in :data:`WEBHOOK_PATCH_FIELDS` (nothing is sent).
+            OecValidationError / OecNotFoundError / OecRateLimitError / OecError: as the API answers.
+        """
+        unknown = sorted(set(fields) - set(WEBHOOK_PATCH_FIELDS))
+        if unknown:
+            raise ValueError(f"update_webhook: not a PATCH field: {', '.join(unknown)}")
+        body = _given(**fields)
+        if not body:
+            raise ValueError("update_webhook needs at least one field")
+        response = await self._request("PATCH", f"/webhooks/{webhook_id}", json=body)
+        return _parse(Webhook, response)
+
+    async def delete_webhook(self, webhook_id: str) -> None:
+        """``DELETE /webhooks/{id}`` → 204, with its delivery history (§11.6); counts against the
+        webhook-mutation budget.
+
+        Raises:
+            OecNotFoundError: already gone (callers treat it as success).
+            OecError: any other failure.
+        """
+        await self._request("DELETE", f"/webhooks/{webhook_id}")
+
+    async def test_webhook(self, webhook_id: str) -> WebhookTest:
+        """``POST /webhooks/{id}/test``: the API sends a signed ``ping`` now and answers how the
+        receiver took it (§11.6); no delivery record. Used to calibrate the signature scheme."""
+        response = await self._request("POST", f"/webhooks/{webhook_id}/test")
+        return _parse(WebhookTest, response)
+
+    async def rotate_webhook_secret(self, webhook_id: str) -> str:
+        """``POST /webhooks/{id}/rotate-secret`` → the new secret; the old one stops signing at once
+        (§11.6). Never log the returned value.
+
+        Raises:
+            OecServerError: the answer carries no secret.
+            OecError: any other failure.
+        """
+        response = await self._request("POST", f"/webhooks/{webhook_id}/rotate-secret")
+        return _parse(_RotatedSecret, response).secret
+
+    async def webhook_deliveries(self, webhook_id: str) -> list[WebhookDelivery]:
+        """``GET /webhooks/{id}/deliveries``: the 50 newest delivery records, newest first (§11.6)."""
+        response = await self._request("GET", f"/webhooks/{webhook_id}/deliveries")
+        return _parse(_DeliveryList, response).root
+
+
+class _WebhookPage(BaseModel):
+    """One offset page of ``GET /webhooks`` (``docs/oec-api.md`` §8); a plain array or a ``data``
+    list is read as one last page (the API's pagination styles differ between routes)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    items: list[Webhook]
+    has_more: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _other_shapes(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"items": data}
+        if isinstance(data, dict) and "items" not in data and isinstance(data.get("data"), list):
+            return {**data, "items": data["data"]}
+        return data
+
+
+class _RotatedSecret(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    secret: str = Field(repr=False, min_length=1)
+
+
+class _DeliveryList(RootModel[list[WebhookDelivery]]):
+    """The plain JSON array of ``GET /webhooks/{id}/deliveries`` (an ``items``/``data`` list is read too)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _wrapped(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return data.get("items", data.get("data", data))
+        return data
+
 
 def _given(**fields: Any) -> dict[str, Any]:
     """The fields whose value is not ``None`` (``""`` and ``0`` are kept), in the given order."""
@@ -656,6 +830,7 @@ __all__ = [
     "OecBudgetDeferred",
     "OecClient",
     "OecError",
+    "is_webhook_mutation",
     "make_http_client",
     "validate_api_key",
 ]

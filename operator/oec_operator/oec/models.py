@@ -193,3 +193,46 @@ class RestoreAccepted(_ApiModel):
     status: str = "queued"
     environment_id: str
     backup_id: str
+
+
+class Webhook(_ApiModel):
+    """A webhook (``docs/oec-api.md`` §11.6). ``project_id`` ``None`` = org-wide. ``secret`` is sent
+    only by the create answer: it signs the deliveries, so it is left out of ``repr``; never log it
+    or put it in a status."""
+
+    id: str
+    url: str
+    events: list[str] = Field(default_factory=list)
+    description: str | None = None
+    project_id: str | None = None
+    format: str = "raw"
+    is_active: bool = True
+    last_triggered_at: datetime | None = None
+    failure_count: int = 0
+    created_at: datetime | None = None
+    secret: str | None = Field(None, repr=False)
+
+
+class WebhookDelivery(_ApiModel):
+    """One delivery record of ``GET /webhooks/{id}/deliveries`` (``docs/oec-api.md`` §11.6):
+    ``status`` ``success``, ``failed`` or ``pending``; ``duration_ms`` milliseconds."""
+
+    id: str
+    event: str
+    status: str
+    attempt_count: int = 0
+    response_status: int | None = None
+    duration_ms: int | None = None
+    delivered_at: datetime | None = None
+    created_at: datetime | None = None
+    response_body: str | None = None
+
+
+class WebhookTest(_ApiModel):
+    """Answer of ``POST /webhooks/{id}/test`` (``docs/oec-api.md`` §11.6): the ``ping`` went out now;
+    ``status_code`` is the receiver's answer (``None``: none), ``duration_ms`` milliseconds."""
+
+    success: bool
+    status_code: int | None = None
+    duration_ms: int | None = None
+    message: str | None = None

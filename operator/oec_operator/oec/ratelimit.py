@@ -24,6 +24,10 @@ It is fed by what the API answers:
   one window: at most one per ``window / limit`` seconds, so a queue built up during the wait
   drains at the budget's pace instead of in one burst the API may refuse again.
 
+Webhook create/update/delete also count against a third bucket of the key, 10 per rolling minute
+(``docs/oec-api.md`` §11.6, 429 ``webhook_mutation_rate_limit``): :meth:`RateLimiter.acquire_webhook`
+before the write budget, :meth:`RateLimiter.webhook_rate_limited` on that 429.
+
 Waiting requests are served by :class:`Priority` (deletes, then creates, then user changes, then
 routine polls), first come first served within a priority. Detail reads (health, logs) never
 wait: :meth:`RateLimiter.try_acquire` grants them only while a quarter of the window is left.
@@ -55,6 +59,8 @@ LEARN_AFTER = 2.0
 LEARNED_FLOOR = 0.1
 #: Share of a bucket that detail reads (:meth:`RateLimiter.try_acquire`) leave to everything else.
 DETAIL_RESERVE = 0.25
+#: Webhook create/update/delete per window (``docs/oec-api.md`` §11.6).
+WEBHOOK_MUTATIONS = 10
 #: Windows after which a probe that got no answer (lost, cancelled) is given up and another sent.
 PROBE_TIMEOUT_WINDOWS = 1.0
 
@@ -215,6 +221,7 @@ class RateLimiter:
         clock: monotonic clock in seconds (tests pass a fake one).
         wall: wall clock in seconds since the epoch (to find the API's calendar minute).
         on_wait: called with ``(bucket, seconds)`` after a request waited for budget.
+        webhook_limit: webhook create/update/delete per window (§11.6: 10), on top of the writes.
     """
 
     def __init__(
@@ -227,6 +234,7 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_wait: WaitObserver | None = None,
+        webhook_limit: int = WEBHOOK_MUTATIONS,
     ) -> None:
         self._clock = clock
         self._wall = wall
@@ -238,6 +246,7 @@ class RateLimiter:
             "write": write,
             "read": write if mode == "single" else _Bucket("read", read_limit, window, clock),
         }
+        self._webhook = _Bucket("webhook", webhook_limit, window, clock)
 
     def bucket(self, write: bool) -> _Bucket:
         """The bucket a request counts against."""
@@ -249,7 +258,27 @@ class RateLimiter:
         Raises:
             asyncio.CancelledError: the waiting task was cancelled (nothing counted).
         """
-        bucket = self.bucket(write)
+        await self._acquire(self.bucket(write), priority)
+
+    async def acquire_webhook(self, *, priority: Priority) -> None:
+        """Wait for the webhook-mutation budget (§11.6), then count one; the caller then also
+        :meth:`acquire` the write budget. Raises ``asyncio.CancelledError`` like :meth:`acquire`."""
+        await self._acquire(self._webhook, priority)
+
+    def webhook_rate_limited(self, *, retry_after: float, stated: bool = True) -> None:
+        """The API answered 429 ``webhook_mutation_rate_limit``: no webhook mutation for
+        ``retry_after`` seconds (a probe first when ``stated`` is False); reads and other writes
+        go on."""
+        self._webhook.close(retry_after, stated=stated)
+        self._webhook.pump()
+
+    def webhook_answered(self, *, granted_at: float, ok: bool) -> None:
+        """A webhook mutation granted at ``granted_at`` got an answer other than its 429 (``ok``) or
+        none: the outstanding probe, if it was this one, opens (or re-probes) the bucket."""
+        self._webhook.answered(granted_at, ok=ok)
+        self._webhook.pump()
+
+    async def _acquire(self, bucket: _Bucket, priority: Priority) -> None:
         started = self._clock()
         fut = bucket.enqueue(int(priority), next(self._seq))
         try:
@@ -374,8 +403,8 @@ class RateLimiter:
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         """``{bucket: {limit, used, waiting}}`` for metrics and logs."""
-        return {name: {"limit": b.limit, "used": b.used(), "waiting": b.waiting}
-                for name, b in self._buckets.items()}
+        buckets = [*self._buckets.items(), ("webhook", self._webhook)]
+        return {name: {"limit": b.limit, "used": b.used(), "waiting": b.waiting} for name, b in buckets}
 
 
 def _int(value: str | None) -> int | None:
