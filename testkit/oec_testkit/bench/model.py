@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["Run"]
 
@@ -15,9 +16,11 @@ class Run:
     requests over it (``seconds``, ``requests_per_second``, ``secret_gets_per_second``).
 
     ``quiet_reads_per_minute``: API reads a minute in a window with no change (batched, push).
-    Push design only: ``push_wait_seconds`` after settling until the key's
-    ``oec_operator_push_mode`` read 1 (``push_mode_steady``: what it read then, before the steady
-    window); ``deliveries`` the simulator sent during the steady window;
+    Push design only: ``webhook_after_settle`` the simulator's view of the webhook once settled
+    (active, ``failure_count``, delivery records by outcome); ``push_wait_seconds`` after settling
+    until the key's ``oec_operator_push_mode`` read 1 with the webhook active
+    (``push_mode_steady``: what it read then, before the steady window); ``deliveries`` the
+    simulator sent during the steady window;
     ``push_mode_quiet`` the key's ``oec_operator_push_mode`` at the start and end of the quiet
     window; ``stopped_*`` the staleness of changes made after the simulator stopped delivering
     (``stopped_after_switch_p99``: of those made after the key fell back to poll);
@@ -46,6 +49,7 @@ class Run:
     cpu_seconds: float = 0.0
     apiserver: dict[str, dict[str, float]] = field(default_factory=dict)
     quiet_reads_per_minute: float | None = None
+    webhook_after_settle: dict[str, Any] = field(default_factory=dict)
     push_wait_seconds: float | None = None
     push_mode_steady: float | None = None
     deliveries: int | None = None

@@ -24,6 +24,7 @@ __all__ = [
     "settle",
     "steady_state",
     "wait_push",
+    "webhook_state",
 ]
 
 
@@ -161,14 +162,32 @@ def steady_state(stack: Stack, run: Run, window: float, samples: int) -> None:
 
 
 def wait_push(stack: Stack, timeout: float) -> tuple[float, float | None]:
-    """Wait up to ``timeout`` s until the operator's key is in push mode; return the seconds
-    waited and the mode then (1 push, 0 poll, None unknown)."""
+    """Wait up to ``timeout`` s until the operator's key is in push mode and its webhook is active
+    in the simulator (deliveries flow); return the seconds waited and the mode then (1 push, 0
+    poll, None unknown)."""
     t0 = time.monotonic()
-    mode = stack.push_mode()
-    while mode != 1 and time.monotonic() - t0 < timeout:
+
+    def mode() -> float | None:
+        hooks = stack.webhooks()
+        return stack.push_mode() if hooks and all(h["is_active"] for h in hooks) else 0.0
+
+    now = mode()
+    while now != 1 and time.monotonic() - t0 < timeout:
         time.sleep(2)
-        mode = stack.push_mode()
-    return time.monotonic() - t0, mode
+        now = mode()
+    return time.monotonic() - t0, now
+
+
+def webhook_state(stack: Stack) -> dict[str, Any]:
+    """The simulator's view of the operator's webhook(s): active or not, ``failure_count``, and
+    the delivery records by outcome (all summed)."""
+    hooks = stack.webhooks()
+    outcomes: dict[str, int] = {}
+    for hook in hooks:
+        for outcome, n in (hook.get("deliveries") or {}).items():
+            outcomes[outcome] = outcomes.get(outcome, 0) + n
+    return {"webhooks": len(hooks), "is_active": all(h["is_active"] for h in hooks) if hooks else None,
+            "failure_count": sum(h["failure_count"] for h in hooks), "deliveries": outcomes}
 
 
 def quiet(stack: Stack, run: Run, window: float) -> None:

@@ -14,7 +14,16 @@ from pathlib import Path
 from .apiserver import ApiserverCounts, rates, scrape
 from .config import DESIGNS, FAST_POLL_INTERVAL, LIFTED, POLL_INTERVAL, PROJECTS, STRETCH
 from .model import Run
-from .phases import create_and_wait, creation_rate, deliveries_stopped, quiet, settle, steady_state, wait_push
+from .phases import (
+    create_and_wait,
+    creation_rate,
+    deliveries_stopped,
+    quiet,
+    settle,
+    steady_state,
+    wait_push,
+    webhook_state,
+)
 from .report import chart, push_table, table
 from .stack import Stack, log
 
@@ -68,6 +77,8 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
                 settle(stack, run, options.settle_timeout)
                 mark = phase("settle")
             if design == "push":
+                run.webhook_after_settle = webhook_state(stack)
+                log(f"  webhook after settling: {run.webhook_after_settle}")
                 run.push_wait_seconds, run.push_mode_steady = wait_push(stack, options.push_timeout)
                 log(f"  push mode {run.push_mode_steady} {run.push_wait_seconds:.0f}s after settling")
                 mark = phase("push")

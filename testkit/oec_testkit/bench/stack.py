@@ -140,9 +140,7 @@ class Stack:
 
     def webhooks(self) -> list[dict[str, Any]]:
         """Every webhook the simulator has, with its delivery counts (``GET /_sim/webhooks``)."""
-        response = self.admin.http.get("/_sim/webhooks")
-        response.raise_for_status()
-        return list(response.json()["webhooks"])
+        return list(self.admin.webhooks()["webhooks"])
 
     def deliveries(self) -> int:
         """Deliveries the simulator made to every webhook so far (all outcomes)."""
@@ -150,7 +148,7 @@ class Stack:
 
     def set_deliveries(self, enabled: bool) -> None:
         """Stop (``False``) or resume the simulator's webhook deliveries (``POST /_sim/webhooks/deliveries``)."""
-        self.admin.http.post("/_sim/webhooks/deliveries", json={"enabled": enabled}).raise_for_status()
+        self.admin.set_deliveries(enabled)
 
     def stats(self) -> dict[str, Any]:
         """The simulator's counters (``/_sim/stats``)."""

@@ -66,7 +66,7 @@ class PushLab:
 
     def webhook(self) -> dict[str, Any]:
         """The simulator's webhook of this operator (admin view, with its secret)."""
-        hooks = [h for h in self.sim.admin.get("/_sim/webhooks").json()["webhooks"] if h.get("url") == self.relay.url]
+        hooks = [h for h in self.sim.webhooks()["webhooks"] if h.get("url") == self.relay.url]
         if not hooks:
             raise LookupError("no webhook registered for the relay's URL")
         return dict(hooks[0])
