@@ -86,7 +86,8 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
             mark = phase("steady")
             if design != "direct":  # the naive design reads the same with or without changes
                 if design == "push":
-                    log(f"  push mode before the quiet window: {wait_push(stack, options.push_timeout)}")
+                    waited, mode = wait_push(stack, options.push_timeout)
+                    log(f"  push mode {mode} {waited:.0f}s after the steady window")
                 quiet(stack, run, options.quiet_window or options.window)
                 mark = phase("quiet")
             if design == "push":
