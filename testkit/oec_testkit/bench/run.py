@@ -88,6 +88,8 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
                 if design == "push":
                     waited, mode = wait_push(stack, options.push_timeout)
                     log(f"  push mode {mode} {waited:.0f}s after the steady window")
+                    if waited > 5:  # lists planned before the switch still come at the normal interval
+                        time.sleep(1.1 * POLL_INTERVAL)
                 quiet(stack, run, options.quiet_window or options.window)
                 mark = phase("quiet")
             if design == "push":
