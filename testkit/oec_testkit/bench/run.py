@@ -81,6 +81,7 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
                 log(f"  webhook after settling: {run.webhook_after_settle}")
                 run.push_wait_seconds, run.push_mode_steady = wait_push(stack, options.push_timeout)
                 log(f"  push mode {run.push_mode_steady} {run.push_wait_seconds:.0f}s after settling")
+                time.sleep(1.1 * POLL_INTERVAL)  # the lists planned before the switch pass first
                 mark = phase("push")
             steady_state(stack, run, options.window, options.samples)
             mark = phase("steady")
