@@ -16,11 +16,13 @@ kube-apiserver + etcd, a fresh simulator with 10 projects and the operator as a 
    simulator's ``/_sim/stats``), and status staleness: environments are stopped in the simulator
    at random moments (``PATCH /_sim/environments/{id}``, as in the dashboard: it makes the
    simulator send ``environment.status_changed``) and the time until the resource's
-   ``status.phase`` shows it is recorded (looked for every 0.25 s); then (batched, push) the API
+   ``status.phase`` shows it is recorded (looked for every 0.25 s; the operator then starts it
+   again, ``spec.powerState: Running``, so the reads and writes with changes include that);
+   then (batched, push), once every resource is running again with its health read, the API
    reads a minute over a quiet window with no change (``--quiet-window``; push waits for its
-   key's ``oec_operator_push_mode`` to read 1 first). Push only: *deliveries stopped mid-run*:
-   the simulator stops sending (``POST /_sim/webhooks/deliveries``), environments keep being
-   stopped over more than one stretched interval, and the staleness of those changes, how long
+   key's ``oec_operator_push_mode`` to read 1 first, and its webhook to be active). Push only:
+   *deliveries stopped mid-run*: the simulator stops sending (``POST /_sim/webhooks/deliveries``),
+   environments keep being stopped over more than one stretched interval, and the staleness of those changes, how long
    until the key's push mode falls to 0 (poll) and that none is missed are recorded;
 3. reads the operator's peak RSS (``VmHWM``) and CPU seconds from ``/proc``;
 4. measures the operator's requests to the kube-apiserver a second in each phase (create, settle,

@@ -16,6 +16,7 @@ from .stack import Stack, log, manifests
 
 __all__ = [
     "Follower",
+    "calm",
     "create_and_wait",
     "creation_rate",
     "deliveries_stopped",
@@ -188,6 +189,21 @@ def webhook_state(stack: Stack) -> dict[str, Any]:
             outcomes[outcome] = outcomes.get(outcome, 0) + n
     return {"webhooks": len(hooks), "is_active": all(h["is_active"] for h in hooks) if hooks else None,
             "failure_count": sum(h["failure_count"] for h in hooks), "deliveries": outcomes}
+
+
+def calm(stack: Stack, timeout: float) -> None:
+    """Wait up to ``timeout`` s until nothing is in flight: every resource ``running`` again (the
+    operator starts an environment stopped in the dashboard, ``spec.powerState: Running``) with
+    its health read in that phase, then a few seconds for the last writes' reads."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if all(o.get("status", {}).get("phase") == "running"
+               and (o.get("status", {}).get("health") or {}).get("phase") == "running" for o in stack.objects()):
+            time.sleep(10)
+            log(f"  calm {time.monotonic() - t0:.0f}s after the steady window")
+            return
+        time.sleep(5)
+    log(f"  not calm {timeout:.0f}s after the steady window; measuring anyway")
 
 
 def quiet(stack: Stack, run: Run, window: float) -> None:

@@ -15,6 +15,7 @@ from .apiserver import ApiserverCounts, rates, scrape
 from .config import DESIGNS, FAST_POLL_INTERVAL, LIFTED, POLL_INTERVAL, PROJECTS, STRETCH
 from .model import Run
 from .phases import (
+    calm,
     create_and_wait,
     creation_rate,
     deliveries_stopped,
@@ -86,6 +87,7 @@ def one_run(design: str, n: int, limits: str, options: Options) -> Run:
             steady_state(stack, run, options.window, options.samples)
             mark = phase("steady")
             if design != "direct":  # the naive design reads the same with or without changes
+                calm(stack, options.settle_timeout)
                 if design == "push":
                     waited, mode = wait_push(stack, options.push_timeout)
                     log(f"  push mode {mode} {waited:.0f}s after the steady window")
