@@ -134,7 +134,7 @@ class OperatorConfig(BaseSettings):
     webhook_timestamp_tolerance: float = Field(default=300.0, ge=1.0, le=86400.0)
     # Seconds within which an identical delivery is answered as a duplicate (no second read).
     webhook_dedup_window: float = Field(default=600.0, ge=0, le=86400.0)
-    # Seconds per environment during which further deliveries join the refresh already owed.
+    # An environment is read at most once per this many seconds for webhooks (the first at once).
     webhook_debounce: float = Field(default=2.0, ge=0, le=300.0)
     # Deliveries being handled at once beyond which the receiver answers 429.
     webhook_max_inflight: int = Field(default=256, ge=1, le=100_000)

@@ -6,6 +6,7 @@ against the in-process simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -113,6 +114,28 @@ async def test_a_burst_of_hints_for_one_environment_costs_one_read(h: Harness) -
     assert await api_reads(h, since) == [f"GET /environments/{env_id}"]
 
 
+async def test_the_first_hint_reads_at_once_and_later_ones_join_one_read_at_the_end_of_the_period(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(webhook_debounce=2.0)
+    h.runtime.push = PushHub(h.runtime)
+    await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    since = await last_seq(h)
+    started = time.monotonic()
+    assert await hub(h).hint(KEY, env_id, "deploy.started")
+    await hub(h).drain()
+    assert time.monotonic() - started < 1.0  # not held for the debounce period
+    assert await api_reads(h, since) == [f"GET /environments/{env_id}"]
+    for _ in range(20):  # a burst right after: may announce a change after that read
+        assert await hub(h).hint(KEY, env_id, "deploy.completed")
+        await asyncio.sleep(0.01)
+    await hub(h).drain()
+    reads = [r for r in await api_reads(h, since) if not r.startswith("GET /projects/")]  # the lists go on
+    assert reads == [f"GET /environments/{env_id}"] * 2
+    assert time.monotonic() - started >= 2.0  # the second read waited for the end of the period
+
+
 async def test_an_unknown_environment_is_refused_after_at_most_one_list(h: Harness) -> None:
     await running(h, "shop")
     since = await last_seq(h)
@@ -198,9 +221,9 @@ async def test_a_conflicting_resource_does_not_take_the_hints(h: Harness) -> Non
     twin = h.add("twin", environmentId=env_id)  # adopts an environment "shop" manages
     await h.change(twin)
     assert (status(h, "twin").condition("Ready") or {}).get("reason") == "Conflict"
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
     assert await hub(h).hint(KEY, env_id, "environment.status_changed")
     assert h.runtime.fleet.route(env_id) is watch(h)
-    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
     await hub(h).drain()
     assert h.state(shop).changed and not h.state(twin).changed
 

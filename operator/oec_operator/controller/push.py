@@ -49,6 +49,7 @@ class PushHub:
         self._clock = clock
         self._debounce = runtime.config.webhook_debounce
         self._owed: dict[str, asyncio.Task[None]] = {}  # environment id -> its refresh, not started yet
+        self._read_at: dict[str, float] = {}  # environment id -> start of its last refresh
         self._running: set[asyncio.Task[None]] = set()
         self._owners: dict[str, tuple[str, str]] = {}  # environment id -> (namespace, name)
         self._paused: set[tuple[str, str]] = set()  # owners with oec.sh/paused: no refresh asked of them
@@ -83,18 +84,25 @@ class PushHub:
 
     # -- local: one debounced targeted read ------------------------------------------------
     def _refresh_soon(self, watch: ProjectWatch, env_id: str) -> None:
+        """Read the environment at once, unless it was read less than the debounce period ago:
+        then once at the end of that period (every hint until then joins that read), so a burst
+        of deliveries costs at most one read per period and the first one waits for nothing."""
         if env_id in self._owed:
             return  # joins the read owed
-        task = asyncio.get_running_loop().create_task(self._refresh(watch, env_id), name=f"refresh {env_id}")
+        now = self._clock()
+        self._read_at = {e: t for e, t in self._read_at.items() if now - t < self._debounce}
+        delay = max(0.0, self._read_at.get(env_id, now - self._debounce) + self._debounce - now)
+        task = asyncio.get_running_loop().create_task(self._refresh(watch, env_id, delay), name=f"refresh {env_id}")
         self._owed[env_id] = task
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _refresh(self, watch: ProjectWatch, env_id: str) -> None:
+    async def _refresh(self, watch: ProjectWatch, env_id: str, delay: float) -> None:
         try:
-            await asyncio.sleep(self._debounce)
+            await asyncio.sleep(delay)
         finally:
             del self._owed[env_id]  # a hint from now on may announce a change after this read
+            self._read_at[env_id] = self._clock()
         try:
             await watch.refresh_environment(env_id)
         except OecError as exc:  # the project's own lists remain the safety net
