@@ -162,6 +162,24 @@ class Registrar:
         self._reloaded_at = now
         self._reload = asyncio.get_running_loop().create_task(self._reload_secret(), name="webhook Secret reload")
 
+    async def reload_now(self) -> bool:
+        """A delivery named a webhook id this replica does not know: another replica may have
+        registered it (and written the Secret) after this one read the Secret, as a standby
+        started with the active replica does. Read the Secret now, unless it was read for this
+        less than :data:`RELOAD_SECONDS` ago (a read in flight is waited for); never an API call.
+
+        Returns:
+            True when the Secret was read (the book may know more now).
+        """
+        if self._reload is None or self._reload.done():
+            now = time.monotonic()
+            if now - self._reloaded_at < RELOAD_SECONDS:
+                return False
+            self._reloaded_at = now
+            self._reload = asyncio.get_running_loop().create_task(self._reload_secret(), name="webhook Secret reload")
+        await asyncio.shield(self._reload)
+        return True
+
     async def _reload_secret(self) -> None:
         """Read the Secret into the book (no API call)."""
         try:
