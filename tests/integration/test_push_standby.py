@@ -8,6 +8,9 @@ has taken over, a delivery to it is handled in that process (its own targeted re
 Both replicas start before the first resource exists, as a fresh install does: the webhook is
 registered (and its Secret written) by the active replica after the standby has already read the
 still empty Secret. The webhook's URL is the standby's receiver, so every delivery reaches it.
+Both run with exactly the shipped RBAC (the operator ClusterRole and
+``deploy/rbac/webhook_secret_role.yaml``): the standby reads the webhook Secret, lists and
+annotates ``OdooEnvironment`` objects, and is refused nothing.
 """
 
 from __future__ import annotations
@@ -24,31 +27,44 @@ from oec_operator.models.requests import REFRESH_REQUESTED_AT
 from oec_operator.settings import WEBHOOK_PATH
 from oec_testkit.ports import free_ports
 
-from . import test_replicas, test_webhook_registration
+from . import test_rbac, test_replicas, test_webhook_registration
 from .conftest import RW_KEY, Cluster, OperatorProcess, Simulator, environment, wait_for
+from .test_rbac import Access, assert_no_refusal, find, grant_operator_role
 from .test_replicas import LIFETIME, CountingProxy, peers
 from .test_webhook_registration import WEBHOOK_SECRET, secret_data
 
 pytestmark = pytest.mark.integration
 
 proxies, insecure_urls = test_replicas.proxies, test_webhook_registration.insecure_urls
+access, rbac_manifests = test_rbac.access, test_rbac.rbac_manifests
 KEY_ID = hashlib.sha256(RW_KEY.encode()).hexdigest()[:16]
 
 
 def test_a_delivery_to_the_standby_reaches_the_active_replica_and_after_a_takeover_is_handled_locally(
     proxies: Callable[[], CountingProxy], cluster: Cluster, simulator: Simulator,
-    operator_factory: Callable[..., OperatorProcess], insecure_urls: httpx.Client,
+    operator_factory: Callable[..., OperatorProcess], insecure_urls: httpx.Client, access: Access,
+    rbac_manifests: list[dict[str, Any]],
 ) -> None:
+    kubeconfig = grant_operator_role(access, rbac_manifests, cluster.namespace)
+    role, binding = find(rbac_manifests, "Role", WEBHOOK_SECRET), find(rbac_manifests, "RoleBinding", WEBHOOK_SECRET)
+    for item in (role, binding):  # oec-system is the test's namespace here
+        item["metadata"]["namespace"] = cluster.namespace
+    binding["subjects"][0]["namespace"] = cluster.namespace
+    access.apply(role, binding)
     project = simulator.new_project("push-standby")
     peering = f"push-standby-{cluster.namespace}"[:63]
     port_a, port_b = free_ports(2)
     url = f"http://127.0.0.1:{port_b}{WEBHOOK_PATH}"  # the "Service" routes every delivery to the standby
 
     def replica(proxy: CountingProxy, port: int) -> OperatorProcess:
-        return operator_factory(OEC_API_URL=proxy.api_url, OEC_PEERING_NAME=peering, OEC_POLL_INTERVAL="3600",
-                                OEC_MIN_POLL_INTERVAL="3600", OEC_WEBHOOK_URL=url, OEC_WEBHOOK_PORT=str(port),
-                                OEC_WEBHOOK_ADDRESS="127.0.0.1",
-                                OEC_WEBHOOK_SECRET=f"{cluster.namespace}/{WEBHOOK_SECRET}")
+        # As deployed: its own token, every namespace, the default key from its Secret.
+        op = operator_factory(kubeconfig=kubeconfig, args=[], OEC_API_KEY="",
+                              OEC_API_KEY_SECRET=f"{cluster.namespace}/{test_rbac.SECRET}", OEC_API_URL=proxy.api_url,
+                              OEC_PEERING_NAME=peering, OEC_POLL_INTERVAL="3600", OEC_MIN_POLL_INTERVAL="3600",
+                              OEC_WEBHOOK_URL=url, OEC_WEBHOOK_PORT=str(port), OEC_WEBHOOK_ADDRESS="127.0.0.1",
+                              OEC_WEBHOOK_SECRET=f"{cluster.namespace}/{WEBHOOK_SECRET}")
+        access.operators.append(op)  # stopped before the grants go
+        return op
 
     proxy_a, proxy_b = proxies(), proxies()
     a = replica(proxy_a, port_a)
@@ -56,7 +72,9 @@ def test_a_delivery_to_the_standby_reaches_the_active_replica_and_after_a_takeov
     b = replica(proxy_b, port_b)
     wait_for(lambda: f"standby: {a.extra_env['POD_ID']} with a higher priority is active" in b.output(), timeout=30,
              what="the second replica saying it is the standby")
-    wait_for(lambda: "Webhook receiver listening" in b.output(), timeout=10, what="the standby's receiver")
+    # (Both replicas write one log file here.)
+    wait_for(lambda: f"Webhook receiver listening on 127.0.0.1:{port_b}" in b.output(), timeout=10,
+             what="the standby's receiver")
 
     def obj() -> dict[str, Any]:
         return cluster.get("pushed") or {}
@@ -100,3 +118,5 @@ def test_a_delivery_to_the_standby_reaches_the_active_replica_and_after_a_takeov
     assert any(method == "GET" and path.endswith(f"/environments/{env_id}") for _, method, path, _ in
                proxy_b.since(mark)), "no targeted read of the environment"
     assert obj()["metadata"]["annotations"][REFRESH_REQUESTED_AT] == forwarded, "handled by forwarding, not locally"
+    assert_no_refusal(a)
+    assert_no_refusal(b)
