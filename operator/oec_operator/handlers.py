@@ -143,6 +143,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                                                  memo.runtime.push)
     if memo.receiver is not None:
         memo.receiver.on_unverified = lambda key_id: _unverified(memo.runtime, key_id)
+        if memo.runtime.registrar is not None:  # a standby's book may predate the first registration
+            memo.receiver.reload = memo.runtime.registrar.reload_now
 
 
 def _unverified(runtime: Runtime, key_id: str) -> None:

@@ -17,6 +17,7 @@ import pytest
 from oec_operator.controller.push import PushHub
 from oec_operator.oec.ratelimit import Priority
 from oec_operator.settings import WEBHOOK_PATH
+from oec_operator.webhooks import registration
 from oec_operator.webhooks.book import SecretBook
 from oec_operator.webhooks.calibrate import Calibrator
 from oec_operator.webhooks.receiver import Receiver
@@ -419,3 +420,21 @@ async def test_a_replica_whose_secret_went_stale_reads_it_again_on_the_first_ref
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the standby never verified the rotated secret")
+
+
+async def test_a_calibration_ping_that_reaches_the_standby_replica_still_calibrates(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    """Behind one Service (``replicas: 2``) the ``/test`` ping may reach the standby rather than the
+    replica that asked. The standby verifies it (it reads the Secret the active replica has just
+    written) and answers 202; the active replica takes that answer as its configured scheme
+    verified, so its key can reach push mode at once instead of after the next check (300 s)."""
+    standby = await start(track=False)  # started first, read the still empty Secret
+    active = await start(kube=standby.h.kube)
+    receiver.receiver.book, receiver.receiver.calibrator = standby.book, standby.calibrator  # the ping's way
+    receiver.receiver.reload = standby.registrar.reload_now
+    started = asyncio.get_running_loop().time()
+    assert await active.registrar.check_all()
+    assert active.states[-1].usable
+    assert asyncio.get_running_loop().time() - started < registration.PING_TIMEOUT  # no wait for a ping here
+    assert SignatureScheme.from_json(stored(active)[f"{config_key_id()}.scheme"]) == \
+        SignatureScheme.from_config(active.h.runtime.config)

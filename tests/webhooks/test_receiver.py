@@ -122,6 +122,25 @@ async def test_an_unverified_delivery_naming_a_known_webhook_is_reported_for_its
     assert reported == [KEY]
 
 
+async def test_a_delivery_of_a_webhook_registered_after_the_book_was_read_verifies_after_one_reload(
+        rig: Rig) -> None:
+    """A standby read the webhook Secret before the active replica registered the webhook: the
+    first delivery naming it makes the receiver read the Secret again, and verifies then."""
+    rig.receiver.book = SecretBook(SignatureScheme.from_config(rig.receiver.config))  # read before the registration
+    reloads: list[str] = []
+
+    async def reload() -> bool:
+        reloads.append("Secret read")
+        rig.receiver.book.set(KEY, WEBHOOK, SECRET, rig.clock[0])  # what the active replica wrote
+        return True
+
+    rig.receiver.reload = reload
+    answer = await rig.post(delivery())
+    assert (answer.status_code, answer.json()) == (202, {"result": "accepted"})
+    assert (await rig.post(delivery(), secret="forged")).status_code == 401  # known webhook: no reload
+    assert reloads == ["Secret read"]
+
+
 async def test_a_replayed_delivery_is_a_duplicate_and_hints_once(rig: Rig) -> None:
     event_id = str(uuid.uuid4())
     first = await rig.post(delivery(event_id=event_id))

@@ -162,6 +162,24 @@ class Registrar:
         self._reloaded_at = now
         self._reload = asyncio.get_running_loop().create_task(self._reload_secret(), name="webhook Secret reload")
 
+    async def reload_now(self) -> bool:
+        """A delivery named a webhook id this replica does not know: another replica may have
+        registered it (and written the Secret) after this one read the Secret, as a standby
+        started with the active replica does. Read the Secret now, unless it was read for this
+        less than :data:`RELOAD_SECONDS` ago (a read in flight is waited for); never an API call.
+
+        Returns:
+            True when the Secret was read (the book may know more now).
+        """
+        if self._reload is None or self._reload.done():
+            now = time.monotonic()
+            if now - self._reloaded_at < RELOAD_SECONDS:
+                return False
+            self._reloaded_at = now
+            self._reload = asyncio.get_running_loop().create_task(self._reload_secret(), name="webhook Secret reload")
+        await asyncio.shield(self._reload)
+        return True
+
     async def _reload_secret(self) -> None:
         """Read the Secret into the book (no API call)."""
         try:
@@ -354,7 +372,15 @@ class Registrar:
         """``POST /webhooks/{id}/test`` and match its ``ping`` against the known schemes
         (``docs/webhooks.md`` §3)."""
         since = self._pings.cursor()
-        await api.test_webhook(webhook_id)
+        answer = await api.test_webhook(webhook_id)
+        if (answer.success and answer.status_code == 202
+                and await self._pings.wait_ping(webhook_id, 0.0, since=since) is None):
+            # The API answers once the ping was answered: another replica behind the same Service
+            # got it and verified it; with no scheme pinned in the Secret yet, with the configured one.
+            metrics.WEBHOOK_REGISTRATIONS.labels("calibrated").inc()
+            logger.info("webhook %s: the test ping reached another replica, which verified it with the configured "
+                        "signature scheme (header %s)", webhook_id, self._default.header)
+            return self._default
         scheme = await self._pings.calibrate(webhook_id, secret, PING_TIMEOUT, since=since, default=self._default,
                                              tolerance=self.config.webhook_timestamp_tolerance)
         if scheme is None:
