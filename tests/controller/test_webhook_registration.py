@@ -419,3 +419,25 @@ async def test_a_replica_whose_secret_went_stale_reads_it_again_on_the_first_ref
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the standby never verified the rotated secret")
+
+
+async def test_a_secret_rotated_by_someone_else_is_healed_at_the_next_check(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    assert await s.registrar.check_all()
+    receiver.receiver.on_unverified = s.registrar.stale
+    hook = (await webhooks(sim))[0]
+    # Someone with the API key rotates the secret through the API: OEC.sh now signs with a secret
+    # nobody told the operator (the Secret still holds the old one).
+    response = await sim.api.post(f"/webhooks/{hook['id']}/rotate-secret",
+                                  headers={"Authorization": f"Bearer {RW}"})
+    assert response.status_code == 200, response.text
+    assert not await verifies(sim)  # 401: every delivery counts toward deactivating the webhook
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert "POST /webhooks/{id}/rotate-secret" in await calls(sim, since)
+    assert await verifies(sim)
+    assert s.states[-1].usable
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()  # healed: the next check is quiet again
+    assert await calls(sim, since) == ["GET /webhooks"]

@@ -140,6 +140,7 @@ class Registrar:
         self._wake = asyncio.Event()
         self._reloaded_at = float("-inf")
         self._reload: asyncio.Task[None] | None = None
+        self._suspects: set[str] = set()  # book names whose deliveries failed verification since their check
         self._default = SignatureScheme.from_config(config)
 
     def marker_of(self, key_id: str) -> str:
@@ -152,10 +153,14 @@ class Registrar:
 
     # ------------------------------------------------------------------ inputs
 
-    def stale(self) -> None:
-        """A delivery named one of our webhooks but failed verification: the secret may have been
-        rotated by another replica, so read the Secret again now (at most every
-        :data:`RELOAD_SECONDS`; never an API call, so forged deliveries cost no read)."""
+    def stale(self, name: str | None = None) -> None:
+        """A delivery named one of our webhooks (book name ``name``) but failed verification: the
+        secret may have been rotated by another replica, so read the Secret again now (at most every
+        :data:`RELOAD_SECONDS`; never an API call, so forged deliveries cost no read). The next check
+        of that webhook tests whether our secret still signs its ping (one ``/test`` per check,
+        ``docs/webhooks.md`` §5): someone may have rotated it through the API."""
+        if name is not None:
+            self._suspects.add(name)
         now = time.monotonic()
         if now - self._reloaded_at < RELOAD_SECONDS or (self._reload is not None and not self._reload.done()):
             return
@@ -293,6 +298,17 @@ class Registrar:
                 metrics.WEBHOOK_REGISTRATIONS.labels("rotated").inc()
                 logger.info("webhook %s of key %s: secret unknown, rotated", keep.id, api.key_id)
             keep = await self._converge(key, keep, now)
+            if not changed and name in self._suspects:
+                if await self._calibrate(api, keep.id, secret, report=False) is None:
+                    # Our secret no longer signs its ping: someone rotated it through the API. Only a
+                    # rotation tells us the secret again (else every delivery is a 401 until it is
+                    # deactivated).
+                    secret, scheme, rotated_at, changed = await api.rotate_webhook_secret(keep.id), None, _at(now), True
+                    metrics.WEBHOOK_REGISTRATIONS.labels("rotated").inc()
+                    logger.warning("webhook %s of key %s: deliveries fail verification and the test ping is not "
+                                   "signed with our secret (rotated outside the operator?): secret rotated",
+                                   keep.id, api.key_id)
+                self._suspects.discard(name)  # after the probe: its own refused ping is no news
             if not changed and (state.rotation_requested or self._rotation_due(rotated_at, now)):
                 # The book keeps the old secret for a grace period (deliveries already signed).
                 secret, scheme, rotated_at, changed = await api.rotate_webhook_secret(keep.id), None, _at(now), True
@@ -350,13 +366,16 @@ class Registrar:
             return False
         return rotated_at is None or _at(now) - rotated_at >= timedelta(days=days)
 
-    async def _calibrate(self, api: OecClient, webhook_id: str, secret: str) -> SignatureScheme | None:
+    async def _calibrate(self, api: OecClient, webhook_id: str, secret: str, *,
+                         report: bool = True) -> SignatureScheme | None:
         """``POST /webhooks/{id}/test`` and match its ``ping`` against the known schemes
-        (``docs/webhooks.md`` §3)."""
+        (``docs/webhooks.md`` §3); ``report``: log and count the outcome (not for a probe)."""
         since = self._pings.cursor()
         await api.test_webhook(webhook_id)
         scheme = await self._pings.calibrate(webhook_id, secret, PING_TIMEOUT, since=since, default=self._default,
                                              tolerance=self.config.webhook_timestamp_tolerance)
+        if not report:
+            return scheme
         if scheme is None:
             ping = await self._pings.wait_ping(webhook_id, 0.0, since=since)
             metrics.WEBHOOK_REGISTRATIONS.labels("uncalibrated").inc()
