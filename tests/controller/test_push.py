@@ -6,6 +6,7 @@ against the in-process simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from oec_operator.domain.polling import ProjectWatch, key_id_of
 from oec_operator.domain.pushhealth import PushHealth
 from oec_operator.models.requests import REFRESH_REQUESTED_AT
 from oec_operator.models.status import Status
+from oec_operator.webhooks.registration import WebhookState
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
 from tests.simulator.sim_helpers import PROJECT_A, RW
@@ -253,3 +255,20 @@ async def test_a_hint_for_a_deleted_environment_wakes_the_owner_once_a_list_agre
     await h.poll(shop)  # the reconcile's own rules: the list and a direct read agree
     assert status(h, "shop").phase == "deleted"
     assert (status(h, "shop").condition("Stalled") or {}).get("reason") == "ExternallyDeleted"
+
+
+async def test_push_ends_once_the_webhook_state_is_too_old_even_with_nothing_else_happening(h: Harness) -> None:
+    """The registrar's checks fail from some point on (429/5xx for long): once the last state it
+    reported is older than its time to live, the key is in poll mode and its watches plan their
+    next list at the normal interval at once, not after the stretched wait they are in."""
+    await running(h, "shop")
+    await watch(h).aclose()  # its loop would look at the mode whenever it plans (at a random time)
+    health = h.runtime.push_health[KEY] = PushHealth(
+        KEY, stretch=6.0, memory=180.0, state_ttl=0.3, grace=10.0, on_switch=h.runtime._push_switched)
+    h.runtime.webhook_state(WebhookState(KEY, usable=True, is_active=True, failure_count=0))
+    hub(h).delivered(KEY)
+    assert watch(h).interval() == 360.0
+    watch(h)._kick.clear()
+    # No check reports any more, no delivery comes, no list runs.
+    await asyncio.wait_for(watch(h)._kick.wait(), timeout=5.0)
+    assert watch(h).interval() == 60.0

@@ -150,6 +150,13 @@ class PushHealth:
         """The factor on the steady list interval now: the configured stretch in push mode, else 1.0."""
         return self._stretch if self.mode() == "push" else 1.0
 
+    def state_expires_in(self) -> float | None:
+        """Seconds until the webhook's last known state is too old to trust (then: poll), ``None``
+        when it was never checked: when to look at :meth:`mode` again if no check comes."""
+        if self._checked_at is None:
+            return None
+        return max(0.0, self._checked_at + self._state_ttl - self._clock()) + 1e-3
+
     def pending(self) -> float | None:
         """Seconds until a change a list saw, still unannounced, counts as unannounced (``None``:
         none waits): when to look at :meth:`mode` again."""
