@@ -21,7 +21,7 @@ from oec_operator.models.status import Status
 from oec_operator.webhooks.registration import WebhookState
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
-from tests.simulator.sim_helpers import PROJECT_A, RW
+from tests.simulator.sim_helpers import PROJECT_A, RO, RW
 
 KEY = key_id_of(RW)
 
@@ -272,3 +272,23 @@ async def test_push_ends_once_the_webhook_state_is_too_old_even_with_nothing_els
     # No check reports any more, no delivery comes, no list runs.
     await asyncio.wait_for(watch(h)._kick.wait(), timeout=5.0)
     assert watch(h).interval() == 60.0
+
+
+async def test_a_delivery_of_another_keys_webhook_costs_the_owners_key_nothing(h: Harness) -> None:
+    """Key RO's webhook (verified with RO's secret) names an environment whose owner reads through
+    key RW: it is owned (202, the sender is not failed), but nothing is read on RW's budget and
+    RW's push health is not told that the change was announced; RW's own webhook announces it."""
+    await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    health = h.runtime.health(KEY)
+    health.webhook_state(registered=True, is_active=True, failure_count=0)
+    health.delivered()
+    since = await last_seq(h)
+    for _ in range(3):
+        assert await hub(h).hint(key_id_of(RO), env_id, "environment.status_changed")
+        await hub(h).drain()
+    assert await api_reads(h, since) == []
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
+    await h.list_project()
+    assert env_id in health._pending  # the other key's hints do not explain RW's change

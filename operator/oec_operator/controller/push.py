@@ -63,13 +63,16 @@ class PushHub:
             True when an ``OdooEnvironment`` owns the environment (here or in another replica);
             False when none does (the receiver answers 404).
         """
-        self.runtime.health(key_id).hinted(env_id)
         watch = self.runtime.fleet.route(env_id)
         if watch is not None:
-            if watch.key_id != key_id:
-                self.runtime.health(watch.key_id).hinted(env_id)
+            if watch.key_id != key_id.split(".", 1)[0]:  # a project-scoped key's book name: <key id>.<project>
+                # Another key's webhook: the owner's read budget and push health are not its to spend
+                # or vouch for (the owner's key has its own webhook); owned, so not a 404.
+                return True
+            self.runtime.health(key_id).hinted(env_id)
             self._refresh_soon(watch, env_id)
             return True
+        self.runtime.health(key_id).hinted(env_id)
         owner = await self._owner(env_id)
         if owner is None:
             return False
