@@ -271,7 +271,7 @@ async def test_push_ends_once_the_webhook_state_is_too_old_even_with_nothing_els
     watch(h)._kick.clear()
     # No check reports any more, no delivery comes, no list runs.
     await asyncio.wait_for(watch(h)._kick.wait(), timeout=5.0)
-    assert watch(h).interval() == 60.0
+    assert health.mode() == "poll" and watch(h).interval() == 60.0
 
 
 async def test_a_delivery_of_another_keys_webhook_costs_the_owners_key_nothing(h: Harness) -> None:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from oec_operator.controller.push import PushHub
@@ -435,9 +437,30 @@ async def test_a_secret_rotated_by_someone_else_is_healed_at_the_next_check(
     assert not await verifies(sim)  # 401: every delivery counts toward deactivating the webhook
     since = await last_seq(sim)
     assert await s.registrar.check_all()
-    assert "POST /webhooks/{id}/rotate-secret" in await calls(sim, since)
+    assert await calls(sim, since) == ["GET /webhooks", "POST /webhooks/{id}/test",
+                                       "POST /webhooks/{id}/rotate-secret", "POST /webhooks/{id}/test"]
     assert await verifies(sim)
     assert s.states[-1].usable
     since = await last_seq(sim)
     assert await s.registrar.check_all()  # healed: the next check is quiet again
+    assert await calls(sim, since) == ["GET /webhooks"]
+
+
+async def test_a_forged_delivery_naming_our_webhook_costs_one_test_ping_and_no_rotation(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    assert await s.registrar.check_all()
+    receiver.receiver.on_unverified = s.registrar.stale
+    hook = (await webhooks(sim))[0]
+    body = json.dumps({"id": "e1", "event": "environment.status_changed", "webhook_id": hook["id"], "data": {}})
+    async with httpx.AsyncClient() as http:
+        for _ in range(20):
+            answer = await http.post(receiver.url, content=body, headers={"X-OEC-Signature": "0" * 64})
+            assert answer.status_code == 401
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert await calls(sim, since) == ["GET /webhooks", "POST /webhooks/{id}/test"]
+    assert await verifies(sim)
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
     assert await calls(sim, since) == ["GET /webhooks"]

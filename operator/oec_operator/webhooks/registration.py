@@ -41,6 +41,7 @@ from oec_operator.oec.ratelimit import Priority
 from oec_operator.settings import OperatorConfig
 from oec_operator.webhooks.book import KeySecrets
 from oec_operator.webhooks.scheme import SignatureScheme
+from oec_operator.webhooks.scheme import calibrate as match_scheme
 from oec_operator.webhooks.secretstore import StoredState, StoredWebhook, WebhookSecretStore
 
 logger = logging.getLogger(__name__)
@@ -299,7 +300,7 @@ class Registrar:
                 logger.info("webhook %s of key %s: secret unknown, rotated", keep.id, api.key_id)
             keep = await self._converge(key, keep, now)
             if not changed and name in self._suspects:
-                if await self._calibrate(api, keep.id, secret, report=False) is None:
+                if await self._signs(api, keep.id, secret) is False:
                     # Our secret no longer signs its ping: someone rotated it through the API. Only a
                     # rotation tells us the secret again (else every delivery is a 401 until it is
                     # deactivated).
@@ -366,16 +367,24 @@ class Registrar:
             return False
         return rotated_at is None or _at(now) - rotated_at >= timedelta(days=days)
 
-    async def _calibrate(self, api: OecClient, webhook_id: str, secret: str, *,
-                         report: bool = True) -> SignatureScheme | None:
+    async def _signs(self, api: OecClient, webhook_id: str, secret: str) -> bool | None:
+        """Whether ``secret`` signs the webhook's ``/test`` ping (in any known scheme); ``None``
+        when no ping arrived (the receiver is not reached: nothing is known of the secret)."""
+        since = self._pings.cursor()
+        await api.test_webhook(webhook_id)
+        ping = await self._pings.wait_ping(webhook_id, PING_TIMEOUT, since=since)
+        if ping is None:
+            return None
+        return match_scheme(secret, ping[0], ping[1], self._wall(), default=self._default,
+                            tolerance=self.config.webhook_timestamp_tolerance) is not None
+
+    async def _calibrate(self, api: OecClient, webhook_id: str, secret: str) -> SignatureScheme | None:
         """``POST /webhooks/{id}/test`` and match its ``ping`` against the known schemes
-        (``docs/webhooks.md`` §3); ``report``: log and count the outcome (not for a probe)."""
+        (``docs/webhooks.md`` §3)."""
         since = self._pings.cursor()
         await api.test_webhook(webhook_id)
         scheme = await self._pings.calibrate(webhook_id, secret, PING_TIMEOUT, since=since, default=self._default,
                                              tolerance=self.config.webhook_timestamp_tolerance)
-        if not report:
-            return scheme
         if scheme is None:
             ping = await self._pings.wait_ping(webhook_id, 0.0, since=since)
             metrics.WEBHOOK_REGISTRATIONS.labels("uncalibrated").inc()
