@@ -464,3 +464,27 @@ async def test_a_forged_delivery_naming_our_webhook_costs_one_test_ping_and_no_r
     since = await last_seq(sim)
     assert await s.registrar.check_all()
     assert await calls(sim, since) == ["GET /webhooks"]
+
+
+class TwoReplicas:
+    """The Service in front of two replicas' receivers: the first ping goes to the other replica
+    (its own calibrator), the next ones to this one."""
+
+    def __init__(self, here: Calibrator) -> None:
+        self.here, self.other, self.pings = here, Calibrator(), 0
+
+    def observe(self, headers: Any, body: bytes) -> bool:
+        self.pings += 1
+        return (self.other if self.pings == 1 else self.here).observe(headers, body)
+
+
+async def test_a_calibration_ping_answered_by_the_other_replica_is_sent_again(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    receiver.receiver.calibrator = TwoReplicas(s.calibrator)  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await s.registrar.check_all()
+    assert s.states[-1].usable  # calibrated in this check, not one check interval (or more) later
+    assert loop.time() - began < 5.0  # no 10 s wait for a ping that went elsewhere
+    assert SignatureScheme.from_json(stored(s)[f"{config_key_id()}.scheme"])

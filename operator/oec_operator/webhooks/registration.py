@@ -50,6 +50,11 @@ T = TypeVar("T")
 
 #: Seconds to wait for the ``ping`` of ``POST /webhooks/{id}/test``.
 PING_TIMEOUT = 10.0
+#: ``/test`` pings sent at most in one calibration while each one reaches another replica's receiver.
+TEST_PINGS = 3
+#: Seconds to wait for a ping at this receiver once the ``/test`` answer says a receiver answered it
+#: (the ping is sent before the answer: it went to another replica when it is not here by then).
+ANSWERED_WAIT = 1.0
 #: Attempts of one webhook mutation (rate limited or unanswered) before the round gives up.
 MUTATION_ATTEMPTS = 5
 #: Seconds before a round that failed is tried again (at most the check interval).
@@ -367,26 +372,35 @@ class Registrar:
             return False
         return rotated_at is None or _at(now) - rotated_at >= timedelta(days=days)
 
+    async def _test_ping(self, api: OecClient, webhook_id: str) -> tuple[dict[str, str], bytes] | None:
+        """``POST /webhooks/{id}/test`` until its ``ping`` reaches this process's receiver, at most
+        :data:`TEST_PINGS` times: with several replicas the Service may hand it to another one's
+        (the answer's ``status_code`` says some receiver answered). ``None``: no ping came here."""
+        for _ in range(TEST_PINGS):
+            since = self._pings.cursor()
+            answer = await api.test_webhook(webhook_id)
+            wait = PING_TIMEOUT if answer.status_code is None else ANSWERED_WAIT
+            ping = await self._pings.wait_ping(webhook_id, wait, since=since)
+            if ping is not None or answer.status_code is None:
+                return ping
+        return None
+
+    def _scheme_of(self, secret: str, ping: tuple[dict[str, str], bytes]) -> SignatureScheme | None:
+        return match_scheme(secret, ping[0], ping[1], self._wall(), default=self._default,
+                            tolerance=self.config.webhook_timestamp_tolerance)
+
     async def _signs(self, api: OecClient, webhook_id: str, secret: str) -> bool | None:
         """Whether ``secret`` signs the webhook's ``/test`` ping (in any known scheme); ``None``
         when no ping arrived (the receiver is not reached: nothing is known of the secret)."""
-        since = self._pings.cursor()
-        await api.test_webhook(webhook_id)
-        ping = await self._pings.wait_ping(webhook_id, PING_TIMEOUT, since=since)
-        if ping is None:
-            return None
-        return match_scheme(secret, ping[0], ping[1], self._wall(), default=self._default,
-                            tolerance=self.config.webhook_timestamp_tolerance) is not None
+        ping = await self._test_ping(api, webhook_id)
+        return None if ping is None else self._scheme_of(secret, ping) is not None
 
     async def _calibrate(self, api: OecClient, webhook_id: str, secret: str) -> SignatureScheme | None:
         """``POST /webhooks/{id}/test`` and match its ``ping`` against the known schemes
         (``docs/webhooks.md`` §3)."""
-        since = self._pings.cursor()
-        await api.test_webhook(webhook_id)
-        scheme = await self._pings.calibrate(webhook_id, secret, PING_TIMEOUT, since=since, default=self._default,
-                                             tolerance=self.config.webhook_timestamp_tolerance)
+        ping = await self._test_ping(api, webhook_id)
+        scheme = None if ping is None else self._scheme_of(secret, ping)
         if scheme is None:
-            ping = await self._pings.wait_ping(webhook_id, 0.0, since=since)
             metrics.WEBHOOK_REGISTRATIONS.labels("uncalibrated").inc()
             logger.warning("webhook %s: no signature scheme matched the test ping (%s); keeping the configured "
                            "default, polling stays at its normal interval for this key. Header names seen: %s",
