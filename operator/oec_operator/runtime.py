@@ -194,7 +194,7 @@ class Runtime:
         if no check follows in time (the checks fail), the key drops to poll when this state expires,
         without waiting for a stretched list to look at the mode (§6)."""
         health = self.health(state.key_id)
-        health.webhook_state(state.usable, state.is_active, state.failure_count)
+        health.webhook_state(state.usable, state.is_active, state.failure_count, state.failing)
         delay = health.state_expires_in()
         if delay is not None:
             asyncio.get_running_loop().call_later(delay, health.mode)

@@ -488,3 +488,26 @@ async def test_a_calibration_ping_answered_by_the_other_replica_is_sent_again(
     assert s.states[-1].usable  # calibrated in this check, not one check interval (or more) later
     assert loop.time() - began < 5.0  # no 10 s wait for a ping that went elsewhere
     assert SignatureScheme.from_json(stored(s)[f"{config_key_id()}.scheme"])
+
+
+async def test_a_webhook_whose_newest_delivery_failed_keeps_the_key_in_poll_mode(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    """The receiver stops answering (here: 503 to every event, no sink); one change is not
+    delivered. A check that sees ``failure_count`` unchanged since the previous one must not
+    bring push mode back while the newest delivery still failed: the next change would be missed."""
+    await sim.patch_config(webhook_retry_delays=[])
+    s = await start()
+    assert await s.registrar.check_all()
+    runtime, key_id = s.h.runtime, config_key_id()
+    runtime.webhook_state(s.states[-1])
+    runtime.health(key_id).delivered()  # the calibration ping reached us
+    assert runtime.health(key_id).mode() == "push"
+    await sim.create_env(name="missed")
+    for _ in range(100):
+        if (await webhooks(sim))[0]["failure_count"] >= 1:
+            break
+        await asyncio.sleep(0.02)
+    for _ in range(2):  # the failure is seen rising, then steady
+        assert await s.registrar.check_all()
+        runtime.webhook_state(s.states[-1])
+        assert runtime.health(key_id).mode() == "poll"

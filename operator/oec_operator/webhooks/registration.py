@@ -96,6 +96,7 @@ class WebhookState:
     usable: bool
     is_active: bool
     failure_count: int
+    failing: bool = False  # its newest delivery that was tried failed (``GET /webhooks/{id}/deliveries``)
 
 
 def install_id(config: OperatorConfig) -> str:
@@ -329,7 +330,17 @@ class Registrar:
             if scheme is not None:
                 await self._store.save(name, StoredWebhook(keep.id, secret, scheme.to_json(), rotated_at))
         if self._on_state is not None:
-            self._on_state(WebhookState(api.key_id, scheme is not None, keep.is_active, keep.failure_count))
+            failing = keep.failure_count > 0 and await self._failing(api, keep.id)
+            self._on_state(WebhookState(api.key_id, scheme is not None, keep.is_active, keep.failure_count, failing))
+
+    async def _failing(self, api: OecClient, webhook_id: str) -> bool:
+        """Whether the webhook's newest delivery that was tried failed (one read, only while its
+        ``failure_count`` is not 0): ``failure_count`` alone says nothing once it stops rising (a
+        receiver still unreachable between two changes), and its semantics are not documented
+        (``docs/oec-api.md`` §11.6)."""
+        tried = [d for d in await api.webhook_deliveries(webhook_id) if d.attempt_count > 0]
+        newest = max(tried, key=lambda d: str(d.created_at or ""), default=None)
+        return newest is not None and newest.status != "success"
 
     async def _create(self, key: _Key, name: str, project: str | None) -> Webhook:
         nonce = self._nonces.setdefault(name, pysecrets.token_hex(8))
