@@ -292,3 +292,20 @@ async def test_a_delivery_of_another_keys_webhook_costs_the_owners_key_nothing(h
     await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
     await h.list_project()
     assert env_id in health._pending  # the other key's hints do not explain RW's change
+
+
+async def test_a_standby_does_not_forward_another_keys_delivery(
+        h: Harness, make_harness: Callable[..., Harness]) -> None:
+    """The same as above in a standby replica (the owner's loop runs elsewhere): a delivery of key
+    RO's webhook naming an environment owned through key RW annotates nothing (the annotation would
+    make the active replica read on RW's budget)."""
+    await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    standby = make_harness(webhook_debounce=0.2)
+    standby.kube.objects = standby.kube.kinds["odooenvironments"] = h.kube.objects
+    standby.runtime.push = PushHub(standby.runtime)
+    assert await standby.runtime.push.hint(key_id_of(RO), env_id, "environment.status_changed")  # owned
+    assert standby.kube.calls["patch_metadata"] == 0
+    assert await standby.runtime.push.hint(KEY, env_id, "environment.status_changed")  # the owner's key
+    assert standby.kube.calls["patch_metadata"] == 1
