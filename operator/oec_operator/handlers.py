@@ -153,7 +153,7 @@ def _unverified(runtime: Runtime, key_id: str) -> None:
     ``docs/webhooks.md`` §5-§6)."""
     runtime.health(key_id).verification_failed()
     if runtime.registrar is not None:
-        runtime.registrar.stale()
+        runtime.registrar.stale(key_id)
 
 
 @kopf.on.cleanup()

@@ -7,11 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from oec_operator.controller.push import PushHub
@@ -438,3 +440,93 @@ async def test_a_calibration_ping_that_reaches_the_standby_replica_still_calibra
     assert asyncio.get_running_loop().time() - started < registration.PING_TIMEOUT  # no wait for a ping here
     assert SignatureScheme.from_json(stored(active)[f"{config_key_id()}.scheme"]) == \
         SignatureScheme.from_config(active.h.runtime.config)
+
+
+async def test_a_secret_rotated_by_someone_else_is_healed_at_the_next_check(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    assert await s.registrar.check_all()
+    receiver.receiver.on_unverified = s.registrar.stale
+    hook = (await webhooks(sim))[0]
+    # Someone with the API key rotates the secret through the API: OEC.sh now signs with a secret
+    # nobody told the operator (the Secret still holds the old one).
+    response = await sim.api.post(f"/webhooks/{hook['id']}/rotate-secret",
+                                  headers={"Authorization": f"Bearer {RW}"})
+    assert response.status_code == 200, response.text
+    assert not await verifies(sim)  # 401: every delivery counts toward deactivating the webhook
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert await calls(sim, since) == ["GET /webhooks", "POST /webhooks/{id}/test",
+                                       "POST /webhooks/{id}/rotate-secret", "POST /webhooks/{id}/test"]
+    assert await verifies(sim)
+    assert s.states[-1].usable
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()  # healed: the next check is quiet again
+    assert await calls(sim, since) == ["GET /webhooks"]
+
+
+async def test_a_forged_delivery_naming_our_webhook_costs_one_test_ping_and_no_rotation(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    assert await s.registrar.check_all()
+    receiver.receiver.on_unverified = s.registrar.stale
+    hook = (await webhooks(sim))[0]
+    body = json.dumps({"id": "e1", "event": "environment.status_changed", "webhook_id": hook["id"], "data": {}})
+    async with httpx.AsyncClient() as http:
+        for _ in range(20):
+            answer = await http.post(receiver.url, content=body, headers={"X-OEC-Signature": "0" * 64})
+            assert answer.status_code == 401
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert await calls(sim, since) == ["GET /webhooks", "POST /webhooks/{id}/test"]
+    assert await verifies(sim)
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert await calls(sim, since) == ["GET /webhooks"]
+
+
+class TwoReplicas:
+    """The Service in front of two replicas' receivers: the first ping goes to the other replica
+    (its own calibrator), the next ones to this one."""
+
+    def __init__(self, here: Calibrator) -> None:
+        self.here, self.other, self.pings = here, Calibrator(), 0
+
+    def observe(self, headers: Any, body: bytes) -> bool:
+        self.pings += 1
+        return (self.other if self.pings == 1 else self.here).observe(headers, body)
+
+
+async def test_a_calibration_ping_answered_by_the_other_replica_is_sent_again(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    receiver.receiver.calibrator = TwoReplicas(s.calibrator)  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await s.registrar.check_all()
+    assert s.states[-1].usable  # calibrated in this check, not one check interval (or more) later
+    assert loop.time() - began < 5.0  # no 10 s wait for a ping that went elsewhere
+    assert SignatureScheme.from_json(stored(s)[f"{config_key_id()}.scheme"])
+
+
+async def test_a_webhook_whose_newest_delivery_failed_keeps_the_key_in_poll_mode(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    """The receiver stops answering (here: 503 to every event, no sink); one change is not
+    delivered. A check that sees ``failure_count`` unchanged since the previous one must not
+    bring push mode back while the newest delivery still failed: the next change would be missed."""
+    await sim.patch_config(webhook_retry_delays=[])
+    s = await start()
+    assert await s.registrar.check_all()
+    runtime, key_id = s.h.runtime, config_key_id()
+    runtime.webhook_state(s.states[-1])
+    runtime.health(key_id).delivered()  # the calibration ping reached us
+    assert runtime.health(key_id).mode() == "push"
+    await sim.create_env(name="missed")
+    for _ in range(100):
+        if (await webhooks(sim))[0]["failure_count"] >= 1:
+            break
+        await asyncio.sleep(0.02)
+    for _ in range(2):  # the failure is seen rising, then steady
+        assert await s.registrar.check_all()
+        runtime.webhook_state(s.states[-1])
+        assert runtime.health(key_id).mode() == "poll"
