@@ -530,3 +530,29 @@ async def test_a_webhook_whose_newest_delivery_failed_keeps_the_key_in_poll_mode
         assert await s.registrar.check_all()
         runtime.webhook_state(s.states[-1])
         assert runtime.health(key_id).mode() == "poll"
+
+
+async def test_events_of_environments_managed_elsewhere_never_deactivate_the_webhook(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    """An org-wide webhook also carries the events of environments no object of this cluster
+    manages (made in the dashboard, or by another tool). The simulator counts every non-2xx answer
+    as a failure and deactivates after 10 in a row (``docs/oec-api.md`` §11.6): answered 404 they
+    switched the key's push mode off for good; answered 202 (``unknown_environment``) they cost nothing."""
+    await sim.patch_config(webhook_retry_delays=[])
+    s = await start()
+    receiver.receiver.sink = s.h.runtime.push = PushHub(s.h.runtime)
+    assert await s.registrar.check_all()
+    for n in range(12):
+        await sim.create_env(name=f"by-hand-{n}")
+    (hook,) = await webhooks(sim)
+    for _ in range(200):  # the simulator's admin view: no read budget spent
+        shown = (await sim.admin.get("/webhooks")).json()["webhooks"][0]
+        deliveries = (await sim.admin.get(f"/webhooks/{hook['id']}/deliveries")).json()
+        deliveries = deliveries.get("deliveries", deliveries) if isinstance(deliveries, dict) else deliveries
+        done = len(deliveries) >= 12 and all(d["status"] != "pending" for d in deliveries)
+        if done or not shown["is_active"]:
+            break
+        await asyncio.sleep(0.05)
+    (hook,) = await webhooks(sim)
+    assert {d["response_status"] for d in deliveries} == {202}
+    assert hook["is_active"] and hook["failure_count"] == 0

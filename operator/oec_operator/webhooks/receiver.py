@@ -211,7 +211,7 @@ class Receiver:
             return self._answer(503, "unavailable", request)
         if not known:
             self._seen.pop(seen, None)  # a retry asks again (the object may exist by then)
-            return self._answer(404, "unknown_environment", request)
+            return self._answer(self.config.webhook_unknown_environment_status, "unknown_environment", request)
         return self._answer(202, "accepted", request)
 
     async def _reloaded(self, headers: dict[str, str], body: bytes) -> str | None:
