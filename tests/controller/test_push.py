@@ -247,6 +247,20 @@ async def test_the_refresh_annotation_reads_the_environment_afresh(h: Harness) -
     assert f"GET /environments/{env_id}" not in await api_reads(h, since)
 
 
+async def test_a_forwarded_refresh_counts_as_announced_for_the_keys_push_health(h: Harness) -> None:
+    """The hint reached another replica, which forwarded it: the list that sees the change here
+    must not take it for one the webhooks missed (that would drop the key to poll mode)."""
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    health = h.runtime.health(KEY)
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
+    shop["metadata"]["annotations"][REFRESH_REQUESTED_AT] = "2026-12-05T01:00:00.000Z"
+    await h.change(shop)
+    health.poll_saw_change([env_id])
+    assert env_id not in health._pending  # announced: not waiting for a hint that will never come
+
+
 async def test_a_paused_owner_elsewhere_is_not_annotated(h: Harness, make_harness: Callable[..., Harness]) -> None:
     shop = await running(h, "shop")
     env_id = status(h, "shop").environment_id
