@@ -143,6 +143,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
                                                  memo.runtime.push)
     if memo.receiver is not None:
         memo.receiver.on_unverified = lambda key_id: _unverified(memo.runtime, key_id)
+        if memo.runtime.registrar is not None:  # a standby's book may predate the first registration
+            memo.receiver.reload = memo.runtime.registrar.reload_now
 
 
 def _unverified(runtime: Runtime, key_id: str) -> None:
@@ -151,7 +153,7 @@ def _unverified(runtime: Runtime, key_id: str) -> None:
     ``docs/webhooks.md`` §5-§6)."""
     runtime.health(key_id).verification_failed()
     if runtime.registrar is not None:
-        runtime.registrar.stale()
+        runtime.registrar.stale(key_id)
 
 
 @kopf.on.cleanup()

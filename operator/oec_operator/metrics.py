@@ -37,7 +37,7 @@ BACKUPS = Counter("oec_operator_backups", "Backups the operator made or followed
 
 #: Webhook deliveries by the receiver's answer (``docs/webhooks.md`` §4): ``accepted``,
 #: ``duplicate``, ``ping``, ``ignored`` (202: names no environment), ``unverified`` (401),
-#: ``malformed`` (400), ``unknown_environment`` (404), ``too_large`` (413), ``flooded`` (429),
+#: ``malformed`` (400), ``unknown_environment`` (202, or 404 when configured), ``too_large`` (413), ``flooded`` (429),
 #: ``unavailable`` (503: not ready, or the hand-over failed).
 WEBHOOK_EVENTS = Counter("oec_operator_webhook_events", "Webhook deliveries by result", ["result"])
 #: 1 while a key's webhooks are healthy and its project lists run at the stretched interval

@@ -190,8 +190,14 @@ class Runtime:
         return health
 
     def webhook_state(self, state: WebhookState) -> None:
-        """What the registrar saw of a key's webhook, for its push health (``docs/webhooks.md`` §5)."""
-        self.health(state.key_id).webhook_state(state.usable, state.is_active, state.failure_count)
+        """What the registrar saw of a key's webhook, for its push health (``docs/webhooks.md`` §5);
+        if no check follows in time (the checks fail), the key drops to poll when this state expires,
+        without waiting for a stretched list to look at the mode (§6)."""
+        health = self.health(state.key_id)
+        health.webhook_state(state.usable, state.is_active, state.failure_count, state.failing)
+        delay = health.state_expires_in()
+        if delay is not None:
+            asyncio.get_running_loop().call_later(delay, health.mode)
 
     def _stretch(self, key_id: str) -> float:
         """The factor on the steady list interval of the key's watches (1.0 without webhooks)."""

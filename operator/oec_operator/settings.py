@@ -134,8 +134,13 @@ class OperatorConfig(BaseSettings):
     webhook_timestamp_tolerance: float = Field(default=300.0, ge=1.0, le=86400.0)
     # Seconds within which an identical delivery is answered as a duplicate (no second read).
     webhook_dedup_window: float = Field(default=600.0, ge=0, le=86400.0)
-    # Seconds per environment during which further deliveries join the refresh already owed.
+    # An environment is read at most once per this many seconds for webhooks (the first at once).
     webhook_debounce: float = Field(default=2.0, ge=0, le=300.0)
+    # The answer to a verified delivery naming an environment no object of this cluster manages
+    # (docs/webhooks.md §4): 202 by default, since a sender that counts non-2xx answers as failures
+    # would deactivate an org-wide webhook after a few events of environments managed elsewhere;
+    # 404 for a sender that does not.
+    webhook_unknown_environment_status: int = 202
     # Deliveries being handled at once beyond which the receiver answers 429.
     webhook_max_inflight: int = Field(default=256, ge=1, le=100_000)
     # While push is healthy, the steady project-list interval is multiplied by this factor.
@@ -152,6 +157,13 @@ class OperatorConfig(BaseSettings):
             validate_api_key(value.get_secret_value())
             return SecretStr(value.get_secret_value().strip())
         return None
+
+    @field_validator("webhook_unknown_environment_status")
+    @classmethod
+    def _check_unknown_status(cls, value: int) -> int:
+        if value not in (202, 404):
+            raise ValueError("must be 202 or 404")
+        return value
 
     @model_validator(mode="after")
     def _fast_not_slower(self) -> OperatorConfig:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from oec_operator.settings import OperatorConfig
+
 from . import detached
 from .kubectl import Kubectl, default_kubectl
 from .manifests import ROOT, condition
@@ -42,6 +44,8 @@ OPERATOR_ENV = {"OEC_POLL_INTERVAL": "15", "OEC_FAST_POLL_INTERVAL": "1", "OEC_M
 SIMULATOR_WEBHOOK_FLAG = "--allow-insecure-webhook-urls"
 #: Where the operator keeps the webhook secret in the demo (its namespace is the sample's).
 WEBHOOK_SECRET_REF = "default/oec-operator-webhooks"  # noqa: S105 - a Secret's name
+#: How many times longer the steady project interval is in push mode (``OEC_WEBHOOK_POLL_STRETCH``).
+POLL_STRETCH = float(OperatorConfig.model_fields["webhook_poll_stretch"].default)
 #: The operator's metrics address in the demo (``oec_operator_push_mode``).
 METRICS_URL = "http://127.0.0.1:8081/metrics"
 
@@ -155,8 +159,9 @@ def push_mode(metrics_url: str = METRICS_URL) -> bool:
 
 def show_push(kubectl: Kubectl, api_url: str, timeout: float = 60) -> None:
     """Stop the sample's environment through the OEC.sh API (as a user of the dashboard would) and
-    print how long ``kubectl get`` takes to show it: seconds with webhooks, where the steady poll
-    would take up to its interval. The operator then starts it again (``spec.powerState: Running``).
+    print when OEC.sh finished the stop and how much later ``kubectl get`` showed it: seconds with
+    webhooks, up to the steady poll interval without. The operator then starts it again
+    (``spec.powerState`` defaults to ``Running``).
 
     Raises:
         RuntimeError: the environment id is unknown or the API refused the stop.
@@ -170,26 +175,53 @@ def show_push(kubectl: Kubectl, api_url: str, timeout: float = 60) -> None:
     while not push_mode() and time.monotonic() < deadline:
         time.sleep(1)
     pushing = push_mode()
-    log("webhooks healthy: the steady project list now runs every "
-        f"{float(OPERATOR_ENV['OEC_POLL_INTERVAL']) * 6:.0f} s" if pushing else
-        "webhooks not healthy yet (see the operator log): the change shows at the next poll instead")
-    log(f"stopping {SAMPLE_NAME}'s environment through the OEC.sh API (not through Kubernetes)")
+    log(push_mode_text(pushing))
+    log(f"stopping {SAMPLE_NAME}'s environment through the OEC.sh API (not through Kubernetes); "
+        "the simulator takes about 2 s to stop it")
     answer = httpx.post(f"{api_url}/environments/{env_id}/stop", timeout=10,
                         headers={"Authorization": f"Bearer {DEMO_KEY}", "Idempotency-Key": f"demo-stop-{time.time()}"})
     if answer.status_code >= 300:
         raise RuntimeError(f"the simulator refused the stop: {answer.status_code} {answer.text[:200]}")
-    stopped_at = time.monotonic()
-    while time.monotonic() - stopped_at < 120:
+    asked = time.monotonic()
+    stopped_at = seen_at = None
+    sim = f"{api_url.rsplit('/api/', 1)[0]}/_sim/environments"  # the simulator's own view: no API read
+    while time.monotonic() - asked < 120 and seen_at is None:
+        if stopped_at is None and any(e.get("id") == env_id and e.get("status") == "stopped"
+                                      for e in httpx.get(sim, timeout=10).json()):
+            stopped_at = time.monotonic()
         phase = json.loads(kubectl("get", "odooenv", SAMPLE_NAME, "-n", "default", "-o", "json").stdout).get(
             "status", {}).get("phase")
-        if phase == "stopped":
+        if phase in ("stopped", "starting"):  # "starting": it saw the stop and already starts it again
+            seen_at = time.monotonic()
             print(kubectl("get", "odooenv", SAMPLE_NAME, "-n", "default").stdout.rstrip(), flush=True)
-            log(f"kubectl get showed the stop {time.monotonic() - stopped_at:.1f} s after it was made in OEC.sh; "
-                "the operator now starts it again (spec.powerState: Running): "
-                f"kubectl get odooenv {SAMPLE_NAME} -w")
-            return
-        time.sleep(0.2)
-    log("the stop did not show within 120 s; see the operator log")
+        else:
+            time.sleep(0.2)
+    if seen_at is None:
+        log("the stop did not show within 120 s; see the operator log")
+        return
+    done = seen_at if stopped_at is None else stopped_at
+    log(push_result_text(done - asked, seen_at - done, pushing))
+
+
+def push_mode_text(pushing: bool) -> str:
+    """What push mode means for the demo's polling (``OPERATOR_ENV``, ``OEC_WEBHOOK_POLL_STRETCH``)."""
+    steady = float(OPERATOR_ENV["OEC_POLL_INTERVAL"])
+    if pushing:
+        return (f"webhooks healthy (push mode): changes made in OEC.sh reach the operator by webhook; the "
+                f"steady project list, now the safety net, runs every {steady * POLL_STRETCH:.0f} s "
+                f"instead of every {steady:.0f} s")
+    return (f"webhooks not healthy yet (see the operator log): the change shows at the next poll instead "
+            f"(every {steady:.0f} s)")
+
+
+def push_result_text(stop_seconds: float, lag_seconds: float, pushing: bool) -> str:
+    """The demo's push figure: when OEC.sh finished the stop, how much later ``kubectl get`` showed it."""
+    steady = float(OPERATOR_ENV["OEC_POLL_INTERVAL"])
+    how = (f"by webhook; by polling alone it could take up to {steady * POLL_STRETCH:.0f} s in push mode, "
+           f"{steady:.0f} s without webhooks" if pushing else f"by polling; the steady poll runs every {steady:.0f} s")
+    return (f"OEC.sh finished the stop {stop_seconds:.1f} s after it was asked; kubectl get showed it "
+            f"{max(lag_seconds, 0.0):.1f} s later ({how}). The operator now starts it again "
+            f"(spec.powerState defaults to Running): kubectl get odooenv {SAMPLE_NAME} -w")
 
 
 def try_text(binary: str, kc: Path, api_url: str, state: Path) -> str:

@@ -6,6 +6,7 @@ against the in-process simulator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,9 +18,10 @@ from oec_operator.domain.polling import ProjectWatch, key_id_of
 from oec_operator.domain.pushhealth import PushHealth
 from oec_operator.models.requests import REFRESH_REQUESTED_AT
 from oec_operator.models.status import Status
+from oec_operator.webhooks.registration import WebhookState
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness
-from tests.simulator.sim_helpers import PROJECT_A, RW
+from tests.simulator.sim_helpers import PROJECT_A, RO, RW
 
 KEY = key_id_of(RW)
 
@@ -113,6 +115,28 @@ async def test_a_burst_of_hints_for_one_environment_costs_one_read(h: Harness) -
     assert await api_reads(h, since) == [f"GET /environments/{env_id}"]
 
 
+async def test_the_first_hint_reads_at_once_and_later_ones_join_one_read_at_the_end_of_the_period(
+        make_harness: Callable[..., Harness]) -> None:
+    h = make_harness(webhook_debounce=2.0)
+    h.runtime.push = PushHub(h.runtime)
+    await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    since = await last_seq(h)
+    started = time.monotonic()
+    assert await hub(h).hint(KEY, env_id, "deploy.started")
+    await hub(h).drain()
+    assert time.monotonic() - started < 1.0  # not held for the debounce period
+    assert await api_reads(h, since) == [f"GET /environments/{env_id}"]
+    for _ in range(20):  # a burst right after: may announce a change after that read
+        assert await hub(h).hint(KEY, env_id, "deploy.completed")
+        await asyncio.sleep(0.01)
+    await hub(h).drain()
+    reads = [r for r in await api_reads(h, since) if not r.startswith("GET /projects/")]  # the lists go on
+    assert reads == [f"GET /environments/{env_id}"] * 2
+    assert time.monotonic() - started >= 2.0  # the second read waited for the end of the period
+
+
 async def test_an_unknown_environment_is_refused_after_at_most_one_list(h: Harness) -> None:
     await running(h, "shop")
     since = await last_seq(h)
@@ -198,9 +222,9 @@ async def test_a_conflicting_resource_does_not_take_the_hints(h: Harness) -> Non
     twin = h.add("twin", environmentId=env_id)  # adopts an environment "shop" manages
     await h.change(twin)
     assert (status(h, "twin").condition("Ready") or {}).get("reason") == "Conflict"
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
     assert await hub(h).hint(KEY, env_id, "environment.status_changed")
     assert h.runtime.fleet.route(env_id) is watch(h)
-    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
     await hub(h).drain()
     assert h.state(shop).changed and not h.state(twin).changed
 
@@ -221,6 +245,20 @@ async def test_the_refresh_annotation_reads_the_environment_afresh(h: Harness) -
     shop["metadata"]["annotations"]["team"] = "x"  # another annotation: the same token, no read
     await h.change(shop)
     assert f"GET /environments/{env_id}" not in await api_reads(h, since)
+
+
+async def test_a_forwarded_refresh_counts_as_announced_for_the_keys_push_health(h: Harness) -> None:
+    """The hint reached another replica, which forwarded it: the list that sees the change here
+    must not take it for one the webhooks missed (that would drop the key to poll mode)."""
+    shop = await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    health = h.runtime.health(KEY)
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
+    shop["metadata"]["annotations"][REFRESH_REQUESTED_AT] = "2026-12-05T01:00:00.000Z"
+    await h.change(shop)
+    health.poll_saw_change([env_id])
+    assert env_id not in health._pending  # announced: not waiting for a hint that will never come
 
 
 async def test_a_paused_owner_elsewhere_is_not_annotated(h: Harness, make_harness: Callable[..., Harness]) -> None:
@@ -253,3 +291,57 @@ async def test_a_hint_for_a_deleted_environment_wakes_the_owner_once_a_list_agre
     await h.poll(shop)  # the reconcile's own rules: the list and a direct read agree
     assert status(h, "shop").phase == "deleted"
     assert (status(h, "shop").condition("Stalled") or {}).get("reason") == "ExternallyDeleted"
+
+
+async def test_push_ends_once_the_webhook_state_is_too_old_even_with_nothing_else_happening(h: Harness) -> None:
+    """The registrar's checks fail from some point on (429/5xx for long): once the last state it
+    reported is older than its time to live, the key is in poll mode and its watches plan their
+    next list at the normal interval at once, not after the stretched wait they are in."""
+    await running(h, "shop")
+    await watch(h).aclose()  # its loop would look at the mode whenever it plans (at a random time)
+    health = h.runtime.push_health[KEY] = PushHealth(
+        KEY, stretch=6.0, memory=180.0, state_ttl=0.3, grace=10.0, on_switch=h.runtime._push_switched)
+    h.runtime.webhook_state(WebhookState(KEY, usable=True, is_active=True, failure_count=0))
+    hub(h).delivered(KEY)
+    assert watch(h).interval() == 360.0
+    watch(h)._kick.clear()
+    # No check reports any more, no delivery comes, no list runs.
+    await asyncio.wait_for(watch(h)._kick.wait(), timeout=5.0)
+    assert health.mode() == "poll" and watch(h).interval() == 60.0
+
+
+async def test_a_delivery_of_another_keys_webhook_costs_the_owners_key_nothing(h: Harness) -> None:
+    """Key RO's webhook (verified with RO's secret) names an environment whose owner reads through
+    key RW: it is owned (202, the sender is not failed), but nothing is read on RW's budget and
+    RW's push health is not told that the change was announced; RW's own webhook announces it."""
+    await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    health = h.runtime.health(KEY)
+    health.webhook_state(registered=True, is_active=True, failure_count=0)
+    health.delivered()
+    since = await last_seq(h)
+    for _ in range(3):
+        assert await hub(h).hint(key_id_of(RO), env_id, "environment.status_changed")
+        await hub(h).drain()
+    assert await api_reads(h, since) == []
+    await h.sim.admin.patch(f"/environments/{env_id}", json={"status": "stopped"})
+    await h.list_project()
+    assert env_id in health._pending  # the other key's hints do not explain RW's change
+
+
+async def test_a_standby_does_not_forward_another_keys_delivery(
+        h: Harness, make_harness: Callable[..., Harness]) -> None:
+    """The same as above in a standby replica (the owner's loop runs elsewhere): a delivery of key
+    RO's webhook naming an environment owned through key RW annotates nothing (the annotation would
+    make the active replica read on RW's budget)."""
+    await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    standby = make_harness(webhook_debounce=0.2)
+    standby.kube.objects = standby.kube.kinds["odooenvironments"] = h.kube.objects
+    standby.runtime.push = PushHub(standby.runtime)
+    assert await standby.runtime.push.hint(key_id_of(RO), env_id, "environment.status_changed")  # owned
+    assert standby.kube.calls["patch_metadata"] == 0
+    assert await standby.runtime.push.hint(KEY, env_id, "environment.status_changed")  # the owner's key
+    assert standby.kube.calls["patch_metadata"] == 1

@@ -7,16 +7,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from oec_operator.controller.push import PushHub
 from oec_operator.oec.ratelimit import Priority
 from oec_operator.settings import WEBHOOK_PATH
+from oec_operator.webhooks import registration
 from oec_operator.webhooks.book import SecretBook
 from oec_operator.webhooks.calibrate import Calibrator
 from oec_operator.webhooks.receiver import Receiver
@@ -419,3 +422,137 @@ async def test_a_replica_whose_secret_went_stale_reads_it_again_on_the_first_ref
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the standby never verified the rotated secret")
+
+
+async def test_a_calibration_ping_that_reaches_the_standby_replica_still_calibrates(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    """Behind one Service (``replicas: 2``) the ``/test`` ping may reach the standby rather than the
+    replica that asked. The standby verifies it (it reads the Secret the active replica has just
+    written) and answers 202; the active replica takes that answer as its configured scheme
+    verified, so its key can reach push mode at once instead of after the next check (300 s)."""
+    standby = await start(track=False)  # started first, read the still empty Secret
+    active = await start(kube=standby.h.kube)
+    receiver.receiver.book, receiver.receiver.calibrator = standby.book, standby.calibrator  # the ping's way
+    receiver.receiver.reload = standby.registrar.reload_now
+    started = asyncio.get_running_loop().time()
+    assert await active.registrar.check_all()
+    assert active.states[-1].usable
+    assert asyncio.get_running_loop().time() - started < registration.PING_TIMEOUT  # no wait for a ping here
+    assert SignatureScheme.from_json(stored(active)[f"{config_key_id()}.scheme"]) == \
+        SignatureScheme.from_config(active.h.runtime.config)
+
+
+async def test_a_secret_rotated_by_someone_else_is_healed_at_the_next_check(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    assert await s.registrar.check_all()
+    receiver.receiver.on_unverified = s.registrar.stale
+    hook = (await webhooks(sim))[0]
+    # Someone with the API key rotates the secret through the API: OEC.sh now signs with a secret
+    # nobody told the operator (the Secret still holds the old one).
+    response = await sim.api.post(f"/webhooks/{hook['id']}/rotate-secret",
+                                  headers={"Authorization": f"Bearer {RW}"})
+    assert response.status_code == 200, response.text
+    assert not await verifies(sim)  # 401: every delivery counts toward deactivating the webhook
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert await calls(sim, since) == ["GET /webhooks", "POST /webhooks/{id}/test",
+                                       "POST /webhooks/{id}/rotate-secret", "POST /webhooks/{id}/test"]
+    assert await verifies(sim)
+    assert s.states[-1].usable
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()  # healed: the next check is quiet again
+    assert await calls(sim, since) == ["GET /webhooks"]
+
+
+async def test_a_forged_delivery_naming_our_webhook_costs_one_test_ping_and_no_rotation(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    assert await s.registrar.check_all()
+    receiver.receiver.on_unverified = s.registrar.stale
+    hook = (await webhooks(sim))[0]
+    body = json.dumps({"id": "e1", "event": "environment.status_changed", "webhook_id": hook["id"], "data": {}})
+    async with httpx.AsyncClient() as http:
+        for _ in range(20):
+            answer = await http.post(receiver.url, content=body, headers={"X-OEC-Signature": "0" * 64})
+            assert answer.status_code == 401
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert await calls(sim, since) == ["GET /webhooks", "POST /webhooks/{id}/test"]
+    assert await verifies(sim)
+    since = await last_seq(sim)
+    assert await s.registrar.check_all()
+    assert await calls(sim, since) == ["GET /webhooks"]
+
+
+class TwoReplicas:
+    """The Service in front of two replicas' receivers: the first ping goes to the other replica
+    (its own calibrator), the next ones to this one."""
+
+    def __init__(self, here: Calibrator) -> None:
+        self.here, self.other, self.pings = here, Calibrator(), 0
+
+    def observe(self, headers: Any, body: bytes) -> bool:
+        self.pings += 1
+        return (self.other if self.pings == 1 else self.here).observe(headers, body)
+
+
+async def test_a_calibration_ping_answered_by_the_other_replica_is_sent_again(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    s = await start()
+    receiver.receiver.calibrator = TwoReplicas(s.calibrator)  # type: ignore[assignment]
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await s.registrar.check_all()
+    assert s.states[-1].usable  # calibrated in this check, not one check interval (or more) later
+    assert loop.time() - began < 5.0  # no 10 s wait for a ping that went elsewhere
+    assert SignatureScheme.from_json(stored(s)[f"{config_key_id()}.scheme"])
+
+
+async def test_a_webhook_whose_newest_delivery_failed_keeps_the_key_in_poll_mode(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    """The receiver stops answering (here: 503 to every event, no sink); one change is not
+    delivered. A check that sees ``failure_count`` unchanged since the previous one must not
+    bring push mode back while the newest delivery still failed: the next change would be missed."""
+    await sim.patch_config(webhook_retry_delays=[])
+    s = await start()
+    assert await s.registrar.check_all()
+    runtime, key_id = s.h.runtime, config_key_id()
+    runtime.webhook_state(s.states[-1])
+    runtime.health(key_id).delivered()  # the calibration ping reached us
+    assert runtime.health(key_id).mode() == "push"
+    await sim.create_env(name="missed")
+    for _ in range(100):
+        if (await webhooks(sim))[0]["failure_count"] >= 1:
+            break
+        await asyncio.sleep(0.02)
+    for _ in range(2):  # the failure is seen rising, then steady
+        assert await s.registrar.check_all()
+        runtime.webhook_state(s.states[-1])
+        assert runtime.health(key_id).mode() == "poll"
+
+
+async def test_events_of_environments_managed_elsewhere_never_deactivate_the_webhook(
+        start: Callable[..., Awaitable[Setup]], sim: Sim, receiver: Served) -> None:
+    """An org-wide webhook also carries the events of environments no object of this cluster
+    manages (made in the dashboard, or by another tool). The simulator counts every non-2xx answer
+    as a failure and deactivates after 10 in a row (``docs/oec-api.md`` §11.6): answered 404 they
+    switched the key's push mode off for good; answered 202 (``unknown_environment``) they cost nothing."""
+    await sim.patch_config(webhook_retry_delays=[])
+    s = await start()
+    receiver.receiver.sink = s.h.runtime.push = PushHub(s.h.runtime)
+    assert await s.registrar.check_all()
+    for n in range(12):
+        await sim.create_env(name=f"by-hand-{n}")
+    (hook,) = await webhooks(sim)
+    for _ in range(200):  # the simulator's admin view: no read budget spent
+        shown = (await sim.admin.get("/webhooks")).json()["webhooks"][0]
+        deliveries = (await sim.admin.get(f"/webhooks/{hook['id']}/deliveries")).json()
+        deliveries = deliveries.get("deliveries", deliveries) if isinstance(deliveries, dict) else deliveries
+        done = len(deliveries) >= 12 and all(d["status"] != "pending" for d in deliveries)
+        if done or not shown["is_active"]:
+            break
+        await asyncio.sleep(0.05)
+    (hook,) = await webhooks(sim)
+    assert {d["response_status"] for d in deliveries} == {202}
+    assert hook["is_active"] and hook["failure_count"] == 0

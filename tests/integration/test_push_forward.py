@@ -43,7 +43,8 @@ async def forward(kubeconfig: str, simulator: Simulator, env_id: str) -> tuple[b
         settings, vault = kopf.OperatorSettings(), Vault()
         await vault.populate({"test": kopf.login_with_kubeconfig(settings=settings, logger=logging.getLogger("test"))})
         auth.vault_var.set(vault)
-        config = OperatorConfig.model_validate({"api_url": simulator.api_url, "metrics_port": 0})
+        # The standby replica's configuration is the active one's (one Deployment): the same default key.
+        config = OperatorConfig.model_validate({"api_url": simulator.api_url, "metrics_port": 0, "api_key": RW_KEY})
         runtime = Runtime(config=config, http=httpx.AsyncClient(), kube=KubeClient(settings))
         lists = 0
         real_list = runtime.kube.list_objects

@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from oec_testkit import demo
@@ -42,3 +43,21 @@ def test_demo_status_lists_the_backup_kinds_too(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(demo, "default_kubectl", lambda: "kubectl")
     demo.status(tmp_path)
     assert asked and asked[0][:2] == ("get", "odooenv,odoobackup,odoobackupschedule,odoorestore")
+
+
+def test_the_demo_operator_listens_on_loopback_where_the_webhook_url_points(tmp_path: Path) -> None:
+    env = demo.webhook_env(tmp_path)
+    url = httpx.URL(env["OEC_WEBHOOK_URL"])
+    assert (url.scheme, url.host, url.path) == ("http", "127.0.0.1", "/oec/webhook")
+    assert (env["OEC_WEBHOOK_ADDRESS"], env["OEC_WEBHOOK_PORT"]) == ("127.0.0.1", str(url.port))
+    assert env["OEC_WEBHOOK_SECRET"] == "default/oec-operator-webhooks"  # the sample's namespace
+    assert demo.webhook_env(tmp_path) == env  # a second `make demo` finds the running receiver
+
+
+def test_the_push_step_says_when_oec_finished_the_change_and_how_much_later_kubectl_showed_it() -> None:
+    text = demo.push_result_text(2.04, 0.31, pushing=True)
+    assert "OEC.sh finished the stop 2.0 s after it was asked; kubectl get showed it 0.3 s later (by webhook" in text
+    assert "up to 90 s in push mode, 15 s without webhooks" in text
+    assert "by polling; the steady poll runs every 15 s" in demo.push_result_text(2.0, 9.5, pushing=False)
+    assert "showed it 0.0 s later" in demo.push_result_text(2.0, -0.1, pushing=True)
+    assert "every 90 s instead of every 15 s" in demo.push_mode_text(True)

@@ -122,6 +122,25 @@ async def test_an_unverified_delivery_naming_a_known_webhook_is_reported_for_its
     assert reported == [KEY]
 
 
+async def test_a_delivery_of_a_webhook_registered_after_the_book_was_read_verifies_after_one_reload(
+        rig: Rig) -> None:
+    """A standby read the webhook Secret before the active replica registered the webhook: the
+    first delivery naming it makes the receiver read the Secret again, and verifies then."""
+    rig.receiver.book = SecretBook(SignatureScheme.from_config(rig.receiver.config))  # read before the registration
+    reloads: list[str] = []
+
+    async def reload() -> bool:
+        reloads.append("Secret read")
+        rig.receiver.book.set(KEY, WEBHOOK, SECRET, rig.clock[0])  # what the active replica wrote
+        return True
+
+    rig.receiver.reload = reload
+    answer = await rig.post(delivery())
+    assert (answer.status_code, answer.json()) == (202, {"result": "accepted"})
+    assert (await rig.post(delivery(), secret="forged")).status_code == 401  # known webhook: no reload
+    assert reloads == ["Secret read"]
+
+
 async def test_a_replayed_delivery_is_a_duplicate_and_hints_once(rig: Rig) -> None:
     event_id = str(uuid.uuid4())
     first = await rig.post(delivery(event_id=event_id))
@@ -134,16 +153,25 @@ async def test_a_replayed_delivery_is_a_duplicate_and_hints_once(rig: Rig) -> No
 
 async def test_a_delivery_refused_as_unknown_is_not_remembered_as_a_duplicate(rig: Rig) -> None:
     body = delivery(env_id="4b0e6a1c-2222-4222-8222-000000000002")
-    assert (await rig.post(body)).status_code == 404
+    assert (await rig.post(body)).json() == {"result": "unknown_environment"}
     rig.sink.known.add("4b0e6a1c-2222-4222-8222-000000000002")  # the object appeared meanwhile
     assert (await rig.post(body)).json() == {"result": "accepted"}
 
 
-async def test_unknown_environment_answers_404(rig: Rig) -> None:
+async def test_unknown_environment_is_a_counted_success_by_default_so_the_sender_keeps_the_webhook(rig: Rig) -> None:
+    """A verified delivery about an environment no object manages (one managed by hand, in an
+    org-wide webhook) is genuine: a non-2xx answer would count toward deactivating the webhook."""
     before = count("unknown_environment")
     answer = await rig.post(delivery(env_id="9b0e6a1c-9999-4999-8999-000000000009"))
-    assert (answer.status_code, answer.json()) == (404, {"result": "unknown_environment"})
+    assert (answer.status_code, answer.json()) == (202, {"result": "unknown_environment"})
     assert count("unknown_environment") == before + 1
+    assert [h[:2] for h in rig.sink.hints] == [(KEY, "9b0e6a1c-9999-4999-8999-000000000009")]
+
+
+async def test_unknown_environment_answers_404_when_configured(rig: Rig) -> None:
+    rig.receiver.config = rig.receiver.config.model_copy(update={"webhook_unknown_environment_status": 404})
+    answer = await rig.post(delivery(env_id="9b0e6a1c-9999-4999-8999-000000000009"))
+    assert (answer.status_code, answer.json()) == (404, {"result": "unknown_environment"})
 
 
 @pytest.mark.parametrize("body", [b"{not json", b"[1, 2]", b"\xff\xfe",

@@ -22,9 +22,13 @@ import logging
 import time
 from collections.abc import Callable
 
-from oec_operator.domain.polling import ProjectWatch
+from pydantic import ValidationError
+
+from oec_operator.domain.polling import ProjectWatch, key_id_of
 from oec_operator.kube.client import KubeError
+from oec_operator.kube.credentials import CredentialsError
 from oec_operator.models.requests import REFRESH_REQUESTED_AT, Requests
+from oec_operator.models.spec import SecretKeyRef
 from oec_operator.oec.errors import OecError
 from oec_operator.runtime import Runtime
 
@@ -49,9 +53,11 @@ class PushHub:
         self._clock = clock
         self._debounce = runtime.config.webhook_debounce
         self._owed: dict[str, asyncio.Task[None]] = {}  # environment id -> its refresh, not started yet
+        self._read_at: dict[str, float] = {}  # environment id -> start of its last refresh
         self._running: set[asyncio.Task[None]] = set()
         self._owners: dict[str, tuple[str, str]] = {}  # environment id -> (namespace, name)
         self._paused: set[tuple[str, str]] = set()  # owners with oec.sh/paused: no refresh asked of them
+        self._refs: dict[tuple[str, str], SecretKeyRef | None] = {}  # owner -> its spec.credentialsSecretRef
         self._listed_at: float | None = None
         self._listing = asyncio.Lock()
         self._forwarded: dict[tuple[str, str], float] = {}  # (namespace, name) -> last forward
@@ -63,19 +69,33 @@ class PushHub:
             True when an ``OdooEnvironment`` owns the environment (here or in another replica);
             False when none does (the receiver answers 404).
         """
-        self.runtime.health(key_id).hinted(env_id)
         watch = self.runtime.fleet.route(env_id)
         if watch is not None:
-            if watch.key_id != key_id:
-                self.runtime.health(watch.key_id).hinted(env_id)
+            if watch.key_id != key_id.split(".", 1)[0]:  # a project-scoped key's book name: <key id>.<project>
+                # Another key's webhook: the owner's read budget and push health are not its to spend
+                # or vouch for (the owner's key has its own webhook); owned, so not a 404.
+                return True
+            self.runtime.health(key_id).hinted(env_id)
             self._refresh_soon(watch, env_id)
             return True
+        self.runtime.health(key_id).hinted(env_id)
         owner = await self._owner(env_id)
         if owner is None:
             return False
-        if owner in self._paused:
-            return True  # owned, but nothing is read on its behalf while paused
+        if owner in self._paused or await self._key_of(owner) != key_id.split(".", 1)[0]:
+            return True  # owned, but nothing is read on its behalf (paused; another key's webhook)
         return await self._forward(owner, env_id, event)
+
+    async def _key_of(self, owner: tuple[str, str]) -> str | None:
+        """The id of the API key the owner reads with (its ``spec.credentialsSecretRef`` or the
+        default key; from the Secret cache), ``None`` when it has none."""
+        if owner not in self._refs:
+            return None  # its credentialsSecretRef is malformed: it reads nothing
+        try:
+            key, _ = await self.runtime.api_key(owner[0], self._refs[owner])
+        except (CredentialsError, KubeError):
+            return None
+        return key_id_of(key)
 
     def delivered(self, key_id: str) -> None:
         """A delivery of the key's webhook passed verification (push health credit)."""
@@ -83,18 +103,25 @@ class PushHub:
 
     # -- local: one debounced targeted read ------------------------------------------------
     def _refresh_soon(self, watch: ProjectWatch, env_id: str) -> None:
+        """Read the environment at once, unless it was read less than the debounce period ago:
+        then once at the end of that period (every hint until then joins that read), so a burst
+        of deliveries costs at most one read per period and the first one waits for nothing."""
         if env_id in self._owed:
             return  # joins the read owed
-        task = asyncio.get_running_loop().create_task(self._refresh(watch, env_id), name=f"refresh {env_id}")
+        now = self._clock()
+        self._read_at = {e: t for e, t in self._read_at.items() if now - t < self._debounce}
+        delay = max(0.0, self._read_at.get(env_id, now - self._debounce) + self._debounce - now)
+        task = asyncio.get_running_loop().create_task(self._refresh(watch, env_id, delay), name=f"refresh {env_id}")
         self._owed[env_id] = task
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
-    async def _refresh(self, watch: ProjectWatch, env_id: str) -> None:
+    async def _refresh(self, watch: ProjectWatch, env_id: str, delay: float) -> None:
         try:
-            await asyncio.sleep(self._debounce)
+            await asyncio.sleep(delay)
         finally:
             del self._owed[env_id]  # a hint from now on may announce a change after this read
+            self._read_at[env_id] = self._clock()
         try:
             await watch.refresh_environment(env_id)
         except OecError as exc:  # the project's own lists remain the safety net
@@ -117,7 +144,7 @@ class PushHub:
                     return None
                 finally:
                     self._listed_at = self._clock()
-                self._owners, self._paused = {}, set()
+                self._owners, self._paused, self._refs = {}, set(), {}
                 for obj in objects:
                     meta = obj["metadata"]
                     found = (obj.get("status") or {}).get("environmentId")
@@ -125,6 +152,10 @@ class PushHub:
                         owner = self._owners.setdefault(str(found), (meta["namespace"], meta["name"]))
                         if Requests.from_annotations(meta.get("annotations")).paused:
                             self._paused.add(owner)
+                        ref = (obj.get("spec") or {}).get("credentialsSecretRef")
+                        if owner == (meta["namespace"], meta["name"]):  # not a second object naming it
+                            with contextlib.suppress(ValidationError):  # malformed: no key, nothing read
+                                self._refs[owner] = None if ref is None else SecretKeyRef.model_validate(ref)
         return self._owners.get(env_id)
 
     def _fresh(self) -> bool:

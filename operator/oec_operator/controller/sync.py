@@ -247,13 +247,16 @@ class SyncController:
             key, hint = await runtime.api_key(ref.namespace, spec.credentials_secret_ref)
             api = runtime.client(key, Priority.CHANGE if force else Priority.POLL)
             source = runtime.source(key, spec.project_id, api)
+            refresh = force and requests.refresh_token not in (None, state.refresh_token)
+            if refresh and previous.environment_id:  # a hint forwarded by another replica announced it
+                runtime.health(api.key_id).hinted(previous.environment_id)
             ctx = Context(
                 api=api, spec=spec, ref=ref, requests=requests, status=previous,
                 known_environment_id=state.environment_id, claimed_by=owner_of(obj.claims, body),
                 fast_poll=config.fast_poll_interval, slow_poll=slow, now=now,
                 write=lambda update: runtime.status.write(ref.namespace, ref.name, ref.uid, update),
                 source=source, fresh=force, detailed=state.detailed,
-                refresh=force and requests.refresh_token not in (None, state.refresh_token),
+                refresh=refresh,
                 gone_grace=config.external_delete_grace_period,
                 domain_claimed_by=owner_of(obj.claims, body, domain=True),
                 backup_check_interval=config.backup_check_interval,

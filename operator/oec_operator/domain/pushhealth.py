@@ -62,6 +62,7 @@ class PushHealth:
         self._active = False
         self._failure_count: int | None = None
         self._rising = False
+        self._failing = False
         self._checked_at: float | None = None
         self._delivered = False
         self._hints: dict[str, float] = {}  # environment id -> last hint time
@@ -76,10 +77,12 @@ class PushHealth:
         self._delivered = True
         self.mode()
 
-    def webhook_state(self, registered: bool, is_active: bool, failure_count: int) -> None:
+    def webhook_state(self, registered: bool, is_active: bool, failure_count: int, failing: bool = False) -> None:
         """The webhook as just read from the API (``docs/oec-api.md`` §11.6): is there one, is it
-        active, its ``failure_count`` (a rise since the previous check means failed deliveries)."""
+        active, its ``failure_count`` (a rise since the previous check means failed deliveries),
+        ``failing``: its newest delivery that was tried failed."""
         self._rising = self._failure_count is not None and failure_count > self._failure_count
+        self._failing = failing
         self._registered, self._active, self._failure_count = registered, is_active, failure_count
         self._checked_at = self._clock()
         self.mode()
@@ -126,6 +129,8 @@ class PushHealth:
             reasons.append("the webhook's state is not known")
         if self._rising:
             reasons.append("the webhook's failure_count rose")
+        if self._failing:
+            reasons.append("the webhook's newest delivery failed")
         if not self._delivered:
             reasons.append("no delivery received yet")
         if self._unexplained_at is not None and now - self._unexplained_at <= self._memory:
@@ -149,6 +154,13 @@ class PushHealth:
     def stretch(self) -> float:
         """The factor on the steady list interval now: the configured stretch in push mode, else 1.0."""
         return self._stretch if self.mode() == "push" else 1.0
+
+    def state_expires_in(self) -> float | None:
+        """Seconds until the webhook's last known state is too old to trust (then: poll), ``None``
+        when it was never checked: when to look at :meth:`mode` again if no check comes."""
+        if self._checked_at is None:
+            return None
+        return max(0.0, self._checked_at + self._state_ttl - self._clock()) + 1e-3
 
     def pending(self) -> float | None:
         """Seconds until a change a list saw, still unannounced, counts as unannounced (``None``:

@@ -20,7 +20,7 @@ import logging
 import re
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -105,12 +105,17 @@ class Receiver:
     Attributes:
         on_unverified: called with the ``key_id`` whose webhook id a refused delivery names (a
             sign of a wrong secret or scheme for that key; push health).
+        reload: reads the webhook Secret into the book again (rate-limited by its owner, the
+            registrar; True when it was read). Awaited once when a delivery names a webhook id
+            the book does not know: another replica may have registered it after this one read
+            the Secret (a standby started with the active one, ``docs/webhooks.md`` §2).
     """
 
     def __init__(self, config: OperatorConfig, book: SecretBook, calibrator: Calibrator, sink: Sink | None = None,
                  *, wall: Callable[[], float] = time.time, mono: Callable[[], float] = time.monotonic) -> None:
         self.config, self.book, self.calibrator, self.sink = config, book, calibrator, sink
         self.on_unverified: Callable[[str], None] | None = None
+        self.reload: Callable[[], Awaitable[bool]] | None = None
         self._wall, self._mono = wall, mono
         self._inflight = 0
         self._seen: OrderedDict[tuple[str, str], float] = OrderedDict()
@@ -175,6 +180,8 @@ class Receiver:
         headers = lower(request.headers)
         key_id = self.book.match(headers, body, self._wall())
         if key_id is None:
+            key_id = await self._reloaded(headers, body)
+        if key_id is None:
             return self._unverified(request, headers, body)
         try:
             payload = json.loads(body)
@@ -204,8 +211,19 @@ class Receiver:
             return self._answer(503, "unavailable", request)
         if not known:
             self._seen.pop(seen, None)  # a retry asks again (the object may exist by then)
-            return self._answer(404, "unknown_environment", request)
+            return self._answer(self.config.webhook_unknown_environment_status, "unknown_environment", request)
         return self._answer(202, "accepted", request)
+
+    async def _reloaded(self, headers: dict[str, str], body: bytes) -> str | None:
+        """The key that signed a delivery naming a webhook id the book does not know, once the
+        webhook Secret was read again (no OEC.sh API call; a flood of such deliveries costs at
+        most one Secret read per the registrar's reload interval); None when none did."""
+        _, webhook_id = _claims(body)
+        if self.reload is None or not webhook_id or self.book.key_of(webhook_id) is not None:
+            return None
+        if not await self.reload():
+            return None
+        return self.book.match(headers, body, self._wall())
 
     def _unverified(self, request: web.Request, headers: dict[str, str], body: bytes) -> web.Response:
         """A delivery no known secret signed: 401; a ping still goes to the calibrator (the

@@ -41,6 +41,7 @@ from oec_operator.oec.ratelimit import Priority
 from oec_operator.settings import OperatorConfig
 from oec_operator.webhooks.book import KeySecrets
 from oec_operator.webhooks.scheme import SignatureScheme
+from oec_operator.webhooks.scheme import calibrate as match_scheme
 from oec_operator.webhooks.secretstore import StoredState, StoredWebhook, WebhookSecretStore
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,11 @@ T = TypeVar("T")
 
 #: Seconds to wait for the ``ping`` of ``POST /webhooks/{id}/test``.
 PING_TIMEOUT = 10.0
+#: ``/test`` pings sent at most in one calibration while each one reaches another replica's receiver.
+TEST_PINGS = 3
+#: Seconds to wait for a ping at this receiver once the ``/test`` answer says a receiver answered it
+#: (the ping is sent before the answer: it went to another replica when it is not here by then).
+ANSWERED_WAIT = 1.0
 #: Attempts of one webhook mutation (rate limited or unanswered) before the round gives up.
 MUTATION_ATTEMPTS = 5
 #: Seconds before a round that failed is tried again (at most the check interval).
@@ -90,6 +96,7 @@ class WebhookState:
     usable: bool
     is_active: bool
     failure_count: int
+    failing: bool = False  # its newest delivery that was tried failed (``GET /webhooks/{id}/deliveries``)
 
 
 def install_id(config: OperatorConfig) -> str:
@@ -140,6 +147,7 @@ class Registrar:
         self._wake = asyncio.Event()
         self._reloaded_at = float("-inf")
         self._reload: asyncio.Task[None] | None = None
+        self._suspects: set[str] = set()  # book names whose deliveries failed verification since their check
         self._default = SignatureScheme.from_config(config)
 
     def marker_of(self, key_id: str) -> str:
@@ -152,15 +160,37 @@ class Registrar:
 
     # ------------------------------------------------------------------ inputs
 
-    def stale(self) -> None:
-        """A delivery named one of our webhooks but failed verification: the secret may have been
-        rotated by another replica, so read the Secret again now (at most every
-        :data:`RELOAD_SECONDS`; never an API call, so forged deliveries cost no read)."""
+    def stale(self, name: str | None = None) -> None:
+        """A delivery named one of our webhooks (book name ``name``) but failed verification: the
+        secret may have been rotated by another replica, so read the Secret again now (at most every
+        :data:`RELOAD_SECONDS`; never an API call, so forged deliveries cost no read). The next check
+        of that webhook tests whether our secret still signs its ping (one ``/test`` per check,
+        ``docs/webhooks.md`` §5): someone may have rotated it through the API."""
+        if name is not None:
+            self._suspects.add(name)
         now = time.monotonic()
         if now - self._reloaded_at < RELOAD_SECONDS or (self._reload is not None and not self._reload.done()):
             return
         self._reloaded_at = now
         self._reload = asyncio.get_running_loop().create_task(self._reload_secret(), name="webhook Secret reload")
+
+    async def reload_now(self) -> bool:
+        """A delivery named a webhook id this replica does not know: another replica may have
+        registered it (and written the Secret) after this one read the Secret, as a standby
+        started with the active replica does. Read the Secret now, unless it was read for this
+        less than :data:`RELOAD_SECONDS` ago (a read in flight is waited for); never an API call.
+
+        Returns:
+            True when the Secret was read (the book may know more now).
+        """
+        if self._reload is None or self._reload.done():
+            now = time.monotonic()
+            if now - self._reloaded_at < RELOAD_SECONDS:
+                return False
+            self._reloaded_at = now
+            self._reload = asyncio.get_running_loop().create_task(self._reload_secret(), name="webhook Secret reload")
+        await asyncio.shield(self._reload)
+        return True
 
     async def _reload_secret(self) -> None:
         """Read the Secret into the book (no API call)."""
@@ -293,6 +323,17 @@ class Registrar:
                 metrics.WEBHOOK_REGISTRATIONS.labels("rotated").inc()
                 logger.info("webhook %s of key %s: secret unknown, rotated", keep.id, api.key_id)
             keep = await self._converge(key, keep, now)
+            if not changed and name in self._suspects:
+                if await self._signs(api, keep.id, secret) is False:
+                    # Our secret no longer signs its ping: someone rotated it through the API. Only a
+                    # rotation tells us the secret again (else every delivery is a 401 until it is
+                    # deactivated).
+                    secret, scheme, rotated_at, changed = await api.rotate_webhook_secret(keep.id), None, _at(now), True
+                    metrics.WEBHOOK_REGISTRATIONS.labels("rotated").inc()
+                    logger.warning("webhook %s of key %s: deliveries fail verification and the test ping is not "
+                                   "signed with our secret (rotated outside the operator?): secret rotated",
+                                   keep.id, api.key_id)
+                self._suspects.discard(name)  # after the probe: its own refused ping is no news
             if not changed and (state.rotation_requested or self._rotation_due(rotated_at, now)):
                 # The book keeps the old secret for a grace period (deliveries already signed).
                 secret, scheme, rotated_at, changed = await api.rotate_webhook_secret(keep.id), None, _at(now), True
@@ -307,7 +348,17 @@ class Registrar:
             if scheme is not None:
                 await self._store.save(name, StoredWebhook(keep.id, secret, scheme.to_json(), rotated_at))
         if self._on_state is not None:
-            self._on_state(WebhookState(api.key_id, scheme is not None, keep.is_active, keep.failure_count))
+            failing = keep.failure_count > 0 and await self._failing(api, keep.id)
+            self._on_state(WebhookState(api.key_id, scheme is not None, keep.is_active, keep.failure_count, failing))
+
+    async def _failing(self, api: OecClient, webhook_id: str) -> bool:
+        """Whether the webhook's newest delivery that was tried failed (one read, only while its
+        ``failure_count`` is not 0): ``failure_count`` alone says nothing once it stops rising (a
+        receiver still unreachable between two changes), and its semantics are not documented
+        (``docs/oec-api.md`` §11.6)."""
+        tried = [d for d in await api.webhook_deliveries(webhook_id) if d.attempt_count > 0]
+        newest = max(tried, key=lambda d: str(d.created_at or ""), default=None)
+        return newest is not None and newest.status != "success"
 
     async def _create(self, key: _Key, name: str, project: str | None) -> Webhook:
         nonce = self._nonces.setdefault(name, pysecrets.token_hex(8))
@@ -350,15 +401,46 @@ class Registrar:
             return False
         return rotated_at is None or _at(now) - rotated_at >= timedelta(days=days)
 
+    async def _test_ping(self, api: OecClient, webhook_id: str) -> tuple[tuple[dict[str, str], bytes] | None, bool]:
+        """``POST /webhooks/{id}/test`` until its ``ping`` reaches this process's receiver, at most
+        :data:`TEST_PINGS` times: with several replicas the Service may hand it to another one's
+        (the answer's ``status_code`` says some receiver answered). Returns the ping (``None``: none
+        came here) and whether another receiver of ours accepted the last one (answered 202)."""
+        elsewhere = False
+        for _ in range(TEST_PINGS):
+            since = self._pings.cursor()
+            answer = await api.test_webhook(webhook_id)
+            wait = PING_TIMEOUT if answer.status_code is None else ANSWERED_WAIT
+            ping = await self._pings.wait_ping(webhook_id, wait, since=since)
+            elsewhere = bool(answer.success and answer.status_code == 202)
+            if ping is not None or answer.status_code is None:
+                return ping, False
+        return None, elsewhere
+
+    def _scheme_of(self, secret: str, ping: tuple[dict[str, str], bytes]) -> SignatureScheme | None:
+        return match_scheme(secret, ping[0], ping[1], self._wall(), default=self._default,
+                            tolerance=self.config.webhook_timestamp_tolerance)
+
+    async def _signs(self, api: OecClient, webhook_id: str, secret: str) -> bool | None:
+        """Whether ``secret`` signs the webhook's ``/test`` ping (in any known scheme); ``None``
+        when no ping arrived (the receiver is not reached: nothing is known of the secret)."""
+        ping, _ = await self._test_ping(api, webhook_id)
+        return None if ping is None else self._scheme_of(secret, ping) is not None
+
     async def _calibrate(self, api: OecClient, webhook_id: str, secret: str) -> SignatureScheme | None:
         """``POST /webhooks/{id}/test`` and match its ``ping`` against the known schemes
         (``docs/webhooks.md`` §3)."""
-        since = self._pings.cursor()
-        await api.test_webhook(webhook_id)
-        scheme = await self._pings.calibrate(webhook_id, secret, PING_TIMEOUT, since=since, default=self._default,
-                                             tolerance=self.config.webhook_timestamp_tolerance)
+        ping, elsewhere = await self._test_ping(api, webhook_id)
+        if ping is None and elsewhere:
+            # The API answers once the ping was answered: another replica behind the same Service
+            # got it each time and verified it; with no scheme pinned in the Secret yet, with the
+            # configured one.
+            metrics.WEBHOOK_REGISTRATIONS.labels("calibrated").inc()
+            logger.info("webhook %s: the test pings reached another replica, which verified them with the "
+                        "configured signature scheme (header %s)", webhook_id, self._default.header)
+            return self._default
+        scheme = None if ping is None else self._scheme_of(secret, ping)
         if scheme is None:
-            ping = await self._pings.wait_ping(webhook_id, 0.0, since=since)
             metrics.WEBHOOK_REGISTRATIONS.labels("uncalibrated").inc()
             logger.warning("webhook %s: no signature scheme matched the test ping (%s); keeping the configured "
                            "default, polling stays at its normal interval for this key. Header names seen: %s",
