@@ -29,9 +29,9 @@ from oec_testkit.ports import free_ports
 
 from . import test_rbac, test_replicas, test_webhook_registration
 from .conftest import RW_KEY, Cluster, OperatorProcess, Simulator, environment, wait_for
-from .test_rbac import Access, assert_no_refusal, find, grant_operator_role
+from .test_rbac import Access, assert_no_refusal
 from .test_replicas import LIFETIME, CountingProxy, peers
-from .test_webhook_registration import WEBHOOK_SECRET, secret_data
+from .test_webhook_registration import WEBHOOK_SECRET, grant_webhook_roles, secret_data
 
 pytestmark = pytest.mark.integration
 
@@ -45,12 +45,7 @@ def test_a_delivery_to_the_standby_reaches_the_active_replica_and_after_a_takeov
     operator_factory: Callable[..., OperatorProcess], insecure_urls: httpx.Client, access: Access,
     rbac_manifests: list[dict[str, Any]],
 ) -> None:
-    kubeconfig = grant_operator_role(access, rbac_manifests, cluster.namespace)
-    role, binding = find(rbac_manifests, "Role", WEBHOOK_SECRET), find(rbac_manifests, "RoleBinding", WEBHOOK_SECRET)
-    for item in (role, binding):  # oec-system is the test's namespace here
-        item["metadata"]["namespace"] = cluster.namespace
-    binding["subjects"][0]["namespace"] = cluster.namespace
-    access.apply(role, binding)
+    kubeconfig = grant_webhook_roles(access, rbac_manifests, cluster.namespace)
     project = simulator.new_project("push-standby")
     peering = f"push-standby-{cluster.namespace}"[:63]
     port_a, port_b = free_ports(2)

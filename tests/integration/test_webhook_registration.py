@@ -10,6 +10,7 @@ import hashlib
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,18 @@ from .test_rbac import Access, assert_no_refusal, find, free_port, grant_operato
 pytestmark = pytest.mark.integration
 
 WEBHOOK_SECRET = "oec-operator-webhooks"
+
+
+def grant_webhook_roles(access: Access, rbac_manifests: list[dict[str, Any]], namespace: str) -> Path:
+    """The shipped operator roles and the webhook Secret's Role, with ``namespace`` standing in
+    for ``oec-system``; returns the operator's kubeconfig."""
+    kubeconfig = grant_operator_role(access, rbac_manifests, namespace)
+    role, binding = find(rbac_manifests, "Role", WEBHOOK_SECRET), find(rbac_manifests, "RoleBinding", WEBHOOK_SECRET)
+    for obj in (role, binding):
+        obj["metadata"]["namespace"] = namespace
+    binding["subjects"][0]["namespace"] = namespace
+    access.apply(role, binding)
+    return kubeconfig
 # The RBAC tests' fixtures: the test's ServiceAccount grants, the rendered deploy/rbac.
 access, rbac_manifests = test_rbac.access, test_rbac.rbac_manifests
 
@@ -59,12 +72,7 @@ def test_the_first_resource_registers_its_key_with_exactly_the_shipped_rbac(
     cluster: Cluster, simulator: Simulator, operator_factory: Any, access: Access,
     rbac_manifests: list[dict[str, Any]], insecure_urls: httpx.Client,
 ) -> None:
-    kubeconfig = grant_operator_role(access, rbac_manifests, cluster.namespace)
-    role, binding = find(rbac_manifests, "Role", WEBHOOK_SECRET), find(rbac_manifests, "RoleBinding", WEBHOOK_SECRET)
-    for obj in (role, binding):  # oec-system is the test's namespace here
-        obj["metadata"]["namespace"] = cluster.namespace
-    binding["subjects"][0]["namespace"] = cluster.namespace
-    access.apply(role, binding)
+    kubeconfig = grant_webhook_roles(access, rbac_manifests, cluster.namespace)
     port = free_port()
     url = f"http://127.0.0.1:{port}/oec/webhook"
     op = operator_factory(kubeconfig=kubeconfig, args=[], OEC_API_KEY="",

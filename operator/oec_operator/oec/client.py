@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -427,12 +427,7 @@ class OecClient:
             OecConflictError: e.g. ``domain_in_use`` (§1 row 35) or ``invalid_state``.
             OecError: any other API or transport failure.
         """
-        unknown = sorted(set(fields) - set(PATCH_FIELDS))
-        if unknown:
-            raise ValueError(f"update_environment: not a PATCH field: {', '.join(unknown)}")
-        body = _given(**fields)
-        if not body:
-            raise ValueError("update_environment needs at least one field")
+        body = _patch_body("update_environment", PATCH_FIELDS, fields)
         response = await self._request("PATCH", f"/environments/{environment_id}", json=body)
         return _parse(Environment, response)
 
@@ -740,12 +735,7 @@ class OecClient:
             ValueError: no field, or a field not in :data:`WEBHOOK_PATCH_FIELDS` (nothing is sent).
             OecValidationError / OecNotFoundError / OecRateLimitError / OecError: as the API answers.
         """
-        unknown = sorted(set(fields) - set(WEBHOOK_PATCH_FIELDS))
-        if unknown:
-            raise ValueError(f"update_webhook: not a PATCH field: {', '.join(unknown)}")
-        body = _given(**fields)
-        if not body:
-            raise ValueError("update_webhook needs at least one field")
+        body = _patch_body("update_webhook", WEBHOOK_PATCH_FIELDS, fields)
         response = await self._request("PATCH", f"/webhooks/{webhook_id}", json=body)
         return _parse(Webhook, response)
 
@@ -816,6 +806,21 @@ class _DeliveryList(RootModel[list[WebhookDelivery]]):
         if isinstance(data, dict):
             return data.get("items", data.get("data", data))
         return data
+
+
+def _patch_body(method: str, allowed: Iterable[str], fields: Mapping[str, Any]) -> dict[str, Any]:
+    """The body of a PATCH: the given (not ``None``) ``fields``.
+
+    Raises:
+        ValueError: a field not in ``allowed``, or none given (nothing is sent).
+    """
+    unknown = sorted(set(fields) - set(allowed))
+    if unknown:
+        raise ValueError(f"{method}: not a PATCH field: {', '.join(unknown)}")
+    body = _given(**fields)
+    if not body:
+        raise ValueError(f"{method} needs at least one field")
+    return body
 
 
 def _given(**fields: Any) -> dict[str, Any]:

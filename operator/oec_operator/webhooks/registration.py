@@ -59,8 +59,10 @@ ANSWERED_WAIT = 1.0
 MUTATION_ATTEMPTS = 5
 #: Seconds before a round that failed is tried again (at most the check interval).
 RETRY_SECONDS = 30.0
-#: Least seconds between two early reloads asked by deliveries that failed verification.
-RELOAD_SECONDS = 10.0
+#: Least seconds between two early reloads asked by deliveries that failed verification (a
+#: Kubernetes read of one Secret, no API call: cheap, and short enough that a reload made a moment
+#: before another replica wrote the Secret does not block the calibration pings that follow).
+RELOAD_SECONDS = 1.0
 
 
 class Book(Protocol):
