@@ -6,6 +6,7 @@ import datetime
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,9 +104,14 @@ def test_with_the_operator_down_deletions_wait_and_complete_when_it_is_back(
     try:
         cluster.kubectl("delete", "odoobackup", "kept", "--wait=false")
         kubectl_run(cluster.kube, "delete", "crd", *BACKUP_CRD_NAMES, "--wait=false")
-        # Held by the finalizer (kubectl get still finds it, marked for deletion).
-        obj = json.loads(cluster.kubectl("get", "odoorestore", "kept", "-o", "json").stdout)
-        assert obj["metadata"].get("deletionTimestamp") and FINALIZER in obj["metadata"]["finalizers"]
+        # Held by the finalizer (kubectl get still finds it, marked for deletion). The apiserver's
+        # CRD finalizer marks the objects a moment after the CRD's delete returned: wait for it.
+        def marked() -> dict[str, Any] | None:
+            obj = json.loads(cluster.kubectl("get", "odoorestore", "kept", "-o", "json").stdout)
+            return obj if obj["metadata"].get("deletionTimestamp") else None
+
+        obj = wait_for(marked, timeout=15, what="the OdooRestore marked for deletion")
+        assert FINALIZER in obj["metadata"]["finalizers"]
         assert not _crds_gone(cluster)
         started = time.monotonic()
         operator.start()
