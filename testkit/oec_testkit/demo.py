@@ -46,8 +46,6 @@ SIMULATOR_WEBHOOK_FLAG = "--allow-insecure-webhook-urls"
 WEBHOOK_SECRET_REF = "default/oec-operator-webhooks"  # noqa: S105 - a Secret's name
 #: How many times longer the steady project interval is in push mode (``OEC_WEBHOOK_POLL_STRETCH``).
 POLL_STRETCH = float(OperatorConfig.model_fields["webhook_poll_stretch"].default)
-#: The operator's metrics address in the demo (``oec_operator_push_mode``).
-METRICS_URL = "http://127.0.0.1:8081/metrics"
 
 
 def log(message: str) -> None:
@@ -118,15 +116,17 @@ def up(state: Path) -> None:
     log("installing the OdooEnvironment CRD and kopf's peering CRDs")
     kubectl.install_crd(ROOT / "crds")
 
-    log(f"starting the operator against {api_url}, its webhook receiver on {webhook_url(state)}")
+    log(f"starting the operator against {api_url}, its webhook receiver on {webhook_url(state)}, "
+        f"its metrics on {metrics_url(state)}")
     operator = OperatorProcess(kubeconfig, api_url, state / "operator.log", api_key=DEMO_KEY,
-                               env={**OPERATOR_ENV, **webhook_env(state)}, isolation="session", cwd=ROOT)
+                               env={**OPERATOR_ENV, **webhook_env(state), "OEC_METRICS_PORT": _port(state, "metrics")},
+                               isolation="session", cwd=ROOT)
     _background(state, "operator", lambda: _started(operator))
 
     log(f"applying {SAMPLE.relative_to(ROOT)}")
     print(kubectl("apply", "-n", "default", "-f", str(SAMPLE)).stdout.strip())
     watch(kubectl)
-    show_push(kubectl, api_url)
+    show_push(kubectl, api_url, metrics_url(state))
     kc = kubeconfig if kubeconfig.is_absolute() else Path.cwd() / kubeconfig
     print(try_text(kubectl.binary, kc, api_url, state))
 
@@ -134,10 +134,21 @@ def up(state: Path) -> None:
 def webhook_url(state: Path) -> str:
     """The receiver's URL on loopback; its port is chosen once and kept in ``state/webhook.port``
     (a second ``make demo`` finds the running operator on it)."""
-    port_file = state / "webhook.port"
+    return f"http://127.0.0.1:{_port(state, 'webhook')}/oec/webhook"
+
+
+def _port(state: Path, name: str) -> str:
+    """A free loopback port chosen once and kept in ``state/NAME.port``: not a fixed one (``8081``
+    may be taken, e.g. by another demo, and the push check would then read that one's metrics)."""
+    port_file = state / f"{name}.port"
     if not port_file.exists():
         port_file.write_text(str(free_ports(1)[0]))
-    return f"http://127.0.0.1:{int(port_file.read_text())}/oec/webhook"
+    return str(int(port_file.read_text()))
+
+
+def metrics_url(state: Path) -> str:
+    """The demo operator's ``/metrics`` URL (``oec_operator_push_mode``, ``..._webhook_events_total``)."""
+    return f"http://127.0.0.1:{_port(state, 'metrics')}/metrics"
 
 
 def webhook_env(state: Path) -> dict[str, str]:
@@ -147,7 +158,7 @@ def webhook_env(state: Path) -> dict[str, str]:
             "OEC_WEBHOOK_ADDRESS": "127.0.0.1", "OEC_WEBHOOK_SECRET": WEBHOOK_SECRET_REF}
 
 
-def push_mode(metrics_url: str = METRICS_URL) -> bool:
+def push_mode(metrics_url: str) -> bool:
     """True once the operator says a key's webhooks are healthy (``oec_operator_push_mode 1``)."""
     try:
         text = httpx.get(metrics_url, timeout=5).text
@@ -157,7 +168,7 @@ def push_mode(metrics_url: str = METRICS_URL) -> bool:
                for line in text.splitlines())
 
 
-def show_push(kubectl: Kubectl, api_url: str, timeout: float = 60) -> None:
+def show_push(kubectl: Kubectl, api_url: str, metrics: str, timeout: float = 60) -> None:
     """Stop the sample's environment through the OEC.sh API (as a user of the dashboard would) and
     print when OEC.sh finished the stop and how much later ``kubectl get`` showed it: seconds with
     webhooks, up to the steady poll interval without. The operator then starts it again
@@ -172,9 +183,9 @@ def show_push(kubectl: Kubectl, api_url: str, timeout: float = 60) -> None:
         raise RuntimeError(f"{SAMPLE_NAME} has no status.environmentId")
     log("waiting for the operator's webhook to be registered and calibrated (push mode)")
     deadline = time.monotonic() + timeout
-    while not push_mode() and time.monotonic() < deadline:
+    while not push_mode(metrics) and time.monotonic() < deadline:
         time.sleep(1)
-    pushing = push_mode()
+    pushing = push_mode(metrics)
     log(push_mode_text(pushing))
     log(f"stopping {SAMPLE_NAME}'s environment through the OEC.sh API (not through Kubernetes); "
         "the simulator takes about 2 s to stop it")
@@ -245,6 +256,7 @@ Day-2 operations (README "Day-2 operations"), each visible in kubectl get/descri
   {binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"resources":{{"ramMb":4096}}}}}}'
   {binary} patch odooenv {SAMPLE_NAME} --type merge -p '{{"spec":{{"domain":"erp.example.com"}}}}'
   curl -s {api_url.rsplit("/api/", 1)[0]}/_sim/environments    # what OEC.sh (the simulator) shows
+  curl -s http://127.0.0.1:$(cat {state}/metrics.port)/metrics | grep -E 'oec_operator_(push_mode|webhook_events_total)'
 Backups and restore (docs/backups.md), each step visible in `kubectl get odoobackup,odoobackupschedule,odoorestore`:
   {binary} apply -f deploy/samples/odoobackup.yaml
   {binary} wait odoobackup/acme-dev-before-upgrade --for=condition=Ready --timeout=120s

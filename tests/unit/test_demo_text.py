@@ -61,3 +61,13 @@ def test_the_push_step_says_when_oec_finished_the_change_and_how_much_later_kube
     assert "by polling; the steady poll runs every 15 s" in demo.push_result_text(2.0, 9.5, pushing=False)
     assert "showed it 0.0 s later" in demo.push_result_text(2.0, -0.1, pushing=True)
     assert "every 90 s instead of every 15 s" in demo.push_mode_text(True)
+
+
+def test_the_demo_operator_serves_metrics_on_a_port_of_its_own_where_the_push_check_reads(tmp_path: Path) -> None:
+    # A fixed 8081 failed the demo when another process held it, or read that one's push mode.
+    url = httpx.URL(demo.metrics_url(tmp_path))
+    assert (url.host, url.path) == ("127.0.0.1", "/metrics")
+    assert (tmp_path / "metrics.port").read_text() == str(url.port)
+    assert demo.metrics_url(tmp_path) == str(url)  # a second `make demo` finds the running operator on it
+    assert f"$(cat {tmp_path}/metrics.port)/metrics" in demo.try_text("kubectl", Path("/k"), "http://x/api/public/v1",
+                                                                      tmp_path)
