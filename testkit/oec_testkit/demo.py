@@ -116,6 +116,8 @@ def up(state: Path) -> None:
     log("installing the OdooEnvironment CRD and kopf's peering CRDs")
     kubectl.install_crd(ROOT / "crds")
 
+    if _running(state, "operator") is None:
+        forget_ports(state)
     log(f"starting the operator against {api_url}, its webhook receiver on {webhook_url(state)}, "
         f"its metrics on {metrics_url(state)}")
     operator = OperatorProcess(kubeconfig, api_url, state / "operator.log", api_key=DEMO_KEY,
@@ -144,6 +146,13 @@ def _port(state: Path, name: str) -> str:
     if not port_file.exists():
         port_file.write_text(str(free_ports(1)[0]))
     return str(int(port_file.read_text()))
+
+
+def forget_ports(state: Path) -> None:
+    """Drop the operator's kept ports (no operator runs): one kept from an earlier run may be taken
+    by now, and the operator would fail its start-up on it every 60 s."""
+    for name in ("webhook", "metrics"):
+        (state / f"{name}.port").unlink(missing_ok=True)
 
 
 def metrics_url(state: Path) -> str:

@@ -71,3 +71,12 @@ def test_the_demo_operator_serves_metrics_on_a_port_of_its_own_where_the_push_ch
     assert demo.metrics_url(tmp_path) == str(url)  # a second `make demo` finds the running operator on it
     assert f"$(cat {tmp_path}/metrics.port)/metrics" in demo.try_text("kubectl", Path("/k"), "http://x/api/public/v1",
                                                                       tmp_path)
+
+
+def test_a_new_demo_operator_does_not_reuse_the_ports_of_an_earlier_one(tmp_path: Path) -> None:
+    # A port kept after `make demo-down` may be taken by the next `make demo`: the start-up failed on it.
+    (tmp_path / "webhook.port").write_text("1")
+    (tmp_path / "metrics.port").write_text("2")
+    demo.forget_ports(tmp_path)
+    assert httpx.URL(demo.webhook_url(tmp_path)).port != 1
+    assert httpx.URL(demo.metrics_url(tmp_path)).port != 2
