@@ -137,6 +137,21 @@ async def test_the_first_hint_reads_at_once_and_later_ones_join_one_read_at_the_
     assert time.monotonic() - started >= 2.0  # the second read waited for the end of the period
 
 
+async def test_a_hint_without_spare_read_budget_sends_nothing_and_leaves_it_to_the_list(h: Harness) -> None:
+    """During a mass create thousands of deliveries arrive; their reads must never queue in front
+    of the creates' and the lists' reads: a hint reads only from the key's spare budget."""
+    await running(h, "shop")
+    env_id = status(h, "shop").environment_id
+    assert env_id
+    limiter = h.runtime._limiter(RW)
+    while limiter.try_acquire(write=False):  # the spare part of the read budget used up
+        pass
+    since = await last_seq(h)
+    assert await hub(h).hint(KEY, env_id, "environment.status_changed")  # still owned: 202
+    await hub(h).drain()
+    assert [r for r in await api_reads(h, since) if not r.startswith("GET /projects/")] == []
+
+
 async def test_an_unknown_environment_is_refused_after_at_most_one_list(h: Harness) -> None:
     await running(h, "shop")
     since = await last_seq(h)

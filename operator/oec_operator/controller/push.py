@@ -29,6 +29,7 @@ from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError
 from oec_operator.models.requests import REFRESH_REQUESTED_AT, Requests
 from oec_operator.models.spec import SecretKeyRef
+from oec_operator.oec.client import OecBudgetDeferred
 from oec_operator.oec.errors import OecError
 from oec_operator.runtime import Runtime
 
@@ -124,6 +125,8 @@ class PushHub:
             self._read_at[env_id] = self._clock()
         try:
             await watch.refresh_environment(env_id)
+        except OecBudgetDeferred:  # no spare read budget: the project's next list shows the change
+            logger.debug(f"webhook refresh of environment {env_id} skipped: no spare read budget")
         except OecError as exc:  # the project's own lists remain the safety net
             logger.info(f"webhook refresh of environment {env_id} failed: {exc}")
 

@@ -37,6 +37,7 @@ from oec_operator.domain.failures import backoff
 from oec_operator.oec.client import OecClient
 from oec_operator.oec.errors import OecError, OecNotFoundError, OecRateLimitError, OecTransportError
 from oec_operator.oec.models import Environment
+from oec_operator.oec.ratelimit import Priority
 
 #: Share of a key's read budget that the lists of all its projects may use together.
 LIST_SHARE = 0.5
@@ -182,8 +183,10 @@ class ProjectWatch:
         return env
 
     async def refresh_environment(self, env_id: str) -> bool:
-        """Read one environment now (``GET /environments/{id}`` through the watch's client: the
-        key's read budget) because a webhook named it (``docs/webhooks.md`` §2); keep it and wake
+        """Read one environment now (``GET /environments/{id}`` through the watch's client at
+        detail priority: only from the key's spare read budget, never queued, so a burst of
+        deliveries, e.g. during a mass create, never delays a create, a delete or a list; the
+        project's list covers what it skips) because a webhook named it (``docs/webhooks.md`` §2); keep it and wake
         its interests when it changed. A 404 alone proves nothing (``docs/oec-api.md`` §1 row 13):
         it is followed by a list of the project started after it (:meth:`listed`), which wakes the
         interests when the environment is absent from it too; their reconcile then applies its own
@@ -193,11 +196,12 @@ class ProjectWatch:
             True when the environment changed (or is gone from the project's list).
 
         Raises:
+            OecBudgetDeferred: no spare read budget now (nothing was sent).
             OecError: the read failed otherwise.
         """
         before, asked = self._seen.get(env_id), self._clock()
         try:
-            env = await self.api.get_environment(env_id)
+            env = await self.api.with_priority(Priority.DETAIL).get_environment(env_id)
         except OecNotFoundError:
             return await self.listed(env_id, since=asked) is None  # the list wakes them when absent
         self.record(env)
