@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 
 from oec_operator.controller.push import PushHub
-from oec_operator.domain.polling import ProjectWatch, key_id_of
+from oec_operator.domain.polling import ProjectWatch
 from oec_operator.domain.pushhealth import PushHealth
 from oec_operator.models.requests import REFRESH_REQUESTED_AT
 from oec_operator.models.status import Status
+from oec_operator.oec.client import key_id_of
 from oec_operator.webhooks.registration import WebhookState
 from oec_simulator.clock import ManualClock
 from tests.controller.conftest import Harness

@@ -23,9 +23,9 @@ from kopf._cogs.clients import auth
 from kopf._cogs.structs.credentials import Vault
 
 from oec_operator.controller.push import PushHub
-from oec_operator.domain.polling import key_id_of
 from oec_operator.kube.client import KubeClient
 from oec_operator.models.requests import REFRESH_REQUESTED_AT
+from oec_operator.oec.client import key_id_of
 from oec_operator.runtime import Runtime
 from oec_operator.settings import OperatorConfig
 

@@ -24,12 +24,12 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from oec_operator.domain.polling import ProjectWatch, key_id_of
+from oec_operator.domain.polling import ProjectWatch
 from oec_operator.kube.client import KubeError
 from oec_operator.kube.credentials import CredentialsError
 from oec_operator.models.requests import REFRESH_REQUESTED_AT, Requests
 from oec_operator.models.spec import SecretKeyRef
-from oec_operator.oec.client import OecBudgetDeferred
+from oec_operator.oec.client import OecBudgetDeferred, key_id_of
 from oec_operator.oec.errors import OecError
 from oec_operator.runtime import Runtime
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from oec_operator.domain.failures import backoff
-from oec_operator.oec.client import OecClient
+from oec_operator.oec.client import OecClient, key_id_of
 from oec_operator.oec.errors import OecError, OecNotFoundError, OecRateLimitError, OecTransportError
 from oec_operator.oec.models import Environment
 from oec_operator.oec.ratelimit import Priority
@@ -342,11 +342,6 @@ class ProjectWatch:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-
-
-def key_id_of(api_key: str) -> str:
-    """The id of an API key in logs and metrics (as ``OecClient.key_id``): a SHA-256 prefix."""
-    return hashlib.sha256(api_key.strip().encode()).hexdigest()[:16]
 
 
 class Fleet:

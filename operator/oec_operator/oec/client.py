@@ -182,7 +182,7 @@ class OecClient:
         self._http = http
         self._auth = {"Authorization": f"Bearer {api_key.strip()}"}
         #: Identifies the key without revealing it (16 hex digits of its SHA-256).
-        self.key_id = hashlib.sha256(api_key.strip().encode()).hexdigest()[:16]
+        self.key_id = key_id_of(api_key)
         self._observer = observer
         self._limiter = limiter
         self._gate = gate
@@ -808,6 +808,11 @@ class _DeliveryList(RootModel[list[WebhookDelivery]]):
         return data
 
 
+def key_id_of(api_key: str) -> str:
+    """The id of an API key in logs, metrics and the webhook Secret: 16 hex characters of its SHA-256."""
+    return hashlib.sha256(api_key.strip().encode()).hexdigest()[:16]
+
+
 def _patch_body(method: str, allowed: Iterable[str], fields: Mapping[str, Any]) -> dict[str, Any]:
     """The body of a PATCH: the given (not ``None``) ``fields``.
 
@@ -836,6 +841,7 @@ __all__ = [
     "OecClient",
     "OecError",
     "is_webhook_mutation",
+    "key_id_of",
     "make_http_client",
     "validate_api_key",
 ]
